@@ -1,0 +1,99 @@
+//! Security audit events (ASVS V7): one structured log line on the `audit`
+//! target and one row in the append-only audit table. Event names are defined
+//! here, once, so alarms and queries can rely on them.
+
+use crate::clock::Clock;
+use crate::http::ClientMeta;
+use crate::store::AuditStore;
+use std::sync::Arc;
+
+/// Every audit event type Portcullis emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Register,
+    LoginSuccess,
+    LoginFailure,
+    PasswordChange,
+    PasswordChangeFailure,
+}
+
+impl EventType {
+    /// The stable name used in logs, the audit table and metric filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::LoginSuccess => "login_success",
+            Self::LoginFailure => "login_failure",
+            Self::PasswordChange => "password_change",
+            Self::PasswordChangeFailure => "password_change_failure",
+        }
+    }
+
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Self::LoginFailure | Self::PasswordChangeFailure => "failure",
+            _ => "success",
+        }
+    }
+}
+
+/// One audit record. Never holds a secret; the subject is a user id, not an email.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub event_type: EventType,
+    pub subject: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub occurred_at: i64,
+    /// A short machine-readable reason, e.g. `unknown_account`.
+    pub reason: Option<&'static str>,
+}
+
+/// Writes audit events to the log and the audit store.
+#[derive(Clone)]
+pub struct Auditor {
+    store: Arc<dyn AuditStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Auditor {
+    pub fn new(store: Arc<dyn AuditStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// Records an event. A failing audit store is logged as an error and does not
+    /// fail the user's request; the log line is written first, so the event is
+    /// never lost entirely.
+    pub async fn record(
+        &self,
+        event_type: EventType,
+        subject: Option<String>,
+        meta: &ClientMeta,
+        reason: Option<&'static str>,
+    ) {
+        let event = AuditEvent {
+            event_type,
+            subject,
+            source_ip: meta.source_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            request_id: meta.request_id.clone(),
+            occurred_at: self.clock.now_secs(),
+            reason,
+        };
+        tracing::info!(
+            target: "audit",
+            event_type = event.event_type.as_str(),
+            outcome = event.event_type.outcome(),
+            subject = event.subject.as_deref(),
+            source_ip = event.source_ip.as_deref(),
+            user_agent = event.user_agent.as_deref(),
+            request_id = event.request_id.as_deref(),
+            reason = event.reason,
+            "audit event"
+        );
+        if let Err(err) = self.store.append(&event).await {
+            tracing::error!(event_type = event.event_type.as_str(), error = %crate::http::error_chain(&err), "audit store write failed");
+        }
+    }
+}

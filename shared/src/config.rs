@@ -1,0 +1,212 @@
+//! Typed configuration read once from the environment at cold start. A bad value
+//! stops the process with a message naming the variable (fail fast).
+
+use secrecy::SecretString;
+use std::path::PathBuf;
+
+/// A configuration problem, naming the variable at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} is required{why}")]
+    Missing {
+        var: &'static str,
+        why: &'static str,
+    },
+    #[error("{var} has an invalid value: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+/// Where users, roles and the audit trail live.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// In-process store: the local server and unit tests only.
+    Memory,
+    /// MySQL/MariaDB at this URL.
+    Mysql { url: SecretString },
+}
+
+/// Who holds the master key that wraps data keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBackend {
+    /// A local master key file, created 0600 on first use (embedded mode).
+    LocalFile { path: PathBuf },
+    /// AWS KMS with this key id or ARN (the endpoint honours `AWS_ENDPOINT_URL`).
+    Kms { key_id: String },
+}
+
+/// The whole configuration of a Portcullis process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreBackend,
+    pub keys: KeyBackend,
+    /// `iss` of the tokens we issue and the only issuer we accept.
+    pub issuer: String,
+    /// `aud` of the tokens we issue and accept.
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub password_min_length: usize,
+    /// Base URL of a Have I Been Pwned compatible range API; `None` disables the check.
+    pub hibp_url: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Reads every `PORTCULLIS_*` variable; see README for the table.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Same as [`Config::from_env`] over any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let store = match get("PORTCULLIS_STORE").as_deref().unwrap_or("memory") {
+            "memory" => StoreBackend::Memory,
+            "mysql" => StoreBackend::Mysql {
+                url: get("PORTCULLIS_DATABASE_URL")
+                    .map(SecretString::from)
+                    .ok_or(ConfigError::Missing {
+                        var: "PORTCULLIS_DATABASE_URL",
+                        why: " when PORTCULLIS_STORE=mysql",
+                    })?,
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "PORTCULLIS_STORE",
+                    reason: format!("`{other}` is neither `memory` nor `mysql`"),
+                })
+            }
+        };
+        let keys = match get("PORTCULLIS_KEY_PROVIDER").as_deref().unwrap_or("local") {
+            "local" => KeyBackend::LocalFile {
+                path: get("PORTCULLIS_LOCAL_KEY_FILE")
+                    .unwrap_or_else(|| ".portcullis/master.key".into())
+                    .into(),
+            },
+            "kms" => KeyBackend::Kms {
+                key_id: get("PORTCULLIS_KMS_KEY_ID").ok_or(ConfigError::Missing {
+                    var: "PORTCULLIS_KMS_KEY_ID",
+                    why: " when PORTCULLIS_KEY_PROVIDER=kms",
+                })?,
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "PORTCULLIS_KEY_PROVIDER",
+                    reason: format!("`{other}` is neither `local` nor `kms`"),
+                })
+            }
+        };
+        let hibp_url = get("PORTCULLIS_HIBP_URL");
+        if let Some(url) = &hibp_url {
+            if !(url.starts_with("https://")
+                || url.starts_with("http://127.0.0.1")
+                || url.starts_with("http://localhost"))
+            {
+                return Err(ConfigError::Invalid {
+                    var: "PORTCULLIS_HIBP_URL",
+                    reason: "must be https (plain http only for a loopback test server)".into(),
+                });
+            }
+        }
+        let access_token_ttl_secs =
+            number(&get, "PORTCULLIS_ACCESS_TOKEN_TTL_SECS", 900, 60, 86_400)?;
+        let password_min_length =
+            number(&get, "PORTCULLIS_PASSWORD_MIN_LENGTH", 12, 8, 64)? as usize;
+        let max_body_bytes =
+            number(&get, "PORTCULLIS_MAX_BODY_BYTES", 16 * 1024, 1024, 1 << 20)? as usize;
+        Ok(Self {
+            store,
+            keys,
+            issuer: get("PORTCULLIS_ISSUER").unwrap_or_else(|| "portcullis".into()),
+            audience: get("PORTCULLIS_AUDIENCE").unwrap_or_else(|| "portcullis".into()),
+            access_token_ttl_secs,
+            password_min_length,
+            hibp_url,
+            max_body_bytes,
+        })
+    }
+
+    /// Lambda functions need shared, durable state: refuse the in-memory store there.
+    pub fn require_durable_store(&self) -> Result<(), ConfigError> {
+        match self.store {
+            StoreBackend::Mysql { .. } => Ok(()),
+            StoreBackend::Memory => Err(ConfigError::Missing {
+                var: "PORTCULLIS_STORE",
+                why: " to be `mysql` in a Lambda function (the in-memory store is for the local server)",
+            }),
+        }
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = get(var) else {
+        return Ok(default);
+    };
+    let value: u64 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+        var,
+        reason: format!("`{raw}` is not a whole number"),
+    })?;
+    if !(min..=max).contains(&value) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("{value} is outside {min}..={max}"),
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let c = config(&[]).expect("defaults are valid");
+        assert!(matches!(c.store, StoreBackend::Memory));
+        assert!(matches!(c.keys, KeyBackend::LocalFile { .. }));
+        assert_eq!(c.access_token_ttl_secs, 900);
+        assert_eq!(c.password_min_length, 12);
+    }
+
+    #[test]
+    fn mysql_without_url_names_the_missing_variable() {
+        let err = config(&[("PORTCULLIS_STORE", "mysql")]).expect_err("must fail");
+        assert!(err.to_string().contains("PORTCULLIS_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = config(&[("PORTCULLIS_ACCESS_TOKEN_TTL_SECS", "soon")]).expect_err("must fail");
+        assert!(
+            err.to_string().contains("PORTCULLIS_ACCESS_TOKEN_TTL_SECS"),
+            "{err}"
+        );
+        let err = config(&[("PORTCULLIS_PASSWORD_MIN_LENGTH", "4")]).expect_err("must fail");
+        assert!(err.to_string().contains("outside"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_breach_service_is_refused_off_loopback() {
+        assert!(config(&[("PORTCULLIS_HIBP_URL", "http://example.com")]).is_err());
+        assert!(config(&[("PORTCULLIS_HIBP_URL", "http://127.0.0.1:9/")]).is_ok());
+    }
+
+    #[test]
+    fn lambda_refuses_the_memory_store() {
+        assert!(config(&[]).expect("valid").require_durable_store().is_err());
+    }
+}

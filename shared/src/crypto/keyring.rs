@@ -1,0 +1,163 @@
+//! Loads (or, on first start, creates) the process's key material: the field
+//! encryption data key and the token-signing key pair. Stored wrapped by the key
+//! provider; unwrapped once at cold start.
+
+use super::keys::expose_key;
+use super::{EncryptionContext, FieldCipher, KeyError, KeyProvider};
+use crate::store::{KeyMaterialStore, KeyRecord, StoreError};
+use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use zeroize::Zeroizing;
+
+const FIELD: &str = "field-encryption";
+const SIGNING: &str = "token-signing";
+
+/// Key material could not be loaded: the process must not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("key provider failed")]
+    Key(#[from] KeyError),
+    #[error("key store failed")]
+    Store(#[from] StoreError),
+    #[error("stored key material for {0} is invalid")]
+    Invalid(&'static str),
+}
+
+/// The private signing key (PKCS#8 DER, zeroized on drop) and its id.
+pub struct SigningKey {
+    pub kid: String,
+    pub pkcs8: Zeroizing<Vec<u8>>,
+    pub public: VerifyingKey,
+}
+
+/// A public verification key: `kid` and the P-256 point (SEC1 uncompressed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyingKey {
+    pub kid: String,
+    pub point: Vec<u8>,
+}
+
+fn context(purpose: &str, kid: &str) -> EncryptionContext {
+    EncryptionContext::new([("purpose", purpose), ("kid", kid), ("app", "portcullis")])
+}
+
+async fn current_or_create<F, Fut>(
+    store: &dyn KeyMaterialStore,
+    purpose: &str,
+    create: F,
+) -> Result<KeyRecord, KeyringError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<KeyRecord, KeyringError>>,
+{
+    if let Some(rec) = store.keys(purpose).await?.into_iter().next() {
+        return Ok(rec);
+    }
+    let kid = uuid::Uuid::new_v4().simple().to_string();
+    store.insert_if_absent(&create(kid).await?).await?;
+    store
+        .keys(purpose)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(KeyringError::Invalid("key store"))
+}
+
+/// The field cipher of this deployment.
+pub async fn load_field_cipher(
+    store: &dyn KeyMaterialStore,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<FieldCipher, KeyringError> {
+    let rec = current_or_create(store, FIELD, |kid| async move {
+        let dk = provider.generate_data_key(&context(FIELD, &kid)).await?;
+        Ok(KeyRecord {
+            purpose: FIELD.into(),
+            generation: 1,
+            kid,
+            public_key: Vec::new(),
+            wrapped_key: dk.wrapped,
+            sealed: Vec::new(),
+            created_at: now,
+        })
+    })
+    .await?;
+    let key = provider
+        .decrypt_data_key(&rec.wrapped_key, &context(FIELD, &rec.kid))
+        .await?;
+    Ok(FieldCipher::new(expose_key(&key)))
+}
+
+/// The current token-signing key (private), creating an ES256 key on first start.
+pub async fn load_signing_key(
+    store: &dyn KeyMaterialStore,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<SigningKey, KeyringError> {
+    let rec = current_or_create(store, SIGNING, |kid| async move {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| KeyringError::Invalid("token-signing"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+            .map_err(|_| KeyringError::Invalid("token-signing"))?;
+        let dk = provider.generate_data_key(&context(SIGNING, &kid)).await?;
+        let sealer = RandomizedNonceKey::new(&AES_256_GCM, expose_key(&dk.plaintext))
+            .map_err(|_| KeyringError::Invalid("token-signing"))?;
+        let mut in_out = doc.as_ref().to_vec();
+        let nonce = sealer
+            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut in_out)
+            .map_err(|_| KeyringError::Invalid("token-signing"))?;
+        let mut sealed = nonce.as_ref().to_vec();
+        sealed.extend_from_slice(&in_out);
+        Ok(KeyRecord {
+            purpose: SIGNING.into(),
+            generation: 1,
+            public_key: pair.public_key().as_ref().to_vec(),
+            kid,
+            wrapped_key: dk.wrapped,
+            sealed,
+            created_at: now,
+        })
+    })
+    .await?;
+    let dk = provider
+        .decrypt_data_key(&rec.wrapped_key, &context(SIGNING, &rec.kid))
+        .await?;
+    let opener = RandomizedNonceKey::new(&AES_256_GCM, expose_key(&dk))
+        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    if rec.sealed.len() < NONCE_LEN {
+        return Err(KeyringError::Invalid("token-signing"));
+    }
+    let (nonce, body) = rec.sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce)
+        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    let mut in_out = Zeroizing::new(body.to_vec());
+    let pkcs8 = opener
+        .open_in_place(nonce, Aad::from(rec.kid.as_bytes()), &mut in_out)
+        .map_err(|_| KeyringError::Invalid("token-signing"))?
+        .to_vec();
+    Ok(SigningKey {
+        public: VerifyingKey {
+            kid: rec.kid.clone(),
+            point: rec.public_key.clone(),
+        },
+        kid: rec.kid,
+        pkcs8: Zeroizing::new(pkcs8),
+    })
+}
+
+/// Every published verification key (current first). Needs no key provider: the
+/// authorizer never touches private material.
+pub async fn load_verifying_keys(
+    store: &dyn KeyMaterialStore,
+) -> Result<Vec<VerifyingKey>, KeyringError> {
+    Ok(store
+        .keys(SIGNING)
+        .await?
+        .into_iter()
+        .map(|r| VerifyingKey {
+            kid: r.kid,
+            point: r.public_key,
+        })
+        .collect())
+}

@@ -1,0 +1,210 @@
+//! The one error type of the HTTP edge and its single mapping to RFC 9457
+//! problem+json. The kind is for machines (`type`), the title for people; internal
+//! causes are logged with their chain and never sent to the client.
+
+use http::StatusCode;
+use serde::Serialize;
+
+/// One broken rule of a validated request (field validation or password policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    /// Machine-readable rule name, e.g. `too_short`.
+    pub rule: &'static str,
+    /// The field the rule applies to.
+    pub field: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Every failure a handler can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON for this route")]
+    MalformedBody(#[source] serde_json::Error),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("the request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request is invalid")]
+    Validation(Vec<Violation>),
+    #[error("the password does not meet the password policy")]
+    WeakPassword(Vec<Violation>),
+    #[error("the email address cannot be registered")]
+    EmailUnavailable,
+    /// Wrong password and unknown account alike: the body never says which.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error("the caller lacks the permission for this action")]
+    Forbidden,
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// Wraps any internal cause; it is logged, never shown.
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// Wraps a dependency failure (database, KMS, breach service): 503.
+    pub fn unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Unavailable(err.into())
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedBody(_) | Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::EmailUnavailable => StatusCode::CONFLICT,
+            Self::InvalidCredentials | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable, machine-readable kind (last segment of the problem `type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MalformedBody(_) => "malformed-body",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::Validation(_) => "validation-failed",
+            Self::WeakPassword(_) => "weak-password",
+            Self::EmailUnavailable => "email-unavailable",
+            Self::InvalidCredentials => "invalid-credentials",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::TooManyRequests { .. } => "too-many-requests",
+            Self::NotImplemented(_) => "not-implemented",
+            Self::Unavailable(_) => "service-unavailable",
+            Self::Internal(_) => "internal-error",
+        }
+    }
+
+    /// The problem document sent to the client. It never carries the source chain.
+    pub fn to_problem(&self) -> Problem {
+        let (detail, errors) = match self {
+            Self::Validation(v) | Self::WeakPassword(v) => (None, Some(v.clone())),
+            Self::MalformedBody(e) => (Some(public_serde_detail(e)), None),
+            Self::PayloadTooLarge { .. } | Self::NotImplemented(_) => {
+                (Some(self.to_string()), None)
+            }
+            _ => (None, None),
+        };
+        Problem {
+            r#type: format!("urn:portcullis:problem:{}", self.kind()),
+            title: title_of(self),
+            status: self.status().as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+fn title_of(err: &ApiError) -> String {
+    match err {
+        // Internal and dependency errors get a fixed title: the Display of the source is not shown.
+        ApiError::Internal(_) => "Internal error".to_owned(),
+        ApiError::Unavailable(_) => "Service temporarily unavailable".to_owned(),
+        other => {
+            let text = other.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => text,
+            }
+        }
+    }
+}
+
+/// serde's messages name fields and positions but never echo values, except for
+/// `unknown variant`/`invalid value` which quote the input; keep only the category.
+fn public_serde_detail(err: &serde_json::Error) -> String {
+    let msg = err.to_string();
+    if msg.starts_with("unknown field") {
+        // "unknown field `x`, expected one of ..." names only our schema and the caller's key.
+        msg.split(" at line")
+            .next()
+            .unwrap_or("unknown field")
+            .to_owned()
+    } else if msg.starts_with("missing field") {
+        msg.split(" at line")
+            .next()
+            .unwrap_or("missing field")
+            .to_owned()
+    } else {
+        match err.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "the body is not well-formed JSON".to_owned()
+            }
+            _ => "a field has the wrong type or value".to_owned(),
+        }
+    }
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub r#type: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<Violation>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_never_show_their_cause() {
+        let err = ApiError::internal(std::io::Error::other("SELECT * FROM users failed"));
+        let body = serde_json::to_string(&err.to_problem()).unwrap_or_default();
+        assert!(!body.contains("SELECT"), "{body}");
+        assert!(body.contains("\"status\":500"), "{body}");
+    }
+
+    #[test]
+    fn weak_password_lists_every_rule() {
+        let err = ApiError::WeakPassword(vec![
+            Violation {
+                rule: "too_short",
+                field: "password",
+                message: "short".into(),
+            },
+            Violation {
+                rule: "common",
+                field: "password",
+                message: "common".into(),
+            },
+        ]);
+        let problem = err.to_problem();
+        assert_eq!(problem.status, 422);
+        assert_eq!(problem.errors.map(|e| e.len()), Some(2));
+    }
+}

@@ -1,0 +1,206 @@
+//! The HTTP edge shared by every function: security headers on every response,
+//! problem+json for every failure, strict JSON body parsing, and the request
+//! metadata API Gateway supplies (source IP, request id, authorizer context).
+
+use crate::error::ApiError;
+use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use http::StatusCode;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Default request body limit; `PORTCULLIS_MAX_BODY_BYTES` overrides it.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// The headers of the HTTP contract, set on every response (success or error).
+pub const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("cache-control", "no-store"),
+    ("pragma", "no-cache"),
+    ("x-content-type-options", "nosniff"),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("referrer-policy", "no-referrer"),
+];
+
+/// Adds the security headers of the contract, replacing any weaker value.
+pub fn apply_security_headers(headers: &mut HeaderMap) {
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// A handler's outcome before it becomes a response.
+pub type HandlerResult = Result<Response<Body>, ApiError>;
+
+/// 200/201 with a JSON body.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HandlerResult {
+    let text = serde_json::to_string(body).map_err(ApiError::internal)?;
+    let mut resp = Response::new(Body::Text(text));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(resp)
+}
+
+/// 204 No Content.
+pub fn no_content() -> HandlerResult {
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+/// The problem+json response for an error. Server-side failures are logged here,
+/// with their source chain, and nothing of the chain reaches the body.
+pub fn problem_response(err: &ApiError) -> Response<Body> {
+    let status = err.status();
+    if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+        tracing::error!(error = %error_chain(err), kind = err.kind(), "request failed");
+    }
+    let problem = err.to_problem();
+    let text = serde_json::to_string(&problem).unwrap_or_else(|_| {
+        r#"{"type":"about:blank","title":"Internal error","status":500}"#.into()
+    });
+    let mut resp = Response::new(Body::Text(text));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let ApiError::TooManyRequests { retry_after_secs } = err {
+        headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+    }
+    if let ApiError::MethodNotAllowed = err {
+        headers.insert(
+            http::header::ALLOW,
+            HeaderValue::from_static("GET, POST, DELETE"),
+        );
+    }
+    resp
+}
+
+/// Turns a handler result into the final response, with the security headers.
+pub fn finish(result: HandlerResult) -> Response<Body> {
+    let mut resp = result.unwrap_or_else(|err| problem_response(&err));
+    apply_security_headers(resp.headers_mut());
+    debug_assert_eq!(
+        resp.headers().get(CACHE_CONTROL).map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
+    resp
+}
+
+/// `a: b: c` for a logged error with its sources.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Parses a JSON body strictly: `application/json` only (415), at most `limit`
+/// bytes (413), well-formed (400), and the target type is expected to use
+/// `#[serde(deny_unknown_fields)]` so unknown fields are a 400 as well.
+pub fn parse_json<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let essence = v.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    serde_json::from_slice(bytes).map_err(ApiError::MalformedBody)
+}
+
+/// Request metadata for audit events and throttling. The source IP is the one API
+/// Gateway saw on the connection, never a client-supplied `X-Forwarded-For`.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl ClientMeta {
+    /// Reads the metadata from the API Gateway request context.
+    pub fn from_request(req: &Request) -> Self {
+        let user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect());
+        let (source_ip, request_id) = match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => {
+                (ctx.http.source_ip.clone(), ctx.request_id.clone())
+            }
+            Some(RequestContext::ApiGatewayV1(ctx)) => {
+                (ctx.identity.source_ip.clone(), ctx.request_id.clone())
+            }
+            _ => (None, None),
+        };
+        Self {
+            source_ip,
+            user_agent,
+            request_id,
+        }
+    }
+}
+
+/// The identity the authorizer established for this request, read from the
+/// context API Gateway attaches after the authorizer allowed it. Only API Gateway
+/// (or the local server emulating it) can set this context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub sub: String,
+    pub sid: Option<String>,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// The authenticated caller, or `Unauthenticated` when no authorizer ran.
+    pub fn from_request(req: &Request) -> Result<Self, ApiError> {
+        let fields = match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().map(|a| &a.fields),
+            Some(RequestContext::ApiGatewayV1(ctx)) => Some(&ctx.authorizer.fields),
+            _ => None,
+        }
+        .ok_or(ApiError::Unauthenticated)?;
+        let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let sub = text("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or(ApiError::Unauthenticated)?;
+        let roles = text("roles")
+            .map(|r| {
+                r.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            sub,
+            sid: text("sid"),
+            roles,
+        })
+    }
+}

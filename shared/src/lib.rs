@@ -1,0 +1,21 @@
+//! The common crate of Portcullis.
+//!
+//! Everything the Lambda functions, the local server and the tests share lives here:
+//! typed configuration, the one error type and its problem+json mapping, the HTTP
+//! edge (security headers, body validation), domain newtypes, the password policy,
+//! cryptography (key providers, field encryption, password hashing, tokens), the
+//! storage ports with their MySQL and in-memory implementations, and audit events.
+
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod policy;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;
+
+pub use error::ApiError;

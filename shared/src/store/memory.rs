@@ -1,0 +1,141 @@
+//! In-process store for the local server and unit tests. Same semantics as the
+//! MySQL store (unique emails, idempotent role grants, first key writer wins).
+
+use super::{AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore};
+use crate::audit::AuditEvent;
+use crate::crypto::BlindIndex;
+use crate::domain::{Role, UserId};
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<UserId, UserRecord>,
+    by_email: HashMap<BlindIndex, UserId>,
+    roles: HashMap<UserId, BTreeSet<Role>>,
+    audit: Vec<AuditEvent>,
+    keys: Vec<KeyRecord>,
+}
+
+/// Everything in one mutex: contention is irrelevant for a local server.
+#[derive(Default)]
+pub struct MemoryStore(Mutex<Inner>);
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        self.0
+            .lock()
+            .map_err(|_| StoreError::Corrupt("memory store lock poisoned"))
+    }
+
+    /// The audit events recorded so far (for tests and the local server).
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        self.lock().map(|i| i.audit.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.by_email.contains_key(&user.email_index) || inner.users.contains_key(&user.id) {
+            return Err(StoreError::Duplicate);
+        }
+        inner.by_email.insert(user.email_index, user.id);
+        inner.users.insert(
+            user.id,
+            UserRecord {
+                id: user.id,
+                email_ciphertext: user.email_ciphertext.clone(),
+                password_hash: user.password_hash.clone(),
+                mfa_enabled: false,
+                created_at: user.created_at,
+            },
+        );
+        inner
+            .roles
+            .insert(user.id, user.roles.iter().cloned().collect());
+        Ok(())
+    }
+
+    async fn find_by_email_index(
+        &self,
+        index: &BlindIndex,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .by_email
+            .get(index)
+            .and_then(|id| inner.users.get(id))
+            .cloned())
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.lock()?.users.get(&id).cloned())
+    }
+
+    async fn set_password_hash(&self, id: UserId, phc: &str, _now: i64) -> Result<(), StoreError> {
+        if let Some(user) = self.lock()?.users.get_mut(&id) {
+            user.password_hash = phc.to_owned();
+        }
+        Ok(())
+    }
+
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError> {
+        Ok(self
+            .lock()?
+            .roles
+            .get(&id)
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn grant_role(&self, id: UserId, role: &Role, _now: i64) -> Result<(), StoreError> {
+        self.lock()?
+            .roles
+            .entry(id)
+            .or_default()
+            .insert(role.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.lock()?.audit.push(event.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyMaterialStore for MemoryStore {
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut keys: Vec<KeyRecord> = self
+            .lock()?
+            .keys
+            .iter()
+            .filter(|k| k.purpose == purpose)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| b.generation.cmp(&a.generation));
+        Ok(keys)
+    }
+
+    async fn insert_if_absent(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if !inner
+            .keys
+            .iter()
+            .any(|k| k.purpose == record.purpose && k.generation == record.generation)
+        {
+            inner.keys.push(record.clone());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! Storage ports (one narrow trait per capability) and their implementations:
+//! MySQL for production, in-memory for the local server and unit tests.
+
+mod memory;
+mod migrate;
+mod mysql;
+
+pub use memory::MemoryStore;
+pub use migrate::{apply_migrations, MIGRATIONS};
+pub use mysql::MySqlStore;
+
+use crate::audit::AuditEvent;
+use crate::crypto::BlindIndex;
+use crate::domain::{Role, UserId};
+use crate::error::ApiError;
+use async_trait::async_trait;
+
+/// A storage failure. `Duplicate` is an expected outcome; the rest are outages.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a record with this key already exists")]
+    Duplicate,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("storage unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => ApiError::unavailable(err),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: UserId,
+    pub email_index: BlindIndex,
+    pub email_ciphertext: Vec<u8>,
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    pub created_at: i64,
+}
+
+/// A stored user. The email stays encrypted until a handler needs it.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub email_ciphertext: Vec<u8>,
+    pub password_hash: String,
+    pub mfa_enabled: bool,
+    pub created_at: i64,
+}
+
+/// Users and their roles.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the user with its roles atomically; `Duplicate` if the email is taken.
+    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError>;
+    async fn find_by_email_index(
+        &self,
+        index: &BlindIndex,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    async fn find_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    async fn set_password_hash(&self, id: UserId, phc: &str, now: i64) -> Result<(), StoreError>;
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError>;
+    /// Adds a role; granting a role the user already has is not an error.
+    async fn grant_role(&self, id: UserId, role: &Role, now: i64) -> Result<(), StoreError>;
+}
+
+/// The append-only security audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
+}
+
+/// Wrapped key material (never plaintext private keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// What the key is for, e.g. `field-encryption`, `token-signing`.
+    pub purpose: String,
+    /// 1 for the first key of a purpose; rotation adds the next.
+    pub generation: u32,
+    pub kid: String,
+    /// Public half, where the key is asymmetric (SEC1 uncompressed point).
+    pub public_key: Vec<u8>,
+    /// The data key, wrapped by the key provider under a purpose-bound context.
+    pub wrapped_key: Vec<u8>,
+    /// Private material sealed with the data key (empty when the data key is the key).
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
+}
+
+/// Storage of wrapped key material.
+#[async_trait]
+pub trait KeyMaterialStore: Send + Sync {
+    /// Every key of a purpose, newest generation first.
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Inserts unless that purpose already has this generation (the first writer
+    /// wins a cold-start race; the loser reads the winner's key).
+    async fn insert_if_absent(&self, record: &KeyRecord) -> Result<(), StoreError>;
+}

@@ -1,0 +1,245 @@
+//! MySQL/MariaDB implementation of the storage ports, over `mysql_async`.
+//! Every statement is static text with `?` parameters: no value is ever spliced
+//! into SQL (OWASP A03; the test command rejects `format!`-built SQL).
+
+use super::{AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore};
+use crate::audit::AuditEvent;
+use crate::crypto::BlindIndex;
+use crate::domain::{Role, UserId};
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts};
+use secrecy::{ExposeSecret, SecretString};
+
+const ER_DUP_ENTRY: u16 = 1062;
+
+fn classify(err: mysql_async::Error) -> StoreError {
+    match &err {
+        mysql_async::Error::Server(server) if server.code == ER_DUP_ENTRY => StoreError::Duplicate,
+        _ => StoreError::Unavailable(Box::new(err)),
+    }
+}
+
+/// A connection pool to one database, used by every port.
+#[derive(Clone)]
+pub struct MySqlStore {
+    pool: Pool,
+}
+
+impl MySqlStore {
+    /// Builds the pool from a `mysql://` URL. Connections are opened lazily; each
+    /// session runs in UTC so `FROM_UNIXTIME`/`UNIX_TIMESTAMP` round-trip exactly.
+    pub fn connect(url: &SecretString, max_connections: usize) -> Result<Self, StoreError> {
+        let opts = Opts::from_url(url.expose_secret())
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let constraints = PoolConstraints::new(0, max_connections.max(1))
+            .ok_or(StoreError::Corrupt("pool size"))?;
+        let opts = OptsBuilder::from_opts(opts)
+            .init(vec!["SET time_zone = '+00:00'"])
+            .pool_opts(PoolOpts::default().with_constraints(constraints));
+        Ok(Self {
+            pool: Pool::new(opts),
+        })
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn conn(&self) -> Result<mysql_async::Conn, StoreError> {
+        self.pool.get_conn().await.map_err(classify)
+    }
+}
+
+type UserRow = (Vec<u8>, Vec<u8>, String, bool, i64);
+
+fn user_from_row(
+    (id, email_ciphertext, password_hash, mfa_enabled, created_at): UserRow,
+) -> Result<UserRecord, StoreError> {
+    let id: [u8; 16] = id.try_into().map_err(|_| StoreError::Corrupt("users.id"))?;
+    Ok(UserRecord {
+        id: UserId::from_bytes(id),
+        email_ciphertext,
+        password_hash,
+        mfa_enabled,
+        created_at,
+    })
+}
+
+#[async_trait]
+impl UserStore for MySqlStore {
+    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(classify)?;
+        tx.exec_drop(
+            "INSERT INTO users (id, email_index, email_ciphertext, password_hash, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, FROM_UNIXTIME(?), FROM_UNIXTIME(?))",
+            (
+                user.id.as_bytes().to_vec(),
+                user.email_index.to_vec(),
+                user.email_ciphertext.clone(),
+                user.password_hash.clone(),
+                user.created_at,
+                user.created_at,
+            ),
+        )
+        .await
+        .map_err(classify)?;
+        for role in &user.roles {
+            tx.exec_drop(
+                "INSERT INTO user_roles (user_id, role, granted_at) VALUES (?, ?, FROM_UNIXTIME(?))",
+                (user.id.as_bytes().to_vec(), role.as_str(), user.created_at),
+            )
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn find_by_email_index(
+        &self,
+        index: &BlindIndex,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserRow> = conn
+            .exec_first(
+                "SELECT id, email_ciphertext, password_hash, mfa_enabled, CAST(UNIX_TIMESTAMP(created_at) AS SIGNED) \
+                 FROM users WHERE email_index = ?",
+                (index.to_vec(),),
+            )
+            .await
+            .map_err(classify)?;
+        row.map(user_from_row).transpose()
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let row: Option<UserRow> = conn
+            .exec_first(
+                "SELECT id, email_ciphertext, password_hash, mfa_enabled, CAST(UNIX_TIMESTAMP(created_at) AS SIGNED) \
+                 FROM users WHERE id = ?",
+                (id.as_bytes().to_vec(),),
+            )
+            .await
+            .map_err(classify)?;
+        row.map(user_from_row).transpose()
+    }
+
+    async fn set_password_hash(&self, id: UserId, phc: &str, now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE users SET password_hash = ?, updated_at = FROM_UNIXTIME(?) WHERE id = ?",
+            (phc, now, id.as_bytes().to_vec()),
+        )
+        .await
+        .map_err(classify)
+    }
+
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError> {
+        let mut conn = self.conn().await?;
+        let names: Vec<String> = conn
+            .exec(
+                "SELECT role FROM user_roles WHERE user_id = ? ORDER BY role",
+                (id.as_bytes().to_vec(),),
+            )
+            .await
+            .map_err(classify)?;
+        names
+            .iter()
+            .map(|n| Role::parse(n).map_err(|_| StoreError::Corrupt("user_roles.role")))
+            .collect()
+    }
+
+    async fn grant_role(&self, id: UserId, role: &Role, now: i64) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "INSERT IGNORE INTO user_roles (user_id, role, granted_at) VALUES (?, ?, FROM_UNIXTIME(?))",
+            (id.as_bytes().to_vec(), role.as_str(), now),
+        )
+        .await
+        .map_err(classify)
+    }
+}
+
+#[async_trait]
+impl AuditStore for MySqlStore {
+    async fn append(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "INSERT INTO audit_log (occurred_at, event_type, outcome, subject, source_ip, user_agent, request_id, reason) \
+             VALUES (FROM_UNIXTIME(?), ?, ?, ?, ?, ?, ?, ?)",
+            (
+                e.occurred_at,
+                e.event_type.as_str(),
+                e.event_type.outcome(),
+                e.subject.clone(),
+                e.source_ip.clone(),
+                e.user_agent.clone(),
+                e.request_id.clone(),
+                e.reason,
+            ),
+        )
+        .await
+        .map_err(classify)
+    }
+}
+
+type KeyRow = (String, u32, String, Vec<u8>, Vec<u8>, Vec<u8>, i64);
+
+#[async_trait]
+impl KeyMaterialStore for MySqlStore {
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<KeyRow> = conn
+            .exec(
+                "SELECT purpose, generation, kid, public_key, wrapped_key, sealed, CAST(UNIX_TIMESTAMP(created_at) AS SIGNED) \
+                 FROM key_material WHERE purpose = ? ORDER BY generation DESC",
+                (purpose,),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(purpose, generation, kid, public_key, wrapped_key, sealed, created_at)| {
+                    KeyRecord {
+                        purpose,
+                        generation,
+                        kid,
+                        public_key,
+                        wrapped_key,
+                        sealed,
+                        created_at,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    async fn insert_if_absent(&self, r: &KeyRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let result = conn
+            .exec_drop(
+                "INSERT INTO key_material (purpose, generation, kid, public_key, wrapped_key, sealed, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, FROM_UNIXTIME(?))",
+                (
+                    r.purpose.as_str(),
+                    r.generation,
+                    r.kid.as_str(),
+                    r.public_key.clone(),
+                    r.wrapped_key.clone(),
+                    r.sealed.clone(),
+                    r.created_at,
+                ),
+            )
+            .await
+            .map_err(classify);
+        match result {
+            Ok(()) | Err(StoreError::Duplicate) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
