@@ -44,7 +44,7 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
-    #[error("{0} is not implemented yet")]
+    #[error("Not implemented")]
     NotImplemented(&'static str),
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

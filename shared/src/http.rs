@@ -204,3 +204,16 @@ impl Caller {
         })
     }
 }
+
+/// The answer of a function whose issue has not landed: an honest 501.
+pub fn not_implemented(feature: &'static str) -> Response<Body> {
+    finish(Err(ApiError::NotImplemented(feature)))
+}
+
+/// The request id to log: API Gateway's, else the Lambda invocation's, else `-`.
+pub fn request_id(req: &Request) -> String {
+    ClientMeta::from_request(req)
+        .request_id
+        .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_else(|| "-".into())
+}

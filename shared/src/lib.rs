@@ -14,6 +14,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod policy;
+pub mod routes;
+pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

@@ -1,1 +1,26 @@
-fn main() {}
+//! Lambda wiring for `authorizer`.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use portcullis_authorizer::{handle_v2, Deps};
+use portcullis_shared::clock::SystemClock;
+use portcullis_shared::config::Config;
+use portcullis_shared::runtime::Backends;
+use portcullis_shared::telemetry;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    config.require_durable_store()?;
+    let backends = Backends::open(&config)?;
+    let deps = Arc::new(Deps::build(&config, &backends, Arc::new(SystemClock)).await?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let deps = deps.clone();
+        async move {
+            let _span = telemetry::request_span(&event.context.request_id).entered();
+            Ok::<_, std::convert::Infallible>(handle_v2(&deps, event.payload))
+        }
+    }))
+    .await
+}

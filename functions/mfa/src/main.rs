@@ -1,1 +1,12 @@
-fn main() {}
+//! Lambda wiring for `mfa`.
+
+use lambda_http::{service_fn, Error, Request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    portcullis_shared::telemetry::init();
+    lambda_http::run(service_fn(|req: Request| async move {
+        Ok::<_, std::convert::Infallible>(portcullis_mfa::handle(req).await)
+    }))
+    .await
+}

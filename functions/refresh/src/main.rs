@@ -1,1 +1,12 @@
-fn main() {}
+//! Lambda wiring for `refresh`.
+
+use lambda_http::{service_fn, Error, Request};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    portcullis_shared::telemetry::init();
+    lambda_http::run(service_fn(|req: Request| async move {
+        Ok::<_, std::convert::Infallible>(portcullis_refresh::handle(req).await)
+    }))
+    .await
+}

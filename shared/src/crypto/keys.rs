@@ -92,7 +92,11 @@ impl LocalKeyProvider {
             reason,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| fail(e.to_string()))?;
+            }
         }
         let mut created = false;
         if !path.exists() {

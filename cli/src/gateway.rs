@@ -1,0 +1,223 @@
+//! The local server: the HTTP contract on one port, routed as API Gateway would.
+//! A protected route first runs the authorizer handler; its context is attached
+//! to the request the function handler receives, exactly as in AWS. The very
+//! handlers the Lambda functions run serve each route.
+
+use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext};
+use axum::body::Body as AxumBody;
+use axum::extract::{ConnectInfo, State};
+use http::{HeaderMap, Request as HttpRequest, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, RequestExt};
+use portcullis_authorizer::Decision;
+use portcullis_shared::clock::{Clock, SystemClock};
+use portcullis_shared::config::Config;
+use portcullis_shared::domain::{Email, Password, Role};
+use portcullis_shared::http::{finish, request_id};
+use portcullis_shared::routes::{self, Access, Function};
+use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::{telemetry, ApiError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The functions behind the gateway.
+pub struct Gateway {
+    login: portcullis_login::Deps,
+    authorizer: portcullis_authorizer::Deps,
+    max_body_bytes: usize,
+}
+
+impl Gateway {
+    /// Builds every function's dependencies from one configuration.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let backends = Backends::open(config)?;
+        let provider = key_provider(config).await?;
+        // Login first: on a first start it creates the signing key the authorizer loads.
+        let login =
+            portcullis_login::Deps::build(config, &backends, provider.as_ref(), clock.clone())
+                .await?;
+        let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
+        Ok(Self {
+            login,
+            authorizer,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    /// Creates the bootstrap admin named by `PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL` and
+    /// `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`, if both are set and it is absent.
+    pub async fn bootstrap_admin(&self) -> anyhow::Result<()> {
+        let email = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let password = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
+            .ok()
+            .filter(|v| !v.is_empty());
+        let (Some(email), Some(password)) = (email, password) else {
+            return Ok(());
+        };
+        let email = Email::parse(&email)
+            .map_err(|e| anyhow::anyhow!("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL: {e}"))?;
+        let password = Password::new(&password);
+        match portcullis_login::register_user(
+            &self.login,
+            &email,
+            &password,
+            vec![Role::user(), Role::admin()],
+        )
+        .await
+        {
+            Ok(id) => tracing::info!(user_id = %id, "bootstrap admin created"),
+            Err(ApiError::EmailUnavailable) => tracing::info!("bootstrap admin already exists"),
+            Err(ApiError::WeakPassword(rules)) => {
+                let names: Vec<_> = rules.iter().map(|r| r.rule).collect();
+                anyhow::bail!(
+                    "PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD breaks the password policy: {names:?}"
+                )
+            }
+            Err(other) => anyhow::bail!("bootstrap admin: {other}"),
+        }
+        Ok(())
+    }
+
+    /// Serves one request as API Gateway plus the Lambda functions would.
+    pub async fn dispatch(
+        &self,
+        req: HttpRequest<AxumBody>,
+        peer: SocketAddr,
+    ) -> http::Response<Body> {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return finish(Err(ApiError::PayloadTooLarge {
+                    limit: self.max_body_bytes,
+                }))
+            }
+        };
+        let path = parts.uri.path().to_owned();
+        let route = match routes::find(&parts.method, &path) {
+            Ok(route) => route,
+            Err(true) => return finish(Err(ApiError::MethodNotAllowed)),
+            Err(false) => return finish(Err(ApiError::NotFound)),
+        };
+        let mut context = ApiGatewayV2httpRequestContext::default();
+        context.request_id = Some(uuid::Uuid::new_v4().to_string());
+        context.route_key = Some(format!("{} {}", route.method, route.template));
+        context.stage = Some("$default".into());
+        context.http.method = parts.method.clone();
+        context.http.path = Some(path.clone());
+        context.http.source_ip = Some(peer.ip().to_string());
+        context.http.user_agent = header(&parts.headers, http::header::USER_AGENT);
+        if route.access != Access::Public {
+            match self.authorize(&parts.headers, route.access) {
+                Ok(fields) => {
+                    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+                    authorizer.fields = fields;
+                    context.authorizer = Some(authorizer);
+                }
+                Err(status) => {
+                    let err = if status == StatusCode::FORBIDDEN {
+                        ApiError::Forbidden
+                    } else {
+                        ApiError::Unauthenticated
+                    };
+                    return finish(Err(err));
+                }
+            }
+        }
+        let body = if bytes.is_empty() {
+            Body::Empty
+        } else {
+            match String::from_utf8(bytes.to_vec()) {
+                Ok(text) => Body::Text(text),
+                Err(raw) => Body::Binary(raw.into_bytes()),
+            }
+        };
+        let request = HttpRequest::from_parts(parts, body)
+            .with_request_context(RequestContext::ApiGatewayV2(context));
+        let span = telemetry::request_span(&request_id(&request));
+        async {
+            match route.function {
+                Function::Login => portcullis_login::handle(&self.login, request).await,
+                Function::Mfa => portcullis_mfa::handle(request).await,
+                Function::Refresh => portcullis_refresh::handle(request).await,
+                Function::Admin => portcullis_admin::handle(request).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs the authorizer handler; the context fields on success, else 401/403.
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        access: Access,
+    ) -> Result<std::collections::HashMap<String, serde_json::Value>, StatusCode> {
+        let authorization = header(headers, http::header::AUTHORIZATION);
+        match portcullis_authorizer::decide(&self.authorizer, authorization.as_deref()) {
+            Decision::Allow(identity) => {
+                if let Access::Permission(_) = access {
+                    // Role-based permissions arrive with the RBAC policy; until then
+                    // admin routes are open to the admin role only (fail closed).
+                    if !identity.roles.iter().any(|r| r == "admin") {
+                        return Err(StatusCode::FORBIDDEN);
+                    }
+                }
+                let context = portcullis_authorizer::context_of(&identity);
+                Ok(context
+                    .as_object()
+                    .map(|m| m.clone().into_iter().collect())
+                    .unwrap_or_default())
+            }
+            Decision::Forbidden => Err(StatusCode::FORBIDDEN),
+            Decision::Unauthorized => Err(StatusCode::UNAUTHORIZED),
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn handler(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: HttpRequest<AxumBody>,
+) -> http::Response<AxumBody> {
+    let resp = gateway.dispatch(req, peer).await;
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        Body::Empty => AxumBody::empty(),
+        Body::Text(text) => AxumBody::from(text),
+        Body::Binary(bytes) => AxumBody::from(bytes),
+        _ => AxumBody::empty(),
+    };
+    http::Response::from_parts(parts, body)
+}
+
+/// Binds `addr` and serves until Ctrl-C.
+pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
+    let gateway = Arc::new(Gateway::build(&config).await?);
+    gateway.bootstrap_admin().await?;
+    let app = axum::Router::new().fallback(handler).with_state(gateway);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(addr = %bound, "portcullis local server listening");
+    eprintln!("portcullis: listening on http://{bound}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

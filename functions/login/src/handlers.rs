@@ -1,0 +1,321 @@
+//! The login function's handlers and their dependencies.
+
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::{Auditor, EventType};
+use portcullis_shared::clock::Clock;
+use portcullis_shared::config::Config;
+use portcullis_shared::crypto::{
+    load_field_cipher, load_signing_key, FieldCipher, KeyProvider, PasswordHasher,
+};
+use portcullis_shared::domain::{Email, Password, Role, UserId};
+use portcullis_shared::error::Violation;
+use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::policy::PasswordPolicy;
+use portcullis_shared::runtime::{Backends, BootError};
+use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore};
+use portcullis_shared::tokens::{Grant, TokenIssuer};
+use portcullis_shared::ApiError;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Everything the login handlers use, built once at cold start.
+pub struct Deps {
+    pub users: Arc<dyn UserStore>,
+    pub auditor: Auditor,
+    pub fields: Arc<FieldCipher>,
+    pub hasher: PasswordHasher,
+    pub policy: PasswordPolicy,
+    pub tokens: Arc<TokenIssuer>,
+    pub jwks: serde_json::Value,
+    pub clock: Arc<dyn Clock>,
+    pub max_body_bytes: usize,
+}
+
+impl Deps {
+    /// Loads keys (creating them on first start), the dummy hash and the policy.
+    pub async fn build(
+        config: &Config,
+        backends: &Backends,
+        provider: &dyn KeyProvider,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, BootError> {
+        let now = clock.now_secs();
+        let fields = load_field_cipher(backends.keys.as_ref(), provider, now)
+            .await
+            .map_err(|e| BootError::from_error("field-encryption key", &e))?;
+        let signing = load_signing_key(backends.keys.as_ref(), provider, now)
+            .await
+            .map_err(|e| BootError::from_error("token-signing key", &e))?;
+        let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
+            .await
+            .map_err(|e| BootError::from_error("verification keys", &e))?;
+        let hasher =
+            PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
+        let tokens = TokenIssuer::new(
+            &signing,
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.access_token_ttl_secs,
+            clock.clone(),
+        );
+        Ok(Self {
+            users: backends.users.clone(),
+            auditor: Auditor::new(backends.audit.clone(), clock.clone()),
+            fields: Arc::new(fields),
+            hasher,
+            policy: PasswordPolicy::new(config.password_min_length, config.hibp_url.clone()),
+            tokens: Arc::new(tokens),
+            jwks: portcullis_shared::tokens::jwks(&published),
+            clock,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: Password,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: Password,
+    new_password: Password,
+}
+
+#[derive(Serialize)]
+struct Tokens {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+#[derive(Serialize)]
+struct Profile {
+    user_id: String,
+    email: String,
+    roles: Vec<String>,
+    mfa_enabled: bool,
+}
+
+pub fn health() -> HandlerResult {
+    json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+pub fn jwks(deps: &Deps) -> HandlerResult {
+    json(StatusCode::OK, &deps.jwks)
+}
+
+fn parse_email(raw: &str) -> Result<Email, ApiError> {
+    Email::parse(raw).map_err(|message| {
+        ApiError::Validation(vec![Violation {
+            rule: "invalid_email",
+            field: "email",
+            message: message.into(),
+        }])
+    })
+}
+
+/// Creates a user with `roles`, enforcing the password policy. Shared by the
+/// register route and the local server's bootstrap admin.
+pub async fn register_user(
+    deps: &Deps,
+    email: &Email,
+    password: &Password,
+    roles: Vec<Role>,
+) -> Result<UserId, ApiError> {
+    deps.policy.check(password, email, "password").await?;
+    let id = UserId::generate();
+    let password_hash = deps
+        .hasher
+        .hash(password)
+        .await
+        .map_err(ApiError::internal)?;
+    let user = NewUser {
+        id,
+        email_index: deps.fields.blind_index(email.as_str()),
+        email_ciphertext: deps
+            .fields
+            .encrypt(email.as_str().as_bytes(), &id.as_bytes()),
+        password_hash,
+        roles,
+        created_at: deps.clock.now_secs(),
+    };
+    match deps.users.insert_user(&user).await {
+        Ok(()) => Ok(id),
+        Err(StoreError::Duplicate) => Err(ApiError::EmailUnavailable),
+        Err(other) => Err(other.into()),
+    }
+}
+
+pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: Credentials = parse_json(req, deps.max_body_bytes)?;
+    let email = parse_email(&body.email)?;
+    let id = register_user(deps, &email, &body.password, vec![Role::user()]).await?;
+    deps.auditor
+        .record(EventType::Register, Some(id.to_string()), &meta, None)
+        .await;
+    json(
+        StatusCode::CREATED,
+        &serde_json::json!({ "user_id": id.to_string() }),
+    )
+}
+
+/// Wrong password, unknown account and malformed email all take one argon2
+/// verification and end in the same 401 body (ASVS V2.2, enumeration defence).
+pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: Credentials = parse_json(req, deps.max_body_bytes)?;
+    let user = match Email::parse(&body.email) {
+        Ok(email) => {
+            deps.users
+                .find_by_email_index(&deps.fields.blind_index(email.as_str()))
+                .await?
+        }
+        Err(_) => None,
+    };
+    let verified = match &user {
+        Some(u) => deps.hasher.verify(&body.password, &u.password_hash).await,
+        None => deps.hasher.verify_dummy(&body.password).await,
+    }
+    .map_err(ApiError::internal)?;
+    let user = match (user, verified) {
+        (Some(user), true) => user,
+        (user, _) => {
+            let reason = if user.is_some() {
+                "wrong_password"
+            } else {
+                "unknown_account"
+            };
+            deps.auditor
+                .record(
+                    EventType::LoginFailure,
+                    user.map(|u| u.id.to_string()),
+                    &meta,
+                    Some(reason),
+                )
+                .await;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    if deps.hasher.needs_rehash(&user.password_hash) {
+        let phc = deps
+            .hasher
+            .hash(&body.password)
+            .await
+            .map_err(ApiError::internal)?;
+        deps.users
+            .set_password_hash(user.id, &phc, deps.clock.now_secs())
+            .await?;
+    }
+    let roles = deps.users.roles_of(user.id).await?;
+    let now = deps.clock.now_secs();
+    let grant = Grant {
+        sub: user.id.to_string(),
+        // Until server-side sessions exist, each login is its own session id.
+        sid: uuid::Uuid::new_v4().to_string(),
+        roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+        amr: vec!["pwd".into()],
+        auth_time: now,
+    };
+    let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
+    deps.auditor
+        .record(
+            EventType::LoginSuccess,
+            Some(user.id.to_string()),
+            &meta,
+            None,
+        )
+        .await;
+    json(
+        StatusCode::OK,
+        &Tokens {
+            access_token,
+            token_type: "Bearer",
+            expires_in: deps.tokens.ttl_secs(),
+        },
+    )
+}
+
+async fn current_user(deps: &Deps, req: &Request) -> Result<UserRecord, ApiError> {
+    let caller = Caller::from_request(req)?;
+    let id = UserId::parse(&caller.sub).ok_or(ApiError::Unauthenticated)?;
+    // A token for a deleted user authenticates nobody.
+    deps.users
+        .find_by_id(id)
+        .await?
+        .ok_or(ApiError::Unauthenticated)
+}
+
+fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
+    let plain = deps
+        .fields
+        .decrypt(&user.email_ciphertext, &user.id.as_bytes())
+        .map_err(ApiError::internal)?;
+    let text = String::from_utf8(plain).map_err(ApiError::internal)?;
+    Email::parse(&text)
+        .map_err(|_| ApiError::internal(StoreError::Corrupt("users.email_ciphertext")))
+}
+
+pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let user = current_user(deps, req).await?;
+    let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
+    let ok = deps
+        .hasher
+        .verify(&body.current_password, &user.password_hash)
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok {
+        deps.auditor
+            .record(
+                EventType::PasswordChangeFailure,
+                Some(user.id.to_string()),
+                &meta,
+                Some("wrong_password"),
+            )
+            .await;
+        return Err(ApiError::InvalidCredentials);
+    }
+    let email = email_of(deps, &user)?;
+    deps.policy
+        .check(&body.new_password, &email, "new_password")
+        .await?;
+    let phc = deps
+        .hasher
+        .hash(&body.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    deps.users
+        .set_password_hash(user.id, &phc, deps.clock.now_secs())
+        .await?;
+    deps.auditor
+        .record(
+            EventType::PasswordChange,
+            Some(user.id.to_string()),
+            &meta,
+            None,
+        )
+        .await;
+    no_content()
+}
+
+pub async fn me(deps: &Deps, req: &Request) -> HandlerResult {
+    let user = current_user(deps, req).await?;
+    let email = email_of(deps, &user)?;
+    let roles = deps.users.roles_of(user.id).await?;
+    json(
+        StatusCode::OK,
+        &Profile {
+            user_id: user.id.to_string(),
+            email: email.as_str().to_owned(),
+            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            mfa_enabled: user.mfa_enabled,
+        },
+    )
+}
