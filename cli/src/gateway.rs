@@ -36,30 +36,21 @@ impl Gateway {
         let provider = key_provider(config).await?;
         // Login first: on a first start it creates the signing key the authorizer loads.
         let login =
-            portcullis_login::Deps::build(config, &backends, provider.as_ref(), clock.clone())
-                .await?;
+            portcullis_login::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
-        Ok(Self {
-            login,
-            authorizer,
-            max_body_bytes: config.max_body_bytes,
-        })
+        Ok(Self { login, authorizer, max_body_bytes: config.max_body_bytes })
     }
 
     /// Creates the bootstrap admin named by `PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL` and
     /// `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`, if both are set and it is absent.
     pub async fn bootstrap_admin(&self) -> anyhow::Result<()> {
-        let email = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL")
-            .ok()
-            .filter(|v| !v.is_empty());
-        let password = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")
-            .ok()
-            .filter(|v| !v.is_empty());
+        let email = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL").ok().filter(|v| !v.is_empty());
+        let password = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|v| !v.is_empty());
         let (Some(email), Some(password)) = (email, password) else {
             return Ok(());
         };
-        let email = Email::parse(&email)
-            .map_err(|e| anyhow::anyhow!("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL: {e}"))?;
+        let email =
+            Email::parse(&email).map_err(|e| anyhow::anyhow!("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL: {e}"))?;
         let password = Password::new(&password);
         match portcullis_login::register_user(
             &self.login,
@@ -73,9 +64,7 @@ impl Gateway {
             Err(ApiError::EmailUnavailable) => tracing::info!("bootstrap admin already exists"),
             Err(ApiError::WeakPassword(rules)) => {
                 let names: Vec<_> = rules.iter().map(|r| r.rule).collect();
-                anyhow::bail!(
-                    "PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD breaks the password policy: {names:?}"
-                )
+                anyhow::bail!("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD breaks the password policy: {names:?}")
             }
             Err(other) => anyhow::bail!("bootstrap admin: {other}"),
         }
@@ -83,19 +72,11 @@ impl Gateway {
     }
 
     /// Serves one request as API Gateway plus the Lambda functions would.
-    pub async fn dispatch(
-        &self,
-        req: HttpRequest<AxumBody>,
-        peer: SocketAddr,
-    ) -> http::Response<Body> {
+    pub async fn dispatch(&self, req: HttpRequest<AxumBody>, peer: SocketAddr) -> http::Response<Body> {
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(bytes) => bytes,
-            Err(_) => {
-                return finish(Err(ApiError::PayloadTooLarge {
-                    limit: self.max_body_bytes,
-                }))
-            }
+            Err(_) => return finish(Err(ApiError::PayloadTooLarge { limit: self.max_body_bytes })),
         };
         let path = parts.uri.path().to_owned();
         let route = match routes::find(&parts.method, &path) {
@@ -136,8 +117,8 @@ impl Gateway {
                 Err(raw) => Body::Binary(raw.into_bytes()),
             }
         };
-        let request = HttpRequest::from_parts(parts, body)
-            .with_request_context(RequestContext::ApiGatewayV2(context));
+        let request =
+            HttpRequest::from_parts(parts, body).with_request_context(RequestContext::ApiGatewayV2(context));
         let span = telemetry::request_span(&request_id(&request));
         async {
             match route.function {
@@ -168,10 +149,7 @@ impl Gateway {
                     }
                 }
                 let context = portcullis_authorizer::context_of(&identity);
-                Ok(context
-                    .as_object()
-                    .map(|m| m.clone().into_iter().collect())
-                    .unwrap_or_default())
+                Ok(context.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default())
             }
             Decision::Forbidden => Err(StatusCode::FORBIDDEN),
             Decision::Unauthorized => Err(StatusCode::UNAUTHORIZED),
@@ -180,10 +158,7 @@ impl Gateway {
 }
 
 fn header(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
 async fn handler(
@@ -211,13 +186,10 @@ pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     tracing::info!(addr = %bound, "portcullis local server listening");
     eprintln!("portcullis: listening on http://{bound}");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }

@@ -9,11 +9,7 @@ use portcullis_shared::store::apply_migrations;
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
-#[command(
-    name = "portcullis",
-    version,
-    about = "Portcullis security suite: local server and operations"
-)]
+#[command(name = "portcullis", version, about = "Portcullis security suite: local server and operations")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,9 +48,7 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::from_env()?;
             gateway::serve(config, addr).await
         }
-        Command::Db {
-            command: DbCommand::Migrate { url },
-        } => {
+        Command::Db { command: DbCommand::Migrate { url } } => {
             let url = SecretString::from(url);
             let opts = mysql_opts(&url)?;
             let mut conn = mysql_async::Conn::new(opts).await?;

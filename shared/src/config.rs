@@ -8,10 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var} is required{why}")]
-    Missing {
-        var: &'static str,
-        why: &'static str,
-    },
+    Missing { var: &'static str, why: &'static str },
     #[error("{var} has an invalid value: {reason}")]
     Invalid { var: &'static str, reason: String },
 }
@@ -62,12 +59,10 @@ impl Config {
         let store = match get("PORTCULLIS_STORE").as_deref().unwrap_or("memory") {
             "memory" => StoreBackend::Memory,
             "mysql" => StoreBackend::Mysql {
-                url: get("PORTCULLIS_DATABASE_URL")
-                    .map(SecretString::from)
-                    .ok_or(ConfigError::Missing {
-                        var: "PORTCULLIS_DATABASE_URL",
-                        why: " when PORTCULLIS_STORE=mysql",
-                    })?,
+                url: get("PORTCULLIS_DATABASE_URL").map(SecretString::from).ok_or(ConfigError::Missing {
+                    var: "PORTCULLIS_DATABASE_URL",
+                    why: " when PORTCULLIS_STORE=mysql",
+                })?,
             },
             other => {
                 return Err(ConfigError::Invalid {
@@ -107,12 +102,9 @@ impl Config {
                 });
             }
         }
-        let access_token_ttl_secs =
-            number(&get, "PORTCULLIS_ACCESS_TOKEN_TTL_SECS", 900, 60, 86_400)?;
-        let password_min_length =
-            number(&get, "PORTCULLIS_PASSWORD_MIN_LENGTH", 12, 8, 64)? as usize;
-        let max_body_bytes =
-            number(&get, "PORTCULLIS_MAX_BODY_BYTES", 16 * 1024, 1024, 1 << 20)? as usize;
+        let access_token_ttl_secs = number(&get, "PORTCULLIS_ACCESS_TOKEN_TTL_SECS", 900, 60, 86_400)?;
+        let password_min_length = number(&get, "PORTCULLIS_PASSWORD_MIN_LENGTH", 12, 8, 64)? as usize;
+        let max_body_bytes = number(&get, "PORTCULLIS_MAX_BODY_BYTES", 16 * 1024, 1024, 1 << 20)? as usize;
         Ok(Self {
             store,
             keys,
@@ -147,15 +139,12 @@ fn number(
     let Some(raw) = get(var) else {
         return Ok(default);
     };
-    let value: u64 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
-        var,
-        reason: format!("`{raw}` is not a whole number"),
-    })?;
+    let value: u64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::Invalid { var, reason: format!("`{raw}` is not a whole number") })?;
     if !(min..=max).contains(&value) {
-        return Err(ConfigError::Invalid {
-            var,
-            reason: format!("{value} is outside {min}..={max}"),
-        });
+        return Err(ConfigError::Invalid { var, reason: format!("{value} is outside {min}..={max}") });
     }
     Ok(value)
 }
@@ -166,10 +155,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -191,10 +178,7 @@ mod tests {
     #[test]
     fn bad_numbers_name_the_variable() {
         let err = config(&[("PORTCULLIS_ACCESS_TOKEN_TTL_SECS", "soon")]).expect_err("must fail");
-        assert!(
-            err.to_string().contains("PORTCULLIS_ACCESS_TOKEN_TTL_SECS"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("PORTCULLIS_ACCESS_TOKEN_TTL_SECS"), "{err}");
         let err = config(&[("PORTCULLIS_PASSWORD_MIN_LENGTH", "4")]).expect_err("must fail");
         assert!(err.to_string().contains("outside"), "{err}");
     }

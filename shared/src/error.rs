@@ -108,9 +108,7 @@ impl ApiError {
         let (detail, errors) = match self {
             Self::Validation(v) | Self::WeakPassword(v) => (None, Some(v.clone())),
             Self::MalformedBody(e) => (Some(public_serde_detail(e)), None),
-            Self::PayloadTooLarge { .. } | Self::NotImplemented(_) => {
-                (Some(self.to_string()), None)
-            }
+            Self::PayloadTooLarge { .. } | Self::NotImplemented(_) => (Some(self.to_string()), None),
             _ => (None, None),
         };
         Problem {
@@ -145,15 +143,9 @@ fn public_serde_detail(err: &serde_json::Error) -> String {
     let msg = err.to_string();
     if msg.starts_with("unknown field") {
         // "unknown field `x`, expected one of ..." names only our schema and the caller's key.
-        msg.split(" at line")
-            .next()
-            .unwrap_or("unknown field")
-            .to_owned()
+        msg.split(" at line").next().unwrap_or("unknown field").to_owned()
     } else if msg.starts_with("missing field") {
-        msg.split(" at line")
-            .next()
-            .unwrap_or("missing field")
-            .to_owned()
+        msg.split(" at line").next().unwrap_or("missing field").to_owned()
     } else {
         match err.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
@@ -192,16 +184,8 @@ mod tests {
     #[test]
     fn weak_password_lists_every_rule() {
         let err = ApiError::WeakPassword(vec![
-            Violation {
-                rule: "too_short",
-                field: "password",
-                message: "short".into(),
-            },
-            Violation {
-                rule: "common",
-                field: "password",
-                message: "common".into(),
-            },
+            Violation { rule: "too_short", field: "password", message: "short".into() },
+            Violation { rule: "common", field: "password", message: "common".into() },
         ]);
         let problem = err.to_problem();
         assert_eq!(problem.status, 422);

@@ -18,14 +18,8 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("cache-control", "no-store"),
     ("pragma", "no-cache"),
     ("x-content-type-options", "nosniff"),
-    (
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ),
-    (
-        "content-security-policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
     ("referrer-policy", "no-referrer"),
 ];
 
@@ -44,8 +38,7 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> HandlerResult {
     let text = serde_json::to_string(body).map_err(ApiError::internal)?;
     let mut resp = Response::new(Body::Text(text));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
 }
 
@@ -64,24 +57,17 @@ pub fn problem_response(err: &ApiError) -> Response<Body> {
         tracing::error!(error = %error_chain(err), kind = err.kind(), "request failed");
     }
     let problem = err.to_problem();
-    let text = serde_json::to_string(&problem).unwrap_or_else(|_| {
-        r#"{"type":"about:blank","title":"Internal error","status":500}"#.into()
-    });
+    let text = serde_json::to_string(&problem)
+        .unwrap_or_else(|_| r#"{"type":"about:blank","title":"Internal error","status":500}"#.into());
     let mut resp = Response::new(Body::Text(text));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     if let ApiError::TooManyRequests { retry_after_secs } = err {
         headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     if let ApiError::MethodNotAllowed = err {
-        headers.insert(
-            http::header::ALLOW,
-            HeaderValue::from_static("GET, POST, DELETE"),
-        );
+        headers.insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
     }
     resp
 }
@@ -90,10 +76,7 @@ pub fn problem_response(err: &ApiError) -> Response<Body> {
 pub fn finish(result: HandlerResult) -> Response<Body> {
     let mut resp = result.unwrap_or_else(|err| problem_response(&err));
     apply_security_headers(resp.headers_mut());
-    debug_assert_eq!(
-        resp.headers().get(CACHE_CONTROL).map(|v| v.as_bytes()),
-        Some(&b"no-store"[..])
-    );
+    debug_assert_eq!(resp.headers().get(CACHE_CONTROL).map(|v| v.as_bytes()), Some(&b"no-store"[..]));
     resp
 }
 
@@ -150,19 +133,13 @@ impl ClientMeta {
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(512).collect());
         let (source_ip, request_id) = match req.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => {
-                (ctx.http.source_ip.clone(), ctx.request_id.clone())
-            }
+            Some(RequestContext::ApiGatewayV2(ctx)) => (ctx.http.source_ip.clone(), ctx.request_id.clone()),
             Some(RequestContext::ApiGatewayV1(ctx)) => {
                 (ctx.identity.source_ip.clone(), ctx.request_id.clone())
             }
             _ => (None, None),
         };
-        Self {
-            source_ip,
-            user_agent,
-            request_id,
-        }
+        Self { source_ip, user_agent, request_id }
     }
 }
 
@@ -186,22 +163,11 @@ impl Caller {
         }
         .ok_or(ApiError::Unauthenticated)?;
         let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let sub = text("sub")
-            .filter(|s| !s.is_empty())
-            .ok_or(ApiError::Unauthenticated)?;
+        let sub = text("sub").filter(|s| !s.is_empty()).ok_or(ApiError::Unauthenticated)?;
         let roles = text("roles")
-            .map(|r| {
-                r.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Self {
-            sub,
-            sid: text("sid"),
-            roles,
-        })
+        Ok(Self { sub, sid: text("sid"), roles })
     }
 }
 

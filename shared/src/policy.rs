@@ -24,10 +24,7 @@ pub struct PasswordPolicy {
 
 impl PasswordPolicy {
     pub fn new(min_length: usize, hibp_url: Option<String>) -> Self {
-        Self {
-            min_length,
-            breach: hibp_url.map(BreachCheck::new),
-        }
+        Self { min_length, breach: hibp_url.map(BreachCheck::new) }
     }
 
     /// Checks `password` for the account `email`; `Err` lists every broken rule,
@@ -56,26 +53,12 @@ impl PasswordPolicy {
     }
 
     /// Every rule that needs no network.
-    pub fn check_offline(
-        &self,
-        password: &Password,
-        email: &Email,
-        field: &'static str,
-    ) -> Vec<Violation> {
+    pub fn check_offline(&self, password: &Password, email: &Email, field: &'static str) -> Vec<Violation> {
         let mut broken = Vec::new();
         let length = password.char_count();
-        let mut violate = |rule, message: String| {
-            broken.push(Violation {
-                rule,
-                field,
-                message,
-            })
-        };
+        let mut violate = |rule, message: String| broken.push(Violation { rule, field, message });
         if length < self.min_length {
-            violate(
-                "too_short",
-                format!("use at least {} characters", self.min_length),
-            );
+            violate("too_short", format!("use at least {} characters", self.min_length));
         }
         if length > MAX_LENGTH {
             violate("too_long", format!("use at most {MAX_LENGTH} characters"));
@@ -85,10 +68,7 @@ impl PasswordPolicy {
         let pw_lower = password.expose().to_lowercase();
         let local = email.local_part();
         if local.chars().count() >= 3 && pw_lower.contains(local) {
-            violate(
-                "contains_email",
-                "do not use your email address in your password".into(),
-            );
+            violate("contains_email", "do not use your email address in your password".into());
         }
         if length == 0 {
             return broken;
@@ -107,18 +87,12 @@ impl PasswordPolicy {
             )
         );
         if whole_is_common || common_warning {
-            violate(
-                "common",
-                "this password is on a list of commonly used passwords".into(),
-            );
+            violate("common", "this password is on a list of commonly used passwords".into());
         }
         let score = u8::from(entropy.score());
         if score < MIN_SCORE {
             let hint = warning.map(|w| format!(": {w}")).unwrap_or_default();
-            violate(
-                "guessable",
-                format!("this password is too easy to guess{hint}"),
-            );
+            violate("guessable", format!("this password is too easy to guess{hint}"));
         }
         broken
     }
@@ -134,15 +108,13 @@ struct BreachCheck {
 
 impl BreachCheck {
     fn new(base: String) -> Self {
+        crate::crypto::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .user_agent("portcullis-password-policy")
             .build()
             .unwrap_or_default();
-        Self {
-            base: base.trim_end_matches('/').to_owned(),
-            client,
-        }
+        Self { base: base.trim_end_matches('/').to_owned(), client }
     }
 
     async fn is_breached(&self, password: &Password) -> Result<bool, ApiError> {
@@ -165,10 +137,7 @@ impl BreachCheck {
         Ok(body.lines().any(|line| {
             let mut parts = line.trim().split(':');
             let candidate = parts.next().unwrap_or("");
-            let count: u64 = parts
-                .next()
-                .and_then(|c| c.trim().parse().ok())
-                .unwrap_or(0);
+            let count: u64 = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(0);
             // Padding entries carry a count of 0.
             count > 0 && candidate.eq_ignore_ascii_case(suffix)
         }))
@@ -182,11 +151,7 @@ mod tests {
     fn rules(pw: &str, email: &str) -> Vec<&'static str> {
         let policy = PasswordPolicy::new(12, None);
         let email = Email::parse(email).expect("valid email");
-        policy
-            .check_offline(&Password::new(pw), &email, "password")
-            .into_iter()
-            .map(|v| v.rule)
-            .collect()
+        policy.check_offline(&Password::new(pw), &email, "password").into_iter().map(|v| v.rule).collect()
     }
 
     #[test]

@@ -34,12 +34,7 @@ pub struct Route {
 
 macro_rules! route {
     ($m:ident $t:literal => $f:ident, $a:expr) => {
-        Route {
-            method: Method::$m,
-            template: $t,
-            function: Function::$f,
-            access: $a,
-        }
+        Route { method: Method::$m, template: $t, function: Function::$f, access: $a }
     };
 }
 
@@ -108,27 +103,15 @@ mod tests {
 
     #[test]
     fn templates_match_whole_segments() {
-        assert!(matches(
-            "/admin/users/{user_id}/roles",
-            "/admin/users/abc/roles"
-        ));
-        assert!(!matches(
-            "/admin/users/{user_id}/roles",
-            "/admin/users//roles"
-        ));
-        assert!(!matches(
-            "/admin/users/{user_id}/roles",
-            "/admin/users/abc/roles/x"
-        ));
+        assert!(matches("/admin/users/{user_id}/roles", "/admin/users/abc/roles"));
+        assert!(!matches("/admin/users/{user_id}/roles", "/admin/users//roles"));
+        assert!(!matches("/admin/users/{user_id}/roles", "/admin/users/abc/roles/x"));
         assert!(!matches("/me", "/mee"));
     }
 
     #[test]
     fn routes_resolve_with_405_and_404() {
-        assert_eq!(
-            find(&Method::GET, "/me").map(|r| r.function),
-            Ok(Function::Login)
-        );
+        assert_eq!(find(&Method::GET, "/me").map(|r| r.function), Ok(Function::Login));
         assert_eq!(find(&Method::DELETE, "/me").map(|r| r.function), Err(true));
         assert_eq!(find(&Method::GET, "/nope").map(|r| r.function), Err(false));
         let admin = find(&Method::DELETE, "/admin/users/u1/roles/admin").map(|r| r.access);

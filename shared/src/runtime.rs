@@ -55,13 +55,7 @@ impl Backends {
 
     pub fn mysql(store: MySqlStore) -> Self {
         let shared = Arc::new(store.clone());
-        Self {
-            users: shared.clone(),
-            audit: shared.clone(),
-            keys: shared,
-            memory: None,
-            mysql: Some(store),
-        }
+        Self { users: shared.clone(), audit: shared.clone(), keys: shared, memory: None, mysql: Some(store) }
     }
 }
 

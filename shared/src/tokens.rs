@@ -118,8 +118,7 @@ impl TokenIssuer {
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(TOKEN_TYPE.into());
         header.kid = Some(self.kid.clone());
-        let token =
-            jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| TokenError::Signing)?;
+        let token = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| TokenError::Signing)?;
         Ok((token, claims))
     }
 }
@@ -136,11 +135,7 @@ impl TokenVerifier {
         let keys = keys
             .iter()
             .filter_map(|k| ec_components(&k.point).map(|(x, y)| (k.kid.clone(), x, y)))
-            .filter_map(|(kid, x, y)| {
-                DecodingKey::from_ec_components(&x, &y)
-                    .ok()
-                    .map(|key| (kid, key))
-            })
+            .filter_map(|(kid, x, y)| DecodingKey::from_ec_components(&x, &y).ok().map(|key| (kid, key)))
             .collect();
         let mut validation = Validation::new(Algorithm::ES256);
         validation.algorithms = vec![Algorithm::ES256];
@@ -150,11 +145,7 @@ impl TokenVerifier {
         // Time is checked below against the Clock port, with our leeway.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        Self {
-            keys,
-            validation,
-            clock,
-        }
+        Self { keys, validation, clock }
     }
 
     /// The verified claims, or why the token is refused.
@@ -181,15 +172,10 @@ impl TokenVerifier {
 /// Checks the protected header by allowlist and returns the `kid`.
 fn check_header(token: &str) -> Result<String, TokenError> {
     let encoded = token.split('.').next().ok_or(TokenError::Malformed)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(encoded)
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| TokenError::Malformed)?;
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
-    if let Some(extra) = header
-        .keys()
-        .find(|k| !matches!(k.as_str(), "alg" | "typ" | "kid"))
-    {
+    if let Some(extra) = header.keys().find(|k| !matches!(k.as_str(), "alg" | "typ" | "kid")) {
         return Err(TokenError::Header(match extra.as_str() {
             "crit" => "crit is not supported",
             "jku" | "x5u" | "jwk" | "x5c" => "embedded or remote keys are never trusted",
@@ -216,10 +202,7 @@ fn ec_components(point: &[u8]) -> Option<(String, String)> {
     if point.len() != 65 || point[0] != 0x04 {
         return None;
     }
-    Some((
-        URL_SAFE_NO_PAD.encode(&point[1..33]),
-        URL_SAFE_NO_PAD.encode(&point[33..]),
-    ))
+    Some((URL_SAFE_NO_PAD.encode(&point[1..33]), URL_SAFE_NO_PAD.encode(&point[33..])))
 }
 
 /// The JWKS document (RFC 7517) of our verification keys.

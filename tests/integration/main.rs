@@ -1,1 +1,11 @@
+//! Integration tests against real MariaDB and the moto AWS emulator, started by
+//! `scripts/test.sh`. One binary; every test makes its own database.
 
+mod helpers;
+mod kms;
+mod lambda_runtime;
+mod least_privilege;
+mod local_server;
+mod login_mysql;
+mod password_breach;
+mod sql_check;

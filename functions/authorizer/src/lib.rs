@@ -30,9 +30,7 @@ impl Deps {
         if keys.is_empty() {
             tracing::warn!("no token-signing key is published yet; every token will be refused");
         }
-        Ok(Self {
-            verifier: TokenVerifier::new(&keys, &config.issuer, &config.audience, clock),
-        })
+        Ok(Self { verifier: TokenVerifier::new(&keys, &config.issuer, &config.audience, clock) })
     }
 }
 
@@ -58,8 +56,7 @@ pub enum Decision {
 pub fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
-        .then_some(token)
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
 /// Decides on an `Authorization` header value.
@@ -68,11 +65,7 @@ pub fn decide(deps: &Deps, authorization: Option<&str>) -> Decision {
         return Decision::Unauthorized;
     };
     match deps.verifier.verify(token) {
-        Ok(claims) => Decision::Allow(Identity {
-            sub: claims.sub,
-            sid: claims.sid,
-            roles: claims.roles,
-        }),
+        Ok(claims) => Decision::Allow(Identity { sub: claims.sub, sid: claims.sid, roles: claims.roles }),
         Err(err) => {
             tracing::info!(target: "audit", event_type = "authorizer_deny", reason = %err, "token refused");
             Decision::Unauthorized
@@ -88,16 +81,10 @@ pub fn context_of(identity: &Identity) -> serde_json::Value {
 
 /// HTTP API (payload 2.0) simple response. A payload that is not an authorizer
 /// request is refused, never an invocation error.
-pub fn handle_v2(
-    deps: &Deps,
-    event: serde_json::Value,
-) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
+pub fn handle_v2(deps: &Deps, event: serde_json::Value) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
     let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
         Ok(request) => {
-            let header = request
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
+            let header = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             decide(deps, header)
         }
         Err(_) => Decision::Unauthorized,

@@ -50,8 +50,7 @@ impl Deps {
         let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
             .await
             .map_err(|e| BootError::from_error("verification keys", &e))?;
-        let hasher =
-            PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
+        let hasher = PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
         let tokens = TokenIssuer::new(
             &signing,
             config.issuer.clone(),
@@ -130,17 +129,11 @@ pub async fn register_user(
 ) -> Result<UserId, ApiError> {
     deps.policy.check(password, email, "password").await?;
     let id = UserId::generate();
-    let password_hash = deps
-        .hasher
-        .hash(password)
-        .await
-        .map_err(ApiError::internal)?;
+    let password_hash = deps.hasher.hash(password).await.map_err(ApiError::internal)?;
     let user = NewUser {
         id,
         email_index: deps.fields.blind_index(email.as_str()),
-        email_ciphertext: deps
-            .fields
-            .encrypt(email.as_str().as_bytes(), &id.as_bytes()),
+        email_ciphertext: deps.fields.encrypt(email.as_str().as_bytes(), &id.as_bytes()),
         password_hash,
         roles,
         created_at: deps.clock.now_secs(),
@@ -157,13 +150,8 @@ pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let email = parse_email(&body.email)?;
     let id = register_user(deps, &email, &body.password, vec![Role::user()]).await?;
-    deps.auditor
-        .record(EventType::Register, Some(id.to_string()), &meta, None)
-        .await;
-    json(
-        StatusCode::CREATED,
-        &serde_json::json!({ "user_id": id.to_string() }),
-    )
+    deps.auditor.record(EventType::Register, Some(id.to_string()), &meta, None).await;
+    json(StatusCode::CREATED, &serde_json::json!({ "user_id": id.to_string() }))
 }
 
 /// Wrong password, unknown account and malformed email all take one argon2
@@ -172,11 +160,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let user = match Email::parse(&body.email) {
-        Ok(email) => {
-            deps.users
-                .find_by_email_index(&deps.fields.blind_index(email.as_str()))
-                .await?
-        }
+        Ok(email) => deps.users.find_by_email_index(&deps.fields.blind_index(email.as_str())).await?,
         Err(_) => None,
     };
     let verified = match &user {
@@ -187,31 +171,16 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let user = match (user, verified) {
         (Some(user), true) => user,
         (user, _) => {
-            let reason = if user.is_some() {
-                "wrong_password"
-            } else {
-                "unknown_account"
-            };
+            let reason = if user.is_some() { "wrong_password" } else { "unknown_account" };
             deps.auditor
-                .record(
-                    EventType::LoginFailure,
-                    user.map(|u| u.id.to_string()),
-                    &meta,
-                    Some(reason),
-                )
+                .record(EventType::LoginFailure, user.map(|u| u.id.to_string()), &meta, Some(reason))
                 .await;
             return Err(ApiError::InvalidCredentials);
         }
     };
     if deps.hasher.needs_rehash(&user.password_hash) {
-        let phc = deps
-            .hasher
-            .hash(&body.password)
-            .await
-            .map_err(ApiError::internal)?;
-        deps.users
-            .set_password_hash(user.id, &phc, deps.clock.now_secs())
-            .await?;
+        let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
+        deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
     }
     let roles = deps.users.roles_of(user.id).await?;
     let now = deps.clock.now_secs();
@@ -224,53 +193,30 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
         auth_time: now,
     };
     let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
-    deps.auditor
-        .record(
-            EventType::LoginSuccess,
-            Some(user.id.to_string()),
-            &meta,
-            None,
-        )
-        .await;
-    json(
-        StatusCode::OK,
-        &Tokens {
-            access_token,
-            token_type: "Bearer",
-            expires_in: deps.tokens.ttl_secs(),
-        },
-    )
+    deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
+    json(StatusCode::OK, &Tokens { access_token, token_type: "Bearer", expires_in: deps.tokens.ttl_secs() })
 }
 
 async fn current_user(deps: &Deps, req: &Request) -> Result<UserRecord, ApiError> {
     let caller = Caller::from_request(req)?;
     let id = UserId::parse(&caller.sub).ok_or(ApiError::Unauthenticated)?;
     // A token for a deleted user authenticates nobody.
-    deps.users
-        .find_by_id(id)
-        .await?
-        .ok_or(ApiError::Unauthenticated)
+    deps.users.find_by_id(id).await?.ok_or(ApiError::Unauthenticated)
 }
 
 fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
-    let plain = deps
-        .fields
-        .decrypt(&user.email_ciphertext, &user.id.as_bytes())
-        .map_err(ApiError::internal)?;
+    let plain =
+        deps.fields.decrypt(&user.email_ciphertext, &user.id.as_bytes()).map_err(ApiError::internal)?;
     let text = String::from_utf8(plain).map_err(ApiError::internal)?;
-    Email::parse(&text)
-        .map_err(|_| ApiError::internal(StoreError::Corrupt("users.email_ciphertext")))
+    Email::parse(&text).map_err(|_| ApiError::internal(StoreError::Corrupt("users.email_ciphertext")))
 }
 
 pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let user = current_user(deps, req).await?;
     let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
-    let ok = deps
-        .hasher
-        .verify(&body.current_password, &user.password_hash)
-        .await
-        .map_err(ApiError::internal)?;
+    let ok =
+        deps.hasher.verify(&body.current_password, &user.password_hash).await.map_err(ApiError::internal)?;
     if !ok {
         deps.auditor
             .record(
@@ -283,25 +229,10 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
         return Err(ApiError::InvalidCredentials);
     }
     let email = email_of(deps, &user)?;
-    deps.policy
-        .check(&body.new_password, &email, "new_password")
-        .await?;
-    let phc = deps
-        .hasher
-        .hash(&body.new_password)
-        .await
-        .map_err(ApiError::internal)?;
-    deps.users
-        .set_password_hash(user.id, &phc, deps.clock.now_secs())
-        .await?;
-    deps.auditor
-        .record(
-            EventType::PasswordChange,
-            Some(user.id.to_string()),
-            &meta,
-            None,
-        )
-        .await;
+    deps.policy.check(&body.new_password, &email, "new_password").await?;
+    let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;
+    deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
+    deps.auditor.record(EventType::PasswordChange, Some(user.id.to_string()), &meta, None).await;
     no_content()
 }
 

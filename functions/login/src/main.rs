@@ -16,8 +16,7 @@ async fn main() -> Result<(), Error> {
     config.require_durable_store()?;
     let backends = Backends::open(&config)?;
     let provider = key_provider(&config).await?;
-    let deps =
-        Arc::new(Deps::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await?);
+    let deps = Arc::new(Deps::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await?);
     lambda_http::run(service_fn(move |req: Request| {
         let deps = deps.clone();
         async move {

@@ -76,10 +76,8 @@ impl FieldCipher {
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| FieldDecryptError)?;
         let mut in_out = body.to_vec();
-        let plain = self
-            .aead
-            .open_in_place(nonce, Aad::from(owner), &mut in_out)
-            .map_err(|_| FieldDecryptError)?;
+        let plain =
+            self.aead.open_in_place(nonce, Aad::from(owner), &mut in_out).map_err(|_| FieldDecryptError)?;
         Ok(plain.to_vec())
     }
 
@@ -101,10 +99,7 @@ mod tests {
         let c = FieldCipher::new(&[7u8; 32]);
         let sealed = c.encrypt(b"alice@example.com", b"user-1");
         assert!(!sealed.windows(5).any(|w| w == b"alice"));
-        assert_eq!(
-            c.decrypt(&sealed, b"user-1").expect("decrypts"),
-            b"alice@example.com"
-        );
+        assert_eq!(c.decrypt(&sealed, b"user-1").expect("decrypts"), b"alice@example.com");
         assert!(c.decrypt(&sealed, b"user-2").is_err());
         let mut tampered = sealed.clone();
         tampered[NONCE_LEN] ^= 1;
@@ -115,17 +110,8 @@ mod tests {
     fn blind_index_is_deterministic_and_keyed() {
         let a = FieldCipher::new(&[1u8; 32]);
         let b = FieldCipher::new(&[2u8; 32]);
-        assert_eq!(
-            a.blind_index("x@example.com"),
-            a.blind_index("x@example.com")
-        );
-        assert_ne!(
-            a.blind_index("x@example.com"),
-            a.blind_index("y@example.com")
-        );
-        assert_ne!(
-            a.blind_index("x@example.com"),
-            b.blind_index("x@example.com")
-        );
+        assert_eq!(a.blind_index("x@example.com"), a.blind_index("x@example.com"));
+        assert_ne!(a.blind_index("x@example.com"), a.blind_index("y@example.com"));
+        assert_ne!(a.blind_index("x@example.com"), b.blind_index("x@example.com"));
     }
 }

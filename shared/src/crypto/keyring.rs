@@ -55,12 +55,7 @@ where
     }
     let kid = uuid::Uuid::new_v4().simple().to_string();
     store.insert_if_absent(&create(kid).await?).await?;
-    store
-        .keys(purpose)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or(KeyringError::Invalid("key store"))
+    store.keys(purpose).await?.into_iter().next().ok_or(KeyringError::Invalid("key store"))
 }
 
 /// The field cipher of this deployment.
@@ -82,9 +77,7 @@ pub async fn load_field_cipher(
         })
     })
     .await?;
-    let key = provider
-        .decrypt_data_key(&rec.wrapped_key, &context(FIELD, &rec.kid))
-        .await?;
+    let key = provider.decrypt_data_key(&rec.wrapped_key, &context(FIELD, &rec.kid)).await?;
     Ok(FieldCipher::new(expose_key(&key)))
 }
 
@@ -120,27 +113,22 @@ pub async fn load_signing_key(
         })
     })
     .await?;
-    let dk = provider
-        .decrypt_data_key(&rec.wrapped_key, &context(SIGNING, &rec.kid))
-        .await?;
+    let dk = provider.decrypt_data_key(&rec.wrapped_key, &context(SIGNING, &rec.kid)).await?;
     let opener = RandomizedNonceKey::new(&AES_256_GCM, expose_key(&dk))
         .map_err(|_| KeyringError::Invalid("token-signing"))?;
     if rec.sealed.len() < NONCE_LEN {
         return Err(KeyringError::Invalid("token-signing"));
     }
     let (nonce, body) = rec.sealed.split_at(NONCE_LEN);
-    let nonce = Nonce::try_assume_unique_for_key(nonce)
-        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    let nonce =
+        Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyringError::Invalid("token-signing"))?;
     let mut in_out = Zeroizing::new(body.to_vec());
     let pkcs8 = opener
         .open_in_place(nonce, Aad::from(rec.kid.as_bytes()), &mut in_out)
         .map_err(|_| KeyringError::Invalid("token-signing"))?
         .to_vec();
     Ok(SigningKey {
-        public: VerifyingKey {
-            kid: rec.kid.clone(),
-            point: rec.public_key.clone(),
-        },
+        public: VerifyingKey { kid: rec.kid.clone(), point: rec.public_key.clone() },
         kid: rec.kid,
         pkcs8: Zeroizing::new(pkcs8),
     })
@@ -148,16 +136,11 @@ pub async fn load_signing_key(
 
 /// Every published verification key (current first). Needs no key provider: the
 /// authorizer never touches private material.
-pub async fn load_verifying_keys(
-    store: &dyn KeyMaterialStore,
-) -> Result<Vec<VerifyingKey>, KeyringError> {
+pub async fn load_verifying_keys(store: &dyn KeyMaterialStore) -> Result<Vec<VerifyingKey>, KeyringError> {
     Ok(store
-        .keys(SIGNING)
+        .public_keys(SIGNING)
         .await?
         .into_iter()
-        .map(|r| VerifyingKey {
-            kid: r.kid,
-            point: r.public_key,
-        })
+        .map(|(kid, point)| VerifyingKey { kid, point })
         .collect())
 }

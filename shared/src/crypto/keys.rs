@@ -29,12 +29,7 @@ pub struct EncryptionContext(BTreeMap<String, String>);
 
 impl EncryptionContext {
     pub fn new<const N: usize>(pairs: [(&str, &str); N]) -> Self {
-        Self(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Self(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
     /// Canonical bytes: JSON of the ordered map.
@@ -87,10 +82,7 @@ impl LocalKeyProvider {
     pub fn open_or_create(path: &Path) -> Result<Self, KeyError> {
         use std::io::Write;
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let fail = |reason: String| KeyError::LocalFile {
-            path: path.to_owned(),
-            reason,
-        };
+        let fail = |reason: String| KeyError::LocalFile { path: path.to_owned(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
@@ -120,16 +112,12 @@ impl LocalKeyProvider {
             bytes.zeroize();
             return Err(fail("must hold exactly 32 bytes".into()));
         }
-        let master =
-            RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| fail("unusable key".into()));
+        let master = RandomizedNonceKey::new(&AES_256_GCM, &bytes).map_err(|_| fail("unusable key".into()));
         bytes.zeroize();
         if created {
             tracing::info!(path = %path.display(), "created local master key file");
         }
-        Ok(Self {
-            path: path.to_owned(),
-            master: master?,
-        })
+        Ok(Self { path: path.to_owned(), master: master? })
     }
 }
 
@@ -148,10 +136,7 @@ impl KeyProvider for LocalKeyProvider {
             .map_err(|_| KeyError::Unwrap)?;
         let mut wrapped = nonce.as_ref().to_vec();
         wrapped.extend_from_slice(&in_out);
-        Ok(DataKey {
-            plaintext: SecretBox::new(Box::new(plaintext)),
-            wrapped,
-        })
+        Ok(DataKey { plaintext: SecretBox::new(Box::new(plaintext)), wrapped })
     }
 
     async fn decrypt_data_key(
@@ -207,14 +192,8 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(kms_error)?;
-        let wrapped = out
-            .ciphertext_blob()
-            .map(|b| b.as_ref().to_vec())
-            .ok_or(KeyError::Unwrap)?;
-        let mut plain = out
-            .plaintext
-            .map(Blob::into_inner)
-            .ok_or(KeyError::Unwrap)?;
+        let wrapped = out.ciphertext_blob().map(|b| b.as_ref().to_vec()).ok_or(KeyError::Unwrap)?;
+        let mut plain = out.plaintext.map(Blob::into_inner).ok_or(KeyError::Unwrap)?;
         let plaintext = boxed_key(&mut plain)?;
         Ok(DataKey { plaintext, wrapped })
     }
@@ -234,10 +213,7 @@ impl KeyProvider for KmsKeyProvider {
             .await;
         match result {
             Ok(out) => {
-                let mut plain = out
-                    .plaintext
-                    .map(Blob::into_inner)
-                    .ok_or(KeyError::Unwrap)?;
+                let mut plain = out.plaintext.map(Blob::into_inner).ok_or(KeyError::Unwrap)?;
                 boxed_key(&mut plain)
             }
             Err(err) => {
@@ -267,41 +243,27 @@ mod tests {
     fn provider() -> (LocalKeyProvider, PathBuf) {
         let dir = std::env::temp_dir().join(format!("pc-keys-{}", uuid::Uuid::new_v4()));
         let path = dir.join("master.key");
-        (
-            LocalKeyProvider::open_or_create(&path).expect("creates"),
-            path,
-        )
+        (LocalKeyProvider::open_or_create(&path).expect("creates"), path)
     }
 
     #[tokio::test]
     async fn local_master_key_is_created_owner_only_and_reused() {
         use std::os::unix::fs::PermissionsExt;
         let (p, path) = provider();
-        let mode = std::fs::metadata(&path)
-            .expect("exists")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let ctx = EncryptionContext::new([("purpose", "test")]);
         let dk = p.generate_data_key(&ctx).await.expect("generates");
         let again = LocalKeyProvider::open_or_create(&path).expect("reopens");
-        let plain = again
-            .decrypt_data_key(&dk.wrapped, &ctx)
-            .await
-            .expect("unwraps");
+        let plain = again.decrypt_data_key(&dk.wrapped, &ctx).await.expect("unwraps");
         assert_eq!(plain.expose_secret(), dk.plaintext.expose_secret());
     }
 
     #[tokio::test]
     async fn a_data_key_does_not_unwrap_under_another_context() {
         let (p, _) = provider();
-        let dk = p
-            .generate_data_key(&EncryptionContext::new([("purpose", "a")]))
-            .await
-            .expect("generates");
-        let err = p
-            .decrypt_data_key(&dk.wrapped, &EncryptionContext::new([("purpose", "b")]))
-            .await;
+        let dk = p.generate_data_key(&EncryptionContext::new([("purpose", "a")])).await.expect("generates");
+        let err = p.decrypt_data_key(&dk.wrapped, &EncryptionContext::new([("purpose", "b")])).await;
         assert!(matches!(err, Err(KeyError::Unwrap)));
     }
 

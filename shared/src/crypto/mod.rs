@@ -7,12 +7,9 @@ mod passwords;
 
 pub use field::{BlindIndex, FieldCipher};
 pub use keyring::{
-    load_field_cipher, load_signing_key, load_verifying_keys, KeyringError, SigningKey,
-    VerifyingKey,
+    load_field_cipher, load_signing_key, load_verifying_keys, KeyringError, SigningKey, VerifyingKey,
 };
-pub use keys::{
-    DataKey, EncryptionContext, KeyError, KeyProvider, KmsKeyProvider, LocalKeyProvider,
-};
+pub use keys::{DataKey, EncryptionContext, KeyError, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 pub use passwords::{HashError, PasswordHasher};
 
 /// Installs aws-lc-rs as the process-wide rustls provider (MySQL TLS, HTTPS clients).

@@ -26,9 +26,7 @@ pub struct PasswordHasher {
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordHasher")
-            .field("params", &self.params)
-            .finish()
+        f.debug_struct("PasswordHasher").field("params", &self.params).finish()
     }
 }
 
@@ -44,10 +42,7 @@ impl PasswordHasher {
             .map_err(|e| HashError::Argon(e.to_string()))?;
         let dummy_pw = hex::encode(crate::crypto::random_bytes::<16>());
         let dummy_hash = hash_blocking(&params, dummy_pw.as_bytes())?;
-        Ok(Self {
-            params,
-            dummy_hash: dummy_hash.into(),
-        })
+        Ok(Self { params, dummy_hash: dummy_hash.into() })
     }
 
     fn argon(params: &Params) -> Argon2<'static> {
@@ -68,11 +63,7 @@ impl PasswordHasher {
         let params = self.params.clone();
         Ok(tokio::task::spawn_blocking(move || {
             PasswordHash::new(&phc)
-                .map(|parsed| {
-                    Self::argon(&params)
-                        .verify_password(pw.expose().as_bytes(), &parsed)
-                        .is_ok()
-                })
+                .map(|parsed| Self::argon(&params).verify_password(pw.expose().as_bytes(), &parsed).is_ok())
                 .unwrap_or(false)
         })
         .await?)
@@ -87,10 +78,7 @@ impl PasswordHasher {
 
     /// True when a stored hash was made with weaker parameters than the current ones.
     pub fn needs_rehash(&self, phc: &str) -> bool {
-        match PasswordHash::new(phc)
-            .ok()
-            .and_then(|h| Params::try_from(&h).ok().map(|p| (h.algorithm, p)))
-        {
+        match PasswordHash::new(phc).ok().and_then(|h| Params::try_from(&h).ok().map(|p| (h.algorithm, p))) {
             Some((alg, p)) => {
                 alg != argon2::ARGON2ID_IDENT
                     || p.m_cost() < self.params.m_cost()
@@ -120,10 +108,7 @@ mod tests {
         let phc = h.hash(&pw).await.expect("hashes");
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
         assert!(h.verify(&pw, &phc).await.expect("verifies"));
-        assert!(!h
-            .verify(&Password::new("wrong horse battery staple"), &phc)
-            .await
-            .expect("verifies"));
+        assert!(!h.verify(&Password::new("wrong horse battery staple"), &phc).await.expect("verifies"));
         assert!(!h.verify(&pw, "not a phc string").await.expect("verifies"));
         assert!(!h.verify_dummy(&pw).await.expect("runs"));
         assert!(!h.needs_rehash(&phc));

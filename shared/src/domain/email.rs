@@ -24,10 +24,7 @@ impl Email {
         if normalized.len() > 254 {
             return Err("email is longer than 254 bytes");
         }
-        if normalized
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
+        if normalized.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err("email contains whitespace or control characters");
         }
         let Some((local, domain)) = normalized.rsplit_once('@') else {
@@ -36,9 +33,7 @@ impl Email {
         if local.is_empty() || local.len() > 64 || local.contains('@') {
             return Err("email has an invalid local part");
         }
-        let labels_ok = domain
-            .split('.')
-            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+        let labels_ok = domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
         if !domain.contains('.') || !labels_ok {
             return Err("email has an invalid domain");
         }

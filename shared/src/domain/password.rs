@@ -53,9 +53,6 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        assert_eq!(
-            format!("{:?}", Password::new("hunter2hunter2")),
-            "Password(<redacted>)"
-        );
+        assert_eq!(format!("{:?}", Password::new("hunter2hunter2")), "Password(<redacted>)");
     }
 }

@@ -9,9 +9,7 @@ impl Role {
         let ok = !raw.is_empty()
             && raw.len() <= 32
             && raw.starts_with(|c: char| c.is_ascii_lowercase())
-            && raw
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if ok {
             Ok(Self(raw.to_owned()))
         } else {

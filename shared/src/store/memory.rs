@@ -28,9 +28,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
-        self.0
-            .lock()
-            .map_err(|_| StoreError::Corrupt("memory store lock poisoned"))
+        self.0.lock().map_err(|_| StoreError::Corrupt("memory store lock poisoned"))
     }
 
     /// The audit events recorded so far (for tests and the local server).
@@ -57,22 +55,13 @@ impl UserStore for MemoryStore {
                 created_at: user.created_at,
             },
         );
-        inner
-            .roles
-            .insert(user.id, user.roles.iter().cloned().collect());
+        inner.roles.insert(user.id, user.roles.iter().cloned().collect());
         Ok(())
     }
 
-    async fn find_by_email_index(
-        &self,
-        index: &BlindIndex,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    async fn find_by_email_index(&self, index: &BlindIndex) -> Result<Option<UserRecord>, StoreError> {
         let inner = self.lock()?;
-        Ok(inner
-            .by_email
-            .get(index)
-            .and_then(|id| inner.users.get(id))
-            .cloned())
+        Ok(inner.by_email.get(index).and_then(|id| inner.users.get(id)).cloned())
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
@@ -87,20 +76,11 @@ impl UserStore for MemoryStore {
     }
 
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError> {
-        Ok(self
-            .lock()?
-            .roles
-            .get(&id)
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default())
+        Ok(self.lock()?.roles.get(&id).map(|r| r.iter().cloned().collect()).unwrap_or_default())
     }
 
     async fn grant_role(&self, id: UserId, role: &Role, _now: i64) -> Result<(), StoreError> {
-        self.lock()?
-            .roles
-            .entry(id)
-            .or_default()
-            .insert(role.clone());
+        self.lock()?.roles.entry(id).or_default().insert(role.clone());
         Ok(())
     }
 }
@@ -116,24 +96,19 @@ impl AuditStore for MemoryStore {
 #[async_trait]
 impl KeyMaterialStore for MemoryStore {
     async fn keys(&self, purpose: &str) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut keys: Vec<KeyRecord> = self
-            .lock()?
-            .keys
-            .iter()
-            .filter(|k| k.purpose == purpose)
-            .cloned()
-            .collect();
-        keys.sort_by(|a, b| b.generation.cmp(&a.generation));
+        let mut keys: Vec<KeyRecord> =
+            self.lock()?.keys.iter().filter(|k| k.purpose == purpose).cloned().collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.generation));
         Ok(keys)
+    }
+
+    async fn public_keys(&self, purpose: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self.keys(purpose).await?.into_iter().map(|k| (k.kid, k.public_key)).collect())
     }
 
     async fn insert_if_absent(&self, record: &KeyRecord) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        if !inner
-            .keys
-            .iter()
-            .any(|k| k.purpose == record.purpose && k.generation == record.generation)
-        {
+        if !inner.keys.iter().any(|k| k.purpose == record.purpose && k.generation == record.generation) {
             inner.keys.push(record.clone());
         }
         Ok(())

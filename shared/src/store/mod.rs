@@ -6,7 +6,7 @@ mod migrate;
 mod mysql;
 
 pub use memory::MemoryStore;
-pub use migrate::{apply_migrations, MIGRATIONS};
+pub use migrate::{apply_migrations, statements as split_sql_statements, MIGRATIONS};
 pub use mysql::MySqlStore;
 
 use crate::audit::AuditEvent;
@@ -61,10 +61,7 @@ pub struct UserRecord {
 pub trait UserStore: Send + Sync {
     /// Creates the user with its roles atomically; `Duplicate` if the email is taken.
     async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError>;
-    async fn find_by_email_index(
-        &self,
-        index: &BlindIndex,
-    ) -> Result<Option<UserRecord>, StoreError>;
+    async fn find_by_email_index(&self, index: &BlindIndex) -> Result<Option<UserRecord>, StoreError>;
     async fn find_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
     async fn set_password_hash(&self, id: UserId, phc: &str, now: i64) -> Result<(), StoreError>;
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError>;
@@ -100,6 +97,9 @@ pub struct KeyRecord {
 pub trait KeyMaterialStore: Send + Sync {
     /// Every key of a purpose, newest generation first.
     async fn keys(&self, purpose: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// `(kid, public key)` of every key of a purpose, newest first: the only
+    /// columns the authorizer may read.
+    async fn public_keys(&self, purpose: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
     /// Inserts unless that purpose already has this generation (the first writer
     /// wins a cold-start race; the loser reads the winner's key).
     async fn insert_if_absent(&self, record: &KeyRecord) -> Result<(), StoreError>;

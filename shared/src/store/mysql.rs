@@ -30,16 +30,13 @@ impl MySqlStore {
     /// Builds the pool from a `mysql://` URL. Connections are opened lazily; each
     /// session runs in UTC so `FROM_UNIXTIME`/`UNIX_TIMESTAMP` round-trip exactly.
     pub fn connect(url: &SecretString, max_connections: usize) -> Result<Self, StoreError> {
-        let opts = Opts::from_url(url.expose_secret())
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
-        let constraints = PoolConstraints::new(0, max_connections.max(1))
-            .ok_or(StoreError::Corrupt("pool size"))?;
+        let opts = Opts::from_url(url.expose_secret()).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let constraints =
+            PoolConstraints::new(0, max_connections.max(1)).ok_or(StoreError::Corrupt("pool size"))?;
         let opts = OptsBuilder::from_opts(opts)
             .init(vec!["SET time_zone = '+00:00'"])
             .pool_opts(PoolOpts::default().with_constraints(constraints));
-        Ok(Self {
-            pool: Pool::new(opts),
-        })
+        Ok(Self { pool: Pool::new(opts) })
     }
 
     pub fn pool(&self) -> &Pool {
@@ -57,23 +54,14 @@ fn user_from_row(
     (id, email_ciphertext, password_hash, mfa_enabled, created_at): UserRow,
 ) -> Result<UserRecord, StoreError> {
     let id: [u8; 16] = id.try_into().map_err(|_| StoreError::Corrupt("users.id"))?;
-    Ok(UserRecord {
-        id: UserId::from_bytes(id),
-        email_ciphertext,
-        password_hash,
-        mfa_enabled,
-        created_at,
-    })
+    Ok(UserRecord { id: UserId::from_bytes(id), email_ciphertext, password_hash, mfa_enabled, created_at })
 }
 
 #[async_trait]
 impl UserStore for MySqlStore {
     async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        let mut tx = conn
-            .start_transaction(TxOpts::default())
-            .await
-            .map_err(classify)?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(classify)?;
         tx.exec_drop(
             "INSERT INTO users (id, email_index, email_ciphertext, password_hash, created_at, updated_at) \
              VALUES (?, ?, ?, ?, FROM_UNIXTIME(?), FROM_UNIXTIME(?))",
@@ -99,10 +87,7 @@ impl UserStore for MySqlStore {
         tx.commit().await.map_err(classify)
     }
 
-    async fn find_by_email_index(
-        &self,
-        index: &BlindIndex,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    async fn find_by_email_index(&self, index: &BlindIndex) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.conn().await?;
         let row: Option<UserRow> = conn
             .exec_first(
@@ -141,16 +126,10 @@ impl UserStore for MySqlStore {
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError> {
         let mut conn = self.conn().await?;
         let names: Vec<String> = conn
-            .exec(
-                "SELECT role FROM user_roles WHERE user_id = ? ORDER BY role",
-                (id.as_bytes().to_vec(),),
-            )
+            .exec("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role", (id.as_bytes().to_vec(),))
             .await
             .map_err(classify)?;
-        names
-            .iter()
-            .map(|n| Role::parse(n).map_err(|_| StoreError::Corrupt("user_roles.role")))
-            .collect()
+        names.iter().map(|n| Role::parse(n).map_err(|_| StoreError::Corrupt("user_roles.role"))).collect()
     }
 
     async fn grant_role(&self, id: UserId, role: &Role, now: i64) -> Result<(), StoreError> {
@@ -203,20 +182,26 @@ impl KeyMaterialStore for MySqlStore {
             .map_err(classify)?;
         Ok(rows
             .into_iter()
-            .map(
-                |(purpose, generation, kid, public_key, wrapped_key, sealed, created_at)| {
-                    KeyRecord {
-                        purpose,
-                        generation,
-                        kid,
-                        public_key,
-                        wrapped_key,
-                        sealed,
-                        created_at,
-                    }
-                },
-            )
+            .map(|(purpose, generation, kid, public_key, wrapped_key, sealed, created_at)| KeyRecord {
+                purpose,
+                generation,
+                kid,
+                public_key,
+                wrapped_key,
+                sealed,
+                created_at,
+            })
             .collect())
+    }
+
+    async fn public_keys(&self, purpose: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec(
+            "SELECT kid, public_key FROM key_material WHERE purpose = ? ORDER BY generation DESC",
+            (purpose,),
+        )
+        .await
+        .map_err(classify)
     }
 
     async fn insert_if_absent(&self, r: &KeyRecord) -> Result<(), StoreError> {

@@ -7,18 +7,11 @@ async fn setup() -> (TokenIssuer, TokenVerifier, ManualClock, SigningKey) {
     let dir = std::env::temp_dir().join(format!("pc-tok-{}", uuid::Uuid::new_v4()));
     let provider = LocalKeyProvider::open_or_create(&dir.join("k")).expect("key file");
     let store = MemoryStore::new();
-    let key = load_signing_key(&store, &provider, 0)
-        .await
-        .expect("signing key");
+    let key = load_signing_key(&store, &provider, 0).await.expect("signing key");
     let clock = ManualClock::new(1_800_000_000);
-    let issuer = TokenIssuer::new(
-        &key,
-        "iss".into(),
-        "aud".into(),
-        900,
-        Arc::new(clock.clone()),
-    );
-    let verifier = TokenVerifier::new(&[key.public.clone()], "iss", "aud", Arc::new(clock.clone()));
+    let issuer = TokenIssuer::new(&key, "iss".into(), "aud".into(), 900, Arc::new(clock.clone()));
+    let verifier =
+        TokenVerifier::new(std::slice::from_ref(&key.public), "iss", "aud", Arc::new(clock.clone()));
     (issuer, verifier, clock, key)
 }
 
@@ -58,11 +51,7 @@ async fn forged_headers_are_refused() {
     let (issuer, verifier, _, key) = setup().await;
     let (token, _) = issuer.issue(grant()).expect("issues");
     let mut parts = token.split('.');
-    let (_, payload, sig) = (
-        parts.next(),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-    );
+    let (_, payload, sig) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let cases = [
         serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": key.kid}),
         serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": key.kid}),
@@ -76,14 +65,8 @@ async fn forged_headers_are_refused() {
         let forged = format!("{}.{payload}.{sig}", b64(&header));
         assert!(verifier.verify(&forged).is_err(), "accepted {header}");
     }
-    assert_eq!(
-        verifier.verify(&format!("{token}.x")),
-        Err(TokenError::Malformed)
-    );
-    assert_eq!(
-        verifier.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)),
-        Err(TokenError::Malformed)
-    );
+    assert_eq!(verifier.verify(&format!("{token}.x")), Err(TokenError::Malformed));
+    assert_eq!(verifier.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(TokenError::Malformed));
 }
 
 #[tokio::test]
@@ -95,21 +78,17 @@ async fn tampered_payloads_and_wrong_audiences_are_refused() {
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("json"));
     parts[1] = &payload;
     assert_eq!(verifier.verify(&parts.join(".")), Err(TokenError::Invalid));
-    let other = TokenVerifier::new(
-        &[key.public.clone()],
-        "iss",
-        "other-aud",
-        Arc::new(clock.clone()),
-    );
+    let other =
+        TokenVerifier::new(std::slice::from_ref(&key.public), "iss", "other-aud", Arc::new(clock.clone()));
     assert_eq!(other.verify(&token), Err(TokenError::Invalid));
-    let other = TokenVerifier::new(&[key.public.clone()], "other-iss", "aud", Arc::new(clock));
+    let other = TokenVerifier::new(std::slice::from_ref(&key.public), "other-iss", "aud", Arc::new(clock));
     assert_eq!(other.verify(&token), Err(TokenError::Invalid));
 }
 
 #[tokio::test]
 async fn jwks_publishes_the_public_key_only() {
     let (_, _, _, key) = setup().await;
-    let doc = jwks(&[key.public.clone()]);
+    let doc = jwks(std::slice::from_ref(&key.public));
     let jwk = &doc["keys"][0];
     assert_eq!(jwk["kty"], "EC");
     assert_eq!(jwk["kid"], key.kid.as_str());

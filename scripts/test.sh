@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs every Portcullis test on a Debian machine. Installs and starts what the
+# tests need when it is missing: MariaDB (Debian package), oathtool, and the moto
+# AWS emulator (PyPI, in a virtualenv). Then: format, SQL-splicing check, clippy,
+# build, and the whole test suite (unit + integration on real MariaDB and moto).
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
+TOOLS="${PORTCULLIS_TOOLS_DIR:-/var/tmp/portcullis-tools}"
+MOTO_PORT="${PORTCULLIS_MOTO_PORT:-5000}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+say() { printf '\n== %s\n' "$*"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+say "System packages"
+missing=()
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+command -v mariadb >/dev/null || missing+=(mariadb-client)
+command -v oathtool >/dev/null || missing+=(oathtool)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "all present"
+fi
+
+say "MariaDB"
+if ! $SUDO mariadb-admin ping >/dev/null 2>&1; then
+  $SUDO mkdir -p /run/mysqld
+  $SUDO chown mysql:mysql /run/mysqld
+  $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  for _ in $(seq 1 120); do $SUDO mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+$SUDO mariadb-admin ping
+# The test suite's administrator: creates a throw-away database per test, applies
+# the schema and the least-privilege roles to it. Loopback-only test server.
+$SUDO mariadb <<'SQL'
+CREATE USER IF NOT EXISTS 'portcullis_test'@'%' IDENTIFIED BY 'portcullis_test';
+GRANT ALL PRIVILEGES ON *.* TO 'portcullis_test'@'%' WITH GRANT OPTION;
+SQL
+
+say "moto (AWS emulator)"
+if ! port_open "$MOTO_PORT"; then
+  if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
+    python3 -m venv "$TOOLS/venv"
+    "$TOOLS/venv/bin/pip" install -q --upgrade pip
+    "$TOOLS/venv/bin/pip" install -q 'moto[server]'
+  fi
+  nohup "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$TOOLS/moto.log" 2>&1 &
+  for _ in $(seq 1 120); do port_open "$MOTO_PORT" && break; sleep 0.5; done
+fi
+port_open "$MOTO_PORT" && echo "listening on 127.0.0.1:$MOTO_PORT"
+
+export PORTCULLIS_TEST_MYSQL_URL="${PORTCULLIS_TEST_MYSQL_URL:-mysql://portcullis_test:portcullis_test@127.0.0.1:3306}"
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+
+say "Format"
+cargo fmt --all -- --check
+
+say "Clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "Build binaries (the Lambda Runtime API and local-server tests run them)"
+cargo build --workspace --bins --quiet
+
+say "Tests"
+shift_args=()
+if [ "${1:-}" = "--" ]; then shift; shift_args=("$@"); fi
+cargo test --workspace --no-fail-fast "${shift_args[@]}"

@@ -1,0 +1,182 @@
+//! Runs the built `portcullis-login` binary against a local Lambda Runtime API
+//! (the protocol AWS uses) and feeds it the sample events in `events/login/`.
+
+use crate::helpers::{binary, TestDb};
+use crate::kms::new_kms_key;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A minimal Lambda Runtime API: hands out queued events, collects answers.
+#[derive(Default)]
+pub struct RuntimeApi {
+    queue: Mutex<VecDeque<(String, serde_json::Value)>>,
+    answers: Mutex<HashMap<String, serde_json::Value>>,
+    wake: tokio::sync::Notify,
+}
+
+impl RuntimeApi {
+    /// Starts the API on a free loopback port with `events` queued.
+    pub async fn start(events: Vec<(String, serde_json::Value)>) -> (Arc<Self>, String) {
+        let api = Arc::new(Self { queue: Mutex::new(events.into()), ..Self::default() });
+        let app = axum::Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(api.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        (api, addr)
+    }
+
+    /// Waits until `n` answers arrived (or panics after `timeout`).
+    pub async fn answers(&self, n: usize, timeout: Duration) -> HashMap<String, serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let answers = self.answers.lock().expect("lock").clone();
+            if answers.len() >= n || answers.contains_key("init") {
+                return answers;
+            }
+            if tokio::time::timeout_at(deadline, self.wake.notified()).await.is_err() {
+                panic!("only {} of {n} answers arrived: {answers:?}", answers.len());
+            }
+        }
+    }
+
+    fn record(&self, id: String, value: serde_json::Value) {
+        self.answers.lock().expect("lock").insert(id, value);
+        self.wake.notify_waiters();
+    }
+}
+
+async fn next(State(api): State<Arc<RuntimeApi>>) -> axum::response::Response {
+    loop {
+        let item = api.queue.lock().expect("lock").pop_front();
+        if let Some((id, event)) = item {
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() + 30_000)
+                .unwrap_or(0);
+            return axum::response::Response::builder()
+                .header("Lambda-Runtime-Aws-Request-Id", id)
+                .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
+                .header(
+                    "Lambda-Runtime-Invoked-Function-Arn",
+                    "arn:aws:lambda:us-east-1:123456789012:function:portcullis",
+                )
+                .header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(event.to_string()))
+                .expect("response");
+        }
+        // No more events: the function waits, as it would between invocations.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn response(
+    State(api): State<Arc<RuntimeApi>>,
+    Path(id): Path<String>,
+    body: String,
+) -> http::StatusCode {
+    api.record(id, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)));
+    http::StatusCode::ACCEPTED
+}
+
+async fn error(State(api): State<Arc<RuntimeApi>>, Path(id): Path<String>, body: String) -> http::StatusCode {
+    api.record(id, serde_json::json!({ "invocation_error": body }));
+    http::StatusCode::ACCEPTED
+}
+
+async fn init_error(State(api): State<Arc<RuntimeApi>>, body: String) -> http::StatusCode {
+    api.record("init".into(), serde_json::json!({ "init_error": body }));
+    http::StatusCode::ACCEPTED
+}
+
+/// Starts a function binary as Lambda would, pointed at `api_addr`.
+pub fn spawn_function(name: &str, api_addr: &str, env: &[(&str, String)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(binary(name));
+    cmd.env("AWS_LAMBDA_RUNTIME_API", api_addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test")
+        .env("PORTCULLIS_LOG", "warn")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn function binary")
+}
+
+/// The events and the status each must produce, in invocation order.
+const LOGIN_EVENTS: [(&str, &str, u16); 11] = [
+    ("health", include_str!("../../events/login/health.json"), 200),
+    ("register", include_str!("../../events/login/register.json"), 201),
+    ("register-weak-password", include_str!("../../events/login/register-weak-password.json"), 422),
+    ("register-unknown-field", include_str!("../../events/login/register-unknown-field.json"), 400),
+    ("login", include_str!("../../events/login/login.json"), 200),
+    ("login-wrong-password", include_str!("../../events/login/login-wrong-password.json"), 401),
+    ("login-unknown-account", include_str!("../../events/login/login-unknown-account.json"), 401),
+    ("login-malformed-json", include_str!("../../events/login/login-malformed-json.json"), 400),
+    ("login-wrong-content-type", include_str!("../../events/login/login-wrong-content-type.json"), 415),
+    ("me-without-authorizer", include_str!("../../events/login/me-without-authorizer.json"), 401),
+    ("me-unknown-user", include_str!("../../events/login/me-unknown-user.json"), 401),
+];
+
+#[tokio::test]
+async fn login_binary_answers_every_sample_event_through_the_runtime_api() {
+    let db = TestDb::create().await;
+    let events = LOGIN_EVENTS
+        .iter()
+        .map(|(name, text, _)| (name.to_string(), serde_json::from_str(text).expect("event JSON")))
+        .collect();
+    let (api, addr) = RuntimeApi::start(events).await;
+    let mut child = spawn_function(
+        "portcullis-login",
+        &addr,
+        &[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
+            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+            ("PORTCULLIS_KMS_KEY_ID", new_kms_key().await),
+        ],
+    );
+    let answers = api.answers(LOGIN_EVENTS.len(), Duration::from_secs(120)).await;
+    child.kill().await.ok();
+    assert!(!answers.contains_key("init"), "the function failed to start: {answers:?}");
+    for (name, _, expected) in LOGIN_EVENTS {
+        let answer = &answers[name];
+        assert_eq!(answer["statusCode"], expected, "{name}: {answer}");
+        let headers = &answer["headers"];
+        assert_eq!(headers["cache-control"], "no-store", "{name}: {answer}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{name}");
+        if expected >= 400 {
+            assert_eq!(headers["content-type"], "application/problem+json", "{name}");
+        }
+    }
+    let login: serde_json::Value =
+        serde_json::from_str(answers["login"]["body"].as_str().expect("body")).expect("json");
+    assert!(login["access_token"].as_str().is_some_and(|t| t.split('.').count() == 3));
+    assert_eq!(answers["login-wrong-password"]["body"], answers["login-unknown-account"]["body"]);
+}
+
+#[tokio::test]
+async fn a_lambda_with_a_bad_configuration_stops_at_cold_start_naming_the_variable() {
+    let (_api, addr) = RuntimeApi::start(vec![]).await;
+    let mut child = spawn_function("portcullis-login", &addr, &[("PORTCULLIS_STORE", "mysql".into())]);
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let status =
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").expect("status");
+    assert!(!status.success(), "started without a database URL");
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await.expect("read stderr");
+    assert!(text.contains("PORTCULLIS_DATABASE_URL"), "{text}");
+}
