@@ -45,6 +45,12 @@ $SUDO mariadb <<'SQL'
 CREATE USER IF NOT EXISTS 'portcullis_test'@'%' IDENTIFIED BY 'portcullis_test';
 GRANT ALL PRIVILEGES ON *.* TO 'portcullis_test'@'%' WITH GRANT OPTION;
 SQL
+# Throw-away databases, users and roles of earlier runs (all named pct_*).
+$SUDO mariadb -N -e "
+  SELECT CONCAT('DROP DATABASE IF EXISTS \`', schema_name, '\`;') FROM information_schema.schemata WHERE schema_name LIKE 'pct\_%'
+  UNION ALL SELECT CONCAT('DROP USER IF EXISTS ', QUOTE(user), '@', QUOTE(host), ';') FROM mysql.user WHERE is_role = 'N' AND user LIKE 'pct\_%'
+  UNION ALL SELECT CONCAT('DROP ROLE IF EXISTS ', QUOTE(user), ';') FROM mysql.user WHERE is_role = 'Y' AND user LIKE 'pct\_%'" \
+  | $SUDO mariadb
 
 say "moto (AWS emulator)"
 if ! port_open "$MOTO_PORT"; then
@@ -53,7 +59,7 @@ if ! port_open "$MOTO_PORT"; then
     "$TOOLS/venv/bin/pip" install -q --upgrade pip
     "$TOOLS/venv/bin/pip" install -q 'moto[server]'
   fi
-  nohup "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$TOOLS/moto.log" 2>&1 &
+  nohup "$TOOLS/venv/bin/python" scripts/moto_server.py 127.0.0.1 "$MOTO_PORT" >"$TOOLS/moto.log" 2>&1 &
   for _ in $(seq 1 120); do port_open "$MOTO_PORT" && break; sleep 0.5; done
 fi
 port_open "$MOTO_PORT" && echo "listening on 127.0.0.1:$MOTO_PORT"

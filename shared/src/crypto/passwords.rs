@@ -38,7 +38,13 @@ impl PasswordHasher {
 
     /// Builds the hasher and, once, the dummy hash used for unknown accounts.
     pub fn new() -> Result<Self, HashError> {
-        let params = Params::new(Self::MEMORY_KIB, Self::ITERATIONS, Self::PARALLELISM, None)
+        Self::with_params(Self::MEMORY_KIB, Self::ITERATIONS, Self::PARALLELISM)
+    }
+
+    /// A hasher with other argon2id costs. Production uses [`PasswordHasher::new`];
+    /// benchmarks use a minimal cost to measure everything around the hash.
+    pub fn with_params(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, HashError> {
+        let params = Params::new(memory_kib, iterations, parallelism, None)
             .map_err(|e| HashError::Argon(e.to_string()))?;
         let dummy_pw = hex::encode(crate::crypto::random_bytes::<16>());
         let dummy_hash = hash_blocking(&params, dummy_pw.as_bytes())?;

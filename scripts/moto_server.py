@@ -1,0 +1,36 @@
+"""moto server for the Portcullis tests, applying one request at a time.
+
+DynamoDB applies each conditional write and each transaction atomically; moto's
+threaded server does not (two requests can interleave between a condition check
+and its write). Serializing request handling restores that atomicity, so races
+the tests provoke (two refreshes with one token) meet DynamoDB's semantics.
+Connections stay concurrent (keep-alive works); only the handling is serialized.
+
+usage: python moto_server.py HOST PORT
+"""
+
+import sys
+import threading
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+
+def main() -> None:
+    host, port = sys.argv[1], int(sys.argv[2])
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def serialized(environ, start_response):
+        with lock:
+            return list(app(environ, start_response))
+
+    run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
