@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
-exec cargo run --quiet --release -p portcullis-cli --bin portcullis -- serve "$@"
+exec cargo run --quiet -p portcullis-cli --bin portcullis -- serve "$@"
