@@ -24,6 +24,7 @@ use tracing::Instrument;
 /// The functions behind the gateway.
 pub struct Gateway {
     login: portcullis_login::Deps,
+    refresh: portcullis_refresh::Deps,
     authorizer: portcullis_authorizer::Deps,
     max_body_bytes: usize,
 }
@@ -32,13 +33,15 @@ impl Gateway {
     /// Builds every function's dependencies from one configuration.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let backends = Backends::open(config)?;
+        let backends = Backends::open(config).await?;
         let provider = key_provider(config).await?;
         // Login first: on a first start it creates the signing key the authorizer loads.
         let login =
             portcullis_login::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
+        let refresh =
+            portcullis_refresh::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
-        Ok(Self { login, authorizer, max_body_bytes: config.max_body_bytes })
+        Ok(Self { login, refresh, authorizer, max_body_bytes: config.max_body_bytes })
     }
 
     /// Creates the bootstrap admin named by `PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL` and
@@ -93,7 +96,7 @@ impl Gateway {
         context.http.source_ip = Some(peer.ip().to_string());
         context.http.user_agent = header(&parts.headers, http::header::USER_AGENT);
         if route.access != Access::Public {
-            match self.authorize(&parts.headers, route.access) {
+            match self.authorize(&parts.headers, route.access).await {
                 Ok(fields) => {
                     let mut authorizer = ApiGatewayRequestAuthorizer::default();
                     authorizer.fields = fields;
@@ -124,7 +127,7 @@ impl Gateway {
             match route.function {
                 Function::Login => portcullis_login::handle(&self.login, request).await,
                 Function::Mfa => portcullis_mfa::handle(request).await,
-                Function::Refresh => portcullis_refresh::handle(request).await,
+                Function::Refresh => portcullis_refresh::handle(&self.refresh, request).await,
                 Function::Admin => portcullis_admin::handle(request).await,
             }
         }
@@ -133,13 +136,13 @@ impl Gateway {
     }
 
     /// Runs the authorizer handler; the context fields on success, else 401/403.
-    fn authorize(
+    async fn authorize(
         &self,
         headers: &HeaderMap,
         access: Access,
     ) -> Result<std::collections::HashMap<String, serde_json::Value>, StatusCode> {
         let authorization = header(headers, http::header::AUTHORIZATION);
-        match portcullis_authorizer::decide(&self.authorizer, authorization.as_deref()) {
+        match portcullis_authorizer::decide(&self.authorizer, authorization.as_deref()).await {
             Decision::Allow(identity) => {
                 if let Access::Permission(_) = access {
                     // Role-based permissions arrive with the RBAC policy; until then

@@ -28,6 +28,32 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Token-signing key commands (uses the same PORTCULLIS_* configuration as the functions).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Session table commands.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key. Functions that start afterwards sign with it; the JWKS
+    /// publishes it with the previous key, so earlier tokens stay valid until they expire.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Create the DynamoDB session table (for emulators and development; AWS uses the template).
+    CreateTable {
+        #[arg(long, env = "PORTCULLIS_DYNAMODB_TABLE")]
+        table: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -47,6 +73,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { addr } => {
             let config = Config::from_env()?;
             gateway::serve(config, addr).await
+        }
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let config = Config::from_env()?;
+            if let portcullis_shared::config::StoreBackend::Memory = config.store {
+                anyhow::bail!(
+                    "PORTCULLIS_STORE=memory keeps keys in the server process; rotate against mysql"
+                );
+            }
+            let backends = portcullis_shared::runtime::Backends::open(&config).await?;
+            let provider = portcullis_shared::runtime::key_provider(&config).await?;
+            let now = portcullis_shared::clock::Clock::now_secs(&portcullis_shared::clock::SystemClock);
+            let kid =
+                portcullis_shared::crypto::rotate_signing_key(backends.keys.as_ref(), provider.as_ref(), now)
+                    .await?;
+            println!("new signing key: {kid}");
+            Ok(())
+        }
+        Command::Sessions { command: SessionsCommand::CreateTable { table } } => {
+            let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+            portcullis_shared::sessions::create_table(&client, &table).await?;
+            println!("created table {table}");
+            Ok(())
         }
         Command::Db { command: DbCommand::Migrate { url } } => {
             let url = SecretString::from(url);

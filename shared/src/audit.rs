@@ -15,6 +15,12 @@ pub enum EventType {
     LoginFailure,
     PasswordChange,
     PasswordChangeFailure,
+    TokenRefresh,
+    RefreshFailure,
+    RefreshTokenReuse,
+    Logout,
+    LogoutAll,
+    SessionsRevoked,
 }
 
 impl EventType {
@@ -26,12 +32,21 @@ impl EventType {
             Self::LoginFailure => "login_failure",
             Self::PasswordChange => "password_change",
             Self::PasswordChangeFailure => "password_change_failure",
+            Self::TokenRefresh => "token_refresh",
+            Self::RefreshFailure => "refresh_failure",
+            Self::RefreshTokenReuse => "refresh_token_reuse",
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::SessionsRevoked => "sessions_revoked",
         }
     }
 
     pub fn outcome(self) -> &'static str {
         match self {
-            Self::LoginFailure | Self::PasswordChangeFailure => "failure",
+            Self::LoginFailure
+            | Self::PasswordChangeFailure
+            | Self::RefreshFailure
+            | Self::RefreshTokenReuse => "failure",
             _ => "success",
         }
     }

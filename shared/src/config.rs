@@ -31,11 +31,24 @@ pub enum KeyBackend {
     Kms { key_id: String },
 }
 
+/// Where sessions and refresh-token families live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionBackend {
+    /// In-process (the local server and unit tests only).
+    Memory,
+    /// A DynamoDB table (endpoint from `AWS_ENDPOINT_URL` when set).
+    Dynamo { table: String },
+}
+
 /// The whole configuration of a Portcullis process.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub store: StoreBackend,
     pub keys: KeyBackend,
+    pub sessions: SessionBackend,
+    /// Idle and absolute session timeouts.
+    pub session_idle_secs: u64,
+    pub session_absolute_secs: u64,
     /// `iss` of the tokens we issue and the only issuer we accept.
     pub issuer: String,
     /// `aud` of the tokens we issue and accept.
@@ -90,6 +103,30 @@ impl Config {
                 })
             }
         };
+        let sessions = match get("PORTCULLIS_SESSION_STORE").as_deref().unwrap_or("memory") {
+            "memory" => SessionBackend::Memory,
+            "dynamodb" => SessionBackend::Dynamo {
+                table: get("PORTCULLIS_DYNAMODB_TABLE").ok_or(ConfigError::Missing {
+                    var: "PORTCULLIS_DYNAMODB_TABLE",
+                    why: " when PORTCULLIS_SESSION_STORE=dynamodb",
+                })?,
+            },
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "PORTCULLIS_SESSION_STORE",
+                    reason: format!("`{other}` is neither `memory` nor `dynamodb`"),
+                })
+            }
+        };
+        let session_idle_secs = number(&get, "PORTCULLIS_SESSION_IDLE_SECS", 1800, 60, 86_400)?;
+        let session_absolute_secs =
+            number(&get, "PORTCULLIS_SESSION_ABSOLUTE_SECS", 43_200, 300, 30 * 86_400)?;
+        if session_idle_secs > session_absolute_secs {
+            return Err(ConfigError::Invalid {
+                var: "PORTCULLIS_SESSION_IDLE_SECS",
+                reason: "must not exceed PORTCULLIS_SESSION_ABSOLUTE_SECS".into(),
+            });
+        }
         let hibp_url = get("PORTCULLIS_HIBP_URL");
         if let Some(url) = &hibp_url {
             if !(url.starts_with("https://")
@@ -108,6 +145,9 @@ impl Config {
         Ok(Self {
             store,
             keys,
+            sessions,
+            session_idle_secs,
+            session_absolute_secs,
             issuer: get("PORTCULLIS_ISSUER").unwrap_or_else(|| "portcullis".into()),
             audience: get("PORTCULLIS_AUDIENCE").unwrap_or_else(|| "portcullis".into()),
             access_token_ttl_secs,
@@ -119,12 +159,26 @@ impl Config {
 
     /// Lambda functions need shared, durable state: refuse the in-memory store there.
     pub fn require_durable_store(&self) -> Result<(), ConfigError> {
-        match self.store {
-            StoreBackend::Mysql { .. } => Ok(()),
-            StoreBackend::Memory => Err(ConfigError::Missing {
+        if let StoreBackend::Memory = self.store {
+            return Err(ConfigError::Missing {
                 var: "PORTCULLIS_STORE",
                 why: " to be `mysql` in a Lambda function (the in-memory store is for the local server)",
-            }),
+            });
+        }
+        if let SessionBackend::Memory = self.sessions {
+            return Err(ConfigError::Missing {
+                var: "PORTCULLIS_SESSION_STORE",
+                why: " to be `dynamodb` in a Lambda function (the in-memory store is for the local server)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The session timeouts as a policy.
+    pub fn session_policy(&self) -> crate::sessions::SessionPolicy {
+        crate::sessions::SessionPolicy {
+            idle_secs: self.session_idle_secs as i64,
+            absolute_secs: self.session_absolute_secs as i64,
         }
     }
 }
@@ -187,6 +241,18 @@ mod tests {
     fn plain_http_breach_service_is_refused_off_loopback() {
         assert!(config(&[("PORTCULLIS_HIBP_URL", "http://example.com")]).is_err());
         assert!(config(&[("PORTCULLIS_HIBP_URL", "http://127.0.0.1:9/")]).is_ok());
+    }
+
+    #[test]
+    fn session_settings_are_validated() {
+        let err = config(&[("PORTCULLIS_SESSION_STORE", "dynamodb")]).expect_err("needs a table");
+        assert!(err.to_string().contains("PORTCULLIS_DYNAMODB_TABLE"), "{err}");
+        let err =
+            config(&[("PORTCULLIS_SESSION_IDLE_SECS", "7200"), ("PORTCULLIS_SESSION_ABSOLUTE_SECS", "3600")])
+                .expect_err("idle beyond absolute");
+        assert!(err.to_string().contains("PORTCULLIS_SESSION_IDLE_SECS"), "{err}");
+        let c = config(&[]).expect("defaults");
+        assert_eq!((c.session_idle_secs, c.session_absolute_secs), (1800, 43_200));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("authentication is required")]
     Unauthenticated,
+    /// Unknown, spent, expired or revoked refresh token alike.
+    #[error("the refresh token is invalid")]
+    InvalidRefreshToken,
     #[error("the caller lacks the permission for this action")]
     Forbidden,
     #[error("no such resource")]
@@ -71,7 +74,9 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EmailUnavailable => StatusCode::CONFLICT,
-            Self::InvalidCredentials | Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials | Self::Unauthenticated | Self::InvalidRefreshToken => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -93,6 +98,7 @@ impl ApiError {
             Self::EmailUnavailable => "email-unavailable",
             Self::InvalidCredentials => "invalid-credentials",
             Self::Unauthenticated => "unauthenticated",
+            Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",

@@ -16,6 +16,7 @@ pub mod http;
 pub mod policy;
 pub mod routes;
 pub mod runtime;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;

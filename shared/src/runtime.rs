@@ -1,10 +1,34 @@
 //! Cold-start wiring shared by every function and the local server: opens the
 //! configured stores and key provider once, so warm invocations reuse them.
 
-use crate::config::{Config, KeyBackend, StoreBackend};
+use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
+use crate::sessions::{DynamoSessionStore, MemorySessionStore, SessionStore};
 use crate::store::{AuditStore, KeyMaterialStore, MemoryStore, MySqlStore, UserStore};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+static AWS: OnceCell<aws_config::SdkConfig> = OnceCell::const_new();
+
+/// The AWS SDK configuration, loaded once per process: standard retries (3
+/// attempts with backoff) and timeouts, so an unreachable or throttling service
+/// turns into a bounded wait and then a 503, never a hung invocation.
+pub async fn aws_config() -> &'static aws_config::SdkConfig {
+    AWS.get_or_init(|| async {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build();
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .load()
+            .await
+    })
+    .await
+}
 
 /// A failure at cold start: the process must not serve.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +47,7 @@ pub struct Backends {
     pub users: Arc<dyn UserStore>,
     pub audit: Arc<dyn AuditStore>,
     pub keys: Arc<dyn KeyMaterialStore>,
+    pub sessions: Arc<dyn SessionStore>,
     /// Set in the embedded mode, for inspection by the local server and tests.
     pub memory: Option<Arc<MemoryStore>>,
     /// Set when backed by MySQL.
@@ -30,32 +55,47 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Opens the configured store. MySQL connections are made lazily by the pool.
-    pub fn open(config: &Config) -> Result<Self, BootError> {
+    /// Opens the configured stores. MySQL connections are made lazily by the pool.
+    pub async fn open(config: &Config) -> Result<Self, BootError> {
+        let sessions: Arc<dyn SessionStore> = match &config.sessions {
+            SessionBackend::Memory => Arc::new(MemorySessionStore::new()),
+            SessionBackend::Dynamo { table } => {
+                let client = aws_sdk_dynamodb::Client::new(aws_config().await);
+                Arc::new(DynamoSessionStore::new(client, table.clone()))
+            }
+        };
         match &config.store {
-            StoreBackend::Memory => Ok(Self::memory(Arc::new(MemoryStore::new()))),
+            StoreBackend::Memory => Ok(Self::memory(Arc::new(MemoryStore::new()), sessions)),
             StoreBackend::Mysql { url } => {
                 // A Lambda instance serves one request at a time: a few connections suffice.
                 let store = MySqlStore::connect(url, 4)
                     .map_err(|e| BootError::from_error("PORTCULLIS_DATABASE_URL", &e))?;
-                Ok(Self::mysql(store))
+                Ok(Self::mysql(store, sessions))
             }
         }
     }
 
-    pub fn memory(store: Arc<MemoryStore>) -> Self {
+    pub fn memory(store: Arc<MemoryStore>, sessions: Arc<dyn SessionStore>) -> Self {
         Self {
             users: store.clone(),
             audit: store.clone(),
             keys: store.clone(),
+            sessions,
             memory: Some(store),
             mysql: None,
         }
     }
 
-    pub fn mysql(store: MySqlStore) -> Self {
+    pub fn mysql(store: MySqlStore, sessions: Arc<dyn SessionStore>) -> Self {
         let shared = Arc::new(store.clone());
-        Self { users: shared.clone(), audit: shared.clone(), keys: shared, memory: None, mysql: Some(store) }
+        Self {
+            users: shared.clone(),
+            audit: shared.clone(),
+            keys: shared,
+            sessions,
+            memory: None,
+            mysql: Some(store),
+        }
     }
 }
 
@@ -66,9 +106,28 @@ pub async fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootE
             .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)
             .map_err(|e| BootError::from_error("PORTCULLIS_LOCAL_KEY_FILE", &e)),
         KeyBackend::Kms { key_id } => {
-            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let client = aws_sdk_kms::Client::new(&sdk);
+            let client = aws_sdk_kms::Client::new(aws_config().await);
             Ok(Arc::new(KmsKeyProvider::new(client, key_id.clone())))
         }
     }
+}
+
+/// The token issuer of a function that signs tokens (login, refresh, mfa): the
+/// current signing key, unwrapped once at cold start (creating it on first start).
+pub async fn token_issuer(
+    config: &Config,
+    backends: &Backends,
+    provider: &dyn KeyProvider,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> Result<crate::tokens::TokenIssuer, BootError> {
+    let signing = crate::crypto::load_signing_key(backends.keys.as_ref(), provider, clock.now_secs())
+        .await
+        .map_err(|e| BootError::from_error("token-signing key", &e))?;
+    Ok(crate::tokens::TokenIssuer::new(
+        &signing,
+        config.issuer.clone(),
+        config.audience.clone(),
+        config.access_token_ttl_secs,
+        clock,
+    ))
 }

@@ -57,6 +57,29 @@ pub enum TokenError {
     Signing,
 }
 
+/// The "tokens" body of the HTTP contract.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+impl Grant {
+    /// The grant for a session: its user, id, login methods and time, with the
+    /// user's current roles.
+    pub fn for_session(session: &crate::sessions::SessionRecord, roles: Vec<String>) -> Self {
+        Self {
+            sub: session.user_id.clone(),
+            sid: session.sid.clone(),
+            roles,
+            amr: session.amr.clone(),
+            auth_time: session.created_at,
+        }
+    }
+}
+
 /// Issues access tokens with the current signing key.
 pub struct TokenIssuer {
     kid: String,

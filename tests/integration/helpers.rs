@@ -100,9 +100,22 @@ pub fn hex_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// A fresh DynamoDB session table on moto, named for this test.
+pub async fn new_table() -> String {
+    let table = format!("pct-sessions-{}", hex_token());
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+    portcullis_shared::sessions::create_table(&client, &table).await.expect("create table on moto");
+    table
+}
+
 /// A request as API Gateway (HTTP API, payload 2.0) hands it to a function,
 /// optionally with the authorizer context of `sub`.
 pub fn request(method: &str, path: &str, body: Option<&str>, sub: Option<&str>) -> Request {
+    request_as(method, path, body, sub.map(|s| (s, "test-session")))
+}
+
+/// Like [`request`], with the authorizer context of `(sub, sid)`.
+pub fn request_as(method: &str, path: &str, body: Option<&str>, caller: Option<(&str, &str)>) -> Request {
     let mut builder =
         http::Request::builder().method(method).uri(path).header("user-agent", "integration-test");
     if body.is_some() {
@@ -112,10 +125,10 @@ pub fn request(method: &str, path: &str, body: Option<&str>, sub: Option<&str>) 
     let mut context = aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
     context.request_id = Some(hex_token());
     context.http.source_ip = Some("198.51.100.7".into());
-    if let Some(sub) = sub {
+    if let Some((sub, sid)) = caller {
         let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
         authorizer.fields.insert("sub".into(), sub.into());
-        authorizer.fields.insert("sid".into(), "test-session".into());
+        authorizer.fields.insert("sid".into(), sid.into());
         authorizer.fields.insert("roles".into(), "user".into());
         context.authorizer = Some(authorizer);
     }

@@ -1,7 +1,7 @@
 //! Runs the built `portcullis-login` binary against a local Lambda Runtime API
 //! (the protocol AWS uses) and feeds it the sample events in `events/login/`.
 
-use crate::helpers::{binary, TestDb};
+use crate::helpers::{binary, new_table, parts, request, TestDb};
 use crate::kms::new_kms_key;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -147,6 +147,8 @@ async fn login_binary_answers_every_sample_event_through_the_runtime_api() {
             ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
             ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
             ("PORTCULLIS_KMS_KEY_ID", new_kms_key().await),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", new_table().await),
         ],
     );
     let answers = api.answers(LOGIN_EVENTS.len(), Duration::from_secs(120)).await;
@@ -179,4 +181,89 @@ async fn a_lambda_with_a_bad_configuration_stops_at_cold_start_naming_the_variab
     let mut text = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await.expect("read stderr");
     assert!(text.contains("PORTCULLIS_DATABASE_URL"), "{text}");
+}
+
+const REFRESH_EVENTS: [(&str, &str); 8] = [
+    ("refresh", include_str!("../../events/refresh/refresh.json")),
+    ("refresh-malformed-token", include_str!("../../events/refresh/refresh-malformed-token.json")),
+    ("refresh-unknown-field", include_str!("../../events/refresh/refresh-unknown-field.json")),
+    ("refresh-wrong-content-type", include_str!("../../events/refresh/refresh-wrong-content-type.json")),
+    ("logout-without-authorizer", include_str!("../../events/refresh/logout-without-authorizer.json")),
+    (
+        "logout-all-without-authorizer",
+        include_str!("../../events/refresh/logout-all-without-authorizer.json"),
+    ),
+    ("sessions-without-authorizer", include_str!("../../events/refresh/sessions-without-authorizer.json")),
+    ("sessions", include_str!("../../events/refresh/sessions.json")),
+];
+
+#[tokio::test]
+async fn refresh_binary_rotates_detects_reuse_and_refuses_bad_events() {
+    let db = TestDb::create().await;
+    let table = new_table().await;
+    let key_id = new_kms_key().await;
+    let env = |user: &str| {
+        vec![
+            ("PORTCULLIS_STORE", "mysql".to_string()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
+            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+            ("PORTCULLIS_KMS_KEY_ID", key_id.clone()),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
+        ]
+    };
+    // A real login, in process, gives the live refresh token the first events carry.
+    let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
+    let creds = serde_json::json!({"email": "lambda-refresh@example.com", "password": crate::login_mysql::GOOD_PASSWORD}).to_string();
+    assert_eq!(
+        parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await)
+            .0,
+        201
+    );
+    let (status, body, _) =
+        parts(portcullis_login::handle(&login, request("POST", "/auth/login", Some(&creds), None)).await);
+    assert_eq!(status, 200, "{body}");
+    let live = serde_json::from_str::<serde_json::Value>(&body).expect("json")["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+
+    let mut events: Vec<(String, serde_json::Value)> = Vec::new();
+    for (name, text) in REFRESH_EVENTS {
+        let mut event: serde_json::Value = serde_json::from_str(text).expect("event JSON");
+        if name == "refresh" {
+            event["body"] = serde_json::json!({ "refresh_token": live }).to_string().into();
+            let mut replay = event.clone();
+            replay["requestContext"]["requestId"] = "evt-refresh-replayed".into();
+            events.push(("refresh".into(), event));
+            events.push(("refresh-replayed".into(), replay));
+        } else {
+            events.push((name.to_string(), event));
+        }
+    }
+    let expected: [(&str, u16); 9] = [
+        ("refresh", 200),
+        ("refresh-replayed", 401),
+        ("refresh-malformed-token", 401),
+        ("refresh-unknown-field", 400),
+        ("refresh-wrong-content-type", 415),
+        ("logout-without-authorizer", 401),
+        ("logout-all-without-authorizer", 401),
+        ("sessions-without-authorizer", 401),
+        ("sessions", 200),
+    ];
+    let (api, addr) = RuntimeApi::start(events).await;
+    let mut child = spawn_function("portcullis-refresh", &addr, &env("refresh"));
+    let answers = api.answers(expected.len(), Duration::from_secs(120)).await;
+    child.kill().await.ok();
+    assert!(!answers.contains_key("init"), "the function failed to start: {answers:?}");
+    for (name, status) in expected {
+        let answer = &answers[name];
+        assert_eq!(answer["statusCode"], status, "{name}: {answer}");
+        assert_eq!(answer["headers"]["cache-control"], "no-store", "{name}");
+    }
+    let rotated: serde_json::Value =
+        serde_json::from_str(answers["refresh"]["body"].as_str().expect("body")).expect("json");
+    assert_ne!(rotated["refresh_token"].as_str(), Some(live.as_str()));
+    assert_eq!(answers["sessions"]["body"], "[]");
 }

@@ -28,7 +28,7 @@ pub fn key_file() -> String {
 }
 
 pub async fn deps_with(config: &Config) -> Deps {
-    let backends = Backends::open(config).expect("backends");
+    let backends = Backends::open(config).await.expect("backends");
     let provider = key_provider(config).await.expect("key provider");
     Deps::build(config, &backends, provider.as_ref(), Arc::new(SystemClock)).await.expect("login deps")
 }
@@ -57,7 +57,15 @@ fn json(text: &str) -> serde_json::Value {
 #[tokio::test]
 async fn register_login_and_me_work_on_mysql_as_the_login_user() {
     let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
+    let table = crate::helpers::new_table().await;
+    let deps = deps_with(&config(&[
+        ("PORTCULLIS_STORE", "mysql".into()),
+        ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
+        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
+        ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+        ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
+    ]))
+    .await;
     let (status, body, _) =
         post(&deps, "/auth/register", &creds("alice@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 201, "{body}");
@@ -75,14 +83,16 @@ async fn register_login_and_me_work_on_mysql_as_the_login_user() {
     let authorizer_config = config(&[
         ("PORTCULLIS_STORE", "mysql".into()),
         ("PORTCULLIS_DATABASE_URL", db.user_url("authorizer")),
+        ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+        ("PORTCULLIS_DYNAMODB_TABLE", table),
     ]);
-    let authorizer_backends = Backends::open(&authorizer_config).expect("backends");
+    let authorizer_backends = Backends::open(&authorizer_config).await.expect("backends");
     let authorizer =
         portcullis_authorizer::Deps::build(&authorizer_config, &authorizer_backends, Arc::new(SystemClock))
             .await
             .expect("authorizer deps");
     let header = format!("Bearer {}", tokens["access_token"].as_str().expect("token"));
-    match portcullis_authorizer::decide(&authorizer, Some(&header)) {
+    match portcullis_authorizer::decide(&authorizer, Some(&header)).await {
         portcullis_authorizer::Decision::Allow(identity) => {
             assert_eq!(identity.sub, user_id);
             assert_eq!(identity.roles, vec!["user".to_string()]);

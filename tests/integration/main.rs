@@ -8,4 +8,5 @@ mod least_privilege;
 mod local_server;
 mod login_mysql;
 mod password_breach;
+mod sessions;
 mod sql_check;

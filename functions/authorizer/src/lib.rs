@@ -1,6 +1,9 @@
 //! The `authorizer` function: API Gateway's Lambda authorizer. It verifies the
-//! bearer access token against our published keys and returns the caller's
-//! identity as context. It fails closed: anything unexpected is a refusal.
+//! bearer access token against our published keys, checks that the token's
+//! session is still live (not revoked, not idle or past its absolute lifetime:
+//! ASVS 5.0 V8.3.2, authorization changes apply on the next request), and
+//! returns the caller's identity as context. It fails closed: anything
+//! unexpected, including an unreachable session store, is a refusal.
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
@@ -9,12 +12,16 @@ use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::runtime::{Backends, BootError};
+use portcullis_shared::sessions::{SessionPolicy, SessionState, SessionStore};
 use portcullis_shared::tokens::TokenVerifier;
 use std::sync::Arc;
 
 /// What the authorizer needs, built once at cold start.
 pub struct Deps {
     pub verifier: TokenVerifier,
+    pub sessions: Arc<dyn SessionStore>,
+    pub policy: SessionPolicy,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Deps {
@@ -30,7 +37,12 @@ impl Deps {
         if keys.is_empty() {
             tracing::warn!("no token-signing key is published yet; every token will be refused");
         }
-        Ok(Self { verifier: TokenVerifier::new(&keys, &config.issuer, &config.audience, clock) })
+        Ok(Self {
+            verifier: TokenVerifier::new(&keys, &config.issuer, &config.audience, clock.clone()),
+            sessions: backends.sessions.clone(),
+            policy: config.session_policy(),
+            clock,
+        })
     }
 }
 
@@ -59,16 +71,31 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
+fn deny(reason: &str) -> Decision {
+    tracing::info!(target: "audit", event_type = "authorizer_deny", reason = %reason, "request refused");
+    Decision::Unauthorized
+}
+
 /// Decides on an `Authorization` header value.
-pub fn decide(deps: &Deps, authorization: Option<&str>) -> Decision {
+pub async fn decide(deps: &Deps, authorization: Option<&str>) -> Decision {
     let Some(token) = authorization.and_then(bearer_token) else {
         return Decision::Unauthorized;
     };
-    match deps.verifier.verify(token) {
-        Ok(claims) => Decision::Allow(Identity { sub: claims.sub, sid: claims.sid, roles: claims.roles }),
+    let claims = match deps.verifier.verify(token) {
+        Ok(claims) => claims,
+        Err(err) => return deny(&err.to_string()),
+    };
+    match deps.sessions.get(&claims.sub, &claims.sid).await {
+        Ok(Some(session)) => match deps.policy.state(&session, deps.clock.now_secs()) {
+            SessionState::Live => {
+                Decision::Allow(Identity { sub: claims.sub, sid: claims.sid, roles: claims.roles })
+            }
+            state => deny(&format!("session {state:?}")),
+        },
+        Ok(None) => deny("unknown session"),
         Err(err) => {
-            tracing::info!(target: "audit", event_type = "authorizer_deny", reason = %err, "token refused");
-            Decision::Unauthorized
+            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable: denying");
+            deny("session store unavailable")
         }
     }
 }
@@ -81,11 +108,11 @@ pub fn context_of(identity: &Identity) -> serde_json::Value {
 
 /// HTTP API (payload 2.0) simple response. A payload that is not an authorizer
 /// request is refused, never an invocation error.
-pub fn handle_v2(deps: &Deps, event: serde_json::Value) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
+pub async fn handle_v2(deps: &Deps, event: serde_json::Value) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
     let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
         Ok(request) => {
             let header = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            decide(deps, header)
+            decide(deps, header).await
         }
         Err(_) => Decision::Unauthorized,
     };

@@ -7,19 +7,20 @@ use portcullis_shared::config::Config;
 use portcullis_shared::runtime::Backends;
 use portcullis_shared::telemetry;
 use std::sync::Arc;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     config.require_durable_store()?;
-    let backends = Backends::open(&config)?;
+    let backends = Backends::open(&config).await?;
     let deps = Arc::new(Deps::build(&config, &backends, Arc::new(SystemClock)).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let deps = deps.clone();
         async move {
-            let _span = telemetry::request_span(&event.context.request_id).entered();
-            Ok::<_, std::convert::Infallible>(handle_v2(&deps, event.payload))
+            let span = telemetry::request_span(&event.context.request_id);
+            Ok::<_, std::convert::Infallible>(handle_v2(&deps, event.payload).instrument(span).await)
         }
     }))
     .await

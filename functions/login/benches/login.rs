@@ -64,7 +64,7 @@ async fn main() {
         _ => None,
     })
     .expect("config");
-    let backends = Backends::open(&config).expect("backends");
+    let backends = Backends::open(&config).await.expect("backends");
     let provider = key_provider(&config).await.expect("keys");
     let mut deps =
         Deps::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await.expect("deps");

@@ -5,23 +5,25 @@ use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{
-    load_field_cipher, load_signing_key, FieldCipher, KeyProvider, PasswordHasher,
-};
+use portcullis_shared::crypto::{load_field_cipher, FieldCipher, KeyProvider, PasswordHasher};
 use portcullis_shared::domain::{Email, Password, Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::policy::PasswordPolicy;
-use portcullis_shared::runtime::{Backends, BootError};
+use portcullis_shared::runtime::{token_issuer, Backends, BootError};
+use portcullis_shared::sessions::{self, SessionPolicy, SessionStore};
 use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore};
-use portcullis_shared::tokens::{Grant, TokenIssuer};
+use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
 use portcullis_shared::ApiError;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Everything the login handlers use, built once at cold start.
 pub struct Deps {
     pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub session_policy: SessionPolicy,
     pub auditor: Auditor,
     pub fields: Arc<FieldCipher>,
     pub hasher: PasswordHasher,
@@ -44,22 +46,15 @@ impl Deps {
         let fields = load_field_cipher(backends.keys.as_ref(), provider, now)
             .await
             .map_err(|e| BootError::from_error("field-encryption key", &e))?;
-        let signing = load_signing_key(backends.keys.as_ref(), provider, now)
-            .await
-            .map_err(|e| BootError::from_error("token-signing key", &e))?;
+        let tokens = token_issuer(config, backends, provider, clock.clone()).await?;
         let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
             .await
             .map_err(|e| BootError::from_error("verification keys", &e))?;
         let hasher = PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
-        let tokens = TokenIssuer::new(
-            &signing,
-            config.issuer.clone(),
-            config.audience.clone(),
-            config.access_token_ttl_secs,
-            clock.clone(),
-        );
         Ok(Self {
             users: backends.users.clone(),
+            sessions: backends.sessions.clone(),
+            session_policy: config.session_policy(),
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             fields: Arc::new(fields),
             hasher,
@@ -84,13 +79,6 @@ struct Credentials {
 struct PasswordChange {
     current_password: Password,
     new_password: Password,
-}
-
-#[derive(Serialize)]
-struct Tokens {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: i64,
 }
 
 #[derive(Serialize)]
@@ -184,24 +172,36 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     }
     let roles = deps.users.roles_of(user.id).await?;
     let now = deps.clock.now_secs();
-    let grant = Grant {
-        sub: user.id.to_string(),
-        // Until server-side sessions exist, each login is its own session id.
-        sid: uuid::Uuid::new_v4().to_string(),
-        roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
-        amr: vec!["pwd".into()],
-        auth_time: now,
-    };
+    // The session is written before any token exists: no token without its session.
+    let (session, refresh_token) = sessions::start(
+        deps.sessions.as_ref(),
+        &deps.session_policy,
+        &user.id.to_string(),
+        vec!["pwd".into()],
+        &meta,
+        now,
+    )
+    .await?;
+    let grant = Grant::for_session(&session, roles.iter().map(|r| r.as_str().to_owned()).collect());
     let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
     deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
-    json(StatusCode::OK, &Tokens { access_token, token_type: "Bearer", expires_in: deps.tokens.ttl_secs() })
+    json(
+        StatusCode::OK,
+        &TokenResponse {
+            access_token,
+            refresh_token: refresh_token.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: deps.tokens.ttl_secs(),
+        },
+    )
 }
 
-async fn current_user(deps: &Deps, req: &Request) -> Result<UserRecord, ApiError> {
+async fn current_user(deps: &Deps, req: &Request) -> Result<(UserRecord, Caller), ApiError> {
     let caller = Caller::from_request(req)?;
     let id = UserId::parse(&caller.sub).ok_or(ApiError::Unauthenticated)?;
     // A token for a deleted user authenticates nobody.
-    deps.users.find_by_id(id).await?.ok_or(ApiError::Unauthenticated)
+    let user = deps.users.find_by_id(id).await?.ok_or(ApiError::Unauthenticated)?;
+    Ok((user, caller))
 }
 
 fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
@@ -213,7 +213,7 @@ fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
 
 pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
-    let user = current_user(deps, req).await?;
+    let (user, caller) = current_user(deps, req).await?;
     let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
     let ok =
         deps.hasher.verify(&body.current_password, &user.password_hash).await.map_err(ApiError::internal)?;
@@ -231,13 +231,23 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     let email = email_of(deps, &user)?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
     let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;
-    deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
+    let now = deps.clock.now_secs();
+    deps.users.set_password_hash(user.id, &phc, now).await?;
     deps.auditor.record(EventType::PasswordChange, Some(user.id.to_string()), &meta, None).await;
+    // ASVS V3.3.3: a password change ends every other session of the user.
+    let revoked =
+        sessions::revoke_all(deps.sessions.as_ref(), &user.id.to_string(), caller.sid.as_deref(), now)
+            .await?;
+    if revoked > 0 {
+        deps.auditor
+            .record(EventType::SessionsRevoked, Some(user.id.to_string()), &meta, Some("password_change"))
+            .await;
+    }
     no_content()
 }
 
 pub async fn me(deps: &Deps, req: &Request) -> HandlerResult {
-    let user = current_user(deps, req).await?;
+    let (user, _) = current_user(deps, req).await?;
     let email = email_of(deps, &user)?;
     let roles = deps.users.roles_of(user.id).await?;
     json(

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Config::from_env()?;
     config.require_durable_store()?;
-    let backends = Backends::open(&config)?;
+    let backends = Backends::open(&config).await?;
     let provider = key_provider(&config).await?;
     let deps = Arc::new(Deps::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await?);
     lambda_http::run(service_fn(move |req: Request| {

@@ -1,9 +1,30 @@
-//! The `refresh` function. Its issue has not landed: every route answers an honest
-//! 501 problem+json, never a fake success.
+//! The `refresh` function: refresh-token rotation with reuse detection, logout
+//! (this session or all), and the caller's session list (RFC 9700 §4.14, ASVS V3).
+//!
+//! `handle` is a plain async function over a request and [`Deps`]; Lambda
+//! (`main.rs`), the local server and the tests all call it.
 
+mod handlers;
+
+pub use handlers::Deps;
+
+use http::Method;
 use lambda_http::{Body, Request, Response};
+use portcullis_shared::http::{finish, HandlerResult};
+use portcullis_shared::ApiError;
 
-/// Answers every request with 501 Not Implemented.
-pub async fn handle(_req: Request) -> Response<Body> {
-    portcullis_shared::http::not_implemented("token refresh and sessions")
+/// Routes one request to its handler; always answers, never panics.
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let result: HandlerResult = match (req.method(), path.as_str()) {
+        (&Method::POST, "/auth/token/refresh") => handlers::refresh(deps, &req).await,
+        (&Method::POST, "/auth/logout") => handlers::logout(deps, &req).await,
+        (&Method::POST, "/auth/logout/all") => handlers::logout_all(deps, &req).await,
+        (&Method::GET, "/auth/sessions") => handlers::list(deps, &req).await,
+        (_, "/auth/token/refresh" | "/auth/logout" | "/auth/logout/all" | "/auth/sessions") => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        _ => Err(ApiError::NotFound),
+    };
+    finish(result)
 }

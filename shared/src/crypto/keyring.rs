@@ -81,38 +81,59 @@ pub async fn load_field_cipher(
     Ok(FieldCipher::new(expose_key(&key)))
 }
 
+/// A fresh ES256 key pair, its private half sealed under a new data key.
+async fn new_signing_record(
+    provider: &dyn KeyProvider,
+    kid: String,
+    generation: u32,
+    now: i64,
+) -> Result<KeyRecord, KeyringError> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
+        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    let dk = provider.generate_data_key(&context(SIGNING, &kid)).await?;
+    let sealer = RandomizedNonceKey::new(&AES_256_GCM, expose_key(&dk.plaintext))
+        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    let mut in_out = Zeroizing::new(doc.as_ref().to_vec());
+    let nonce = sealer
+        .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut *in_out)
+        .map_err(|_| KeyringError::Invalid("token-signing"))?;
+    let mut sealed = nonce.as_ref().to_vec();
+    sealed.extend_from_slice(&in_out);
+    Ok(KeyRecord {
+        purpose: SIGNING.into(),
+        generation,
+        public_key: pair.public_key().as_ref().to_vec(),
+        kid,
+        wrapped_key: dk.wrapped,
+        sealed,
+        created_at: now,
+    })
+}
+
+/// Adds the next signing key generation and returns its `kid`. Processes that
+/// start afterwards sign with it; the previous key stays published so tokens it
+/// signed remain valid until they expire.
+pub async fn rotate_signing_key(
+    store: &dyn KeyMaterialStore,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<String, KeyringError> {
+    let next = store.keys(SIGNING).await?.first().map(|k| k.generation + 1).unwrap_or(1);
+    let kid = uuid::Uuid::new_v4().simple().to_string();
+    store.insert_if_absent(&new_signing_record(provider, kid.clone(), next, now).await?).await?;
+    Ok(kid)
+}
+
 /// The current token-signing key (private), creating an ES256 key on first start.
 pub async fn load_signing_key(
     store: &dyn KeyMaterialStore,
     provider: &dyn KeyProvider,
     now: i64,
 ) -> Result<SigningKey, KeyringError> {
-    let rec = current_or_create(store, SIGNING, |kid| async move {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| KeyringError::Invalid("token-signing"))?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref())
-            .map_err(|_| KeyringError::Invalid("token-signing"))?;
-        let dk = provider.generate_data_key(&context(SIGNING, &kid)).await?;
-        let sealer = RandomizedNonceKey::new(&AES_256_GCM, expose_key(&dk.plaintext))
-            .map_err(|_| KeyringError::Invalid("token-signing"))?;
-        let mut in_out = doc.as_ref().to_vec();
-        let nonce = sealer
-            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut in_out)
-            .map_err(|_| KeyringError::Invalid("token-signing"))?;
-        let mut sealed = nonce.as_ref().to_vec();
-        sealed.extend_from_slice(&in_out);
-        Ok(KeyRecord {
-            purpose: SIGNING.into(),
-            generation: 1,
-            public_key: pair.public_key().as_ref().to_vec(),
-            kid,
-            wrapped_key: dk.wrapped,
-            sealed,
-            created_at: now,
-        })
-    })
-    .await?;
+    let rec = current_or_create(store, SIGNING, |kid| new_signing_record(provider, kid, 1, now)).await?;
     let dk = provider.decrypt_data_key(&rec.wrapped_key, &context(SIGNING, &rec.kid)).await?;
     let opener = RandomizedNonceKey::new(&AES_256_GCM, expose_key(&dk))
         .map_err(|_| KeyringError::Invalid("token-signing"))?;
@@ -134,13 +155,15 @@ pub async fn load_signing_key(
     })
 }
 
-/// Every published verification key (current first). Needs no key provider: the
-/// authorizer never touches private material.
+/// The published verification keys: the current and the previous generation
+/// (newest first). Needs no key provider: the authorizer never touches private
+/// material.
 pub async fn load_verifying_keys(store: &dyn KeyMaterialStore) -> Result<Vec<VerifyingKey>, KeyringError> {
     Ok(store
         .public_keys(SIGNING)
         .await?
         .into_iter()
+        .take(2)
         .map(|(kid, point)| VerifyingKey { kid, point })
         .collect())
 }

@@ -7,7 +7,8 @@ mod passwords;
 
 pub use field::{BlindIndex, FieldCipher};
 pub use keyring::{
-    load_field_cipher, load_signing_key, load_verifying_keys, KeyringError, SigningKey, VerifyingKey,
+    load_field_cipher, load_signing_key, load_verifying_keys, rotate_signing_key, KeyringError, SigningKey,
+    VerifyingKey,
 };
 pub use keys::{DataKey, EncryptionContext, KeyError, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 pub use passwords::{HashError, PasswordHasher};

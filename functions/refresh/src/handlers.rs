@@ -1,0 +1,187 @@
+//! The refresh function's handlers and their dependencies.
+
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::{Auditor, EventType};
+use portcullis_shared::clock::Clock;
+use portcullis_shared::config::Config;
+use portcullis_shared::crypto::KeyProvider;
+use portcullis_shared::domain::UserId;
+use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::runtime::{token_issuer, Backends, BootError};
+use portcullis_shared::sessions::{
+    self, hash_presented, new_refresh_token, Rotation, SessionPolicy, SessionRecord, SessionState,
+    SessionStore,
+};
+use portcullis_shared::store::UserStore;
+use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
+use portcullis_shared::ApiError;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Everything the refresh handlers use, built once at cold start.
+pub struct Deps {
+    pub sessions: Arc<dyn SessionStore>,
+    pub users: Arc<dyn UserStore>,
+    pub policy: SessionPolicy,
+    pub tokens: TokenIssuer,
+    pub auditor: Auditor,
+    pub clock: Arc<dyn Clock>,
+    pub max_body_bytes: usize,
+}
+
+impl Deps {
+    pub async fn build(
+        config: &Config,
+        backends: &Backends,
+        provider: &dyn KeyProvider,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, BootError> {
+        Ok(Self {
+            sessions: backends.sessions.clone(),
+            users: backends.users.clone(),
+            policy: config.session_policy(),
+            tokens: token_issuer(config, backends, provider, clock.clone()).await?,
+            auditor: Auditor::new(backends.audit.clone(), clock.clone()),
+            clock,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: SecretString,
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    session_id: String,
+    created_at: i64,
+    last_used_at: i64,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    current: bool,
+}
+
+/// Every refusal looks the same to the client (no oracle on why); the audit
+/// log keeps the reason.
+async fn refuse(
+    deps: &Deps,
+    meta: &ClientMeta,
+    subject: Option<&str>,
+    reason: &'static str,
+) -> HandlerResult {
+    deps.auditor.record(EventType::RefreshFailure, subject.map(str::to_owned), meta, Some(reason)).await;
+    Err(ApiError::InvalidRefreshToken)
+}
+
+/// A spent token came back: the family has leaked, so the whole session dies
+/// (RFC 9700 §4.14.2), including the newest token in the family.
+async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> HandlerResult {
+    deps.sessions.revoke(&session.user_id, &session.sid, deps.clock.now_secs()).await?;
+    tracing::warn!(user_id = %session.user_id, sid = %session.sid, "refresh token reuse: session revoked");
+    deps.auditor
+        .record(
+            EventType::RefreshTokenReuse,
+            Some(session.user_id.clone()),
+            meta,
+            Some("spent_token_presented"),
+        )
+        .await;
+    Err(ApiError::InvalidRefreshToken)
+}
+
+pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
+    let Some(hash) = hash_presented(&body.refresh_token) else {
+        return refuse(deps, &meta, None, "malformed_token").await;
+    };
+    let Some(record) = deps.sessions.refresh_token(&hash).await? else {
+        return refuse(deps, &meta, None, "unknown_token").await;
+    };
+    let Some(session) = deps.sessions.get(&record.user_id, &record.sid).await? else {
+        return refuse(deps, &meta, Some(&record.user_id), "unknown_session").await;
+    };
+    if record.spent {
+        return reuse_detected(deps, &meta, &session).await;
+    }
+    let now = deps.clock.now_secs();
+    match deps.policy.state(&session, now) {
+        SessionState::Live => {}
+        SessionState::Revoked => return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await,
+        SessionState::IdleExpired => {
+            return refuse(deps, &meta, Some(&session.user_id), "idle_timeout").await
+        }
+        SessionState::AbsoluteExpired => {
+            return refuse(deps, &meta, Some(&session.user_id), "absolute_timeout").await
+        }
+    }
+    let roles = match UserId::parse(&session.user_id) {
+        Some(id) => deps.users.roles_of(id).await?,
+        None => return refuse(deps, &meta, Some(&session.user_id), "unknown_user").await,
+    };
+    let (successor, successor_hash) = new_refresh_token();
+    let expires_at = deps.policy.expires_at(session.created_at);
+    match deps.sessions.rotate(&session, &hash, &successor_hash, now, expires_at).await? {
+        Rotation::Rotated => {}
+        // Lost a race with another use of the same token: that is reuse too.
+        Rotation::AlreadySpent => return reuse_detected(deps, &meta, &session).await,
+        Rotation::SessionEnded => {
+            return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await
+        }
+    }
+    let grant = Grant::for_session(&session, roles.iter().map(|r| r.as_str().to_owned()).collect());
+    let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
+    deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), &meta, None).await;
+    json(
+        StatusCode::OK,
+        &TokenResponse {
+            access_token,
+            refresh_token: successor.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: deps.tokens.ttl_secs(),
+        },
+    )
+}
+
+pub async fn logout(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    let sid = caller.sid.as_deref().ok_or(ApiError::Unauthenticated)?;
+    deps.sessions.revoke(&caller.sub, sid, deps.clock.now_secs()).await?;
+    deps.auditor.record(EventType::Logout, Some(caller.sub.clone()), &meta, None).await;
+    no_content()
+}
+
+pub async fn logout_all(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    sessions::revoke_all(deps.sessions.as_ref(), &caller.sub, None, deps.clock.now_secs()).await?;
+    deps.auditor.record(EventType::LogoutAll, Some(caller.sub.clone()), &meta, None).await;
+    no_content()
+}
+
+pub async fn list(deps: &Deps, req: &Request) -> HandlerResult {
+    let caller = Caller::from_request(req)?;
+    let now = deps.clock.now_secs();
+    let views: Vec<SessionView> = deps
+        .sessions
+        .list(&caller.sub)
+        .await?
+        .into_iter()
+        .filter(|s| deps.policy.state(s, now) == SessionState::Live)
+        .map(|s| SessionView {
+            current: caller.sid.as_deref() == Some(s.sid.as_str()),
+            session_id: s.sid,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+            user_agent: s.user_agent,
+            ip: s.ip,
+        })
+        .collect();
+    json(StatusCode::OK, &views)
+}

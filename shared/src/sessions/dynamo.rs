@@ -1,0 +1,321 @@
+//! DynamoDB session store: one table (`pk`, `sk`, TTL attribute `expires_at`),
+//! conditional writes and transactions for every state change.
+//!
+//! Items:
+//! - session: `pk = USER#<user id>`, `sk = SESSION#<sid>`; `created_at`,
+//!   `last_used_at`, optional `revoked_at`, `user_agent`, `ip`, `amr`;
+//! - refresh token: `pk = RT#<sha-256 hex>`, `sk = RT`; `user_id`, `sid`,
+//!   `state` (`active` | `spent`).
+//!
+//! The same table will hold MFA challenges, throttling counters and API keys
+//! under their own key prefixes.
+
+use super::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(err))
+}
+
+fn session_key(user_id: &str, sid: &str) -> Item {
+    HashMap::from([("pk".into(), s(format!("USER#{user_id}"))), ("sk".into(), s(format!("SESSION#{sid}")))])
+}
+
+fn token_key(hash: &TokenHash) -> Item {
+    HashMap::from([("pk".into(), s(format!("RT#{}", hash.hex()))), ("sk".into(), s("RT"))])
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt("session item");
+    let user_id =
+        get_s(item, "pk").and_then(|p| p.strip_prefix("USER#").map(str::to_owned)).ok_or_else(corrupt)?;
+    let sid =
+        get_s(item, "sk").and_then(|p| p.strip_prefix("SESSION#").map(str::to_owned)).ok_or_else(corrupt)?;
+    let amr = item
+        .get("amr")
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|a| a.as_s().ok().cloned()).collect())
+        .unwrap_or_default();
+    Ok(SessionRecord {
+        user_id,
+        sid,
+        created_at: get_n(item, "created_at").ok_or_else(corrupt)?,
+        last_used_at: get_n(item, "last_used_at").ok_or_else(corrupt)?,
+        revoked_at: get_n(item, "revoked_at"),
+        user_agent: get_s(item, "user_agent"),
+        ip: get_s(item, "ip"),
+        amr,
+    })
+}
+
+/// Sessions and refresh tokens in one DynamoDB table.
+#[derive(Clone)]
+pub struct DynamoSessionStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSessionStore {
+    pub fn new(client: Client, table: String) -> Self {
+        Self { client, table }
+    }
+
+    fn token_put(
+        &self,
+        hash: &TokenHash,
+        session: &SessionRecord,
+        expires_at: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item = token_key(hash);
+        item.insert("user_id".into(), s(&session.user_id));
+        item.insert("sid".into(), s(&session.sid));
+        item.insert("state".into(), s("active"));
+        item.insert("expires_at".into(), n(expires_at));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+#[async_trait]
+impl SessionStore for DynamoSessionStore {
+    async fn create(
+        &self,
+        session: &SessionRecord,
+        first: &TokenHash,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = session_key(&session.user_id, &session.sid);
+        item.insert("created_at".into(), n(session.created_at));
+        item.insert("last_used_at".into(), n(session.last_used_at));
+        item.insert("amr".into(), AttributeValue::L(session.amr.iter().map(s).collect()));
+        item.insert("expires_at".into(), n(expires_at));
+        if let Some(ua) = &session.user_agent {
+            item.insert("user_agent".into(), s(ua));
+        }
+        if let Some(ip) = &session.ip {
+            item.insert("ip".into(), s(ip));
+        }
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(self.token_put(first, session, expires_at)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                Err(StoreError::Duplicate)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(token_key(hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let corrupt = || StoreError::Corrupt("refresh token item");
+        Ok(Some(RefreshRecord {
+            user_id: get_s(item, "user_id").ok_or_else(corrupt)?,
+            sid: get_s(item, "sid").ok_or_else(corrupt)?,
+            spent: get_s(item, "state").ok_or_else(corrupt)? != "active",
+        }))
+    }
+
+    async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user_id, sid)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item().map(session_from).transpose()
+    }
+
+    async fn rotate(
+        &self,
+        session: &SessionRecord,
+        old: &TokenHash,
+        new: &TokenHash,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Rotation, StoreError> {
+        let spend = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(token_key(old)))
+            .update_expression("SET #state = :spent, spent_at = :now")
+            .condition_expression("#state = :active")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":spent", s("spent"))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(unavailable)?;
+        let touch = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(session_key(&session.user_id, &session.sid)))
+            .update_expression("SET last_used_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(unavailable)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(spend).build())
+            .transact_items(self.token_put(new, session, expires_at)?)
+            .transact_items(TransactWriteItem::builder().update(touch).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Rotation::Rotated),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                // Reasons come in item order: spend, put successor, touch session.
+                let reasons: Vec<Option<String>> = match e.err() {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                        c.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let failed =
+                    |i: usize| reasons.get(i).and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed");
+                if failed(0) || reasons.is_empty() {
+                    Ok(Rotation::AlreadySpent)
+                } else if failed(2) {
+                    Ok(Rotation::SessionEnded)
+                } else {
+                    Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}").into()))
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user_id, sid)))
+            .update_expression("SET revoked_at = :now")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Already revoked, or no such session: revocation is idempotent.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(format!("USER#{user_id}")))
+                .expression_attribute_values(":prefix", s("SESSION#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                out.push(session_from(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+}
+
+/// Creates the table as the IaC declares it (on-demand, TTL on `expires_at`).
+/// For tests, emulators and local development; AWS deployments use the template.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    };
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk").map_err(unavailable)?)
+        .attribute_definitions(attr("sk").map_err(unavailable)?)
+        .key_schema(key("pk", KeyType::Hash).map_err(unavailable)?)
+        .key_schema(key("sk", KeyType::Range).map_err(unavailable)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name("expires_at")
+        .build()
+        .map_err(unavailable)?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}

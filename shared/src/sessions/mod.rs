@@ -1,0 +1,238 @@
+//! Server-side sessions and refresh-token families (ASVS V3, RFC 9700 §4.14).
+//!
+//! A login starts a session and its first refresh token. Refresh tokens are
+//! opaque 256-bit secrets stored only as SHA-256 hashes; each use spends the
+//! token and issues its successor in one atomic write. A spent token presented
+//! again means the family leaked: the whole session is revoked. Sessions end by
+//! revocation, idle timeout or absolute timeout, all judged against the `Clock`.
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::{create_table, DynamoSessionStore};
+pub use memory::MemorySessionStore;
+
+use crate::store::StoreError;
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Prefix of every refresh token, so secret scanners can recognise a leaked one.
+pub const REFRESH_TOKEN_PREFIX: &str = "pcr_";
+
+/// SHA-256 of a refresh token: the only form in which it is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl TokenHash {
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// A new refresh token (shown to the client once) and its hash.
+pub fn new_refresh_token() -> (SecretString, TokenHash) {
+    let mut secret = crate::crypto::random_bytes::<32>();
+    let token = format!("{REFRESH_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+    zeroize::Zeroize::zeroize(&mut secret);
+    let hash = hash_token(&token);
+    (SecretString::from(token), hash)
+}
+
+/// The hash of a presented refresh token, or `None` when it is not shaped like one
+/// (no store lookup is spent on garbage).
+pub fn hash_presented(token: &SecretString) -> Option<TokenHash> {
+    let text = token.expose_secret();
+    let body = text.strip_prefix(REFRESH_TOKEN_PREFIX)?;
+    let decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
+    (decoded.len() == 32).then(|| hash_token(text))
+}
+
+fn hash_token(token: &str) -> TokenHash {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    TokenHash(out)
+}
+
+/// One session of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: String,
+    pub sid: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub revoked_at: Option<i64>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Authentication methods of the login that started it (`pwd`, `otp`, …).
+    pub amr: Vec<String>,
+}
+
+/// What a refresh-token hash refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub user_id: String,
+    pub sid: String,
+    /// True once the token has been exchanged for its successor.
+    pub spent: bool,
+}
+
+/// The result of an attempted rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old token is spent and the new one is live.
+    Rotated,
+    /// The old token was already spent (reuse, or a concurrent refresh won).
+    AlreadySpent,
+    /// The session was revoked meanwhile; nothing was written.
+    SessionEnded,
+}
+
+/// Why a session is no longer usable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    Live,
+    Revoked,
+    IdleExpired,
+    AbsoluteExpired,
+}
+
+/// Idle and absolute timeouts (ASVS V3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    pub idle_secs: i64,
+    pub absolute_secs: i64,
+}
+
+impl SessionPolicy {
+    pub fn state(&self, session: &SessionRecord, now: i64) -> SessionState {
+        if session.revoked_at.is_some() {
+            SessionState::Revoked
+        } else if now - session.created_at >= self.absolute_secs {
+            SessionState::AbsoluteExpired
+        } else if now - session.last_used_at >= self.idle_secs {
+            SessionState::IdleExpired
+        } else {
+            SessionState::Live
+        }
+    }
+
+    /// When the store may forget a session and its tokens: a day after it can
+    /// no longer be used, so reuse of its tokens is still recognised until then.
+    pub fn expires_at(&self, created_at: i64) -> i64 {
+        created_at + self.absolute_secs + 86_400
+    }
+}
+
+/// Starts a session for a completed login and returns it with its first refresh
+/// token. Nothing is issued unless this write succeeded.
+pub async fn start(
+    store: &dyn SessionStore,
+    policy: &SessionPolicy,
+    user_id: &str,
+    amr: Vec<String>,
+    meta: &crate::http::ClientMeta,
+    now: i64,
+) -> Result<(SessionRecord, SecretString), StoreError> {
+    let (token, hash) = new_refresh_token();
+    let session = SessionRecord {
+        user_id: user_id.to_owned(),
+        sid: uuid::Uuid::new_v4().to_string(),
+        created_at: now,
+        last_used_at: now,
+        revoked_at: None,
+        user_agent: meta.user_agent.clone(),
+        ip: meta.source_ip.clone(),
+        amr,
+    };
+    store.create(&session, &hash, policy.expires_at(now)).await?;
+    Ok((session, token))
+}
+
+/// Revokes every live session of a user except `keep`; returns how many.
+pub async fn revoke_all(
+    store: &dyn SessionStore,
+    user_id: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let mut revoked = 0;
+    for session in store.list(user_id).await? {
+        if session.revoked_at.is_none() && Some(session.sid.as_str()) != keep {
+            store.revoke(user_id, &session.sid, now).await?;
+            revoked += 1;
+        }
+    }
+    Ok(revoked)
+}
+
+/// The session store (DynamoDB in AWS, in-memory locally).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Writes a session and its first refresh token together, or neither.
+    async fn create(
+        &self,
+        session: &SessionRecord,
+        first: &TokenHash,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError>;
+    async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Atomically: `old` active → spent, `new` written as active, the session's
+    /// `last_used_at` set to `now` — only if `old` is still active and the
+    /// session is not revoked. Two rotations of one token never both succeed.
+    async fn rotate(
+        &self,
+        session: &SessionRecord,
+        old: &TokenHash,
+        new: &TokenHash,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Rotation, StoreError>;
+    /// Marks a session revoked (idempotent).
+    async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError>;
+    /// Every session of a user, revoked and expired ones included.
+    async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_are_256_bit_and_hash_consistently() {
+        let (token, hash) = new_refresh_token();
+        assert!(token.expose_secret().starts_with(REFRESH_TOKEN_PREFIX));
+        assert_eq!(hash_presented(&token), Some(hash));
+        let (other, other_hash) = new_refresh_token();
+        assert_ne!(hash, other_hash);
+        assert_ne!(token.expose_secret(), other.expose_secret());
+        for bad in ["", "pcr_", "pcr_abc", "xyz_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "pcr_!!!!"] {
+            assert_eq!(hash_presented(&SecretString::from(bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sessions_end_by_revocation_idle_or_absolute_timeout() {
+        let policy = SessionPolicy { idle_secs: 1800, absolute_secs: 43_200 };
+        let mut s = SessionRecord {
+            user_id: "u".into(),
+            sid: "s".into(),
+            created_at: 0,
+            last_used_at: 0,
+            revoked_at: None,
+            user_agent: None,
+            ip: None,
+            amr: vec!["pwd".into()],
+        };
+        assert_eq!(policy.state(&s, 1799), SessionState::Live);
+        assert_eq!(policy.state(&s, 1800), SessionState::IdleExpired);
+        s.last_used_at = 43_000;
+        assert_eq!(policy.state(&s, 43_199), SessionState::Live);
+        assert_eq!(policy.state(&s, 43_200), SessionState::AbsoluteExpired);
+        s.revoked_at = Some(1);
+        assert_eq!(policy.state(&s, 2), SessionState::Revoked);
+    }
+}
