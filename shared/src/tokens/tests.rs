@@ -1,5 +1,6 @@
 use super::*;
 use crate::clock::ManualClock;
+use crate::crypto::VerifyingKey;
 use crate::crypto::{load_signing_key, LocalKeyProvider};
 use crate::store::MemoryStore;
 
@@ -93,4 +94,102 @@ async fn jwks_publishes_the_public_key_only() {
     assert_eq!(jwk["kty"], "EC");
     assert_eq!(jwk["kid"], key.kid.as_str());
     assert!(jwk.get("d").is_none());
+}
+
+#[tokio::test]
+async fn hs256_keyed_with_our_public_key_is_refused() {
+    // The classic algorithm-confusion forgery: HMAC with the public key as secret.
+    let (issuer, verifier, _, key) = setup().await;
+    let (token, claims) = issuer.issue(grant()).expect("issues");
+    assert!(verifier.verify(&token).is_ok());
+    let pem_like = jwks(std::slice::from_ref(&key.public)).to_string();
+    for secret in [key.public.point.clone(), pem_like.into_bytes()] {
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(TOKEN_TYPE.into());
+        header.kid = Some(key.kid.clone());
+        let forged =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret)).expect("hmac");
+        assert!(verifier.verify(&forged).is_err());
+    }
+}
+
+fn wycheproof_jws() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/wycheproof/json_web_signature_test.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("vectors are JSON")
+}
+
+#[tokio::test]
+async fn every_wycheproof_jws_vector_is_refused_by_our_verifier() {
+    let (_, ours, clock, _) = setup().await;
+    let vectors = wycheproof_jws();
+    let mut count = 0;
+    for group in vectors["testGroups"].as_array().expect("groups") {
+        // A verifier that even trusts the group's own EC key under its kid.
+        let theirs = group["public"]
+            .as_object()
+            .filter(|k| k.get("crv").and_then(|c| c.as_str()) == Some("P-256"))
+            .and_then(|k| {
+                let x = URL_SAFE_NO_PAD.decode(k.get("x")?.as_str()?).ok()?;
+                let y = URL_SAFE_NO_PAD.decode(k.get("y")?.as_str()?).ok()?;
+                let point = [&[4u8][..], &x, &y].concat();
+                let kid = k.get("kid").and_then(|v| v.as_str()).unwrap_or("wycheproof").to_owned();
+                Some(TokenVerifier::new(
+                    &[VerifyingKey { kid, point }],
+                    "iss",
+                    "aud",
+                    Arc::new(clock.clone()),
+                ))
+            });
+        for test in group["tests"].as_array().expect("tests") {
+            let jws = test["jws"].as_str().unwrap_or_default();
+            assert!(ours.verify(jws).is_err(), "tcId {} accepted", test["tcId"]);
+            if let Some(theirs) = &theirs {
+                // Valid JWS but not access tokens (no at+jwt, no claims): refused all the same.
+                assert!(theirs.verify(jws).is_err(), "tcId {} accepted with its own key", test["tcId"]);
+            }
+            count += 1;
+        }
+    }
+    assert!(count > 400, "only {count} vectors read");
+}
+
+#[test]
+fn es256_signatures_match_the_wycheproof_verdicts() {
+    // Known-answer check of the ES256 primitive under our verifier (jsonwebtoken on
+    // aws-lc-rs): every valid vector verifies; no invalid one does once its
+    // segments decode canonically (the full verifier refuses the rest anyway).
+    let vectors = wycheproof_jws();
+    let mut checked = 0;
+    for group in vectors["testGroups"].as_array().expect("groups") {
+        let Some(public) =
+            group["public"].as_object().filter(|k| k.get("alg").and_then(|a| a.as_str()) == Some("ES256"))
+        else {
+            continue;
+        };
+        let (Some(x), Some(y)) = (public["x"].as_str(), public["y"].as_str()) else { continue };
+        let key = DecodingKey::from_ec_components(x, y).expect("P-256 key");
+        for test in group["tests"].as_array().expect("tests") {
+            let jws = test["jws"].as_str().unwrap_or_default();
+            let parts: Vec<&str> = jws.split('.').collect();
+            if parts.len() != 3 {
+                assert_ne!(test["result"], "valid");
+                continue;
+            }
+            let message = format!("{}.{}", parts[0], parts[1]);
+            let verified = jsonwebtoken::crypto::verify(parts[2], message.as_bytes(), &key, Algorithm::ES256)
+                .unwrap_or(false);
+            let canonical = parts
+                .iter()
+                .all(|p| URL_SAFE_NO_PAD.decode(p).is_ok_and(|b| URL_SAFE_NO_PAD.encode(b) == *p));
+            if test["result"] == "valid" {
+                assert!(verified, "valid tcId {} did not verify", test["tcId"]);
+            } else if canonical {
+                assert!(!verified, "invalid tcId {} verified", test["tcId"]);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} ES256 vectors checked");
 }
