@@ -171,3 +171,44 @@ async fn the_mysql_switch_keeps_users_across_restarts() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("kim@example.com"));
 }
+
+#[tokio::test]
+async fn refresh_logout_and_revocation_work_through_the_local_server() {
+    let server = serve(&[]).await;
+    call(
+        reqwest::Method::POST,
+        format!("{}/auth/register", server.base),
+        None,
+        Some(serde_json::json!({"email": "max@example.com", "password": PASSWORD})),
+    )
+    .await;
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/auth/login", server.base),
+        None,
+        Some(serde_json::json!({"email": "max@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let tokens: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/auth/token/refresh", server.base),
+        None,
+        Some(serde_json::json!({"refresh_token": tokens["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rotated: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let access = rotated["access_token"].as_str().expect("access");
+    let (status, _, body) =
+        call(reqwest::Method::GET, format!("{}/auth/sessions", server.base), Some(access), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"current\":true"), "{body}");
+    let (status, _, _) =
+        call(reqwest::Method::POST, format!("{}/auth/logout", server.base), Some(access), None).await;
+    assert_eq!(status, 204);
+    // The revoked session's still-unexpired access token is refused on its next request.
+    let (status, _, _) = call(reqwest::Method::GET, format!("{}/me", server.base), Some(access), None).await;
+    assert_eq!(status, 401);
+}
