@@ -25,6 +25,7 @@ use tracing::Instrument;
 pub struct Gateway {
     login: portcullis_login::Deps,
     refresh: portcullis_refresh::Deps,
+    admin: portcullis_admin::Deps,
     authorizer: portcullis_authorizer::Deps,
     max_body_bytes: usize,
 }
@@ -40,8 +41,10 @@ impl Gateway {
             portcullis_login::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
         let refresh =
             portcullis_refresh::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
+        let admin =
+            portcullis_admin::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
-        Ok(Self { login, refresh, authorizer, max_body_bytes: config.max_body_bytes })
+        Ok(Self { login, refresh, admin, authorizer, max_body_bytes: config.max_body_bytes })
     }
 
     /// Creates the bootstrap admin named by `PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL` and
@@ -96,7 +99,7 @@ impl Gateway {
         context.http.source_ip = Some(peer.ip().to_string());
         context.http.user_agent = header(&parts.headers, http::header::USER_AGENT);
         if route.access != Access::Public {
-            match self.authorize(&parts.headers, route.access).await {
+            match self.authorize(&parts.method, &path, &parts.headers).await {
                 Ok(fields) => {
                     let mut authorizer = ApiGatewayRequestAuthorizer::default();
                     authorizer.fields = fields;
@@ -128,31 +131,31 @@ impl Gateway {
                 Function::Login => portcullis_login::handle(&self.login, request).await,
                 Function::Mfa => portcullis_mfa::handle(request).await,
                 Function::Refresh => portcullis_refresh::handle(&self.refresh, request).await,
-                Function::Admin => portcullis_admin::handle(request).await,
+                Function::Admin => portcullis_admin::handle(&self.admin, request).await,
             }
         }
         .instrument(span)
         .await
     }
 
-    /// Runs the authorizer handler; the context fields on success, else 401/403.
+    /// Runs the authorizer; the context fields on success, else 401/403.
     async fn authorize(
         &self,
+        method: &http::Method,
+        path: &str,
         headers: &HeaderMap,
-        access: Access,
     ) -> Result<std::collections::HashMap<String, serde_json::Value>, StatusCode> {
         let authorization = header(headers, http::header::AUTHORIZATION);
-        match portcullis_authorizer::decide(&self.authorizer, authorization.as_deref()).await {
+        let api_key = header(headers, http::header::HeaderName::from_static("x-api-key"));
+        let ask = portcullis_authorizer::Ask {
+            method: method.as_str(),
+            path,
+            authorization: authorization.as_deref(),
+            api_key: api_key.as_deref(),
+        };
+        match portcullis_authorizer::authorize(&self.authorizer, ask).await {
             Decision::Allow(identity) => {
-                if let Access::Permission(_) = access {
-                    // Role-based permissions arrive with the RBAC policy; until then
-                    // admin routes are open to the admin role only (fail closed).
-                    if !identity.roles.iter().any(|r| r == "admin") {
-                        return Err(StatusCode::FORBIDDEN);
-                    }
-                }
-                let context = portcullis_authorizer::context_of(&identity);
-                Ok(context.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default())
+                Ok(portcullis_authorizer::context_of(&identity).into_iter().collect())
             }
             Decision::Forbidden => Err(StatusCode::FORBIDDEN),
             Decision::Unauthorized => Err(StatusCode::UNAUTHORIZED),

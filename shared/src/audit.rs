@@ -21,6 +21,11 @@ pub enum EventType {
     Logout,
     LogoutAll,
     SessionsRevoked,
+    RoleGranted,
+    RoleRevoked,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    AdminRefused,
 }
 
 impl EventType {
@@ -38,6 +43,11 @@ impl EventType {
             Self::Logout => "logout",
             Self::LogoutAll => "logout_all",
             Self::SessionsRevoked => "sessions_revoked",
+            Self::RoleGranted => "role_granted",
+            Self::RoleRevoked => "role_revoked",
+            Self::ApiKeyCreated => "api_key_created",
+            Self::ApiKeyRevoked => "api_key_revoked",
+            Self::AdminRefused => "admin_refused",
         }
     }
 
@@ -57,6 +67,10 @@ impl EventType {
 pub struct AuditEvent {
     pub event_type: EventType,
     pub subject: Option<String>,
+    /// Who acted, when not the subject (an administrator, an API key).
+    pub actor: Option<String>,
+    /// What changed (a role name, an API key id); never a secret.
+    pub detail: Option<String>,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -87,9 +101,35 @@ impl Auditor {
         meta: &ClientMeta,
         reason: Option<&'static str>,
     ) {
+        self.write(event_type, subject, None, None, meta, reason).await
+    }
+
+    /// Records an administrative action: `actor` did `event_type` to `subject`.
+    pub async fn record_admin(
+        &self,
+        event_type: EventType,
+        actor: &str,
+        subject: Option<String>,
+        detail: Option<String>,
+        meta: &ClientMeta,
+    ) {
+        self.write(event_type, subject, Some(actor.to_owned()), detail, meta, None).await
+    }
+
+    async fn write(
+        &self,
+        event_type: EventType,
+        subject: Option<String>,
+        actor: Option<String>,
+        detail: Option<String>,
+        meta: &ClientMeta,
+        reason: Option<&'static str>,
+    ) {
         let event = AuditEvent {
             event_type,
             subject,
+            actor,
+            detail,
             source_ip: meta.source_ip.clone(),
             user_agent: meta.user_agent.clone(),
             request_id: meta.request_id.clone(),
@@ -101,6 +141,8 @@ impl Auditor {
             event_type = event.event_type.as_str(),
             outcome = event.event_type.outcome(),
             subject = event.subject.as_deref(),
+            actor = event.actor.as_deref(),
+            detail = event.detail.as_deref(),
             source_ip = event.source_ip.as_deref(),
             user_agent = event.user_agent.as_deref(),
             request_id = event.request_id.as_deref(),

@@ -151,6 +151,8 @@ pub struct Caller {
     pub sub: String,
     pub sid: Option<String>,
     pub roles: Vec<String>,
+    /// Set when the caller authenticated with an API key rather than as a person.
+    pub api_key_id: Option<String>,
 }
 
 impl Caller {
@@ -167,7 +169,12 @@ impl Caller {
         let roles = text("roles")
             .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
             .unwrap_or_default();
-        Ok(Self { sub, sid: text("sid"), roles })
+        Ok(Self {
+            sub,
+            sid: text("sid").filter(|s| !s.is_empty()),
+            roles,
+            api_key_id: text("api_key_id").filter(|s| !s.is_empty()),
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 //! cryptography (key providers, field encryption, password hashing, tokens), the
 //! storage ports with their MySQL and in-memory implementations, and audit events.
 
+pub mod apikeys;
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod policy;
+pub mod rbac;
 pub mod routes;
 pub mod runtime;
 pub mod sessions;

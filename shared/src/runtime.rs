@@ -1,6 +1,7 @@
 //! Cold-start wiring shared by every function and the local server: opens the
 //! configured stores and key provider once, so warm invocations reuse them.
 
+use crate::apikeys::{ApiKeyStore, DynamoApiKeyStore, MemoryApiKeyStore};
 use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::sessions::{DynamoSessionStore, MemorySessionStore, SessionStore};
@@ -48,6 +49,7 @@ pub struct Backends {
     pub audit: Arc<dyn AuditStore>,
     pub keys: Arc<dyn KeyMaterialStore>,
     pub sessions: Arc<dyn SessionStore>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
     /// Set in the embedded mode, for inspection by the local server and tests.
     pub memory: Option<Arc<MemoryStore>>,
     /// Set when backed by MySQL.
@@ -57,14 +59,19 @@ pub struct Backends {
 impl Backends {
     /// Opens the configured stores. MySQL connections are made lazily by the pool.
     pub async fn open(config: &Config) -> Result<Self, BootError> {
-        let sessions: Arc<dyn SessionStore> = match &config.sessions {
-            SessionBackend::Memory => Arc::new(MemorySessionStore::new()),
+        let (sessions, api_keys): (Arc<dyn SessionStore>, Arc<dyn ApiKeyStore>) = match &config.sessions {
+            SessionBackend::Memory => {
+                (Arc::new(MemorySessionStore::new()), Arc::new(MemoryApiKeyStore::default()))
+            }
             SessionBackend::Dynamo { table } => {
                 let client = aws_sdk_dynamodb::Client::new(aws_config().await);
-                Arc::new(DynamoSessionStore::new(client, table.clone()))
+                (
+                    Arc::new(DynamoSessionStore::new(client.clone(), table.clone())),
+                    Arc::new(DynamoApiKeyStore::new(client, table.clone())),
+                )
             }
         };
-        match &config.store {
+        let backends = match &config.store {
             StoreBackend::Memory => Ok(Self::memory(Arc::new(MemoryStore::new()), sessions)),
             StoreBackend::Mysql { url } => {
                 // A Lambda instance serves one request at a time: a few connections suffice.
@@ -72,7 +79,8 @@ impl Backends {
                     .map_err(|e| BootError::from_error("PORTCULLIS_DATABASE_URL", &e))?;
                 Ok(Self::mysql(store, sessions))
             }
-        }
+        };
+        backends.map(|b| Self { api_keys, ..b })
     }
 
     pub fn memory(store: Arc<MemoryStore>, sessions: Arc<dyn SessionStore>) -> Self {
@@ -81,6 +89,7 @@ impl Backends {
             audit: store.clone(),
             keys: store.clone(),
             sessions,
+            api_keys: Arc::new(MemoryApiKeyStore::default()),
             memory: Some(store),
             mysql: None,
         }
@@ -93,6 +102,7 @@ impl Backends {
             audit: shared.clone(),
             keys: shared,
             sessions,
+            api_keys: Arc::new(MemoryApiKeyStore::default()),
             memory: None,
             mysql: Some(store),
         }

@@ -159,3 +159,17 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// The authorizer's decision for `GET /me` with this `Authorization` header.
+pub async fn authorize_me(
+    deps: &portcullis_authorizer::Deps,
+    authorization: &str,
+) -> portcullis_authorizer::Decision {
+    let ask = portcullis_authorizer::Ask {
+        method: "GET",
+        path: "/me",
+        authorization: Some(authorization),
+        api_key: None,
+    };
+    portcullis_authorizer::authorize(deps, ask).await
+}

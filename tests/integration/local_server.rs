@@ -119,29 +119,125 @@ async fn register_login_and_me_work_through_the_local_server() {
     assert_eq!(status, 405);
 }
 
+async fn call_with_key(method: reqwest::Method, url: String, key: &str) -> u16 {
+    portcullis_shared::crypto::install_tls_provider();
+    let resp =
+        reqwest::Client::new().request(method, url).header("x-api-key", key).send().await.expect("request");
+    resp.status().as_u16()
+}
+
 #[tokio::test]
-async fn admin_routes_pass_the_gateway_for_the_bootstrap_admin_only() {
+async fn rbac_role_changes_revocations_and_api_keys_apply_on_the_next_request() {
     let server = serve(&[]).await;
-    call(
+    let (_, _, body) = call(
         reqwest::Method::POST,
         format!("{}/auth/register", server.base),
         None,
         Some(serde_json::json!({"email": "jack@example.com", "password": PASSWORD})),
     )
     .await;
+    let jack_id = serde_json::from_str::<serde_json::Value>(&body).expect("json")["user_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let user = login(&server, "jack@example.com", PASSWORD).await;
     let admin = login(&server, "root@example.com", ADMIN_PASSWORD).await;
+    let users_url = format!("{}/admin/users", server.base);
+
+    let (status, _, _) = call(reqwest::Method::GET, users_url.clone(), Some(&user), None).await;
+    assert_eq!(status, 403, "a plain user reached an admin route");
+    let (status, _, body) = call(reqwest::Method::GET, users_url.clone(), Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let emails: Vec<&str> =
+        listed.as_array().expect("array").iter().filter_map(|u| u["email"].as_str()).collect();
+    assert!(emails.contains(&"jack@example.com") && emails.contains(&"root@example.com"), "{emails:?}");
+
+    // Granting `support` applies to jack's very next request, with the same token.
+    let roles_url = format!("{}/admin/users/{jack_id}/roles", server.base);
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        roles_url.clone(),
+        Some(&admin),
+        Some(serde_json::json!({"role": "support"})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = call(reqwest::Method::GET, users_url.clone(), Some(&user), None).await;
+    assert_eq!(status, 200, "the new role did not apply on the next request");
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        roles_url.clone(),
+        Some(&user),
+        Some(serde_json::json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 403, "support must not grant roles");
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        roles_url.clone(),
+        Some(&admin),
+        Some(serde_json::json!({"role": "root"})),
+    )
+    .await;
+    assert_eq!(status, 400, "unknown roles are refused");
     let (status, _, _) =
-        call(reqwest::Method::GET, format!("{}/admin/users", server.base), Some(&user), None).await;
-    assert_eq!(status, 403);
-    // The admin passes the authorizer and reaches the admin function, which is not built yet.
-    let (status, _, body) =
-        call(reqwest::Method::GET, format!("{}/admin/users", server.base), Some(&admin), None).await;
-    assert_eq!(status, 501, "{body}");
-    let (status, _, body) =
-        call(reqwest::Method::GET, format!("{}/me", server.base), Some(&admin), None).await;
-    assert_eq!(status, 200);
-    assert!(body.contains("\"admin\""), "{body}");
+        call(reqwest::Method::DELETE, format!("{roles_url}/support"), Some(&admin), None).await;
+    assert_eq!(status, 204);
+    let (status, _, _) = call(reqwest::Method::GET, users_url.clone(), Some(&user), None).await;
+    assert_eq!(status, 403, "the removed role still applied");
+
+    // An admin revokes jack's sessions: his next request is refused.
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        format!("{}/admin/users/{jack_id}/sessions/revoke", server.base),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _, _) = call(reqwest::Method::GET, format!("{}/me", server.base), Some(&user), None).await;
+    assert_eq!(status, 401);
+
+    // API keys: scoped, shown once, useless for user routes, dead once revoked.
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/admin/api-keys", server.base),
+        Some(&admin),
+        Some(serde_json::json!({"name": "reporting", "permissions": ["users:read"], "expires_in_days": 30})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let key = created["api_key"].as_str().expect("key").to_owned();
+    let key_id = created["key_id"].as_str().expect("id").to_owned();
+    assert_eq!(call_with_key(reqwest::Method::GET, users_url.clone(), &key).await, 200);
+    assert_eq!(call_with_key(reqwest::Method::GET, format!("{}/me", server.base), &key).await, 403);
+    assert_eq!(
+        call_with_key(
+            reqwest::Method::POST,
+            format!("{}/admin/users/{jack_id}/sessions/revoke", server.base),
+            &key
+        )
+        .await,
+        403
+    );
+    let (status, _, _) = call(
+        reqwest::Method::POST,
+        format!("{}/admin/api-keys", server.base),
+        Some(&user),
+        Some(serde_json::json!({"name": "x", "permissions": ["users:read"], "expires_in_days": 1})),
+    )
+    .await;
+    assert_eq!(status, 401, "jack's session is revoked");
+    let (status, _, _) =
+        call(reqwest::Method::DELETE, format!("{}/admin/api-keys/{key_id}", server.base), Some(&admin), None)
+            .await;
+    assert_eq!(status, 204);
+    assert_eq!(call_with_key(reqwest::Method::GET, users_url.clone(), &key).await, 401);
+    let last = if key.ends_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{}{last}", &key[..key.len() - 1]);
+    assert_eq!(call_with_key(reqwest::Method::GET, users_url, &tampered).await, 401);
 }
 
 #[tokio::test]

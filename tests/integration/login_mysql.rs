@@ -92,7 +92,7 @@ async fn register_login_and_me_work_on_mysql_as_the_login_user() {
             .await
             .expect("authorizer deps");
     let header = format!("Bearer {}", tokens["access_token"].as_str().expect("token"));
-    match portcullis_authorizer::decide(&authorizer, Some(&header)).await {
+    match crate::helpers::authorize_me(&authorizer, &header).await {
         portcullis_authorizer::Decision::Allow(identity) => {
             assert_eq!(identity.sub, user_id);
             assert_eq!(identity.roles, vec!["user".to_string()]);

@@ -93,7 +93,7 @@ async fn refresh_with(deps: &portcullis_refresh::Deps, token: &str) -> (u16, Opt
 }
 
 async fn identity(h: &Harness, access: &str) -> Option<portcullis_authorizer::Identity> {
-    match portcullis_authorizer::decide(&h.authorizer, Some(&format!("Bearer {access}"))).await {
+    match crate::helpers::authorize_me(&h.authorizer, &format!("Bearer {access}")).await {
         Decision::Allow(identity) => Some(identity),
         _ => None,
     }
@@ -341,7 +341,7 @@ async fn rotated_signing_keys_keep_earlier_tokens_valid_until_the_next_rotation(
     let authorizer =
         portcullis_authorizer::Deps::build(&h.cfg, &h.backends, clock.clone()).await.expect("authorizer");
     for token in [&before.access, &after] {
-        let decision = portcullis_authorizer::decide(&authorizer, Some(&format!("Bearer {token}"))).await;
+        let decision = crate::helpers::authorize_me(&authorizer, &format!("Bearer {token}")).await;
         assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
     }
     // A second rotation retires the first key: its tokens are refused from then on.
@@ -354,10 +354,9 @@ async fn rotated_signing_keys_keep_earlier_tokens_valid_until_the_next_rotation(
     .expect("rotate again");
     let authorizer =
         portcullis_authorizer::Deps::build(&h.cfg, &h.backends, clock).await.expect("authorizer");
-    let decision =
-        portcullis_authorizer::decide(&authorizer, Some(&format!("Bearer {}", before.access))).await;
+    let decision = crate::helpers::authorize_me(&authorizer, &format!("Bearer {}", before.access)).await;
     assert_eq!(decision, Decision::Unauthorized);
-    let decision = portcullis_authorizer::decide(&authorizer, Some(&format!("Bearer {after}"))).await;
+    let decision = crate::helpers::authorize_me(&authorizer, &format!("Bearer {after}")).await;
     assert!(matches!(decision, Decision::Allow(_)));
 }
 

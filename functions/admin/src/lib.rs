@@ -1,9 +1,34 @@
-//! The `admin` function. Its issue has not landed: every route answers an honest
-//! 501 problem+json, never a fake success.
+//! The `admin` function: user listing, role assignment, session revocation and
+//! API keys, behind the authorizer's RBAC check (re-checked here as defence in
+//! depth). Every action is an audit event naming the actor; role changes and
+//! revocations apply on the target's next request.
 
+mod handlers;
+
+pub use handlers::Deps;
+
+use http::Method;
 use lambda_http::{Body, Request, Response};
+use portcullis_shared::http::{finish, HandlerResult};
+use portcullis_shared::ApiError;
 
-/// Answers every request with 501 Not Implemented.
-pub async fn handle(_req: Request) -> Response<Body> {
-    portcullis_shared::http::not_implemented("administration")
+/// Routes one request to its handler; always answers, never panics.
+pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let result: HandlerResult = match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["admin", "users"]) => handlers::list_users(deps, &req).await,
+        (&Method::POST, ["admin", "users", user, "roles"]) => handlers::grant_role(deps, &req, user).await,
+        (&Method::DELETE, ["admin", "users", user, "roles", role]) => {
+            handlers::revoke_role(deps, &req, user, role).await
+        }
+        (&Method::POST, ["admin", "users", user, "sessions", "revoke"]) => {
+            handlers::revoke_sessions(deps, &req, user).await
+        }
+        (&Method::POST, ["admin", "api-keys"]) => handlers::create_api_key(deps, &req).await,
+        (&Method::DELETE, ["admin", "api-keys", key]) => handlers::revoke_api_key(deps, &req, key).await,
+        (_, ["admin", ..]) => Err(ApiError::NotFound),
+        _ => Err(ApiError::NotFound),
+    };
+    finish(result)
 }

@@ -1,16 +1,23 @@
-//! The `authorizer` function: API Gateway's Lambda authorizer. It verifies the
-//! bearer access token against our published keys, checks that the token's
-//! session is still live (not revoked, not idle or past its absolute lifetime:
-//! ASVS 5.0 V8.3.2, authorization changes apply on the next request), and
-//! returns the caller's identity as context. It fails closed: anything
-//! unexpected, including an unreachable session store, is a refusal.
+//! The `authorizer` function: API Gateway's Lambda authorizer, the one place every
+//! protected request passes.
+//!
+//! For a bearer token it verifies the JWT against our published keys, checks that
+//! its session is live (not revoked, not idle, not past its absolute lifetime:
+//! ASVS 5.0 V8.3.2) and takes the user's *current* roles from the session record,
+//! so role changes and revocations apply on the next request. For an `X-Api-Key`
+//! it checks the key's hash, expiry and revocation. Then the RBAC policy
+//! (`infra/rbac.json`) maps the route to its required permission. It fails closed:
+//! no policy rule, an unexpected payload or an unreachable store all deny.
 
-use aws_lambda_events::apigw::{
-    ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
-};
+mod events;
+
+pub use events::{handle_event, handle_rest, handle_v2};
+
+use portcullis_shared::apikeys::{parse_presented, ApiKeyStore, KeyVerdict};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
+use portcullis_shared::rbac::{Policy, Requirement};
 use portcullis_shared::runtime::{Backends, BootError};
 use portcullis_shared::sessions::{SessionPolicy, SessionState, SessionStore};
 use portcullis_shared::tokens::TokenVerifier;
@@ -20,17 +27,21 @@ use std::sync::Arc;
 pub struct Deps {
     pub verifier: TokenVerifier,
     pub sessions: Arc<dyn SessionStore>,
-    pub policy: SessionPolicy,
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    pub policy: Policy,
+    pub session_policy: SessionPolicy,
     pub clock: Arc<dyn Clock>,
 }
 
 impl Deps {
-    /// Loads the published verification keys (never private material).
+    /// Loads the published verification keys (never private material) and the
+    /// RBAC policy; an invalid policy stops the cold start.
     pub async fn build(
         config: &Config,
         backends: &Backends,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
+        let policy = Policy::bundled().map_err(|e| BootError(e.to_string()))?;
         let keys = load_verifying_keys(backends.keys.as_ref())
             .await
             .map_err(|e| BootError::from_error("verification keys", &e))?;
@@ -40,7 +51,9 @@ impl Deps {
         Ok(Self {
             verifier: TokenVerifier::new(&keys, &config.issuer, &config.audience, clock.clone()),
             sessions: backends.sessions.clone(),
-            policy: config.session_policy(),
+            api_keys: backends.api_keys.clone(),
+            policy,
+            session_policy: config.session_policy(),
             clock,
         })
     }
@@ -52,16 +65,27 @@ pub struct Identity {
     pub sub: String,
     pub sid: String,
     pub roles: Vec<String>,
+    pub api_key_id: Option<String>,
 }
 
 /// The authorizer's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow(Identity),
-    /// No usable credential: API Gateway answers 401.
+    /// No usable credential (missing, invalid, expired, revoked).
     Unauthorized,
-    /// A valid credential without the right: API Gateway answers 403.
+    /// A valid credential without the permission the route requires.
     Forbidden,
+}
+
+/// One request to decide on.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub method: &'a str,
+    /// The concrete path or the route template (`/admin/users/{user_id}/roles`).
+    pub path: &'a str,
+    pub authorization: Option<&'a str>,
+    pub api_key: Option<&'a str>,
 }
 
 /// `Bearer <token>` (scheme case-insensitive, RFC 7235), else `None`.
@@ -71,60 +95,97 @@ pub fn bearer_token(authorization: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
-fn deny(reason: &str) -> Decision {
-    tracing::info!(target: "audit", event_type = "authorizer_deny", reason = %reason, "request refused");
-    Decision::Unauthorized
+fn refuse(decision: Decision, reason: &str) -> Decision {
+    tracing::info!(target: "audit", event_type = "authorizer_deny", outcome = "failure", reason = %reason, "request refused");
+    decision
 }
 
-/// Decides on an `Authorization` header value.
-pub async fn decide(deps: &Deps, authorization: Option<&str>) -> Decision {
-    let Some(token) = authorization.and_then(bearer_token) else {
-        return Decision::Unauthorized;
+/// Decides on one request.
+pub async fn authorize(deps: &Deps, ask: Ask<'_>) -> Decision {
+    let Some(requirement) = deps.policy.requirement(ask.method, ask.path) else {
+        return refuse(Decision::Forbidden, "no policy rule for this route");
     };
+    match (ask.authorization, ask.api_key) {
+        (Some(_), Some(_)) => refuse(Decision::Unauthorized, "both a bearer token and an API key"),
+        (Some(header), None) => match bearer_token(header) {
+            Some(token) => user_decision(deps, token, requirement).await,
+            None => refuse(Decision::Unauthorized, "malformed Authorization header"),
+        },
+        (None, Some(key)) => key_decision(deps, key, requirement).await,
+        (None, None) => Decision::Unauthorized,
+    }
+}
+
+async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> Decision {
     let claims = match deps.verifier.verify(token) {
         Ok(claims) => claims,
-        Err(err) => return deny(&err.to_string()),
+        Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),
     };
-    match deps.sessions.get(&claims.sub, &claims.sid).await {
-        Ok(Some(session)) => match deps.policy.state(&session, deps.clock.now_secs()) {
-            SessionState::Live => {
-                Decision::Allow(Identity { sub: claims.sub, sid: claims.sid, roles: claims.roles })
-            }
-            state => deny(&format!("session {state:?}")),
-        },
-        Ok(None) => deny("unknown session"),
+    let session = match deps.sessions.get(&claims.sub, &claims.sid).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return refuse(Decision::Unauthorized, "unknown session"),
         Err(err) => {
-            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable: denying");
-            deny("session store unavailable")
+            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable");
+            return refuse(Decision::Unauthorized, "session store unavailable");
         }
-    }
-}
-
-/// The context map API Gateway forwards to the backend (string values, so the
-/// same context works for REST and HTTP APIs).
-pub fn context_of(identity: &Identity) -> serde_json::Value {
-    serde_json::json!({ "sub": identity.sub, "sid": identity.sid, "roles": identity.roles.join(",") })
-}
-
-/// HTTP API (payload 2.0) simple response. A payload that is not an authorizer
-/// request is refused, never an invocation error.
-pub async fn handle_v2(deps: &Deps, event: serde_json::Value) -> ApiGatewayV2CustomAuthorizerSimpleResponse {
-    let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
-        Ok(request) => {
-            let header = request.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            decide(deps, header).await
-        }
-        Err(_) => Decision::Unauthorized,
     };
-    let mut response = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
-    if let Decision::Allow(identity) = decision {
-        response.is_authorized = true;
-        response.context = context_of(&identity);
-    } else {
-        response.is_authorized = false;
-        response.context = serde_json::json!({});
+    match deps.session_policy.state(&session, deps.clock.now_secs()) {
+        SessionState::Live => {}
+        state => return refuse(Decision::Unauthorized, &format!("session {state:?}")),
     }
-    response
+    let allowed = match requirement {
+        Requirement::Session => true,
+        Requirement::Permission(p) => deps.policy.allows(&session.roles, p),
+    };
+    if !allowed {
+        return refuse(Decision::Forbidden, "role lacks the permission");
+    }
+    Decision::Allow(Identity { sub: claims.sub, sid: claims.sid, roles: session.roles, api_key_id: None })
+}
+
+async fn key_decision(deps: &Deps, presented: &str, requirement: &Requirement) -> Decision {
+    let Some((key_id, hash)) = parse_presented(presented) else {
+        return refuse(Decision::Unauthorized, "malformed API key");
+    };
+    let record = match deps.api_keys.get(&key_id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return refuse(Decision::Unauthorized, "unknown API key"),
+        Err(err) => {
+            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "API key store unavailable");
+            return refuse(Decision::Unauthorized, "API key store unavailable");
+        }
+    };
+    match record.check(&hash, deps.clock.now_secs()) {
+        KeyVerdict::Valid => {}
+        verdict => return refuse(Decision::Unauthorized, &format!("API key {verdict:?}")),
+    }
+    let allowed = match requirement {
+        // User routes (profile, sessions, MFA) need a person, never a key.
+        Requirement::Session => false,
+        Requirement::Permission(p) => Policy::grants_cover(&record.permissions, p),
+    };
+    if !allowed {
+        return refuse(Decision::Forbidden, "API key lacks the permission");
+    }
+    Decision::Allow(Identity {
+        sub: format!("apikey:{}", record.key_id),
+        sid: String::new(),
+        roles: Vec::new(),
+        api_key_id: Some(record.key_id),
+    })
+}
+
+/// The context map API Gateway forwards to the backend. String values only, so
+/// the same context works for REST and HTTP APIs.
+pub fn context_of(identity: &Identity) -> serde_json::Map<String, serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    map.insert("sub".into(), identity.sub.clone().into());
+    map.insert("sid".into(), identity.sid.clone().into());
+    map.insert("roles".into(), identity.roles.join(",").into());
+    if let Some(id) = &identity.api_key_id {
+        map.insert("api_key_id".into(), id.clone().into());
+    }
+    map
 }
 
 #[cfg(test)]

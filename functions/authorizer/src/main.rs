@@ -1,7 +1,7 @@
-//! Lambda wiring for `authorizer`.
+//! Lambda wiring for `authorizer`: keys, stores and the RBAC policy once; then serve.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use portcullis_authorizer::{handle_v2, Deps};
+use portcullis_authorizer::{handle_event, Deps};
 use portcullis_shared::clock::SystemClock;
 use portcullis_shared::config::Config;
 use portcullis_shared::runtime::Backends;
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
         let deps = deps.clone();
         async move {
             let span = telemetry::request_span(&event.context.request_id);
-            Ok::<_, std::convert::Infallible>(handle_v2(&deps, event.payload).instrument(span).await)
+            Ok::<_, std::convert::Infallible>(handle_event(&deps, event.payload).instrument(span).await)
         }
     }))
     .await

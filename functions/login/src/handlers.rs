@@ -170,19 +170,21 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
         let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
         deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
     }
-    let roles = deps.users.roles_of(user.id).await?;
+    let roles: Vec<String> =
+        deps.users.roles_of(user.id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     let now = deps.clock.now_secs();
     // The session is written before any token exists: no token without its session.
     let (session, refresh_token) = sessions::start(
         deps.sessions.as_ref(),
         &deps.session_policy,
         &user.id.to_string(),
+        roles.clone(),
         vec!["pwd".into()],
         &meta,
         now,
     )
     .await?;
-    let grant = Grant::for_session(&session, roles.iter().map(|r| r.as_str().to_owned()).collect());
+    let grant = Grant::for_session(&session, roles);
     let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
     deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
     json(

@@ -120,13 +120,13 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
             return refuse(deps, &meta, Some(&session.user_id), "absolute_timeout").await
         }
     }
-    let roles = match UserId::parse(&session.user_id) {
-        Some(id) => deps.users.roles_of(id).await?,
+    let roles: Vec<String> = match UserId::parse(&session.user_id) {
+        Some(id) => deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect(),
         None => return refuse(deps, &meta, Some(&session.user_id), "unknown_user").await,
     };
     let (successor, successor_hash) = new_refresh_token();
     let expires_at = deps.policy.expires_at(session.created_at);
-    match deps.sessions.rotate(&session, &hash, &successor_hash, now, expires_at).await? {
+    match deps.sessions.rotate(&session, &hash, &successor_hash, &roles, now, expires_at).await? {
         Rotation::Rotated => {}
         // Lost a race with another use of the same token: that is reuse too.
         Rotation::AlreadySpent => return reuse_detected(deps, &meta, &session).await,
@@ -134,7 +134,7 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
             return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await
         }
     }
-    let grant = Grant::for_session(&session, roles.iter().map(|r| r.as_str().to_owned()).collect());
+    let grant = Grant::for_session(&session, roles);
     let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
     deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), &meta, None).await;
     json(

@@ -31,6 +31,10 @@ fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+fn list(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(s).collect())
+}
+
 fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(err))
 }
@@ -57,11 +61,12 @@ fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
         get_s(item, "pk").and_then(|p| p.strip_prefix("USER#").map(str::to_owned)).ok_or_else(corrupt)?;
     let sid =
         get_s(item, "sk").and_then(|p| p.strip_prefix("SESSION#").map(str::to_owned)).ok_or_else(corrupt)?;
-    let amr = item
-        .get("amr")
-        .and_then(|v| v.as_l().ok())
-        .map(|l| l.iter().filter_map(|a| a.as_s().ok().cloned()).collect())
-        .unwrap_or_default();
+    let strings = |name: &str| -> Vec<String> {
+        item.get(name)
+            .and_then(|v| v.as_l().ok())
+            .map(|l| l.iter().filter_map(|a| a.as_s().ok().cloned()).collect())
+            .unwrap_or_default()
+    };
     Ok(SessionRecord {
         user_id,
         sid,
@@ -70,7 +75,8 @@ fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
         revoked_at: get_n(item, "revoked_at"),
         user_agent: get_s(item, "user_agent"),
         ip: get_s(item, "ip"),
-        amr,
+        amr: strings("amr"),
+        roles: strings("roles"),
     })
 }
 
@@ -119,6 +125,7 @@ impl SessionStore for DynamoSessionStore {
         item.insert("created_at".into(), n(session.created_at));
         item.insert("last_used_at".into(), n(session.last_used_at));
         item.insert("amr".into(), AttributeValue::L(session.amr.iter().map(s).collect()));
+        item.insert("roles".into(), list(&session.roles));
         item.insert("expires_at".into(), n(expires_at));
         if let Some(ua) = &session.user_agent {
             item.insert("user_agent".into(), s(ua));
@@ -185,6 +192,7 @@ impl SessionStore for DynamoSessionStore {
         session: &SessionRecord,
         old: &TokenHash,
         new: &TokenHash,
+        roles: &[String],
         now: i64,
         expires_at: i64,
     ) -> Result<Rotation, StoreError> {
@@ -202,9 +210,11 @@ impl SessionStore for DynamoSessionStore {
         let touch = Update::builder()
             .table_name(&self.table)
             .set_key(Some(session_key(&session.user_id, &session.sid)))
-            .update_expression("SET last_used_at = :now")
+            .update_expression("SET last_used_at = :now, #roles = :roles")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .expression_attribute_names("#roles", "roles")
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":roles", list(roles))
             .build()
             .map_err(unavailable)?;
         let result = self
@@ -235,6 +245,25 @@ impl SessionStore for DynamoSessionStore {
                     Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}").into()))
                 }
             }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(session_key(user_id, sid)))
+            .update_expression("SET #roles = :roles")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#roles", "roles")
+            .expression_attribute_values(":roles", list(roles))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }

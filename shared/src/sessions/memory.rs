@@ -60,6 +60,7 @@ impl SessionStore for MemorySessionStore {
         session: &SessionRecord,
         old: &TokenHash,
         new: &TokenHash,
+        roles: &[String],
         now: i64,
         _expires_at: i64,
     ) -> Result<Rotation, StoreError> {
@@ -70,7 +71,10 @@ impl SessionStore for MemorySessionStore {
         }
         let key = (session.user_id.clone(), session.sid.clone());
         match inner.sessions.get_mut(&key) {
-            Some(s) if s.revoked_at.is_none() => s.last_used_at = now,
+            Some(s) if s.revoked_at.is_none() => {
+                s.last_used_at = now;
+                s.roles = roles.to_vec();
+            }
             _ => return Ok(Rotation::SessionEnded),
         }
         if let Some(t) = inner.tokens.get_mut(old) {
@@ -81,6 +85,13 @@ impl SessionStore for MemorySessionStore {
             RefreshRecord { user_id: session.user_id.clone(), sid: session.sid.clone(), spent: false },
         );
         Ok(Rotation::Rotated)
+    }
+
+    async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
+        if let Some(s) = self.lock()?.sessions.get_mut(&(user_id.to_owned(), sid.to_owned())) {
+            s.roles = roles.to_vec();
+        }
+        Ok(())
     }
 
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError> {

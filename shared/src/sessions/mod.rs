@@ -68,6 +68,9 @@ pub struct SessionRecord {
     pub ip: Option<String>,
     /// Authentication methods of the login that started it (`pwd`, `otp`, …).
     pub amr: Vec<String>,
+    /// The user's current roles. Refreshed at every rotation and rewritten when an
+    /// admin changes them, so the authorizer applies role changes on the next request.
+    pub roles: Vec<String>,
 }
 
 /// What a refresh-token hash refers to.
@@ -132,6 +135,7 @@ pub async fn start(
     store: &dyn SessionStore,
     policy: &SessionPolicy,
     user_id: &str,
+    roles: Vec<String>,
     amr: Vec<String>,
     meta: &crate::http::ClientMeta,
     now: i64,
@@ -146,6 +150,7 @@ pub async fn start(
         user_agent: meta.user_agent.clone(),
         ip: meta.source_ip.clone(),
         amr,
+        roles,
     };
     store.create(&session, &hash, policy.expires_at(now)).await?;
     Ok((session, token))
@@ -168,6 +173,20 @@ pub async fn revoke_all(
     Ok(revoked)
 }
 
+/// Records `roles` on every live session of a user (after an admin changed them).
+pub async fn update_roles(
+    store: &dyn SessionStore,
+    user_id: &str,
+    roles: &[String],
+) -> Result<(), StoreError> {
+    for session in store.list(user_id).await? {
+        if session.revoked_at.is_none() {
+            store.set_roles(user_id, &session.sid, roles).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The session store (DynamoDB in AWS, in-memory locally).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -181,16 +200,20 @@ pub trait SessionStore: Send + Sync {
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError>;
     async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// Atomically: `old` active → spent, `new` written as active, the session's
-    /// `last_used_at` set to `now` — only if `old` is still active and the
-    /// session is not revoked. Two rotations of one token never both succeed.
+    /// `last_used_at` set to `now` and its roles to `roles` — only if `old` is
+    /// still active and the session is not revoked. Two rotations of one token
+    /// never both succeed.
     async fn rotate(
         &self,
         session: &SessionRecord,
         old: &TokenHash,
         new: &TokenHash,
+        roles: &[String],
         now: i64,
         expires_at: i64,
     ) -> Result<Rotation, StoreError>;
+    /// Replaces the roles recorded on one session.
+    async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError>;
     /// Marks a session revoked (idempotent).
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError>;
     /// Every session of a user, revoked and expired ones included.
@@ -226,6 +249,7 @@ mod tests {
             user_agent: None,
             ip: None,
             amr: vec!["pwd".into()],
+            roles: vec!["user".into()],
         };
         assert_eq!(policy.state(&s, 1799), SessionState::Live);
         assert_eq!(policy.state(&s, 1800), SessionState::IdleExpired);

@@ -1,7 +1,9 @@
 //! In-process store for the local server and unit tests. Same semantics as the
 //! MySQL store (unique emails, idempotent role grants, first key writer wins).
 
-use super::{AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore};
+use super::{
+    AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore, UserSummary,
+};
 use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
@@ -82,6 +84,35 @@ impl UserStore for MemoryStore {
     async fn grant_role(&self, id: UserId, role: &Role, _now: i64) -> Result<(), StoreError> {
         self.lock()?.roles.entry(id).or_default().insert(role.clone());
         Ok(())
+    }
+
+    async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError> {
+        if let Some(roles) = self.lock()?.roles.get_mut(&id) {
+            roles.remove(role);
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
+        Ok(self.lock()?.users.contains_key(&id))
+    }
+
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError> {
+        let inner = self.lock()?;
+        let mut users: Vec<&UserRecord> =
+            inner.users.values().filter(|u| after.is_none_or(|a| u.id.0 > a.0)).collect();
+        users.sort_by_key(|u| u.id.0);
+        Ok(users
+            .into_iter()
+            .take(limit as usize)
+            .map(|u| UserSummary {
+                id: u.id,
+                email_ciphertext: u.email_ciphertext.clone(),
+                mfa_enabled: u.mfa_enabled,
+                created_at: u.created_at,
+                roles: inner.roles.get(&u.id).map(|r| r.iter().cloned().collect()).unwrap_or_default(),
+            })
+            .collect())
     }
 }
 

@@ -6,7 +6,10 @@ use super::StoreError;
 use mysql_async::prelude::Queryable;
 
 /// `(version, sql)` in order.
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../../../infra/mysql/migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../../../infra/mysql/migrations/0001_init.sql")),
+    (2, include_str!("../../../infra/mysql/migrations/0002_audit_actor.sql")),
+];
 
 /// Splits a migration file into statements at `;` line ends, dropping `--` comments.
 pub fn statements(sql: &str) -> Vec<String> {

@@ -56,6 +56,16 @@ pub struct UserRecord {
     pub created_at: i64,
 }
 
+/// A user as administrators see it: no password hash.
+#[derive(Debug, Clone)]
+pub struct UserSummary {
+    pub id: UserId,
+    pub email_ciphertext: Vec<u8>,
+    pub mfa_enabled: bool,
+    pub created_at: i64,
+    pub roles: Vec<Role>,
+}
+
 /// Users and their roles.
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -67,6 +77,11 @@ pub trait UserStore: Send + Sync {
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError>;
     /// Adds a role; granting a role the user already has is not an error.
     async fn grant_role(&self, id: UserId, role: &Role, now: i64) -> Result<(), StoreError>;
+    /// Removes a role; removing one the user does not have is not an error.
+    async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError>;
+    async fn exists(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Up to `limit` users ordered by id, starting after `after`.
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError>;
 }
 
 /// The append-only security audit trail.

@@ -2,7 +2,9 @@
 //! Every statement is static text with `?` parameters: no value is ever spliced
 //! into SQL (OWASP A03; the test command rejects `format!`-built SQL).
 
-use super::{AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore};
+use super::{
+    AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore, UserSummary,
+};
 use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
@@ -148,6 +150,57 @@ impl UserStore for MySqlStore {
         .await
         .map_err(classify)
     }
+
+    async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "DELETE FROM user_roles WHERE user_id = ? AND role = ?",
+            (id.as_bytes().to_vec(), role.as_str()),
+        )
+        .await
+        .map_err(classify)
+    }
+
+    async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let found: Option<Vec<u8>> = conn
+            .exec_first("SELECT id FROM users WHERE id = ?", (id.as_bytes().to_vec(),))
+            .await
+            .map_err(classify)?;
+        Ok(found.is_some())
+    }
+
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError> {
+        let mut conn = self.conn().await?;
+        // The zero id sorts before every UUIDv7, so "no cursor" needs no second statement.
+        let after = after.map(|a| a.as_bytes()).unwrap_or([0u8; 16]).to_vec();
+        let rows: Vec<SummaryRow> = conn
+            .exec(
+                "SELECT u.id, u.email_ciphertext, u.mfa_enabled, CAST(UNIX_TIMESTAMP(u.created_at) AS SIGNED), \
+                 GROUP_CONCAT(r.role ORDER BY r.role SEPARATOR ',') \
+                 FROM users u LEFT JOIN user_roles r ON r.user_id = u.id \
+                 WHERE u.id > ? GROUP BY u.id ORDER BY u.id LIMIT ?",
+                (after, limit),
+            )
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(summary_from_row).collect()
+    }
+}
+
+type SummaryRow = (Vec<u8>, Vec<u8>, bool, i64, Option<String>);
+
+fn summary_from_row(
+    (id, email_ciphertext, mfa_enabled, created_at, roles): SummaryRow,
+) -> Result<UserSummary, StoreError> {
+    let id: [u8; 16] = id.try_into().map_err(|_| StoreError::Corrupt("users.id"))?;
+    let roles = roles
+        .unwrap_or_default()
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(|r| Role::parse(r).map_err(|_| StoreError::Corrupt("user_roles.role")))
+        .collect::<Result<_, _>>()?;
+    Ok(UserSummary { id: UserId::from_bytes(id), email_ciphertext, mfa_enabled, created_at, roles })
 }
 
 #[async_trait]
@@ -155,17 +208,19 @@ impl AuditStore for MySqlStore {
     async fn append(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
-            "INSERT INTO audit_log (occurred_at, event_type, outcome, subject, source_ip, user_agent, request_id, reason) \
-             VALUES (FROM_UNIXTIME(?), ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (occurred_at, event_type, outcome, subject, actor, source_ip, user_agent, request_id, \
+             reason, detail) VALUES (FROM_UNIXTIME(?), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 e.occurred_at,
                 e.event_type.as_str(),
                 e.event_type.outcome(),
                 e.subject.clone(),
+                e.actor.clone(),
                 e.source_ip.clone(),
                 e.user_agent.clone(),
                 e.request_id.clone(),
                 e.reason,
+                e.detail.clone(),
             ),
         )
         .await

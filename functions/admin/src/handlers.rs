@@ -1,0 +1,295 @@
+//! The admin function's handlers and their dependencies.
+
+use http::StatusCode;
+use lambda_http::{Request, RequestExt};
+use portcullis_shared::apikeys::{new_api_key, reveal, ApiKeyRecord, ApiKeyStore};
+use portcullis_shared::audit::{Auditor, EventType};
+use portcullis_shared::clock::Clock;
+use portcullis_shared::config::Config;
+use portcullis_shared::crypto::{load_field_cipher, FieldCipher, KeyProvider};
+use portcullis_shared::domain::{Role, UserId};
+use portcullis_shared::error::Violation;
+use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::rbac::Policy;
+use portcullis_shared::runtime::{Backends, BootError};
+use portcullis_shared::sessions::{self, SessionStore};
+use portcullis_shared::store::UserStore;
+use portcullis_shared::ApiError;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Everything the admin handlers use, built once at cold start.
+pub struct Deps {
+    pub users: Arc<dyn UserStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub api_keys: Arc<dyn ApiKeyStore>,
+    pub fields: FieldCipher,
+    pub policy: Policy,
+    pub auditor: Auditor,
+    pub clock: Arc<dyn Clock>,
+    pub max_body_bytes: usize,
+}
+
+impl Deps {
+    pub async fn build(
+        config: &Config,
+        backends: &Backends,
+        provider: &dyn KeyProvider,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, BootError> {
+        let fields = load_field_cipher(backends.keys.as_ref(), provider, clock.now_secs())
+            .await
+            .map_err(|e| BootError::from_error("field-encryption key", &e))?;
+        Ok(Self {
+            users: backends.users.clone(),
+            sessions: backends.sessions.clone(),
+            api_keys: backends.api_keys.clone(),
+            fields,
+            policy: Policy::bundled().map_err(|e| BootError(e.to_string()))?,
+            auditor: Auditor::new(backends.audit.clone(), clock.clone()),
+            clock,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+}
+
+/// The caller, re-checked against the policy (the authorizer already did).
+fn require(deps: &Deps, req: &Request, permission: &str) -> Result<Caller, ApiError> {
+    let caller = Caller::from_request(req)?;
+    if caller.api_key_id.is_none() && !deps.policy.allows(&caller.roles, permission) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(caller)
+}
+
+fn actor(caller: &Caller) -> String {
+    caller.api_key_id.as_ref().map(|k| format!("apikey:{k}")).unwrap_or_else(|| caller.sub.clone())
+}
+
+fn invalid(field: &'static str, rule: &'static str, message: &str) -> ApiError {
+    ApiError::Validation(vec![Violation { rule, field, message: message.to_owned() }])
+}
+
+async fn target_user(deps: &Deps, raw: &str) -> Result<UserId, ApiError> {
+    let id = UserId::parse(raw).ok_or(ApiError::NotFound)?;
+    if deps.users.exists(id).await? {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+#[derive(Serialize)]
+struct UserView {
+    user_id: String,
+    email: String,
+    roles: Vec<String>,
+    mfa_enabled: bool,
+    created_at: i64,
+}
+
+/// `GET /admin/users?after=<user_id>&limit=<1..100>`: emails decrypted for the caller.
+pub async fn list_users(deps: &Deps, req: &Request) -> HandlerResult {
+    require(deps, req, "users:read")?;
+    let query = req.query_string_parameters();
+    let after = match query.first("after") {
+        Some(raw) => {
+            Some(UserId::parse(raw).ok_or_else(|| invalid("after", "invalid_cursor", "not a user id"))?)
+        }
+        None => None,
+    };
+    let limit = match query.first("limit") {
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| invalid("limit", "out_of_range", "limit must be 1 to 100"))?,
+        None => 100,
+    };
+    let mut views = Vec::new();
+    for user in deps.users.list_users(after, limit).await? {
+        let email =
+            deps.fields.decrypt(&user.email_ciphertext, &user.id.as_bytes()).map_err(ApiError::internal)?;
+        views.push(UserView {
+            user_id: user.id.to_string(),
+            email: String::from_utf8(email).map_err(ApiError::internal)?,
+            roles: user.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            mfa_enabled: user.mfa_enabled,
+            created_at: user.created_at,
+        });
+    }
+    json(StatusCode::OK, &views)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+fn known_role(deps: &Deps, raw: &str) -> Result<Role, ApiError> {
+    Role::parse(raw)
+        .ok()
+        .filter(|r| deps.policy.is_role(r.as_str()))
+        .ok_or_else(|| invalid("role", "unknown_role", "no such role in the RBAC policy"))
+}
+
+/// Rewrites the target's live sessions with its roles as now stored.
+async fn sync_session_roles(deps: &Deps, user: UserId) -> Result<(), ApiError> {
+    let roles: Vec<String> = deps.users.roles_of(user).await?.iter().map(|r| r.as_str().to_owned()).collect();
+    sessions::update_roles(deps.sessions.as_ref(), &user.to_string(), &roles).await?;
+    Ok(())
+}
+
+pub async fn grant_role(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
+    let caller = require(deps, req, "users:manage")?;
+    let body: RoleBody = parse_json(req, deps.max_body_bytes)?;
+    let role = known_role(deps, &body.role)?;
+    let user = target_user(deps, user).await?;
+    deps.users.grant_role(user, &role, deps.clock.now_secs()).await?;
+    sync_session_roles(deps, user).await?;
+    let meta = ClientMeta::from_request(req);
+    deps.auditor
+        .record_admin(
+            EventType::RoleGranted,
+            &actor(&caller),
+            Some(user.to_string()),
+            Some(role.as_str().into()),
+            &meta,
+        )
+        .await;
+    no_content()
+}
+
+pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> HandlerResult {
+    let caller = require(deps, req, "users:manage")?;
+    let role = known_role(deps, role)?;
+    let user = target_user(deps, user).await?;
+    deps.users.revoke_role(user, &role).await?;
+    sync_session_roles(deps, user).await?;
+    let meta = ClientMeta::from_request(req);
+    deps.auditor
+        .record_admin(
+            EventType::RoleRevoked,
+            &actor(&caller),
+            Some(user.to_string()),
+            Some(role.as_str().into()),
+            &meta,
+        )
+        .await;
+    no_content()
+}
+
+pub async fn revoke_sessions(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
+    let caller = require(deps, req, "sessions:revoke")?;
+    let user = target_user(deps, user).await?;
+    let count =
+        sessions::revoke_all(deps.sessions.as_ref(), &user.to_string(), None, deps.clock.now_secs()).await?;
+    let meta = ClientMeta::from_request(req);
+    deps.auditor
+        .record_admin(
+            EventType::SessionsRevoked,
+            &actor(&caller),
+            Some(user.to_string()),
+            Some(format!("{count} sessions")),
+            &meta,
+        )
+        .await;
+    no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    name: String,
+    permissions: Vec<String>,
+    expires_in_days: u32,
+}
+
+#[derive(Serialize)]
+struct NewKeyView {
+    key_id: String,
+    api_key: String,
+}
+
+/// Creates an API key whose permissions the creating person holds (no key can
+/// carry more than its creator, and keys cannot mint keys).
+pub async fn create_api_key(deps: &Deps, req: &Request) -> HandlerResult {
+    let caller = require(deps, req, "apikeys:manage")?;
+    if caller.api_key_id.is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    let body: NewKeyBody = parse_json(req, deps.max_body_bytes)?;
+    let mut broken = Vec::new();
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        broken.push(Violation {
+            rule: "invalid_name",
+            field: "name",
+            message: "1 to 64 printable characters".into(),
+        });
+    }
+    if !(1..=365).contains(&body.expires_in_days) {
+        broken.push(Violation {
+            rule: "out_of_range",
+            field: "expires_in_days",
+            message: "1 to 365 days".into(),
+        });
+    }
+    if body.permissions.is_empty() || body.permissions.len() > 16 {
+        broken.push(Violation {
+            rule: "invalid_permissions",
+            field: "permissions",
+            message: "1 to 16 permissions".into(),
+        });
+    }
+    for p in &body.permissions {
+        if !deps.policy.is_permission(p) {
+            broken.push(Violation {
+                rule: "unknown_permission",
+                field: "permissions",
+                message: format!("`{p}` is not a permission"),
+            });
+        } else if !deps.policy.allows(&caller.roles, p) {
+            broken.push(Violation {
+                rule: "not_held",
+                field: "permissions",
+                message: format!("you do not hold `{p}`"),
+            });
+        }
+    }
+    if !broken.is_empty() {
+        return Err(ApiError::Validation(broken));
+    }
+    let now = deps.clock.now_secs();
+    let (key_id, key, hash) = new_api_key();
+    let record = ApiKeyRecord {
+        key_id: key_id.clone(),
+        name: name.to_owned(),
+        hash,
+        permissions: body.permissions,
+        created_by: caller.sub.clone(),
+        created_at: now,
+        valid_until: now + i64::from(body.expires_in_days) * 86_400,
+        revoked_at: None,
+    };
+    deps.api_keys.create(&record).await?;
+    let meta = ClientMeta::from_request(req);
+    deps.auditor
+        .record_admin(EventType::ApiKeyCreated, &actor(&caller), None, Some(key_id.clone()), &meta)
+        .await;
+    json(StatusCode::CREATED, &NewKeyView { key_id, api_key: reveal(&key) })
+}
+
+pub async fn revoke_api_key(deps: &Deps, req: &Request, key_id: &str) -> HandlerResult {
+    let caller = require(deps, req, "apikeys:manage")?;
+    let valid_id = key_id.len() == 16 && key_id.chars().all(|c| c.is_ascii_hexdigit());
+    if !valid_id || !deps.api_keys.revoke(key_id, deps.clock.now_secs()).await? {
+        return Err(ApiError::NotFound);
+    }
+    let meta = ClientMeta::from_request(req);
+    deps.auditor
+        .record_admin(EventType::ApiKeyRevoked, &actor(&caller), None, Some(key_id.to_owned()), &meta)
+        .await;
+    no_content()
+}

@@ -1,0 +1,211 @@
+//! Role-based access control: the policy in `infra/rbac.json`, bundled into the
+//! binary and validated when it loads. Roles grant permissions (`resource:action`,
+//! with `resource:*` wildcards); each protected route requires one permission, or
+//! `session` (any live user session). Anything not in the policy is denied.
+
+use crate::routes;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The policy shipped with this build.
+pub const BUNDLED: &str = include_str!("../../infra/rbac.json");
+
+/// The pseudo-permission of routes any logged-in user may call.
+pub const SESSION: &str = "session";
+
+/// Why a policy was refused at load.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("RBAC policy is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("RBAC policy: role `{role}` grants unknown permission `{permission}`")]
+    UnknownPermission { role: String, permission: String },
+    #[error("RBAC policy: route {method} {path} requires unknown permission `{permission}`")]
+    UnknownRoutePermission { method: String, path: String, permission: String },
+    #[error("RBAC policy: route {method} {path} has no permission")]
+    RouteWithoutPermission { method: String, path: String },
+    #[error("RBAC policy: route {method} {path} is listed twice")]
+    DuplicateRoute { method: String, path: String },
+    #[error("RBAC policy: role name `{0}` is invalid")]
+    InvalidRole(String),
+}
+
+#[derive(Deserialize)]
+struct RawRoute {
+    method: String,
+    path: String,
+    #[serde(default)]
+    permission: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPolicy {
+    permissions: Vec<String>,
+    roles: BTreeMap<String, Vec<String>>,
+    routes: Vec<RawRoute>,
+}
+
+/// What a route requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// A live user session (no particular permission).
+    Session,
+    Permission(String),
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    method: String,
+    template: String,
+    requirement: Requirement,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    permissions: BTreeSet<String>,
+    roles: BTreeMap<String, Vec<String>>,
+    rules: Vec<Rule>,
+}
+
+/// True when `grant` (possibly `resource:*`) covers `permission`.
+fn covers(grant: &str, permission: &str) -> bool {
+    match grant.strip_suffix(":*") {
+        Some(resource) => permission.split_once(':').is_some_and(|(r, _)| r == resource),
+        None => grant == permission,
+    }
+}
+
+impl Policy {
+    /// The bundled policy; an invalid one is a build defect caught by the tests.
+    pub fn bundled() -> Result<Self, PolicyError> {
+        Self::parse(BUNDLED)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let raw: RawPolicy = serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let permissions: BTreeSet<String> = raw.permissions.into_iter().collect();
+        for (role, grants) in &raw.roles {
+            crate::domain::Role::parse(role).map_err(|_| PolicyError::InvalidRole(role.clone()))?;
+            for grant in grants {
+                if !permissions.iter().any(|p| covers(grant, p)) {
+                    return Err(PolicyError::UnknownPermission {
+                        role: role.clone(),
+                        permission: grant.clone(),
+                    });
+                }
+            }
+        }
+        let mut rules: Vec<Rule> = Vec::new();
+        for route in raw.routes {
+            let method = route.method.to_ascii_uppercase();
+            if rules.iter().any(|r| r.method == method && r.template == route.path) {
+                return Err(PolicyError::DuplicateRoute { method, path: route.path });
+            }
+            let requirement = match route.permission.as_deref().map(str::trim) {
+                None | Some("") => {
+                    return Err(PolicyError::RouteWithoutPermission { method, path: route.path })
+                }
+                Some(SESSION) => Requirement::Session,
+                Some(p) if permissions.contains(p) => Requirement::Permission(p.to_owned()),
+                Some(p) => {
+                    return Err(PolicyError::UnknownRoutePermission {
+                        method,
+                        path: route.path,
+                        permission: p.to_owned(),
+                    })
+                }
+            };
+            rules.push(Rule { method, template: route.path, requirement });
+        }
+        Ok(Self { permissions, roles: raw.roles, rules })
+    }
+
+    /// The requirement of a concrete request, or `None` (deny) when no rule matches.
+    pub fn requirement(&self, method: &str, path: &str) -> Option<&Requirement> {
+        self.rules
+            .iter()
+            .find(|r| r.method.eq_ignore_ascii_case(method) && routes::matches(&r.template, path))
+            .map(|r| &r.requirement)
+    }
+
+    /// True when any of `roles` grants `permission`. Unknown roles grant nothing.
+    pub fn allows(&self, roles: &[String], permission: &str) -> bool {
+        roles.iter().filter_map(|r| self.roles.get(r)).flatten().any(|grant| covers(grant, permission))
+    }
+
+    /// True when a set of explicit grants (an API key's) covers `permission`.
+    pub fn grants_cover(grants: &[String], permission: &str) -> bool {
+        grants.iter().any(|g| covers(g, permission))
+    }
+
+    pub fn is_permission(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn is_role(&self, role: &str) -> bool {
+        self.roles.contains_key(role)
+    }
+
+    /// Every (method, template, requirement) rule, for consistency checks.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, &str, &Requirement)> {
+        self.rules.iter().map(|r| (r.method.as_str(), r.template.as_str(), &r.requirement))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{Access, ROUTES};
+
+    fn policy() -> Policy {
+        Policy::bundled().expect("the bundled policy is valid")
+    }
+
+    #[test]
+    fn the_bundled_policy_matches_the_route_table() {
+        let p = policy();
+        for route in ROUTES.iter() {
+            let required = p.requirement(route.method.as_str(), route.template);
+            match route.access {
+                Access::Public => assert_eq!(required, None, "{} {}", route.method, route.template),
+                Access::Bearer => assert_eq!(required, Some(&Requirement::Session), "{}", route.template),
+                Access::Permission(perm) => {
+                    assert_eq!(required, Some(&Requirement::Permission(perm.into())), "{}", route.template)
+                }
+            }
+        }
+        assert_eq!(p.rules().count(), ROUTES.iter().filter(|r| r.access != Access::Public).count());
+    }
+
+    #[test]
+    fn roles_grant_what_the_contract_names() {
+        let p = policy();
+        let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(p.allows(&roles(&["admin"]), "users:manage"));
+        assert!(p.allows(&roles(&["admin"]), "apikeys:manage"));
+        assert!(p.allows(&roles(&["support"]), "users:read"));
+        assert!(!p.allows(&roles(&["support"]), "users:manage"));
+        assert!(!p.allows(&roles(&["user"]), "users:read"));
+        assert!(!p.allows(&roles(&["auditor"]), "users:read"));
+        assert!(!p.allows(&roles(&["root"]), "users:read"), "unknown roles grant nothing");
+        assert_eq!(p.requirement("GET", "/admin/users/x/unknown"), None, "deny by default");
+    }
+
+    #[test]
+    fn invalid_policies_are_refused_with_a_clear_message() {
+        let base = |roles: &str, routes: &str| {
+            format!(r#"{{"permissions": ["users:read"], "roles": {roles}, "routes": {routes}}}"#)
+        };
+        let unknown = Policy::parse(&base(r#"{"user": ["users:delete"]}"#, "[]")).expect_err("unknown grant");
+        assert!(unknown.to_string().contains("users:delete"), "{unknown}");
+        let missing =
+            Policy::parse(&base("{}", r#"[{"method": "GET", "path": "/x"}]"#)).expect_err("no permission");
+        assert!(matches!(missing, PolicyError::RouteWithoutPermission { .. }));
+        let route = Policy::parse(&base("{}", r#"[{"method": "GET", "path": "/x", "permission": "x:y"}]"#))
+            .expect_err("unknown route permission");
+        assert!(matches!(route, PolicyError::UnknownRoutePermission { .. }));
+        assert!(Policy::parse("{").is_err());
+        assert!(Policy::parse(&base(r#"{"Bad Role": []}"#, "[]")).is_err());
+    }
+}
