@@ -1,6 +1,7 @@
 //! Integration tests against real MariaDB and the moto AWS emulator, started by
 //! `scripts/test.sh`. One binary; every test makes its own database.
 
+mod admin_mysql;
 mod helpers;
 mod kms;
 mod lambda_runtime;

@@ -1,0 +1,116 @@
+//! The admin function on MariaDB, connected as the admin user: its column-level
+//! grants are enough to list users (emails decrypted), grant and revoke roles.
+
+use crate::helpers::{new_table, parts, request_as, TestDb};
+use crate::login_mysql::{config, deps_with, key_file, GOOD_PASSWORD};
+use mysql_async::prelude::Queryable;
+use portcullis_shared::clock::SystemClock;
+use portcullis_shared::runtime::{key_provider, Backends};
+use std::sync::Arc;
+
+/// event_type, actor, subject, detail
+type AdminAuditRow = (String, Option<String>, Option<String>, Option<String>);
+
+#[tokio::test]
+async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
+    let db = TestDb::create().await;
+    let table = new_table().await;
+    let keys = key_file();
+    let env = |user: &str| {
+        config(&[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
+            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
+        ])
+    };
+    let login = deps_with(&env("login")).await;
+    let mut ids = Vec::new();
+    for email in ["zoe@example.com", "yan@example.com"] {
+        let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
+        let (status, text, _) = parts(
+            portcullis_login::handle(
+                &login,
+                crate::helpers::request("POST", "/auth/register", Some(&body), None),
+            )
+            .await,
+        );
+        assert_eq!(status, 201, "{text}");
+        ids.push(
+            serde_json::from_str::<serde_json::Value>(&text).expect("json")["user_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let cfg = env("admin");
+    let backends = Backends::open(&cfg).await.expect("backends");
+    let provider = key_provider(&cfg).await.expect("keys");
+    let admin = portcullis_admin::Deps::build(&cfg, &backends, provider.as_ref(), Arc::new(SystemClock))
+        .await
+        .expect("admin");
+    let me = Some(("admin-user", "admin-session"));
+    let call = |method: &'static str, path: String, body: Option<String>| {
+        let mut req = request_as(method, &path, body.as_deref(), me);
+        // The authorizer context names the caller's roles.
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
+            lambda_http::RequestExt::request_context_ref(&req).cloned()
+        {
+            let mut ctx = ctx;
+            if let Some(a) = ctx.authorizer.as_mut() {
+                a.fields.insert("roles".into(), "admin".into());
+            }
+            req = lambda_http::RequestExt::with_request_context(
+                req,
+                lambda_http::request::RequestContext::ApiGatewayV2(ctx),
+            );
+        }
+        portcullis_admin::handle(&admin, req)
+    };
+    let (status, body, _) = parts(call("GET", "/admin/users".into(), None).await);
+    assert_eq!(status, 200, "{body}");
+    let users: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let emails: Vec<&str> =
+        users.as_array().expect("array").iter().filter_map(|u| u["email"].as_str()).collect();
+    assert_eq!(emails.len(), 2);
+    assert!(emails.contains(&"zoe@example.com") && emails.contains(&"yan@example.com"));
+    assert!(!body.contains("argon2"), "password hashes must never reach the admin view");
+
+    let (status, body, _) = parts(
+        call("POST", format!("/admin/users/{}/roles", ids[0]), Some(r#"{"role":"auditor"}"#.into())).await,
+    );
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = parts(call("DELETE", format!("/admin/users/{}/roles/user", ids[0]), None).await);
+    assert_eq!(status, 204);
+    let (status, _, _) = parts(
+        call(
+            "POST",
+            "/admin/users/01900000-0000-7000-8000-000000000000/roles".into(),
+            Some(r#"{"role":"auditor"}"#.into()),
+        )
+        .await,
+    );
+    assert_eq!(status, 404);
+    let (status, body, _) = parts(call("GET", "/admin/users".into(), None).await);
+    assert_eq!(status, 200);
+    let users: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let zoe = users
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|u| u["user_id"] == ids[0].as_str())
+        .expect("zoe listed");
+    assert_eq!(zoe["roles"], serde_json::json!(["auditor"]));
+
+    let mut owner = db.owner_conn().await;
+    let rows: Vec<AdminAuditRow> = owner
+        .query("SELECT event_type, actor, subject, detail FROM audit_log WHERE event_type LIKE 'role_%' ORDER BY id")
+        .await
+        .expect("audit");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, "role_granted");
+    assert_eq!(rows[0].1.as_deref(), Some("admin-user"));
+    assert_eq!(rows[0].2.as_deref(), Some(ids[0].as_str()));
+    assert_eq!(rows[0].3.as_deref(), Some("auditor"));
+}
