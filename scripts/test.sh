@@ -64,6 +64,13 @@ if ! port_open "$MOTO_PORT"; then
 fi
 port_open "$MOTO_PORT" && echo "listening on 127.0.0.1:$MOTO_PORT"
 
+say "PyJWT (independent token forger for the attack tests)"
+if ! "$TOOLS/venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+  "$TOOLS/venv/bin/pip" install -q pyjwt cryptography
+fi
+"$TOOLS/venv/bin/python" -c 'import jwt; print("PyJWT", jwt.__version__)'
+export PORTCULLIS_TEST_PYTHON="$TOOLS/venv/bin/python"
+
 export PORTCULLIS_TEST_MYSQL_URL="${PORTCULLIS_TEST_MYSQL_URL:-mysql://portcullis_test:portcullis_test@127.0.0.1:3306}"
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}"

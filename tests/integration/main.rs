@@ -2,6 +2,7 @@
 //! `scripts/test.sh`. One binary; every test makes its own database.
 
 mod admin_mysql;
+mod attacks;
 mod helpers;
 mod kms;
 mod lambda_runtime;

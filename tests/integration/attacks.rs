@@ -1,0 +1,112 @@
+//! Attack tokens forged by PyJWT (an independent JOSE library, driven by the
+//! test command) against the authorizer. A correctly signed control token from
+//! the same forger must pass, so every refusal is for what the forgery attacks.
+
+use crate::helpers::{parts, request, request_as};
+use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use base64::Engine;
+use portcullis_authorizer::Decision;
+use portcullis_shared::clock::{Clock, SystemClock};
+use portcullis_shared::crypto::load_signing_key;
+use portcullis_shared::runtime::{key_provider, Backends};
+use std::sync::Arc;
+
+fn python() -> String {
+    std::env::var("PORTCULLIS_TEST_PYTHON")
+        .expect("PORTCULLIS_TEST_PYTHON is not set: run the tests with scripts/test.sh, which installs PyJWT")
+}
+
+fn pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> =
+        b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+}
+
+#[tokio::test]
+async fn every_forged_token_is_refused_and_the_control_passes() {
+    let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
+    let backends = Backends::open(&cfg).await.expect("backends");
+    let provider = key_provider(&cfg).await.expect("keys");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let login = portcullis_login::Deps::build(&cfg, &backends, provider.as_ref(), clock.clone())
+        .await
+        .expect("login");
+    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.as_ref(), clock.clone())
+        .await
+        .expect("refresh");
+    let authorizer =
+        portcullis_authorizer::Deps::build(&cfg, &backends, clock.clone()).await.expect("authorizer");
+    let creds = serde_json::json!({"email": "victim@example.com", "password": GOOD_PASSWORD}).to_string();
+    parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await);
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (status, body, _) =
+            parts(portcullis_login::handle(&login, request("POST", "/auth/login", Some(&creds), None)).await);
+        assert_eq!(status, 200);
+        tokens.push(serde_json::from_str::<serde_json::Value>(&body).expect("json"));
+    }
+    // Revoke the second session; its still-unexpired token is one of the attacks.
+    let revoked = tokens[1]["access_token"].as_str().expect("token").to_owned();
+    let identity = match crate::helpers::authorize_me(&authorizer, &format!("Bearer {revoked}")).await {
+        Decision::Allow(identity) => identity,
+        other => panic!("fresh token refused: {other:?}"),
+    };
+    let (status, _, _) = parts(
+        portcullis_refresh::handle(
+            &refresh,
+            request_as("POST", "/auth/logout", None, Some((&identity.sub, &identity.sid))),
+        )
+        .await,
+    );
+    assert_eq!(status, 204);
+
+    // The claims of the live session, for the forger to re-sign and mutate.
+    let live = tokens[0]["access_token"].as_str().expect("token");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(live.split('.').nth(1).expect("payload"))
+            .expect("b64"),
+    )
+    .expect("claims");
+    let signing = load_signing_key(backends.keys.as_ref(), provider.as_ref(), clock.now_secs())
+        .await
+        .expect("signing key");
+    let job = serde_json::json!({
+        "private_pem": pem(&signing.pkcs8),
+        "kid": signing.kid,
+        "claims": claims,
+        "refresh_token": tokens[0]["refresh_token"],
+        "revoked_token": revoked,
+    });
+    let mut child = tokio::process::Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/forge_tokens.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the forger");
+    tokio::io::AsyncWriteExt::write_all(child.stdin.as_mut().expect("stdin"), job.to_string().as_bytes())
+        .await
+        .expect("write job");
+    drop(child.stdin.take());
+    let output = child.wait_with_output().await.expect("forger output");
+    assert!(output.status.success(), "forger failed");
+    let forged: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("forger JSON");
+    assert!(forged.len() >= 35, "only {} forgeries", forged.len());
+
+    let mut accepted = Vec::new();
+    for item in &forged {
+        let name = item["name"].as_str().expect("name");
+        let token = item["token"].as_str().expect("token");
+        let decision = crate::helpers::authorize_me(&authorizer, &format!("Bearer {token}")).await;
+        let allowed = matches!(decision, Decision::Allow(_));
+        if name == "control" {
+            assert!(allowed, "the correctly signed control token was refused: {decision:?}");
+        } else if allowed {
+            accepted.push(name.to_owned());
+        } else {
+            assert_eq!(decision, Decision::Unauthorized, "{name}");
+        }
+    }
+    assert!(accepted.is_empty(), "forgeries accepted: {accepted:?}");
+}
