@@ -267,3 +267,91 @@ async fn refresh_binary_rotates_detects_reuse_and_refuses_bad_events() {
     assert_ne!(rotated["refresh_token"].as_str(), Some(live.as_str()));
     assert_eq!(answers["sessions"]["body"], "[]");
 }
+
+const AUTHORIZER_EVENTS: [(&str, &str, bool); 10] = [
+    ("http-api-allow", include_str!("../../events/authorizer/http-api-allow.json"), true),
+    ("http-api-missing-header", include_str!("../../events/authorizer/http-api-missing-header.json"), false),
+    (
+        "http-api-admin-route-as-user",
+        include_str!("../../events/authorizer/http-api-admin-route-as-user.json"),
+        false,
+    ),
+    ("http-api-unknown-route", include_str!("../../events/authorizer/http-api-unknown-route.json"), false),
+    ("http-api-garbage-token", include_str!("../../events/authorizer/http-api-garbage-token.json"), false),
+    ("http-api-bad-api-key", include_str!("../../events/authorizer/http-api-bad-api-key.json"), false),
+    ("rest-allow", include_str!("../../events/authorizer/rest-allow.json"), true),
+    ("rest-missing-header", include_str!("../../events/authorizer/rest-missing-header.json"), false),
+    (
+        "rest-admin-route-as-user",
+        include_str!("../../events/authorizer/rest-admin-route-as-user.json"),
+        false,
+    ),
+    ("not-an-authorizer-event", include_str!("../../events/authorizer/not-an-authorizer-event.json"), false),
+];
+
+#[tokio::test]
+async fn authorizer_binary_answers_both_api_gateway_payloads_through_the_runtime_api() {
+    let db = TestDb::create().await;
+    let table = new_table().await;
+    let key_id = new_kms_key().await;
+    let env = |user: &str| {
+        vec![
+            ("PORTCULLIS_STORE", "mysql".to_string()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
+            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+            ("PORTCULLIS_KMS_KEY_ID", key_id.clone()),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
+        ]
+    };
+    let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
+    let creds = serde_json::json!({"email": "lambda-authz@example.com", "password": crate::login_mysql::GOOD_PASSWORD}).to_string();
+    assert_eq!(
+        parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await)
+            .0,
+        201
+    );
+    let (_, body, _) =
+        parts(portcullis_login::handle(&login, request("POST", "/auth/login", Some(&creds), None)).await);
+    let access = serde_json::from_str::<serde_json::Value>(&body).expect("json")["access_token"]
+        .as_str()
+        .expect("at")
+        .to_owned();
+
+    let events = AUTHORIZER_EVENTS
+        .iter()
+        .map(|(name, text, _)| {
+            (
+                name.to_string(),
+                serde_json::from_str(&text.replace("REPLACE_WITH_ACCESS_TOKEN", &access)).expect("event"),
+            )
+        })
+        .collect();
+    let (api, addr) = RuntimeApi::start(events).await;
+    let mut child = spawn_function("portcullis-authorizer", &addr, &env("authorizer"));
+    let answers = api.answers(AUTHORIZER_EVENTS.len(), Duration::from_secs(120)).await;
+    child.kill().await.ok();
+    assert!(!answers.contains_key("init"), "the function failed to start: {answers:?}");
+    for (name, _, allow) in AUTHORIZER_EVENTS {
+        let answer = &answers[name];
+        assert!(answer.get("invocation_error").is_none(), "{name}: an authorizer must never fail: {answer}");
+        if name.starts_with("rest") {
+            let statement = &answer["policyDocument"]["Statement"][0];
+            assert_eq!(statement["Effect"], if allow { "Allow" } else { "Deny" }, "{name}: {answer}");
+            if allow {
+                // Exactly the invoked method ARN: a cached policy never covers another route.
+                assert_eq!(
+                    statement["Resource"],
+                    "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/me"
+                );
+                assert_eq!(answer["context"]["roles"], "user");
+            }
+        } else {
+            assert_eq!(answer["isAuthorized"], allow, "{name}: {answer}");
+            if allow {
+                assert!(answer["context"]["sub"].as_str().is_some_and(|s| !s.is_empty()));
+                assert!(answer["context"]["sid"].as_str().is_some_and(|s| !s.is_empty()));
+            }
+        }
+    }
+}
