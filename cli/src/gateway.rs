@@ -26,6 +26,7 @@ pub struct Gateway {
     login: portcullis_login::Deps,
     refresh: portcullis_refresh::Deps,
     admin: portcullis_admin::Deps,
+    mfa: portcullis_mfa::Deps,
     authorizer: portcullis_authorizer::Deps,
     max_body_bytes: usize,
 }
@@ -43,8 +44,9 @@ impl Gateway {
             portcullis_refresh::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
         let admin =
             portcullis_admin::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
+        let mfa = portcullis_mfa::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
-        Ok(Self { login, refresh, admin, authorizer, max_body_bytes: config.max_body_bytes })
+        Ok(Self { login, refresh, admin, mfa, authorizer, max_body_bytes: config.max_body_bytes })
     }
 
     /// Creates the bootstrap admin named by `PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL` and
@@ -129,7 +131,7 @@ impl Gateway {
         async {
             match route.function {
                 Function::Login => portcullis_login::handle(&self.login, request).await,
-                Function::Mfa => portcullis_mfa::handle(request).await,
+                Function::Mfa => portcullis_mfa::handle(&self.mfa, request).await,
                 Function::Refresh => portcullis_refresh::handle(&self.refresh, request).await,
                 Function::Admin => portcullis_admin::handle(&self.admin, request).await,
             }

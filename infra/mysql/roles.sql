@@ -30,8 +30,11 @@ GRANT INSERT ON portcullis.audit_log TO portcullis_login;
 GRANT SELECT, INSERT ON portcullis.key_material TO portcullis_login;
 
 CREATE ROLE IF NOT EXISTS portcullis_mfa;
-GRANT SELECT (id, email_ciphertext, mfa_enabled, created_at) ON portcullis.users TO portcullis_mfa;
-GRANT UPDATE (mfa_enabled, updated_at) ON portcullis.users TO portcullis_mfa;
+GRANT SELECT (id, email_ciphertext, mfa_enabled, created_at, totp_secret_ciphertext, totp_pending_ciphertext, totp_last_step)
+    ON portcullis.users TO portcullis_mfa;
+GRANT UPDATE (mfa_enabled, updated_at, totp_secret_ciphertext, totp_pending_ciphertext, totp_last_step)
+    ON portcullis.users TO portcullis_mfa;
+GRANT SELECT, INSERT, UPDATE, DELETE ON portcullis.recovery_codes TO portcullis_mfa;
 GRANT SELECT ON portcullis.user_roles TO portcullis_mfa;
 GRANT INSERT ON portcullis.audit_log TO portcullis_mfa;
 GRANT SELECT ON portcullis.key_material TO portcullis_mfa;

@@ -26,6 +26,14 @@ pub enum EventType {
     ApiKeyCreated,
     ApiKeyRevoked,
     AdminRefused,
+    MfaChallenge,
+    MfaEnrol,
+    MfaConfirm,
+    MfaVerifySuccess,
+    MfaVerifyFailure,
+    MfaRecoveryUsed,
+    MfaDisabled,
+    MfaReplay,
 }
 
 impl EventType {
@@ -48,6 +56,14 @@ impl EventType {
             Self::ApiKeyCreated => "api_key_created",
             Self::ApiKeyRevoked => "api_key_revoked",
             Self::AdminRefused => "admin_refused",
+            Self::MfaChallenge => "mfa_challenge",
+            Self::MfaEnrol => "mfa_enrol",
+            Self::MfaConfirm => "mfa_confirm",
+            Self::MfaVerifySuccess => "mfa_verify_success",
+            Self::MfaVerifyFailure => "mfa_verify_failure",
+            Self::MfaRecoveryUsed => "mfa_recovery_used",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::MfaReplay => "mfa_replay",
         }
     }
 

@@ -36,6 +36,11 @@ pub enum ApiError {
     InvalidCredentials,
     #[error("authentication is required")]
     Unauthenticated,
+    /// Wrong, replayed or expired second factor, or a dead `mfa_token`, alike.
+    #[error("the second factor is invalid")]
+    InvalidMfa,
+    #[error("the request conflicts with the current state")]
+    Conflict,
     /// Unknown, spent, expired or revoked refresh token alike.
     #[error("the refresh token is invalid")]
     InvalidRefreshToken,
@@ -73,10 +78,11 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::EmailUnavailable => StatusCode::CONFLICT,
-            Self::InvalidCredentials | Self::Unauthenticated | Self::InvalidRefreshToken => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::EmailUnavailable | Self::Conflict => StatusCode::CONFLICT,
+            Self::InvalidCredentials
+            | Self::Unauthenticated
+            | Self::InvalidRefreshToken
+            | Self::InvalidMfa => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -99,6 +105,8 @@ impl ApiError {
             Self::InvalidCredentials => "invalid-credentials",
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidRefreshToken => "invalid-refresh-token",
+            Self::InvalidMfa => "invalid-mfa",
+            Self::Conflict => "conflict",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",

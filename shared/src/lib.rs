@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod mfa;
 pub mod policy;
 pub mod rbac;
 pub mod routes;

@@ -50,6 +50,8 @@ pub struct Backends {
     pub keys: Arc<dyn KeyMaterialStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub api_keys: Arc<dyn ApiKeyStore>,
+    pub challenges: Arc<dyn crate::mfa::ChallengeStore>,
+    pub mfa: Arc<dyn crate::store::MfaStore>,
     /// Set in the embedded mode, for inspection by the local server and tests.
     pub memory: Option<Arc<MemoryStore>>,
     /// Set when backed by MySQL.
@@ -59,15 +61,19 @@ pub struct Backends {
 impl Backends {
     /// Opens the configured stores. MySQL connections are made lazily by the pool.
     pub async fn open(config: &Config) -> Result<Self, BootError> {
-        let (sessions, api_keys): (Arc<dyn SessionStore>, Arc<dyn ApiKeyStore>) = match &config.sessions {
-            SessionBackend::Memory => {
-                (Arc::new(MemorySessionStore::new()), Arc::new(MemoryApiKeyStore::default()))
-            }
+        type Dynamic = (Arc<dyn SessionStore>, Arc<dyn ApiKeyStore>, Arc<dyn crate::mfa::ChallengeStore>);
+        let (sessions, api_keys, challenges): Dynamic = match &config.sessions {
+            SessionBackend::Memory => (
+                Arc::new(MemorySessionStore::new()),
+                Arc::new(MemoryApiKeyStore::default()),
+                Arc::new(crate::mfa::MemoryChallengeStore::default()),
+            ),
             SessionBackend::Dynamo { table } => {
                 let client = aws_sdk_dynamodb::Client::new(aws_config().await);
                 (
                     Arc::new(DynamoSessionStore::new(client.clone(), table.clone())),
-                    Arc::new(DynamoApiKeyStore::new(client, table.clone())),
+                    Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone())),
+                    Arc::new(crate::mfa::DynamoChallengeStore::new(client, table.clone())),
                 )
             }
         };
@@ -80,7 +86,7 @@ impl Backends {
                 Ok(Self::mysql(store, sessions))
             }
         };
-        backends.map(|b| Self { api_keys, ..b })
+        backends.map(|b| Self { api_keys, challenges, ..b })
     }
 
     pub fn memory(store: Arc<MemoryStore>, sessions: Arc<dyn SessionStore>) -> Self {
@@ -90,6 +96,8 @@ impl Backends {
             keys: store.clone(),
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
+            challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
+            mfa: store.clone(),
             memory: Some(store),
             mysql: None,
         }
@@ -100,9 +108,11 @@ impl Backends {
         Self {
             users: shared.clone(),
             audit: shared.clone(),
-            keys: shared,
+            keys: shared.clone(),
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
+            challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
+            mfa: shared,
             memory: None,
             mysql: Some(store),
         }

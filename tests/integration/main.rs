@@ -9,6 +9,7 @@ mod lambda_runtime;
 mod least_privilege;
 mod local_server;
 mod login_mysql;
+mod mfa;
 mod password_breach;
 mod sessions;
 mod sql_check;

@@ -24,6 +24,7 @@ pub struct Deps {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub session_policy: SessionPolicy,
+    pub challenges: Arc<dyn portcullis_shared::mfa::ChallengeStore>,
     pub auditor: Auditor,
     pub fields: Arc<FieldCipher>,
     pub hasher: PasswordHasher,
@@ -55,6 +56,7 @@ impl Deps {
             users: backends.users.clone(),
             sessions: backends.sessions.clone(),
             session_policy: config.session_policy(),
+            challenges: backends.challenges.clone(),
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             fields: Arc::new(fields),
             hasher,
@@ -170,9 +172,28 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
         let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
         deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
     }
+    let now = deps.clock.now_secs();
+    if user.mfa_enabled {
+        // The password was right; the second factor decides. No session, no token yet.
+        let (mfa_token, hash) = portcullis_shared::mfa::new_mfa_token();
+        let challenge = portcullis_shared::mfa::Challenge {
+            user_id: user.id.to_string(),
+            attempts: 0,
+            expires_at: now + portcullis_shared::mfa::CHALLENGE_TTL_SECS,
+        };
+        deps.challenges.create(&hash, &challenge).await?;
+        deps.auditor.record(EventType::MfaChallenge, Some(user.id.to_string()), &meta, None).await;
+        return json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "mfa_required": true,
+                "mfa_token": portcullis_shared::mfa::reveal(&mfa_token),
+                "methods": ["totp", "recovery_code"],
+            }),
+        );
+    }
     let roles: Vec<String> =
         deps.users.roles_of(user.id).await?.iter().map(|r| r.as_str().to_owned()).collect();
-    let now = deps.clock.now_secs();
     // The session is written before any token exists: no token without its session.
     let (session, refresh_token) = sessions::start(
         deps.sessions.as_ref(),

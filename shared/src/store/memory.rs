@@ -18,6 +18,8 @@ struct Inner {
     roles: HashMap<UserId, BTreeSet<Role>>,
     audit: Vec<AuditEvent>,
     keys: Vec<KeyRecord>,
+    mfa: HashMap<UserId, super::MfaState>,
+    recovery: HashMap<UserId, HashMap<[u8; 32], bool>>,
 }
 
 /// Everything in one mutex: contention is irrelevant for a local server.
@@ -141,6 +143,74 @@ impl KeyMaterialStore for MemoryStore {
         let mut inner = self.lock()?;
         if !inner.keys.iter().any(|k| k.purpose == record.purpose && k.generation == record.generation) {
             inner.keys.push(record.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl super::MfaStore for MemoryStore {
+    async fn mfa_state(&self, id: UserId) -> Result<Option<super::MfaState>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner.users.get(&id).map(|u| {
+            let mut state = inner.mfa.get(&id).cloned().unwrap_or_default();
+            state.email_ciphertext = u.email_ciphertext.clone();
+            state
+        }))
+    }
+
+    async fn set_pending(&self, id: UserId, ciphertext: &[u8], _now: i64) -> Result<(), StoreError> {
+        self.lock()?.mfa.entry(id).or_default().pending = Some(ciphertext.to_vec());
+        Ok(())
+    }
+
+    async fn activate(
+        &self,
+        id: UserId,
+        step: i64,
+        codes: &[[u8; 32]],
+        _now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let state = inner.mfa.entry(id).or_default();
+        let Some(pending) = state.pending.take() else { return Ok(false) };
+        state.secret = Some(pending);
+        state.mfa_enabled = true;
+        state.last_step = Some(step);
+        inner.recovery.insert(id, codes.iter().map(|c| (*c, false)).collect());
+        if let Some(user) = inner.users.get_mut(&id) {
+            user.mfa_enabled = true;
+        }
+        Ok(true)
+    }
+
+    async fn accept_step(&self, id: UserId, step: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(state) = inner.mfa.get_mut(&id).filter(|s| s.secret.is_some()) else { return Ok(false) };
+        if state.last_step.is_some_and(|last| last >= step) {
+            return Ok(false);
+        }
+        state.last_step = Some(step);
+        Ok(true)
+    }
+
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], _now: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        match inner.recovery.get_mut(&id).and_then(|codes| codes.get_mut(hash)) {
+            Some(used) if !*used => {
+                *used = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn disable(&self, id: UserId, _now: i64) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.mfa.remove(&id);
+        inner.recovery.remove(&id);
+        if let Some(user) = inner.users.get_mut(&id) {
+            user.mfa_enabled = false;
         }
         Ok(())
     }

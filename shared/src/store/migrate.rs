@@ -9,6 +9,7 @@ use mysql_async::prelude::Queryable;
 pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../../infra/mysql/migrations/0001_init.sql")),
     (2, include_str!("../../../infra/mysql/migrations/0002_audit_actor.sql")),
+    (3, include_str!("../../../infra/mysql/migrations/0003_mfa.sql")),
 ];
 
 /// Splits a migration file into statements at `;` line ends, dropping `--` comments.

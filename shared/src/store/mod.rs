@@ -84,6 +84,36 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError>;
 }
 
+/// A user's TOTP state (secrets still encrypted).
+#[derive(Debug, Clone, Default)]
+pub struct MfaState {
+    pub mfa_enabled: bool,
+    pub email_ciphertext: Vec<u8>,
+    pub secret: Option<Vec<u8>>,
+    pub pending: Option<Vec<u8>>,
+    pub last_step: Option<i64>,
+}
+
+/// MFA state and recovery codes.
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    async fn mfa_state(&self, id: UserId) -> Result<Option<MfaState>, StoreError>;
+    /// Stores an enrolment's secret until it is confirmed.
+    async fn set_pending(&self, id: UserId, ciphertext: &[u8], now: i64) -> Result<(), StoreError>;
+    /// Atomically: the pending secret becomes the secret, MFA is on, `step` is the
+    /// last accepted step, and `codes` replace any recovery codes. False when there
+    /// was no pending secret.
+    async fn activate(&self, id: UserId, step: i64, codes: &[[u8; 32]], now: i64)
+        -> Result<bool, StoreError>;
+    /// Accepts `step` only if it is later than every step accepted before (replay
+    /// defence); false otherwise. Atomic.
+    async fn accept_step(&self, id: UserId, step: i64) -> Result<bool, StoreError>;
+    /// Spends a recovery code; false when unknown or already used. Atomic.
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], now: i64) -> Result<bool, StoreError>;
+    /// Turns MFA off and forgets the secret and recovery codes.
+    async fn disable(&self, id: UserId, now: i64) -> Result<(), StoreError>;
+}
+
 /// The append-only security audit trail.
 #[async_trait]
 pub trait AuditStore: Send + Sync {

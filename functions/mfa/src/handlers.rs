@@ -1,0 +1,264 @@
+//! The mfa function's handlers and their dependencies.
+
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::{Auditor, EventType};
+use portcullis_shared::clock::Clock;
+use portcullis_shared::config::Config;
+use portcullis_shared::crypto::{load_field_cipher, FieldCipher, KeyProvider};
+use portcullis_shared::domain::UserId;
+use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::mfa::{self, ChallengeStore};
+use portcullis_shared::runtime::{token_issuer, Backends, BootError};
+use portcullis_shared::sessions::{self, SessionPolicy, SessionStore};
+use portcullis_shared::store::{MfaState, MfaStore, UserStore};
+use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
+use portcullis_shared::ApiError;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Everything the MFA handlers use, built once at cold start.
+pub struct Deps {
+    pub users: Arc<dyn UserStore>,
+    pub mfa: Arc<dyn MfaStore>,
+    pub challenges: Arc<dyn ChallengeStore>,
+    pub sessions: Arc<dyn SessionStore>,
+    pub session_policy: SessionPolicy,
+    pub fields: FieldCipher,
+    pub tokens: TokenIssuer,
+    pub auditor: Auditor,
+    pub clock: Arc<dyn Clock>,
+    pub max_body_bytes: usize,
+}
+
+impl Deps {
+    pub async fn build(
+        config: &Config,
+        backends: &Backends,
+        provider: &dyn KeyProvider,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, BootError> {
+        let fields = load_field_cipher(backends.keys.as_ref(), provider, clock.now_secs())
+            .await
+            .map_err(|e| BootError::from_error("field-encryption key", &e))?;
+        Ok(Self {
+            users: backends.users.clone(),
+            mfa: backends.mfa.clone(),
+            challenges: backends.challenges.clone(),
+            sessions: backends.sessions.clone(),
+            session_policy: config.session_policy(),
+            fields,
+            tokens: token_issuer(config, backends, provider, clock.clone()).await?,
+            auditor: Auditor::new(backends.audit.clone(), clock.clone()),
+            clock,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    code: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    mfa_token: SecretString,
+    code: SecretString,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryBody {
+    mfa_token: SecretString,
+    recovery_code: SecretString,
+}
+
+/// Associated data binding a TOTP secret to its user: a ciphertext copied onto
+/// another user's row does not decrypt.
+fn secret_aad(id: UserId) -> Vec<u8> {
+    [b"totp-secret:".as_slice(), &id.as_bytes()].concat()
+}
+
+async fn caller_state(deps: &Deps, req: &Request) -> Result<(Caller, UserId, MfaState), ApiError> {
+    let caller = Caller::from_request(req)?;
+    let id = UserId::parse(&caller.sub).ok_or(ApiError::Unauthenticated)?;
+    let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::Unauthenticated)?;
+    Ok((caller, id, state))
+}
+
+/// The user's TOTP secret. A ciphertext that does not open for this user (moved
+/// from another row, tampered) is logged and fails closed as a wrong factor.
+fn open_secret(deps: &Deps, id: UserId, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    deps.fields.decrypt(sealed, &secret_aad(id)).map(zeroize::Zeroizing::new).map_err(|_| {
+        tracing::error!(user_id = %id, "TOTP secret does not decrypt for this user: refusing");
+        ApiError::InvalidMfa
+    })
+}
+
+pub async fn enroll(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let (_, id, state) = caller_state(deps, req).await?;
+    if state.mfa_enabled {
+        return Err(ApiError::Conflict);
+    }
+    let email = deps.fields.decrypt(&state.email_ciphertext, &id.as_bytes()).map_err(ApiError::internal)?;
+    let email = String::from_utf8(email).map_err(ApiError::internal)?;
+    let secret = mfa::new_totp_secret();
+    let (base32, uri, svg) = mfa::enrolment(&secret, &email)
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("TOTP enrolment")))?;
+    deps.mfa.set_pending(id, &deps.fields.encrypt(&secret, &secret_aad(id)), deps.clock.now_secs()).await?;
+    deps.auditor.record(EventType::MfaEnrol, Some(id.to_string()), &meta, None).await;
+    json(StatusCode::OK, &serde_json::json!({ "secret": base32, "otpauth_uri": uri, "qr_svg": svg }))
+}
+
+pub async fn confirm(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let (_, id, state) = caller_state(deps, req).await?;
+    let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
+    let pending = state.pending.as_deref().ok_or(ApiError::Conflict)?;
+    let secret = open_secret(deps, id, pending)?;
+    let now = deps.clock.now_secs();
+    let Some(step) = mfa::matching_step(&secret, body.code.expose_secret(), now) else {
+        deps.auditor
+            .record(EventType::MfaVerifyFailure, Some(id.to_string()), &meta, Some("enrolment_code"))
+            .await;
+        return Err(ApiError::InvalidMfa);
+    };
+    let codes = mfa::new_recovery_codes();
+    let hashes: Vec<[u8; 32]> = codes.iter().map(|(_, h)| *h).collect();
+    if !deps.mfa.activate(id, step as i64, &hashes, now).await? {
+        return Err(ApiError::Conflict);
+    }
+    deps.auditor.record(EventType::MfaConfirm, Some(id.to_string()), &meta, None).await;
+    let shown: Vec<String> = codes.iter().map(|(c, _)| mfa::reveal(c)).collect();
+    json(StatusCode::OK, &serde_json::json!({ "recovery_codes": shown }))
+}
+
+pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let (caller, id, state) = caller_state(deps, req).await?;
+    let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
+    let sealed = state.secret.as_deref().ok_or(ApiError::Conflict)?;
+    let secret = open_secret(deps, id, sealed)?;
+    let now = deps.clock.now_secs();
+    let accepted = match mfa::matching_step(&secret, body.code.expose_secret(), now) {
+        Some(step) => deps.mfa.accept_step(id, step as i64).await?,
+        None => false,
+    };
+    if !accepted {
+        deps.auditor
+            .record(EventType::MfaVerifyFailure, Some(id.to_string()), &meta, Some("disable_code"))
+            .await;
+        return Err(ApiError::InvalidMfa);
+    }
+    deps.mfa.disable(id, now).await?;
+    sessions::revoke_all(deps.sessions.as_ref(), &id.to_string(), caller.sid.as_deref(), now).await?;
+    deps.auditor.record(EventType::MfaDisabled, Some(id.to_string()), &meta, None).await;
+    no_content()
+}
+
+/// Starts the session the second factor completes and answers with its tokens.
+async fn complete_login(deps: &Deps, id: UserId, amr: &[&str], meta: &ClientMeta) -> HandlerResult {
+    let roles: Vec<String> = deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect();
+    let amr = amr.iter().map(|m| m.to_string()).collect();
+    let now = deps.clock.now_secs();
+    let (session, refresh) = sessions::start(
+        deps.sessions.as_ref(),
+        &deps.session_policy,
+        &id.to_string(),
+        roles.clone(),
+        amr,
+        meta,
+        now,
+    )
+    .await?;
+    let (access_token, _) =
+        deps.tokens.issue(Grant::for_session(&session, roles)).map_err(ApiError::internal)?;
+    json(
+        StatusCode::OK,
+        &TokenResponse {
+            access_token,
+            refresh_token: refresh.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: deps.tokens.ttl_secs(),
+        },
+    )
+}
+
+/// A wrong second factor: counted against the `mfa_token` (burned at the fifth).
+async fn wrong(
+    deps: &Deps,
+    hash: &[u8; 32],
+    id: UserId,
+    meta: &ClientMeta,
+    event: EventType,
+    reason: &'static str,
+) -> HandlerResult {
+    let left = deps.challenges.fail(hash, deps.clock.now_secs()).await?;
+    let reason = if left == 0 { "mfa_token_burned" } else { reason };
+    deps.auditor.record(event, Some(id.to_string()), meta, Some(reason)).await;
+    Err(ApiError::InvalidMfa)
+}
+
+/// The live challenge of an `mfa_token`, or the uniform refusal.
+async fn challenge(
+    deps: &Deps,
+    token: &SecretString,
+    meta: &ClientMeta,
+) -> Result<([u8; 32], UserId), ApiError> {
+    let hash = mfa::hash_mfa_token(token.expose_secret());
+    let found = match &hash {
+        Some(h) => deps.challenges.get(h, deps.clock.now_secs()).await?,
+        None => None,
+    };
+    match (hash, found.and_then(|c| UserId::parse(&c.user_id))) {
+        (Some(hash), Some(id)) => Ok((hash, id)),
+        _ => {
+            deps.auditor.record(EventType::MfaVerifyFailure, None, meta, Some("dead_mfa_token")).await;
+            Err(ApiError::InvalidMfa)
+        }
+    }
+}
+
+pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
+    let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
+    let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
+    let secret = open_secret(deps, id, sealed)?;
+    let Some(step) = mfa::matching_step(&secret, body.code.expose_secret(), deps.clock.now_secs()) else {
+        return wrong(deps, &hash, id, &meta, EventType::MfaVerifyFailure, "wrong_code").await;
+    };
+    // RFC 6238 §5.2: a code is accepted once; a step at or before the last accepted one is a replay.
+    if !deps.mfa.accept_step(id, step as i64).await? {
+        return wrong(deps, &hash, id, &meta, EventType::MfaReplay, "replayed_code").await;
+    }
+    if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
+        return Err(ApiError::InvalidMfa);
+    }
+    deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
+    complete_login(deps, id, &["pwd", "otp"], &meta).await
+}
+
+pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
+    let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
+        Some(code) => deps.mfa.use_recovery_code(id, &code, deps.clock.now_secs()).await?,
+        None => false,
+    };
+    if !used {
+        return wrong(deps, &hash, id, &meta, EventType::MfaVerifyFailure, "wrong_recovery_code").await;
+    }
+    if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
+        return Err(ApiError::InvalidMfa);
+    }
+    deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
+    complete_login(deps, id, &["pwd", "mfa"], &meta).await
+}

@@ -1,0 +1,191 @@
+//! MFA challenges: the `mfa_token` between a correct password and the second
+//! factor. Five minutes, single use, at most five wrong codes, then burned.
+//! DynamoDB item `pk = MFA#<sha-256 hex>`, `sk = MFA`, TTL `expires_at`.
+
+use crate::store::StoreError;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Wrong codes an `mfa_token` survives; the fifth burns it.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub user_id: String,
+    pub attempts: i64,
+    pub expires_at: i64,
+}
+
+#[async_trait]
+pub trait ChallengeStore: Send + Sync {
+    async fn create(&self, hash: &[u8; 32], challenge: &Challenge) -> Result<(), StoreError>;
+    /// The live challenge (not expired, not burned), if any.
+    async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError>;
+    /// Counts a wrong code; returns the attempts left (0 means burned).
+    async fn fail(&self, hash: &[u8; 32], now: i64) -> Result<i64, StoreError>;
+    /// Uses the challenge up; false when it was already used, burned or expired.
+    async fn consume(&self, hash: &[u8; 32], now: i64) -> Result<bool, StoreError>;
+}
+
+#[derive(Default)]
+pub struct MemoryChallengeStore(Mutex<HashMap<[u8; 32], Challenge>>);
+
+impl MemoryChallengeStore {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<[u8; 32], Challenge>>, StoreError> {
+        self.0.lock().map_err(|_| StoreError::Corrupt("challenge lock"))
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for MemoryChallengeStore {
+    async fn create(&self, hash: &[u8; 32], challenge: &Challenge) -> Result<(), StoreError> {
+        self.lock()?.insert(*hash, challenge.clone());
+        Ok(())
+    }
+
+    async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {
+        Ok(self.lock()?.get(hash).filter(|c| c.expires_at > now && c.attempts < MAX_ATTEMPTS).cloned())
+    }
+
+    async fn fail(&self, hash: &[u8; 32], now: i64) -> Result<i64, StoreError> {
+        let mut map = self.lock()?;
+        let Some(c) = map.get_mut(hash).filter(|c| c.expires_at > now && c.attempts < MAX_ATTEMPTS) else {
+            return Ok(0);
+        };
+        c.attempts += 1;
+        let left = MAX_ATTEMPTS - c.attempts;
+        if left == 0 {
+            map.remove(hash);
+        }
+        Ok(left)
+    }
+
+    async fn consume(&self, hash: &[u8; 32], now: i64) -> Result<bool, StoreError> {
+        let mut map = self.lock()?;
+        let live = map.get(hash).is_some_and(|c| c.expires_at > now && c.attempts < MAX_ATTEMPTS);
+        map.remove(hash);
+        Ok(live)
+    }
+}
+
+#[derive(Clone)]
+pub struct DynamoChallengeStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoChallengeStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        Self { client, table }
+    }
+}
+
+fn key(hash: &[u8; 32]) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("MFA#{}", hex::encode(hash)))),
+        ("sk".to_owned(), AttributeValue::S("MFA".into())),
+    ])
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(err))
+}
+
+const LIVE: &str = "attribute_exists(pk) AND attempts < :max AND expires_at > :now";
+
+#[async_trait]
+impl ChallengeStore for DynamoChallengeStore {
+    async fn create(&self, hash: &[u8; 32], c: &Challenge) -> Result<(), StoreError> {
+        let mut item = key(hash);
+        item.insert("user_id".into(), AttributeValue::S(c.user_id.clone()));
+        item.insert("attempts".into(), n(c.attempts));
+        item.insert("expires_at".into(), n(c.expires_at));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item() else { return Ok(None) };
+        let num = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+        let challenge = Challenge {
+            user_id: item
+                .get("user_id")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .ok_or(StoreError::Corrupt("challenge"))?,
+            attempts: num("attempts").ok_or(StoreError::Corrupt("challenge"))?,
+            expires_at: num("expires_at").ok_or(StoreError::Corrupt("challenge"))?,
+        };
+        Ok((challenge.expires_at > now && challenge.attempts < MAX_ATTEMPTS).then_some(challenge))
+    }
+
+    async fn fail(&self, hash: &[u8; 32], now: i64) -> Result<i64, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(hash)))
+            .update_expression("SET attempts = attempts + :one")
+            .condition_expression(LIVE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(MAX_ATTEMPTS))
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let attempts = match result {
+            Ok(out) => out
+                .attributes()
+                .and_then(|a| a.get("attempts"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(MAX_ATTEMPTS),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                return Ok(0)
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok((MAX_ATTEMPTS - attempts).max(0))
+    }
+
+    async fn consume(&self, hash: &[u8; 32], now: i64) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(hash)))
+            .condition_expression(LIVE)
+            .expression_attribute_values(":max", n(MAX_ATTEMPTS))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! MFA end to end on MariaDB (as the mfa user) and moto's DynamoDB, with codes
+//! computed by `oathtool`, an independent TOTP implementation.
+
+use crate::helpers::{new_table, parts, request, request_as, TestDb};
+use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use base64::Engine;
+use mysql_async::prelude::Queryable;
+use portcullis_shared::clock::{Clock, ManualClock};
+use portcullis_shared::runtime::{key_provider, Backends};
+use std::sync::Arc;
+
+struct Mfa {
+    db: TestDb,
+    login: portcullis_login::Deps,
+    mfa: portcullis_mfa::Deps,
+    clock: ManualClock,
+}
+
+async fn setup() -> Mfa {
+    let db = TestDb::create().await;
+    let table = new_table().await;
+    let keys = key_file();
+    let clock = ManualClock::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    let c: Arc<dyn Clock> = Arc::new(clock.clone());
+    let env = |user: &str| {
+        config(&[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
+            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
+        ])
+    };
+    let login_cfg = env("login");
+    let backends = Backends::open(&login_cfg).await.expect("backends");
+    let provider = key_provider(&login_cfg).await.expect("keys");
+    let login = portcullis_login::Deps::build(&login_cfg, &backends, provider.as_ref(), c.clone())
+        .await
+        .expect("login");
+    let mfa_cfg = env("mfa");
+    let mfa_backends = Backends::open(&mfa_cfg).await.expect("backends");
+    let mfa = portcullis_mfa::Deps::build(&mfa_cfg, &mfa_backends, provider.as_ref(), c).await.expect("mfa");
+    Mfa { db, login, mfa, clock }
+}
+
+fn oathtool(secret: &str, at: i64) -> String {
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", "--now", &format!("@{at}"), secret])
+        .output()
+        .expect("oathtool is installed by scripts/test.sh");
+    assert!(out.status.success(), "oathtool failed");
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).expect("JSON body")
+}
+
+impl Mfa {
+    async fn register(&self, email: &str) -> String {
+        let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
+        let (status, text, _) = parts(
+            portcullis_login::handle(&self.login, request("POST", "/auth/register", Some(&body), None)).await,
+        );
+        assert_eq!(status, 201, "{text}");
+        json(&text)["user_id"].as_str().expect("id").to_owned()
+    }
+
+    async fn login(&self, email: &str) -> serde_json::Value {
+        let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
+        let (status, text, _) = parts(
+            portcullis_login::handle(&self.login, request("POST", "/auth/login", Some(&body), None)).await,
+        );
+        assert_eq!(status, 200, "{text}");
+        json(&text)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+        caller: Option<(&str, &str)>,
+    ) -> (u16, serde_json::Value) {
+        let text = body.to_string();
+        let (status, out, _) =
+            parts(portcullis_mfa::handle(&self.mfa, request_as(method, path, Some(&text), caller)).await);
+        (status, if out.is_empty() { serde_json::Value::Null } else { json(&out) })
+    }
+
+    /// Enrols and confirms TOTP; returns (base32 secret, recovery codes).
+    async fn enrol(&self, user: &str) -> (String, Vec<String>) {
+        let me = Some((user, "enrolment-session"));
+        let (status, enrolment) = self.call("POST", "/auth/mfa/totp/enroll", serde_json::json!({}), me).await;
+        assert_eq!(status, 200, "{enrolment}");
+        let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+        assert!(enrolment["otpauth_uri"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("otpauth://totp/Portcullis:")));
+        assert!(enrolment["qr_svg"].as_str().is_some_and(|s| s.contains("<svg")));
+        let code = oathtool(&secret, self.clock.now_secs());
+        let (status, confirmed) =
+            self.call("POST", "/auth/mfa/totp/confirm", serde_json::json!({"code": code}), me).await;
+        assert_eq!(status, 200, "{confirmed}");
+        let codes: Vec<String> = confirmed["recovery_codes"]
+            .as_array()
+            .expect("codes")
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(codes.len(), 10);
+        (secret, codes)
+    }
+
+    async fn mfa_token(&self, email: &str) -> String {
+        let answer = self.login(email).await;
+        assert_eq!(answer["mfa_required"], true, "{answer}");
+        assert_eq!(answer["methods"], serde_json::json!(["totp", "recovery_code"]));
+        assert!(answer.get("access_token").is_none(), "tokens before the second factor: {answer}");
+        answer["mfa_token"].as_str().expect("mfa_token").to_owned()
+    }
+
+    async fn verify(&self, token: &str, code: &str) -> (u16, serde_json::Value) {
+        self.call("POST", "/auth/mfa/verify", serde_json::json!({"mfa_token": token, "code": code}), None)
+            .await
+    }
+}
+
+fn amr(tokens: &serde_json::Value) -> Vec<String> {
+    let access = tokens["access_token"].as_str().expect("access token");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(access.split('.').nth(1).expect("payload"))
+        .expect("b64");
+    let claims: serde_json::Value = serde_json::from_slice(&payload).expect("claims");
+    claims["amr"].as_array().expect("amr").iter().filter_map(|a| a.as_str().map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn enrol_confirm_then_login_needs_an_oathtool_code_and_yields_otp_tokens() {
+    let m = setup().await;
+    let user = m.register("totp@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    let token = m.mfa_token("totp@example.com").await;
+    // The confirmation used this step; the next code comes 30 s later.
+    m.clock.advance(30);
+    let (status, tokens) = m.verify(&token, &oathtool(&secret, m.clock.now_secs())).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(amr(&tokens), ["pwd", "otp"]);
+    assert!(tokens["refresh_token"].as_str().is_some_and(|t| t.starts_with("pcr_")));
+    // The mfa_token is single use.
+    m.clock.advance(30);
+    let (status, _) = m.verify(&token, &oathtool(&secret, m.clock.now_secs())).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn the_same_code_twice_is_refused_even_inside_its_window() {
+    let m = setup().await;
+    let user = m.register("replay@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let code = oathtool(&secret, m.clock.now_secs());
+    let first = m.mfa_token("replay@example.com").await;
+    assert_eq!(m.verify(&first, &code).await.0, 200);
+    let second = m.mfa_token("replay@example.com").await;
+    m.clock.advance(5);
+    assert_eq!(m.verify(&second, &code).await.0, 401, "a replayed code was accepted");
+    // So is the previous step's code, still inside the ±1 window.
+    let previous = oathtool(&secret, m.clock.now_secs() - 35);
+    assert_eq!(m.verify(&second, &previous).await.0, 401);
+    let mut owner = m.db.owner_conn().await;
+    let replays: Vec<u64> =
+        owner.query("SELECT COUNT(*) FROM audit_log WHERE event_type = 'mfa_replay'").await.expect("count");
+    assert!(replays[0] >= 1);
+}
+
+#[tokio::test]
+async fn five_wrong_codes_burn_the_mfa_token() {
+    let m = setup().await;
+    let user = m.register("burn@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let token = m.mfa_token("burn@example.com").await;
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        assert_eq!(m.verify(&token, wrong).await.0, 401);
+    }
+    assert_eq!(m.verify(&token, &right).await.0, 401, "the burned mfa_token still worked");
+    // A fresh login gets a fresh token, and the right code then works.
+    let fresh = m.mfa_token("burn@example.com").await;
+    assert_eq!(m.verify(&fresh, &right).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_recovery_code_works_once() {
+    let m = setup().await;
+    let user = m.register("recover@example.com").await;
+    let (_, codes) = m.enrol(&user).await;
+    let token = m.mfa_token("recover@example.com").await;
+    let (status, tokens) = m
+        .call(
+            "POST",
+            "/auth/mfa/recovery",
+            serde_json::json!({"mfa_token": token, "recovery_code": codes[0]}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(amr(&tokens), ["pwd", "mfa"]);
+    let token = m.mfa_token("recover@example.com").await;
+    let sloppy = codes[0].to_uppercase();
+    let (status, _) = m
+        .call(
+            "POST",
+            "/auth/mfa/recovery",
+            serde_json::json!({"mfa_token": token, "recovery_code": sloppy}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401, "a recovery code worked twice");
+    let (status, _) = m
+        .call(
+            "POST",
+            "/auth/mfa/recovery",
+            serde_json::json!({"mfa_token": token, "recovery_code": codes[1]}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_expired_mfa_token_is_refused() {
+    let m = setup().await;
+    let user = m.register("late@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    let token = m.mfa_token("late@example.com").await;
+    m.clock.advance(portcullis_shared::mfa::CHALLENGE_TTL_SECS + 1);
+    assert_eq!(m.verify(&token, &oathtool(&secret, m.clock.now_secs())).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_secret_copied_onto_another_user_does_not_decrypt() {
+    let m = setup().await;
+    let alice = m.register("alice.mfa@example.com").await;
+    let bob = m.register("bob.mfa@example.com").await;
+    let (alice_secret, _) = m.enrol(&alice).await;
+    m.enrol(&bob).await;
+    let mut owner = m.db.owner_conn().await;
+    owner
+        .exec_drop(
+            "UPDATE users u JOIN users a ON a.id = ? SET u.totp_secret_ciphertext = a.totp_secret_ciphertext, u.totp_last_step = NULL WHERE u.id = ?",
+            (uuid::Uuid::parse_str(&alice).expect("id").as_bytes().to_vec(), uuid::Uuid::parse_str(&bob).expect("id").as_bytes().to_vec()),
+        )
+        .await
+        .expect("copy ciphertext");
+    m.clock.advance(30);
+    let token = m.mfa_token("bob.mfa@example.com").await;
+    let (status, body) = m.verify(&token, &oathtool(&alice_secret, m.clock.now_secs())).await;
+    assert_eq!(status, 401, "alice's secret worked for bob: {body}");
+}
+
+#[tokio::test]
+async fn disabling_totp_needs_a_current_code_and_ends_other_sessions() {
+    let m = setup().await;
+    let user = m.register("off@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let token = m.mfa_token("off@example.com").await;
+    let (_, other) = m.verify(&token, &oathtool(&secret, m.clock.now_secs())).await;
+    m.clock.advance(30);
+    let me = Some((user.as_str(), "this-session"));
+    let (status, _) = m.call("DELETE", "/auth/mfa/totp", serde_json::json!({"code": "000000"}), me).await;
+    assert_eq!(status, 401);
+    let (status, _) = m
+        .call(
+            "DELETE",
+            "/auth/mfa/totp",
+            serde_json::json!({"code": oathtool(&secret, m.clock.now_secs())}),
+            me,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let answer = m.login("off@example.com").await;
+    assert!(answer.get("access_token").is_some(), "MFA still required after disabling: {answer}");
+    // The session the second factor created is revoked.
+    let sessions = m.login.sessions.list(&user).await.expect("sessions");
+    let sid = {
+        let access = other["access_token"].as_str().expect("token");
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').nth(1).expect("p"))
+            .expect("b64");
+        serde_json::from_slice::<serde_json::Value>(&payload).expect("claims")["sid"]
+            .as_str()
+            .expect("sid")
+            .to_owned()
+    };
+    assert!(sessions.iter().any(|s| s.sid == sid && s.revoked_at.is_some()));
+}
