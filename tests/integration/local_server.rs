@@ -308,3 +308,59 @@ async fn refresh_logout_and_revocation_work_through_the_local_server() {
     let (status, _, _) = call(reqwest::Method::GET, format!("{}/me", server.base), Some(access), None).await;
     assert_eq!(status, 401);
 }
+
+fn oathtool(secret: &str) -> String {
+    let out =
+        std::process::Command::new("oathtool").args(["--totp", "-b", secret]).output().expect("oathtool");
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+#[tokio::test]
+async fn mfa_enrolment_and_login_work_through_the_local_server() {
+    let server = serve(&[]).await;
+    let creds = serde_json::json!({"email": "otp@example.com", "password": PASSWORD});
+    call(reqwest::Method::POST, format!("{}/auth/register", server.base), None, Some(creds.clone())).await;
+    let token = login(&server, "otp@example.com", PASSWORD).await;
+    let (status, _, body) =
+        call(reqwest::Method::POST, format!("{}/auth/mfa/totp/enroll", server.base), Some(&token), None)
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let secret = serde_json::from_str::<serde_json::Value>(&body).expect("json")["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/auth/mfa/totp/confirm", server.base),
+        Some(&token),
+        Some(serde_json::json!({"code": oathtool(&secret)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, _) =
+        call(reqwest::Method::POST, format!("{}/auth/logout", server.base), Some(&token), None).await;
+    assert_eq!(status, 204);
+    let (status, _, body) =
+        call(reqwest::Method::POST, format!("{}/auth/login", server.base), None, Some(creds)).await;
+    assert_eq!(status, 200);
+    let challenge: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(challenge["mfa_required"], true, "{body}");
+    // The confirmation consumed the current step; wait for the next one (real clock here).
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(30 - now % 30 + 1)).await;
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/auth/mfa/verify", server.base),
+        None,
+        Some(serde_json::json!({"mfa_token": challenge["mfa_token"], "code": oathtool(&secret)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let tokens: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let (status, _, body) =
+        call(reqwest::Method::GET, format!("{}/me", server.base), tokens["access_token"].as_str(), None)
+            .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"mfa_enabled\":true"), "{body}");
+}
