@@ -58,6 +58,8 @@ pub struct Config {
     /// Base URL of a Have I Been Pwned compatible range API; `None` disables the check.
     pub hibp_url: Option<String>,
     pub max_body_bytes: usize,
+    /// A Cognito user pool whose tokens the authorizer also accepts.
+    pub cognito: Option<crate::cognito::CognitoConfig>,
 }
 
 impl Config {
@@ -127,6 +129,43 @@ impl Config {
                 reason: "must not exceed PORTCULLIS_SESSION_ABSOLUTE_SECS".into(),
             });
         }
+        let cognito = match get("PORTCULLIS_COGNITO_USER_POOL_ID") {
+            None => None,
+            Some(pool) => {
+                let region = get("PORTCULLIS_COGNITO_REGION").or_else(|| get("AWS_REGION")).ok_or(
+                    ConfigError::Missing {
+                        var: "PORTCULLIS_COGNITO_REGION",
+                        why: " (or AWS_REGION) with PORTCULLIS_COGNITO_USER_POOL_ID",
+                    },
+                )?;
+                let clients: Vec<String> = get("PORTCULLIS_COGNITO_CLIENT_IDS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .collect();
+                if clients.is_empty() {
+                    return Err(ConfigError::Missing {
+                        var: "PORTCULLIS_COGNITO_CLIENT_IDS",
+                        why: " with PORTCULLIS_COGNITO_USER_POOL_ID",
+                    });
+                }
+                let token_use = get("PORTCULLIS_COGNITO_TOKEN_USE").unwrap_or_else(|| "access".into());
+                if token_use != "access" && token_use != "id" {
+                    return Err(ConfigError::Invalid {
+                        var: "PORTCULLIS_COGNITO_TOKEN_USE",
+                        reason: format!("`{token_use}` is neither `access` nor `id`"),
+                    });
+                }
+                Some(crate::cognito::CognitoConfig::for_pool(
+                    &region,
+                    &pool,
+                    clients,
+                    get("PORTCULLIS_COGNITO_JWKS_URL"),
+                    token_use,
+                ))
+            }
+        };
         let hibp_url = get("PORTCULLIS_HIBP_URL");
         if let Some(url) = &hibp_url {
             if !(url.starts_with("https://")
@@ -154,6 +193,7 @@ impl Config {
             password_min_length,
             hibp_url,
             max_body_bytes,
+            cognito,
         })
     }
 

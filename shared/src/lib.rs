@@ -9,6 +9,7 @@
 pub mod apikeys;
 pub mod audit;
 pub mod clock;
+pub mod cognito;
 pub mod config;
 pub mod crypto;
 pub mod domain;

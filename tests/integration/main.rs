@@ -3,6 +3,7 @@
 
 mod admin_mysql;
 mod attacks;
+mod cognito;
 mod helpers;
 mod kms;
 mod lambda_runtime;

@@ -15,6 +15,7 @@ pub use events::{handle_event, handle_rest, handle_v2};
 
 use portcullis_shared::apikeys::{parse_presented, ApiKeyStore, KeyVerdict};
 use portcullis_shared::clock::Clock;
+use portcullis_shared::cognito::{peek_issuer, CognitoVerifier};
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::rbac::{Policy, Requirement};
@@ -31,6 +32,8 @@ pub struct Deps {
     pub policy: Policy,
     pub session_policy: SessionPolicy,
     pub clock: Arc<dyn Clock>,
+    /// Set when a Cognito user pool's tokens are accepted too.
+    pub cognito: Option<CognitoVerifier>,
 }
 
 impl Deps {
@@ -54,6 +57,7 @@ impl Deps {
             api_keys: backends.api_keys.clone(),
             policy,
             session_policy: config.session_policy(),
+            cognito: config.cognito.clone().map(|c| CognitoVerifier::new(c, clock.clone())),
             clock,
         })
     }
@@ -116,7 +120,36 @@ pub async fn authorize(deps: &Deps, ask: Ask<'_>) -> Decision {
     }
 }
 
+/// A Cognito user-pool token: roles are its `cognito:groups` that the policy
+/// knows. There is no Portcullis session behind it, so session-only routes
+/// (which act on a Portcullis user) stay closed to it.
+async fn cognito_decision(
+    verifier: &CognitoVerifier,
+    token: &str,
+    policy: &Policy,
+    requirement: &Requirement,
+) -> Decision {
+    let identity = match verifier.verify(token).await {
+        Ok(identity) => identity,
+        Err(err) => return refuse(Decision::Unauthorized, &format!("Cognito token: {err}")),
+    };
+    let roles: Vec<String> = identity.groups.into_iter().filter(|g| policy.is_role(g)).collect();
+    let allowed = match requirement {
+        Requirement::Session => false,
+        Requirement::Permission(p) => policy.allows(&roles, p),
+    };
+    if !allowed {
+        return refuse(Decision::Forbidden, "Cognito groups lack the permission");
+    }
+    Decision::Allow(Identity { sub: identity.sub, sid: String::new(), roles, api_key_id: None })
+}
+
 async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> Decision {
+    if let Some(cognito) = &deps.cognito {
+        if peek_issuer(token).as_deref() == Some(cognito.issuer()) {
+            return cognito_decision(cognito, token, &deps.policy, requirement).await;
+        }
+    }
     let claims = match deps.verifier.verify(token) {
         Ok(claims) => claims,
         Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),

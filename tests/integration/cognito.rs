@@ -1,0 +1,156 @@
+//! The authorizer accepting Amazon Cognito user-pool tokens, on moto's Cognito
+//! (which publishes a JWKS per pool): groups map to roles, and tokens from
+//! another pool, another client or tampered ones are refused.
+
+use crate::login_mysql::{config, key_file};
+use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ExplicitAuthFlowsType};
+use aws_sdk_cognitoidentityprovider::Client;
+use portcullis_authorizer::{authorize, Ask, Decision};
+use portcullis_shared::clock::SystemClock;
+use portcullis_shared::runtime::{aws_config, Backends};
+use std::sync::Arc;
+
+struct Pool {
+    id: String,
+    client_id: String,
+}
+
+async fn pool(client: &Client, name: &str) -> Pool {
+    let created = client.create_user_pool().pool_name(name).send().await.expect("CreateUserPool");
+    let id = created.user_pool().and_then(|p| p.id()).expect("pool id").to_owned();
+    let app = client
+        .create_user_pool_client()
+        .user_pool_id(&id)
+        .client_name("portcullis")
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+        .send()
+        .await
+        .expect("CreateUserPoolClient");
+    let client_id = app.user_pool_client().and_then(|c| c.client_id()).expect("client id").to_owned();
+    Pool { id, client_id }
+}
+
+async fn user_token(client: &Client, pool: &Pool, username: &str, group: Option<&str>) -> String {
+    let password = "Velvet-Otter-Quantum-71!";
+    client
+        .admin_create_user()
+        .user_pool_id(&pool.id)
+        .username(username)
+        .send()
+        .await
+        .expect("AdminCreateUser");
+    client
+        .admin_set_user_password()
+        .user_pool_id(&pool.id)
+        .username(username)
+        .password(password)
+        .permanent(true)
+        .send()
+        .await
+        .expect("AdminSetUserPassword");
+    if let Some(group) = group {
+        let _ = client.create_group().user_pool_id(&pool.id).group_name(group).send().await;
+        client
+            .admin_add_user_to_group()
+            .user_pool_id(&pool.id)
+            .username(username)
+            .group_name(group)
+            .send()
+            .await
+            .expect("AdminAddUserToGroup");
+    }
+    let auth = client
+        .initiate_auth()
+        .client_id(&pool.client_id)
+        .auth_flow(AuthFlowType::UserPasswordAuth)
+        .auth_parameters("USERNAME", username)
+        .auth_parameters("PASSWORD", password)
+        .send()
+        .await
+        .expect("InitiateAuth");
+    auth.authentication_result().and_then(|r| r.access_token()).expect("access token").to_owned()
+}
+
+async fn authorizer_for(pool: &Pool, client_id: &str) -> portcullis_authorizer::Deps {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
+    let cfg = config(&[
+        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
+        ("PORTCULLIS_COGNITO_USER_POOL_ID", pool.id.clone()),
+        ("PORTCULLIS_COGNITO_REGION", "us-east-1".into()),
+        ("PORTCULLIS_COGNITO_CLIENT_IDS", client_id.into()),
+        ("PORTCULLIS_COGNITO_JWKS_URL", format!("{endpoint}/{}/.well-known/jwks.json", pool.id)),
+    ]);
+    let backends = Backends::open(&cfg).await.expect("backends");
+    portcullis_authorizer::Deps::build(&cfg, &backends, Arc::new(SystemClock)).await.expect("authorizer")
+}
+
+async fn decide(deps: &portcullis_authorizer::Deps, method: &str, path: &str, token: &str) -> Decision {
+    let header = format!("Bearer {token}");
+    authorize(deps, Ask { method, path, authorization: Some(&header), api_key: None }).await
+}
+
+#[tokio::test]
+async fn the_authorizer_accepts_its_pool_and_refuses_others() {
+    let client = Client::new(aws_config().await);
+    let a = pool(&client, &format!("pc-a-{}", crate::helpers::hex_token())).await;
+    let b = pool(&client, &format!("pc-b-{}", crate::helpers::hex_token())).await;
+    let support = user_token(&client, &a, "sam", Some("support")).await;
+    let plain = user_token(&client, &a, "pat", None).await;
+    let stranger = user_token(&client, &b, "eve", Some("admin")).await;
+    let deps = authorizer_for(&a, &a.client_id).await;
+
+    match decide(&deps, "GET", "/admin/users", &support).await {
+        Decision::Allow(identity) => assert_eq!(identity.roles, ["support"]),
+        other => panic!("pool token with the support group refused: {other:?}"),
+    }
+    assert_eq!(decide(&deps, "GET", "/admin/users", &plain).await, Decision::Forbidden);
+    assert_eq!(decide(&deps, "POST", "/admin/api-keys", &support).await, Decision::Forbidden);
+    // Another pool (even with an admin group), a tampered token, another client: refused.
+    assert_eq!(decide(&deps, "GET", "/admin/users", &stranger).await, Decision::Unauthorized);
+    let mut parts: Vec<String> = support.split('.').map(str::to_owned).collect();
+    let last = parts[2].pop().map(|c| if c == 'A' { 'B' } else { 'A' }).expect("signature");
+    parts[2].push(last);
+    assert_eq!(decide(&deps, "GET", "/admin/users", &parts.join(".")).await, Decision::Unauthorized);
+    let other_client = authorizer_for(&a, "some-other-client").await;
+    assert_eq!(decide(&other_client, "GET", "/admin/users", &support).await, Decision::Unauthorized);
+}
+
+#[tokio::test]
+async fn unknown_kids_refetch_the_jwks_at_most_once_per_ten_seconds() {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { r#"{"keys":[]}"# }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let cfg = portcullis_shared::cognito::CognitoConfig::for_pool(
+        "us-east-1",
+        "us-east-1_test",
+        vec!["client".into()],
+        Some(format!("http://{addr}/jwks.json")),
+        "access".into(),
+    );
+    let verifier = portcullis_shared::cognito::CognitoVerifier::new(cfg, Arc::new(SystemClock));
+    use base64::Engine;
+    let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    for i in 0..20 {
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(serde_json::json!({"alg": "RS256", "kid": format!("forged-{i}")})),
+            b64(serde_json::json!({}))
+        );
+        assert!(verifier.verify(&token).await.is_err());
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "20 unknown kids caused more than one fetch"
+    );
+}
