@@ -15,6 +15,7 @@ fi
 export PORTCULLIS_NODE_MODULES="$TOOLS/node/node_modules"
 
 cargo bench -q -p portcullis-login --bench login
+cargo bench -q -p portcullis-login --bench timing
 if mariadb-admin ping >/dev/null 2>&1; then
   db="pc_bench_$$"
   mariadb -e "CREATE DATABASE $db"

@@ -34,6 +34,8 @@ pub enum EventType {
     MfaRecoveryUsed,
     MfaDisabled,
     MfaReplay,
+    LoginThrottled,
+    ThrottleUnavailable,
 }
 
 impl EventType {
@@ -64,6 +66,8 @@ impl EventType {
             Self::MfaRecoveryUsed => "mfa_recovery_used",
             Self::MfaDisabled => "mfa_disabled",
             Self::MfaReplay => "mfa_replay",
+            Self::LoginThrottled => "login_throttled",
+            Self::ThrottleUnavailable => "throttle_unavailable",
         }
     }
 
@@ -72,7 +76,12 @@ impl EventType {
             Self::LoginFailure
             | Self::PasswordChangeFailure
             | Self::RefreshFailure
-            | Self::RefreshTokenReuse => "failure",
+            | Self::RefreshTokenReuse
+            | Self::AdminRefused
+            | Self::MfaVerifyFailure
+            | Self::MfaReplay
+            | Self::LoginThrottled
+            | Self::ThrottleUnavailable => "failure",
             _ => "success",
         }
     }
@@ -168,5 +177,25 @@ impl Auditor {
         if let Err(err) = self.store.append(&event).await {
             tracing::error!(event_type = event.event_type.as_str(), error = %crate::http::error_chain(&err), "audit store write failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventType;
+
+    #[test]
+    fn failures_and_refusals_are_logged_as_failures() {
+        for e in [
+            EventType::LoginFailure,
+            EventType::RefreshTokenReuse,
+            EventType::MfaVerifyFailure,
+            EventType::MfaReplay,
+            EventType::LoginThrottled,
+            EventType::ThrottleUnavailable,
+        ] {
+            assert_eq!(e.outcome(), "failure", "{}", e.as_str());
+        }
+        assert_eq!(EventType::LoginSuccess.outcome(), "success");
     }
 }

@@ -58,6 +58,9 @@ pub struct Config {
     /// Base URL of a Have I Been Pwned compatible range API; `None` disables the check.
     pub hibp_url: Option<String>,
     pub max_body_bytes: usize,
+    /// Per-account and per-source-IP attempt limits.
+    pub account_limit: crate::throttle::Limit,
+    pub ip_limit: crate::throttle::Limit,
     /// A Cognito user pool whose tokens the authorizer also accepts.
     pub cognito: Option<crate::cognito::CognitoConfig>,
 }
@@ -166,6 +169,19 @@ impl Config {
                 ))
             }
         };
+        let account_limit = crate::throttle::Limit {
+            max_failures: number(&get, "PORTCULLIS_LOCKOUT_MAX_FAILURES", 5, 1, 100)? as i64,
+            window_secs: number(&get, "PORTCULLIS_LOCKOUT_WINDOW_SECS", 900, 60, 86_400)? as i64,
+            base_lock_secs: number(&get, "PORTCULLIS_LOCKOUT_BASE_SECS", 60, 1, 3600)? as i64,
+            max_lock_secs: number(&get, "PORTCULLIS_LOCKOUT_MAX_SECS", 900, 1, 86_400)? as i64,
+        };
+        let ip_lock = number(&get, "PORTCULLIS_IP_LOCK_SECS", 900, 1, 86_400)? as i64;
+        let ip_limit = crate::throttle::Limit {
+            max_failures: number(&get, "PORTCULLIS_IP_MAX_FAILURES", 100, 1, 100_000)? as i64,
+            window_secs: number(&get, "PORTCULLIS_IP_WINDOW_SECS", 900, 60, 86_400)? as i64,
+            base_lock_secs: ip_lock,
+            max_lock_secs: ip_lock,
+        };
         let hibp_url = get("PORTCULLIS_HIBP_URL");
         if let Some(url) = &hibp_url {
             if !(url.starts_with("https://")
@@ -193,6 +209,8 @@ impl Config {
             password_min_length,
             hibp_url,
             max_body_bytes,
+            account_limit,
+            ip_limit,
             cognito,
         })
     }

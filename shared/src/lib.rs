@@ -23,6 +23,7 @@ pub mod runtime;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod tokens;
 
 pub use error::ApiError;

@@ -51,6 +51,7 @@ pub struct Backends {
     pub sessions: Arc<dyn SessionStore>,
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub challenges: Arc<dyn crate::mfa::ChallengeStore>,
+    pub counters: Arc<dyn crate::throttle::CounterStore>,
     pub mfa: Arc<dyn crate::store::MfaStore>,
     /// Set in the embedded mode, for inspection by the local server and tests.
     pub memory: Option<Arc<MemoryStore>>,
@@ -61,19 +62,26 @@ pub struct Backends {
 impl Backends {
     /// Opens the configured stores. MySQL connections are made lazily by the pool.
     pub async fn open(config: &Config) -> Result<Self, BootError> {
-        type Dynamic = (Arc<dyn SessionStore>, Arc<dyn ApiKeyStore>, Arc<dyn crate::mfa::ChallengeStore>);
-        let (sessions, api_keys, challenges): Dynamic = match &config.sessions {
+        type Dynamic = (
+            Arc<dyn SessionStore>,
+            Arc<dyn ApiKeyStore>,
+            Arc<dyn crate::mfa::ChallengeStore>,
+            Arc<dyn crate::throttle::CounterStore>,
+        );
+        let (sessions, api_keys, challenges, counters): Dynamic = match &config.sessions {
             SessionBackend::Memory => (
                 Arc::new(MemorySessionStore::new()),
                 Arc::new(MemoryApiKeyStore::default()),
                 Arc::new(crate::mfa::MemoryChallengeStore::default()),
+                Arc::new(crate::throttle::MemoryCounterStore::default()),
             ),
             SessionBackend::Dynamo { table } => {
                 let client = aws_sdk_dynamodb::Client::new(aws_config().await);
                 (
                     Arc::new(DynamoSessionStore::new(client.clone(), table.clone())),
                     Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone())),
-                    Arc::new(crate::mfa::DynamoChallengeStore::new(client, table.clone())),
+                    Arc::new(crate::mfa::DynamoChallengeStore::new(client.clone(), table.clone())),
+                    Arc::new(crate::throttle::DynamoCounterStore::new(client, table.clone())),
                 )
             }
         };
@@ -86,7 +94,7 @@ impl Backends {
                 Ok(Self::mysql(store, sessions))
             }
         };
-        backends.map(|b| Self { api_keys, challenges, ..b })
+        backends.map(|b| Self { api_keys, challenges, counters, ..b })
     }
 
     pub fn memory(store: Arc<MemoryStore>, sessions: Arc<dyn SessionStore>) -> Self {
@@ -97,6 +105,7 @@ impl Backends {
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
             challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
+            counters: Arc::new(crate::throttle::MemoryCounterStore::default()),
             mfa: store.clone(),
             memory: Some(store),
             mysql: None,
@@ -112,6 +121,7 @@ impl Backends {
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
             challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
+            counters: Arc::new(crate::throttle::MemoryCounterStore::default()),
             mfa: shared,
             memory: None,
             mysql: Some(store),
@@ -150,4 +160,18 @@ pub async fn token_issuer(
         config.access_token_ttl_secs,
         clock,
     ))
+}
+
+/// The attempt limiter of a function that checks credentials.
+pub fn throttle(
+    config: &Config,
+    backends: &Backends,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> crate::throttle::Throttle {
+    crate::throttle::Throttle {
+        store: backends.counters.clone(),
+        account: config.account_limit,
+        ip: config.ip_limit,
+        clock,
+    }
 }

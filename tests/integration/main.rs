@@ -14,3 +14,4 @@ mod mfa;
 mod password_breach;
 mod sessions;
 mod sql_check;
+mod throttle;

@@ -180,7 +180,7 @@ async fn the_same_code_twice_is_refused_even_inside_its_window() {
 }
 
 #[tokio::test]
-async fn five_wrong_codes_burn_the_mfa_token() {
+async fn five_wrong_codes_burn_the_mfa_token_and_lock_the_account() {
     let m = setup().await;
     let user = m.register("burn@example.com").await;
     let (secret, _) = m.enrol(&user).await;
@@ -191,10 +191,18 @@ async fn five_wrong_codes_burn_the_mfa_token() {
     for _ in 0..5 {
         assert_eq!(m.verify(&token, wrong).await.0, 401);
     }
-    assert_eq!(m.verify(&token, &right).await.0, 401, "the burned mfa_token still worked");
-    // A fresh login gets a fresh token, and the right code then works.
+    let (status, _) = m.verify(&token, &right).await;
+    assert!(status == 401 || status == 429, "the burned mfa_token still worked: {status}");
+    // The wrong codes counted against the account too: the password step is locked.
+    let body = serde_json::json!({"email": "burn@example.com", "password": GOOD_PASSWORD}).to_string();
+    let (status, _, headers) =
+        parts(portcullis_login::handle(&m.login, request("POST", "/auth/login", Some(&body), None)).await);
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+    // Once the lock lifts, a fresh login gets a fresh token and a current code works.
+    m.clock.advance(61);
     let fresh = m.mfa_token("burn@example.com").await;
-    assert_eq!(m.verify(&fresh, &right).await.0, 200);
+    assert_eq!(m.verify(&fresh, &oathtool(&secret, m.clock.now_secs())).await.0, 200);
 }
 
 #[tokio::test]

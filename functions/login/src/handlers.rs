@@ -25,6 +25,7 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub session_policy: SessionPolicy,
     pub challenges: Arc<dyn portcullis_shared::mfa::ChallengeStore>,
+    pub throttle: portcullis_shared::throttle::Throttle,
     pub auditor: Auditor,
     pub fields: Arc<FieldCipher>,
     pub hasher: PasswordHasher,
@@ -57,6 +58,7 @@ impl Deps {
             sessions: backends.sessions.clone(),
             session_policy: config.session_policy(),
             challenges: backends.challenges.clone(),
+            throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             fields: Arc::new(fields),
             hasher,
@@ -149,10 +151,47 @@ pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
 pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
+    let index = match Email::parse(&body.email) {
+        Ok(email) => deps.fields.blind_index(email.as_str()),
+        // Not an address: still counted, under the keyed hash of what was typed.
+        Err(_) => deps.fields.blind_index(&body.email.trim().to_lowercase()),
+    };
     let user = match Email::parse(&body.email) {
-        Ok(email) => deps.users.find_by_email_index(&deps.fields.blind_index(email.as_str())).await?,
+        Ok(_) => deps.users.find_by_email_index(&index).await?,
         Err(_) => None,
     };
+    // An existing account is counted under its id (MFA failures count there too);
+    // an unknown one under its keyed email hash, so it locks exactly the same way.
+    let account = user.as_ref().map(|u| u.id.to_string()).unwrap_or_else(|| hex::encode(index));
+    let ip = meta.source_ip.clone();
+    let admitted = deps.throttle.admit(Some(&account), ip.as_deref()).await;
+    let refusal = match admitted {
+        Ok(Ok(())) => None,
+        Ok(Err(refusal)) => Some(Ok(refusal)),
+        Err(err) => Some(Err(err)),
+    };
+    if let Some(refusal) = refusal {
+        // The same argon2 work as any other answer, so timing tells nothing.
+        let _ = deps.hasher.verify_dummy(&body.password).await;
+        let subject = user.as_ref().map(|u| u.id.to_string());
+        return match refusal {
+            Ok((why, retry_after)) => {
+                let reason = match why {
+                    portcullis_shared::throttle::Refusal::Account => "account_locked",
+                    portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
+                };
+                deps.auditor.record(EventType::LoginThrottled, subject, &meta, Some(reason)).await;
+                Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
+            }
+            Err(err) => {
+                // Fail closed: no unthrottled guessing while the counters are unreachable.
+                deps.auditor
+                    .record(EventType::ThrottleUnavailable, subject, &meta, Some("counter_store_error"))
+                    .await;
+                Err(ApiError::unavailable(err))
+            }
+        };
+    }
     let verified = match &user {
         Some(u) => deps.hasher.verify(&body.password, &u.password_hash).await,
         None => deps.hasher.verify_dummy(&body.password).await,
@@ -168,6 +207,9 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             return Err(ApiError::InvalidCredentials);
         }
     };
+    if let Err(err) = deps.throttle.success(Some(&account), ip.as_deref()).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
+    }
     if deps.hasher.needs_rehash(&user.password_hash) {
         let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
         deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;

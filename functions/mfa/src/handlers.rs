@@ -23,6 +23,7 @@ pub struct Deps {
     pub users: Arc<dyn UserStore>,
     pub mfa: Arc<dyn MfaStore>,
     pub challenges: Arc<dyn ChallengeStore>,
+    pub throttle: portcullis_shared::throttle::Throttle,
     pub sessions: Arc<dyn SessionStore>,
     pub session_policy: SessionPolicy,
     pub fields: FieldCipher,
@@ -46,6 +47,7 @@ impl Deps {
             users: backends.users.clone(),
             mfa: backends.mfa.clone(),
             challenges: backends.challenges.clone(),
+            throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             sessions: backends.sessions.clone(),
             session_policy: config.session_policy(),
             fields,
@@ -204,6 +206,38 @@ async fn wrong(
     Err(ApiError::InvalidMfa)
 }
 
+/// Counts a second-factor attempt against the account and the source IP
+/// (they share the password step's limiter); a lock answers 429, an
+/// unreachable counter store 503.
+async fn admit(deps: &Deps, id: UserId, meta: &ClientMeta) -> Result<(), ApiError> {
+    match deps.throttle.admit(Some(&id.to_string()), meta.source_ip.as_deref()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((_, retry_after))) => {
+            deps.auditor
+                .record(EventType::LoginThrottled, Some(id.to_string()), meta, Some("second_factor"))
+                .await;
+            Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
+        }
+        Err(err) => {
+            deps.auditor
+                .record(
+                    EventType::ThrottleUnavailable,
+                    Some(id.to_string()),
+                    meta,
+                    Some("counter_store_error"),
+                )
+                .await;
+            Err(ApiError::unavailable(err))
+        }
+    }
+}
+
+async fn admitted_success(deps: &Deps, id: UserId, meta: &ClientMeta) {
+    if let Err(err) = deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
+    }
+}
+
 /// The live challenge of an `mfa_token`, or the uniform refusal.
 async fn challenge(
     deps: &Deps,
@@ -228,6 +262,7 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    admit(deps, id, &meta).await?;
     let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
     let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
     let secret = open_secret(deps, id, sealed)?;
@@ -241,6 +276,7 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
+    admitted_success(deps, id, &meta).await;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
     complete_login(deps, id, &["pwd", "otp"], &meta).await
 }
@@ -249,6 +285,7 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    admit(deps, id, &meta).await?;
     let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
         Some(code) => deps.mfa.use_recovery_code(id, &code, deps.clock.now_secs()).await?,
         None => false,
@@ -259,6 +296,7 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
+    admitted_success(deps, id, &meta).await;
     deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
     complete_login(deps, id, &["pwd", "mfa"], &meta).await
 }

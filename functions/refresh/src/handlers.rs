@@ -27,6 +27,7 @@ pub struct Deps {
     pub policy: SessionPolicy,
     pub tokens: TokenIssuer,
     pub auditor: Auditor,
+    pub throttle: portcullis_shared::throttle::Throttle,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
 }
@@ -44,6 +45,7 @@ impl Deps {
             policy: config.session_policy(),
             tokens: token_issuer(config, backends, provider, clock.clone()).await?,
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
+            throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
         })
@@ -97,6 +99,15 @@ async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord)
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
+    // Refresh failures count against the source IP, like password failures.
+    match deps.throttle.admit(None, meta.source_ip.as_deref()).await {
+        Ok(Ok(())) => {}
+        Ok(Err((_, retry_after))) => {
+            deps.auditor.record(EventType::LoginThrottled, None, &meta, Some("refresh_source_ip")).await;
+            return Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 });
+        }
+        Err(err) => return Err(ApiError::unavailable(err)),
+    }
     let Some(hash) = hash_presented(&body.refresh_token) else {
         return refuse(deps, &meta, None, "malformed_token").await;
     };
@@ -136,6 +147,9 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     }
     let grant = Grant::for_session(&session, roles);
     let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
+    if let Err(err) = deps.throttle.success(None, meta.source_ip.as_deref()).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not release the attempt slot");
+    }
     deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), &meta, None).await;
     json(
         StatusCode::OK,

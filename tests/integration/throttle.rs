@@ -1,0 +1,204 @@
+//! Lockout and credential-stuffing defence on moto's DynamoDB: account locks
+//! with back-off that lift by themselves, unknown accounts locked identically,
+//! a per-IP limit across accounts, exact counting under concurrency, and a
+//! counter store that fails closed.
+
+use crate::helpers::{new_table, parts};
+use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use portcullis_shared::clock::{Clock, ManualClock};
+use portcullis_shared::runtime::{key_provider, Backends};
+use std::sync::Arc;
+
+struct Limits {
+    login: Arc<portcullis_login::Deps>,
+    clock: ManualClock,
+    backends: Backends,
+}
+
+async fn setup(extra: &[(&str, String)]) -> Limits {
+    let mut pairs = vec![
+        ("PORTCULLIS_SESSION_STORE", "dynamodb".to_string()),
+        ("PORTCULLIS_DYNAMODB_TABLE", new_table().await),
+        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
+    ];
+    pairs.extend(extra.iter().cloned());
+    let cfg = config(&pairs);
+    let backends = Backends::open(&cfg).await.expect("backends");
+    let provider = key_provider(&cfg).await.expect("keys");
+    let clock = ManualClock::new(1_900_000_000);
+    let c: Arc<dyn Clock> = Arc::new(clock.clone());
+    let login = portcullis_login::Deps::build(&cfg, &backends, provider.as_ref(), c).await.expect("login");
+    Limits { login: Arc::new(login), clock, backends }
+}
+
+/// A login request from `ip`.
+async fn attempt(
+    deps: &portcullis_login::Deps,
+    email: &str,
+    password: &str,
+    ip: &str,
+) -> (u16, String, http::HeaderMap) {
+    let body = serde_json::json!({"email": email, "password": password}).to_string();
+    let req = crate::helpers::request("POST", "/auth/login", Some(&body), None);
+    let mut ctx = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.clone(),
+        _ => panic!("request context"),
+    };
+    ctx.http.source_ip = Some(ip.to_owned());
+    parts(portcullis_login::handle(deps, req.with_request_context(RequestContext::ApiGatewayV2(ctx))).await)
+}
+
+async fn register(l: &Limits, email: &str) {
+    let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
+    let (status, text, _) = parts(
+        portcullis_login::handle(
+            &l.login,
+            crate::helpers::request("POST", "/auth/register", Some(&body), None),
+        )
+        .await,
+    );
+    assert_eq!(status, 201, "{text}");
+}
+
+fn audit_count(l: &Limits, kind: &str) -> usize {
+    l.backends
+        .memory
+        .as_ref()
+        .expect("memory")
+        .audit_events()
+        .iter()
+        .filter(|e| e.event_type.as_str() == kind)
+        .count()
+}
+
+#[tokio::test]
+async fn an_account_locks_after_five_failures_and_unlocks_by_itself() {
+    let l = setup(&[]).await;
+    register(&l, "lock@example.com").await;
+    for _ in 0..5 {
+        assert_eq!(attempt(&l.login, "lock@example.com", "wrong-password-123", "203.0.113.1").await.0, 401);
+    }
+    // Locked: even the right password is refused, and says only "try later".
+    let (status, body, headers) = attempt(&l.login, "lock@example.com", GOOD_PASSWORD, "203.0.113.1").await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(headers["retry-after"], "60");
+    assert!(!body.contains("lock@example.com"));
+    l.clock.advance(59);
+    assert_eq!(attempt(&l.login, "lock@example.com", GOOD_PASSWORD, "203.0.113.1").await.0, 429);
+    l.clock.advance(2);
+    assert_eq!(attempt(&l.login, "lock@example.com", GOOD_PASSWORD, "203.0.113.1").await.0, 200);
+    // Success reset the count: five more failures are needed for the next lock.
+    for _ in 0..5 {
+        assert_eq!(attempt(&l.login, "lock@example.com", "wrong-password-123", "203.0.113.1").await.0, 401);
+    }
+    assert_eq!(attempt(&l.login, "lock@example.com", GOOD_PASSWORD, "203.0.113.1").await.0, 429);
+    assert!(audit_count(&l, "login_throttled") >= 3);
+}
+
+#[tokio::test]
+async fn unknown_accounts_lock_identically_and_the_back_off_grows() {
+    let l = setup(&[]).await;
+    register(&l, "real@example.com").await;
+    let mut answers = Vec::new();
+    for email in ["real@example.com", "ghost@example.com"] {
+        for _ in 0..5 {
+            assert_eq!(attempt(&l.login, email, "wrong-password-123", "203.0.113.2").await.0, 401);
+        }
+        answers.push(attempt(&l.login, email, "wrong-password-123", "203.0.113.2").await);
+    }
+    assert_eq!(answers[0].0, 429);
+    assert_eq!(answers[0].0, answers[1].0);
+    assert_eq!(answers[0].1, answers[1].1, "429 bodies differ between a real and an unknown account");
+    assert_eq!(answers[0].2["retry-after"], answers[1].2["retry-after"]);
+    // After the first lock lifts, the next five failures lock for twice as long.
+    l.clock.advance(61);
+    for _ in 0..5 {
+        assert_eq!(attempt(&l.login, "ghost@example.com", "wrong-password-123", "203.0.113.2").await.0, 401);
+    }
+    let (status, _, headers) =
+        attempt(&l.login, "ghost@example.com", "wrong-password-123", "203.0.113.2").await;
+    assert_eq!(status, 429);
+    assert_eq!(headers["retry-after"], "120");
+}
+
+#[tokio::test]
+async fn one_source_ip_is_throttled_across_twenty_accounts() {
+    let l = setup(&[("PORTCULLIS_IP_MAX_FAILURES", "20".into())]).await;
+    register(&l, "victim@example.com").await;
+    for i in 0..20 {
+        let (status, _, _) =
+            attempt(&l.login, &format!("user{i}@example.com"), "Summer2024!pass", "198.18.0.66").await;
+        assert_eq!(status, 401, "attempt {i}");
+    }
+    // Every account, even a correct password, is refused from that address...
+    let (status, _, headers) = attempt(&l.login, "victim@example.com", GOOD_PASSWORD, "198.18.0.66").await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+    // ...and only from that address.
+    assert_eq!(attempt(&l.login, "victim@example.com", GOOD_PASSWORD, "198.18.0.67").await.0, 200);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_wrong_attempts_are_counted_exactly() {
+    let l = setup(&[]).await;
+    register(&l, "burst@example.com").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let deps = l.login.clone();
+        tasks.spawn(async move {
+            attempt(&deps, "burst@example.com", "wrong-password-123", "203.0.113.3").await.0
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = tasks.join_next().await {
+        statuses.push(status.expect("task"));
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (5, 45), "{statuses:?}");
+    assert_eq!(audit_count(&l, "login_failure"), 5);
+    assert_eq!(audit_count(&l, "login_throttled"), 45);
+}
+
+#[tokio::test]
+async fn an_unreachable_counter_store_fails_closed() {
+    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let mut backends = Backends::memory(
+        Arc::new(portcullis_shared::store::MemoryStore::new()),
+        Arc::new(portcullis_shared::sessions::MemorySessionStore::new()),
+    );
+    backends.counters = Arc::new(portcullis_shared::throttle::DynamoCounterStore::new(
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        "unreachable".into(),
+    ));
+    let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
+    let provider = key_provider(&cfg).await.expect("keys");
+    let login = portcullis_login::Deps::build(
+        &cfg,
+        &backends,
+        provider.as_ref(),
+        Arc::new(portcullis_shared::clock::SystemClock),
+    )
+    .await
+    .expect("login");
+    let body = serde_json::json!({"email": "down@example.com", "password": GOOD_PASSWORD}).to_string();
+    assert_eq!(
+        parts(
+            portcullis_login::handle(
+                &login,
+                crate::helpers::request("POST", "/auth/register", Some(&body), None)
+            )
+            .await
+        )
+        .0,
+        201
+    );
+    let (status, text, _) = attempt(&login, "down@example.com", GOOD_PASSWORD, "203.0.113.4").await;
+    assert_eq!(status, 503, "{text}");
+    let events = backends.memory.as_ref().expect("memory").audit_events();
+    assert!(events.iter().any(|e| e.event_type.as_str() == "throttle_unavailable"));
+}
