@@ -33,7 +33,8 @@ fn median(mut samples: Vec<Duration>) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let key_file = std::env::temp_dir().join(format!("portcullis-bench-timing-{}", std::process::id())).join("k");
+    let key_file =
+        std::env::temp_dir().join(format!("portcullis-bench-timing-{}", std::process::id())).join("k");
     let config = Config::from_lookup(|name| match name {
         "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.display().to_string()),
         // One benchmark client is one source address: lift the per-IP limit so only
@@ -73,7 +74,11 @@ async fn main() {
             assert_eq!(resp.status(), status, "{email}");
         }
     }
-    let medians = [("unknown account", median(unknown)), ("wrong password", median(wrong)), ("locked account", median(locked))];
+    let medians = [
+        ("unknown account", median(unknown)),
+        ("wrong password", median(wrong)),
+        ("locked account", median(locked)),
+    ];
     let max = medians.iter().map(|m| m.1).fold(f64::MIN, f64::max);
     let min = medians.iter().map(|m| m.1).fold(f64::MAX, f64::min);
     println!("enumeration timing: median login response, {TRIES} tries per case, in-memory stores");
