@@ -5,6 +5,7 @@ mod admin_mysql;
 mod attacks;
 mod cognito;
 mod helpers;
+mod iac;
 mod kms;
 mod lambda_runtime;
 mod least_privilege;

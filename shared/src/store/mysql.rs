@@ -399,3 +399,17 @@ impl super::MfaStore for MySqlStore {
         tx.commit().await.map_err(classify)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_deployed_database_url_demands_tls() {
+        // The template's URL form: TLS required.
+        let url = "mysql://u:p@db.example.com:3306/portcullis?require_ssl=true";
+        let opts = mysql_async::Opts::from_url(url).expect("parses");
+        assert!(opts.ssl_opts().is_some(), "TLS is not required");
+        let plain =
+            mysql_async::Opts::from_url("mysql://u:p@db.example.com:3306/portcullis").expect("parses");
+        assert!(plain.ssl_opts().is_none());
+    }
+}
