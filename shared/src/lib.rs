@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod lambda;
 pub mod mfa;
 pub mod policy;
 pub mod rbac;

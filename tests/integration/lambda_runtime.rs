@@ -116,6 +116,18 @@ pub fn spawn_function(name: &str, api_addr: &str, env: &[(&str, String)]) -> tok
     cmd.spawn().expect("spawn function binary")
 }
 
+/// A function's environment as deployed: its own MySQL user, KMS, DynamoDB.
+fn deployment_env(db: &TestDb, table: &str, key_id: &str, user: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PORTCULLIS_STORE", "mysql".to_string()),
+        ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
+        ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+        ("PORTCULLIS_KMS_KEY_ID", key_id.to_owned()),
+        ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+        ("PORTCULLIS_DYNAMODB_TABLE", table.to_owned()),
+    ]
+}
+
 /// The events and the status each must produce, in invocation order.
 const LOGIN_EVENTS: [(&str, &str, u16); 11] = [
     ("health", include_str!("../../events/login/health.json"), 200),
@@ -202,16 +214,7 @@ async fn refresh_binary_rotates_detects_reuse_and_refuses_bad_events() {
     let db = TestDb::create().await;
     let table = new_table().await;
     let key_id = new_kms_key().await;
-    let env = |user: &str| {
-        vec![
-            ("PORTCULLIS_STORE", "mysql".to_string()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
-            ("PORTCULLIS_KMS_KEY_ID", key_id.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ]
-    };
+    let env = |user: &str| deployment_env(&db, &table, &key_id, user);
     // A real login, in process, gives the live refresh token the first events carry.
     let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
     let creds = serde_json::json!({"email": "lambda-refresh@example.com", "password": crate::login_mysql::GOOD_PASSWORD}).to_string();
@@ -294,16 +297,7 @@ async fn authorizer_binary_answers_both_api_gateway_payloads_through_the_runtime
     let db = TestDb::create().await;
     let table = new_table().await;
     let key_id = new_kms_key().await;
-    let env = |user: &str| {
-        vec![
-            ("PORTCULLIS_STORE", "mysql".to_string()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
-            ("PORTCULLIS_KMS_KEY_ID", key_id.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ]
-    };
+    let env = |user: &str| deployment_env(&db, &table, &key_id, user);
     let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
     let creds = serde_json::json!({"email": "lambda-authz@example.com", "password": crate::login_mysql::GOOD_PASSWORD}).to_string();
     assert_eq!(
@@ -371,16 +365,7 @@ async fn mfa_binary_answers_every_sample_event_through_the_runtime_api() {
     let db = TestDb::create().await;
     let table = new_table().await;
     let key_id = new_kms_key().await;
-    let env = |user: &str| {
-        vec![
-            ("PORTCULLIS_STORE", "mysql".to_string()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
-            ("PORTCULLIS_KMS_KEY_ID", key_id.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ]
-    };
+    let env = |user: &str| deployment_env(&db, &table, &key_id, user);
     let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
     let creds =
         serde_json::json!({"email": "lambda-mfa@example.com", "password": crate::login_mysql::GOOD_PASSWORD})

@@ -1,0 +1,44 @@
+//! The Lambda entry point shared by the HTTP functions: JSON logs, configuration
+//! read once (fail fast), durable stores required, stores and key provider
+//! opened once, then every invocation handled in a span carrying its request id
+//! and cold-start flag. Warm invocations reuse everything built here.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::crypto::KeyProvider;
+use crate::runtime::{key_provider, Backends, BootError};
+use async_trait::async_trait;
+use lambda_http::{service_fn, Body, Request, Response};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// A function behind API Gateway: built once at cold start, then handles requests.
+#[async_trait]
+pub trait HttpFunction: Sized + Send + Sync + 'static {
+    async fn build(
+        config: &Config,
+        backends: &Backends,
+        provider: &dyn KeyProvider,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, BootError>;
+
+    async fn handle(&self, req: Request) -> Response<Body>;
+}
+
+/// Runs `F` as a Lambda function until the runtime stops it.
+pub async fn serve_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let config = Config::from_env()?;
+    config.require_durable_store()?;
+    let backends = Backends::open(&config).await?;
+    let provider = key_provider(&config).await?;
+    let function = Arc::new(F::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await?);
+    lambda_http::run(service_fn(move |req: Request| {
+        let function = function.clone();
+        async move {
+            let span = crate::telemetry::request_span(&crate::http::request_id(&req));
+            Ok::<_, std::convert::Infallible>(function.handle(req).instrument(span).await)
+        }
+    }))
+    .await
+}
