@@ -42,3 +42,27 @@ pub async fn serve_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
     }))
     .await
 }
+
+/// Implements [`HttpFunction`] for a function's `Deps` whose inherent
+/// `build(config, backends, provider, clock)` and free `handle(&Deps, Request)`
+/// have the shapes every HTTP function uses.
+#[macro_export]
+macro_rules! http_function {
+    ($deps:ty, $handle:path) => {
+        #[async_trait::async_trait]
+        impl $crate::lambda::HttpFunction for $deps {
+            async fn build(
+                config: &$crate::config::Config,
+                backends: &$crate::runtime::Backends,
+                provider: &dyn $crate::crypto::KeyProvider,
+                clock: std::sync::Arc<dyn $crate::clock::Clock>,
+            ) -> Result<Self, $crate::runtime::BootError> {
+                <$deps>::build(config, backends, provider, clock).await
+            }
+
+            async fn handle(&self, req: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+                $handle(self, req).await
+            }
+        }
+    };
+}

@@ -37,18 +37,4 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     finish(result)
 }
 
-#[async_trait::async_trait]
-impl portcullis_shared::lambda::HttpFunction for Deps {
-    async fn build(
-        config: &portcullis_shared::config::Config,
-        backends: &portcullis_shared::runtime::Backends,
-        provider: &dyn portcullis_shared::crypto::KeyProvider,
-        clock: std::sync::Arc<dyn portcullis_shared::clock::Clock>,
-    ) -> Result<Self, portcullis_shared::runtime::BootError> {
-        Deps::build(config, backends, provider, clock).await
-    }
-
-    async fn handle(&self, req: Request) -> Response<Body> {
-        handle(self, req).await
-    }
-}
+portcullis_shared::http_function!(Deps, handle);
