@@ -33,6 +33,13 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Encrypted backups: run one, verify one, or restore one into an empty database.
+    /// Uses PORTCULLIS_DATABASE_URL (the backup reader), the key provider settings, and
+    /// PORTCULLIS_BACKUP_BUCKET (S3) or PORTCULLIS_BACKUP_DIR (a local directory).
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Session table commands.
     Sessions {
         #[command(subcommand)]
@@ -45,6 +52,21 @@ enum KeysCommand {
     /// Add a new signing key. Functions that start afterwards sign with it; the JWKS
     /// publishes it with the previous key, so earlier tokens stay valid until they expire.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    Run,
+    /// Decrypt and check digests and row counts, writing nothing.
+    Verify {
+        backup_id: String,
+    },
+    /// Load a backup into an empty database.
+    Restore {
+        backup_id: String,
+        #[arg(long)]
+        into: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +110,46 @@ async fn main() -> anyhow::Result<()> {
                 portcullis_shared::crypto::rotate_signing_key(backends.keys.as_ref(), provider.as_ref(), now)
                     .await?;
             println!("new signing key: {kid}");
+            Ok(())
+        }
+        Command::Backup { command } => {
+            let config = Config::from_env()?;
+            let portcullis_shared::config::StoreBackend::Mysql { url } = &config.store else {
+                anyhow::bail!("PORTCULLIS_STORE must be `mysql` (with PORTCULLIS_DATABASE_URL) for backups");
+            };
+            let opts = mysql_opts(url)?;
+            let database = opts
+                .db_name()
+                .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_DATABASE_URL must name the database"))?;
+            let store: std::sync::Arc<dyn portcullis_backup::BackupStore> =
+                match std::env::var("PORTCULLIS_BACKUP_BUCKET") {
+                    Ok(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
+                        client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
+                        bucket,
+                        kms_key_id: std::env::var("PORTCULLIS_BACKUP_KMS_KEY_ID").ok(),
+                    }),
+                    Err(_) => std::sync::Arc::new(portcullis_backup::LocalStore {
+                        dir: std::env::var("PORTCULLIS_BACKUP_DIR")
+                            .unwrap_or_else(|_| ".portcullis/backups".into())
+                            .into(),
+                    }),
+                };
+            let backup = portcullis_backup::Backup {
+                database: database.to_owned(),
+                store,
+                keys: portcullis_shared::runtime::key_provider(&config).await?,
+                clock: std::sync::Arc::new(portcullis_shared::clock::SystemClock),
+                scratch: std::env::temp_dir().join("portcullis-backup"),
+            };
+            let manifest = match command {
+                BackupCommand::Run => backup.run(&mut mysql_async::Conn::new(opts).await?).await?,
+                BackupCommand::Verify { backup_id } => backup.check(&backup_id, None).await?,
+                BackupCommand::Restore { backup_id, into } => {
+                    let mut target = mysql_async::Conn::new(mysql_opts(&SecretString::from(into))?).await?;
+                    backup.check(&backup_id, Some(&mut target)).await?
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }
         Command::Sessions { command: SessionsCommand::CreateTable { table } } => {

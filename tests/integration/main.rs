@@ -3,6 +3,7 @@
 
 mod admin_mysql;
 mod attacks;
+mod backup;
 mod cognito;
 mod helpers;
 mod iac;

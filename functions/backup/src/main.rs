@@ -1,12 +1,45 @@
-//! Lambda wiring for `backup` (EventBridge schedule).
+//! Lambda wiring for `backup` (EventBridge schedule): one backup per invocation.
+//! A failure is an invocation error, so the Errors alarm fires; no manifest is
+//! written for a failed run.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use portcullis_backup::{Backup, S3Store};
+use portcullis_shared::clock::SystemClock;
+use portcullis_shared::config::{Config, StoreBackend};
+use portcullis_shared::runtime::{aws_config, key_provider};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     portcullis_shared::telemetry::init();
-    lambda_runtime::run(service_fn(|_event: LambdaEvent<serde_json::Value>| async move {
-        portcullis_backup::run().await.map_err(Error::from)
+    let config = Config::from_env()?;
+    let StoreBackend::Mysql { url } = &config.store else {
+        return Err("PORTCULLIS_STORE must be `mysql` for backups".into());
+    };
+    let bucket =
+        std::env::var("PORTCULLIS_BACKUP_BUCKET").map_err(|_| "PORTCULLIS_BACKUP_BUCKET is required")?;
+    let opts = mysql_async::Opts::from_url(url.expose_secret())?;
+    let database = opts.db_name().ok_or("PORTCULLIS_DATABASE_URL must name the database")?.to_owned();
+    let backup = Arc::new(Backup {
+        database,
+        store: Arc::new(S3Store {
+            client: aws_sdk_s3::Client::new(aws_config().await),
+            bucket,
+            kms_key_id: std::env::var("PORTCULLIS_BACKUP_KMS_KEY_ID").ok(),
+        }),
+        keys: key_provider(&config).await?,
+        clock: Arc::new(SystemClock),
+        scratch: std::env::temp_dir().join("portcullis-backup"),
+    });
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+        let backup = backup.clone();
+        let opts = opts.clone();
+        async move {
+            let mut conn = mysql_async::Conn::new(opts).await?;
+            let manifest = backup.run(&mut conn).await?;
+            Ok::<_, Error>(serde_json::to_value(manifest)?)
+        }
     }))
     .await
 }

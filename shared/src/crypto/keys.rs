@@ -32,6 +32,10 @@ impl EncryptionContext {
         Self(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+
     /// Canonical bytes: JSON of the ordered map.
     fn canonical(&self) -> Vec<u8> {
         serde_json::to_vec(&self.0).unwrap_or_default()
