@@ -204,3 +204,40 @@ async fn tampered_truncated_reordered_or_relabelled_backups_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_kms_fails_the_run_and_leaves_no_backup() {
+    let db = TestDb::create().await;
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let conf = aws_sdk_kms::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let backup = Backup {
+        database: db.name.clone(),
+        store: Arc::new(LocalStore { dir: dir.clone() }),
+        keys: Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::from_conf(conf), "unreachable".into())),
+        clock: Arc::new(SystemClock),
+        scratch: dir.join("scratch"),
+    };
+    let started = std::time::Instant::now();
+    let result = backup.run(&mut db.user_conn("backup").await).await;
+    assert!(matches!(result, Err(BackupError::Key(_))), "{result:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "retries are not bounded");
+    let leftovers: Vec<_> = walk(&dir);
+    assert!(leftovers.iter().all(|p| !p.ends_with(".json") && !p.ends_with(".pcbk")), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}

@@ -403,3 +403,32 @@ async fn mfa_binary_answers_every_sample_event_through_the_runtime_api() {
         serde_json::from_str(answers["enroll"]["body"].as_str().expect("body")).expect("json");
     assert!(enrolment["otpauth_uri"].as_str().is_some_and(|u| u.contains("lambda-mfa%40example.com")));
 }
+
+#[tokio::test]
+async fn backup_binary_takes_a_backup_on_the_scheduled_event() {
+    let db = TestDb::create().await;
+    let key_id = new_kms_key().await;
+    let bucket = format!("pct-lambda-backups-{}", crate::helpers::hex_token());
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
+    let event = serde_json::from_str(include_str!("../../events/backup/scheduled.json")).expect("event");
+    let (api, addr) = RuntimeApi::start(vec![("scheduled".into(), event)]).await;
+    let mut child = spawn_function(
+        "portcullis-backup",
+        &addr,
+        &[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url("backup")),
+            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+            ("PORTCULLIS_KMS_KEY_ID", key_id),
+            ("PORTCULLIS_BACKUP_BUCKET", bucket.clone()),
+        ],
+    );
+    let answers = api.answers(1, Duration::from_secs(120)).await;
+    child.kill().await.ok();
+    let manifest = &answers["scheduled"];
+    assert!(manifest.get("invocation_error").is_none(), "{manifest}");
+    assert_eq!(manifest["database"], db.name.as_str());
+    let key = format!("manifests/{}.json", manifest["backup_id"].as_str().expect("id"));
+    s3.head_object().bucket(&bucket).key(&key).send().await.expect("the manifest is in the bucket");
+}
