@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Backup benchmark (not part of the test run): builds databases of about 50 MB and
+# 200 MB on the MariaDB that scripts/test.sh starts, then measures wall time and
+# peak RSS of `portcullis backup run` (dump + zstd + AES-256-GCM chunked
+# encryption, local key, local directory) against
+# `mariadb-dump --single-transaction | zstd -1` (no encryption) on the same data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
+command -v zstd >/dev/null && [ -x /usr/bin/time ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd time; }
+cargo build -q --profile bench -p portcullis-cli
+bin="$CARGO_TARGET_DIR/release/portcullis"
+work=$(mktemp -d /var/tmp/portcullis-bench-backup.XXXX)
+trap 'rm -rf "$work"' EXIT
+url_base="mysql://portcullis_test:portcullis_test@127.0.0.1:3306"
+
+printf '%-8s %-10s %-34s %10s %12s %12s\n' size "db MB" tool "seconds" "peak RSS MB" "output MB"
+for doublings in 16 18; do
+  db="pc_bench_backup_$doublings"
+  mariadb -e "DROP DATABASE IF EXISTS $db; CREATE DATABASE $db;
+    CREATE TABLE $db.rows (id BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL, payload VARCHAR(1024) NOT NULL) ENGINE=InnoDB;
+    INSERT INTO $db.rows (n, payload) VALUES (1, REPEAT(MD5(RAND()), 24));"
+  for _ in $(seq 1 "$doublings"); do
+    mariadb -e "INSERT INTO $db.rows (n, payload) SELECT n + 1, REPEAT(MD5(RAND()), 24) FROM $db.rows;"
+  done
+  mb=$(mariadb -N -e "SELECT ROUND(SUM(data_length + index_length) / 1048576) FROM information_schema.tables WHERE table_schema = '$db'")
+  rows=$(mariadb -N -e "SELECT COUNT(*) FROM $db.rows")
+
+  out="$work/ours-$db"
+  /usr/bin/time -f "%e %M" -o "$work/time" env PORTCULLIS_STORE=mysql PORTCULLIS_DATABASE_URL="$url_base/$db" \
+    PORTCULLIS_LOCAL_KEY_FILE="$work/master.key" PORTCULLIS_BACKUP_DIR="$out" PORTCULLIS_LOG=warn \
+    "$bin" backup run >/dev/null
+  read -r secs kb < "$work/time"
+  size=$(du -sm "$out" | cut -f1)
+  printf '%-8s %-10s %-34s %10s %12s %12s\n' "${rows}r" "$mb" "portcullis backup run" "$secs" "$((kb / 1024))" "$size"
+
+  /usr/bin/time -f "%e %M" -o "$work/time" sh -c "mariadb-dump --single-transaction $db | zstd -1 -q > $work/dump.zst"
+  read -r secs kb < "$work/time"
+  size=$(du -sm "$work/dump.zst" | cut -f1)
+  printf '%-8s %-10s %-34s %10s %12s %12s\n' "${rows}r" "$mb" "mariadb-dump | zstd -1 (no crypto)" "$secs" "$((kb / 1024))" "$size"
+  mariadb -e "DROP DATABASE $db"
+done
