@@ -140,6 +140,26 @@ async fn main() -> anyhow::Result<()> {
                 keys: portcullis_shared::runtime::key_provider(&config).await?,
                 clock: std::sync::Arc::new(portcullis_shared::clock::SystemClock),
                 scratch: std::env::temp_dir().join("portcullis-backup"),
+                progress: None,
+            };
+            // A progress line on a terminal (indicatif draws nothing when stderr is not one).
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} {bytes} ({bytes_per_sec}, {elapsed})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(match &command {
+                BackupCommand::Run => "backing up",
+                BackupCommand::Verify { .. } => "verifying",
+                BackupCommand::Restore { .. } => "restoring",
+            });
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            let reporter = bar.clone();
+            let backup = portcullis_backup::Backup {
+                progress: Some(std::sync::Arc::new(move |bytes| reporter.set_position(bytes))),
+                ..backup
             };
             let manifest = match command {
                 BackupCommand::Run => backup.run(&mut mysql_async::Conn::new(opts).await?).await?,
@@ -149,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
                     backup.check(&backup_id, Some(&mut target)).await?
                 }
             };
+            bar.finish_and_clear();
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())
         }

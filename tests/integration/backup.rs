@@ -94,6 +94,7 @@ async fn backup_with(store: Arc<dyn BackupStore>, database: &str) -> Backup {
         keys: Arc::new(KmsKeyProvider::new(kms_client().await, new_kms_key().await)),
         clock: Arc::new(SystemClock),
         scratch: std::env::temp_dir().join(format!("pc-backup-{}", crate::helpers::hex_token())),
+        progress: None,
     }
 }
 
@@ -218,6 +219,7 @@ async fn an_unreachable_kms_fails_the_run_and_leaves_no_backup() {
         keys: Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::from_conf(conf), "unreachable".into())),
         clock: Arc::new(SystemClock),
         scratch: dir.join("scratch"),
+        progress: None,
     };
     let started = std::time::Instant::now();
     let result = backup.run(&mut db.user_conn("backup").await).await;

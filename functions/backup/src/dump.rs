@@ -1,5 +1,6 @@
 //! The typed, line-delimited dump: per table its `SHOW CREATE TABLE`, every row
-//! as cells (NULL or the exact bytes the server sent, base64), and a row count.
+//! as cells (NULL, or the exact bytes the server sent: text when UTF-8, else
+//! base64), and a row count.
 //! Rows stream from one consistent snapshot and are restored with prepared
 //! statements: no SQL text is assembled from values.
 
@@ -12,11 +13,36 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
+/// One cell: the exact bytes the server sent, as text when they are UTF-8
+/// (compresses far better) and base64 otherwise.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    Text(String),
+    Binary { b: String },
+}
+
+impl Cell {
+    fn of(bytes: Vec<u8>) -> Self {
+        match String::from_utf8(bytes) {
+            Ok(text) => Cell::Text(text),
+            Err(raw) => Cell::Binary { b: STANDARD.encode(raw.into_bytes()) },
+        }
+    }
+
+    fn into_bytes(self) -> Result<Vec<u8>, BackupError> {
+        match self {
+            Cell::Text(text) => Ok(text.into_bytes()),
+            Cell::Binary { b } => STANDARD.decode(b).map_err(|_| BackupError::Format("cell encoding".into())),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Record {
     Table { name: String, create: String },
-    Row { cells: Vec<Option<String>> },
+    Row { cells: Vec<Option<Cell>> },
     End { name: String, rows: u64 },
 }
 
@@ -69,8 +95,8 @@ pub async fn dump(
                     .into_iter()
                     .map(|v| match v {
                         Value::NULL => None,
-                        Value::Bytes(b) => Some(STANDARD.encode(b)),
-                        other => Some(STANDARD.encode(other.as_sql(true))),
+                        Value::Bytes(b) => Some(Cell::of(b)),
+                        other => Some(Cell::of(other.as_sql(true).into_bytes())),
                     })
                     .collect();
                 match line(out, &Record::Row { cells }) {
@@ -133,10 +159,9 @@ pub async fn load(
                         .into_iter()
                         .map(|c| match c {
                             None => Ok(Value::NULL),
-                            Some(b64) => STANDARD.decode(b64).map(Value::Bytes),
+                            Some(cell) => cell.into_bytes().map(Value::Bytes),
                         })
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|_| BackupError::Format("cell encoding".into()))?;
+                        .collect::<Result<Vec<_>, _>>()?;
                     batch.push(values);
                     if batch.len() == BATCH {
                         flush(target.as_deref_mut(), insert.as_deref(), &mut batch).await?;

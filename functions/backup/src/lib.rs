@@ -62,6 +62,26 @@ pub struct Backup {
     pub keys: Arc<dyn KeyProvider>,
     pub clock: Arc<dyn Clock>,
     pub scratch: PathBuf,
+    /// Told the ciphertext bytes processed so far (a terminal progress bar).
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+/// A reader that reports how far it got.
+struct Counting<R: Read> {
+    inner: R,
+    seen: u64,
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if let Some(report) = &self.progress {
+            report(self.seen);
+        }
+        Ok(n)
+    }
 }
 
 fn manifest_key(backup_id: &str) -> String {
@@ -201,7 +221,9 @@ impl Backup {
             {
                 return Err(BackupError::Mismatch("ciphertext size or SHA-256".into()));
             }
-            let mut input = BufReader::new(std::fs::File::open(&path)?);
+            let file =
+                Counting { inner: std::fs::File::open(&path)?, seen: 0, progress: self.progress.clone() };
+            let mut input = BufReader::new(file);
             let (header, header_bytes) = envelope::read_header(&mut input)?;
             if header.backup_id != manifest.backup_id || header.database != manifest.database {
                 return Err(BackupError::Mismatch("header names another backup".into()));

@@ -31,6 +31,7 @@ async fn main() -> Result<(), Error> {
         keys: key_provider(&config).await?,
         clock: Arc::new(SystemClock),
         scratch: std::env::temp_dir().join("portcullis-backup"),
+        progress: None,
     });
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
         let backup = backup.clone();
