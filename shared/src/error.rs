@@ -52,8 +52,6 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
-    #[error("Not implemented")]
-    NotImplemented(&'static str),
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -87,7 +85,6 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,7 +108,6 @@ impl ApiError {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::TooManyRequests { .. } => "too-many-requests",
-            Self::NotImplemented(_) => "not-implemented",
             Self::Unavailable(_) => "service-unavailable",
             Self::Internal(_) => "internal-error",
         }
@@ -122,7 +118,7 @@ impl ApiError {
         let (detail, errors) = match self {
             Self::Validation(v) | Self::WeakPassword(v) => (None, Some(v.clone())),
             Self::MalformedBody(e) => (Some(public_serde_detail(e)), None),
-            Self::PayloadTooLarge { .. } | Self::NotImplemented(_) => (Some(self.to_string()), None),
+            Self::PayloadTooLarge { .. } => (Some(self.to_string()), None),
             _ => (None, None),
         };
         Problem {

@@ -53,7 +53,7 @@ pub fn no_content() -> HandlerResult {
 /// with their source chain, and nothing of the chain reaches the body.
 pub fn problem_response(err: &ApiError) -> Response<Body> {
     let status = err.status();
-    if status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED {
+    if status.is_server_error() {
         tracing::error!(error = %error_chain(err), kind = err.kind(), "request failed");
     }
     let problem = err.to_problem();
@@ -176,11 +176,6 @@ impl Caller {
             api_key_id: text("api_key_id").filter(|s| !s.is_empty()),
         })
     }
-}
-
-/// The answer of a function whose issue has not landed: an honest 501.
-pub fn not_implemented(feature: &'static str) -> Response<Body> {
-    finish(Err(ApiError::NotImplemented(feature)))
 }
 
 /// The request id to log: API Gateway's, else the Lambda invocation's, else `-`.
