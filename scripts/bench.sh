@@ -26,3 +26,6 @@ if mariadb-admin ping >/dev/null 2>&1; then
 fi
 cargo bench -q -p portcullis-refresh --bench tokens
 cargo bench -q -p portcullis-authorizer --bench decisions
+# Cold start needs the function binaries of the same profile and the test services.
+cargo build -q --profile bench --bins
+cargo bench -q -p portcullis-tests --bench coldstart

@@ -1,0 +1,147 @@
+//! Cold start of every function binary: time from process start to the first
+//! response through a local Lambda Runtime API (median of 20 starts), peak RSS,
+//! and the binary's size, beside a minimal `lambda_runtime` hello-world built in
+//! the same run. Prints numbers. Needs the services `scripts/test.sh` starts
+//! (MariaDB, moto) and binaries built with `cargo build --profile bench --bins`;
+//! `scripts/bench.sh` does both.
+
+use mysql_async::prelude::Queryable;
+use portcullis_tests::RuntimeApi;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const STARTS: usize = 20;
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("bench path");
+    exe.parent().and_then(|p| p.parent()).expect("profile dir").join(name)
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// One cold start: (time to first response, peak RSS in KiB).
+async fn cold_start(name: &str, env: &[(String, String)], event: &serde_json::Value) -> (Duration, u64) {
+    let (api, addr) = RuntimeApi::start(vec![("e".into(), event.clone())]).await;
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary(name))
+        .env("AWS_LAMBDA_RUNTIME_API", &addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
+        .env("PORTCULLIS_LOG", "error")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let answers = api.answers(1, Duration::from_secs(60)).await;
+    let elapsed = started.elapsed();
+    assert!(!answers.contains_key("init"), "{name} failed to start");
+    let rss = child
+        .id()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    child.kill().await.ok();
+    (elapsed, rss)
+}
+
+fn event(path: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path))
+        .expect("event");
+    serde_json::from_str(&text).expect("event JSON")
+}
+
+#[tokio::main]
+async fn main() {
+    let mysql = env_or("PORTCULLIS_TEST_MYSQL_URL", "mysql://portcullis_test:portcullis_test@127.0.0.1:3306");
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        if std::env::var(k).is_err() {
+            std::env::set_var(k, v);
+        }
+    }
+    let db = format!("pc_coldstart_{}", std::process::id());
+    let mut admin = mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql).expect("url"))
+        .await
+        .expect("MariaDB (run scripts/test.sh first)");
+    // sql-splice-reviewed: the database name is built here from a process id.
+    let create = format!("CREATE DATABASE {db}");
+    admin.query_drop(create).await.expect("create database");
+    let url = format!("{mysql}/{db}");
+    let mut conn =
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url")).await.expect("connect");
+    portcullis_shared::store::apply_migrations(&mut conn).await.expect("migrate");
+    let sdk = portcullis_shared::runtime::aws_config().await;
+    let table = format!("pc-coldstart-{}", std::process::id());
+    portcullis_shared::sessions::create_table(&aws_sdk_dynamodb::Client::new(sdk), &table)
+        .await
+        .expect("table");
+    let key = aws_sdk_kms::Client::new(sdk).create_key().send().await.expect("key");
+    let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).expect("key id");
+    let bucket = format!("pc-coldstart-{}", std::process::id());
+    aws_sdk_s3::Client::new(sdk).create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let env: Vec<(String, String)> = [
+        ("PORTCULLIS_STORE", "mysql"),
+        ("PORTCULLIS_DATABASE_URL", url.as_str()),
+        ("PORTCULLIS_KEY_PROVIDER", "kms"),
+        ("PORTCULLIS_KMS_KEY_ID", key_id.as_str()),
+        ("PORTCULLIS_SESSION_STORE", "dynamodb"),
+        ("PORTCULLIS_DYNAMODB_TABLE", table.as_str()),
+        ("PORTCULLIS_BACKUP_BUCKET", bucket.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let functions = [
+        ("hello-lambda", serde_json::json!({})),
+        ("portcullis-login", event("events/login/health.json")),
+        ("portcullis-authorizer", event("events/authorizer/http-api-missing-header.json")),
+        ("portcullis-refresh", event("events/refresh/refresh-malformed-token.json")),
+        ("portcullis-mfa", event("events/mfa/verify-dead-token.json")),
+        ("portcullis-admin", event("events/refresh/sessions-without-authorizer.json")),
+        ("portcullis-backup", event("events/backup/scheduled.json")),
+    ];
+    // The first login start creates the keys the others load: warm that up first.
+    cold_start("portcullis-login", &env, &functions[1].1).await;
+    println!("cold start through a local Lambda Runtime API, {STARTS} starts each (bench profile: release + thin LTO)");
+    println!(
+        "{:<24} {:>10} {:>10} {:>13} {:>10} {:>10}",
+        "binary", "median ms", "p90 ms", "peak RSS MB", "size MB", "vs hello"
+    );
+    let mut hello = 0.0;
+    for (name, event) in &functions {
+        let mut times = Vec::new();
+        let mut rss = 0;
+        for _ in 0..STARTS {
+            let (t, r) = cold_start(name, &env, event).await;
+            times.push(t);
+            rss = rss.max(r);
+        }
+        times.sort();
+        let median = times[STARTS / 2].as_secs_f64() * 1e3;
+        let p90 = times[STARTS * 9 / 10].as_secs_f64() * 1e3;
+        if *name == "hello-lambda" {
+            hello = median;
+        }
+        let size = std::fs::metadata(binary(name)).map(|m| m.len()).unwrap_or(0) as f64 / 1_048_576.0;
+        println!(
+            "{name:<24} {median:>10.2} {p90:>10.2} {:>13.1} {size:>10.1} {:>9.2}x",
+            rss as f64 / 1024.0,
+            median / hello
+        );
+    }
+    // sql-splice-reviewed: as above.
+    let drop = format!("DROP DATABASE {db}");
+    admin.query_drop(drop).await.expect("drop database");
+}
