@@ -151,14 +151,15 @@ pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
 pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
-    let index = match Email::parse(&body.email) {
-        Ok(email) => deps.fields.blind_index(email.as_str()),
+    let email = Email::parse(&body.email).ok();
+    let index = match &email {
+        Some(email) => deps.fields.blind_index(email.as_str()),
         // Not an address: still counted, under the keyed hash of what was typed.
-        Err(_) => deps.fields.blind_index(&body.email.trim().to_lowercase()),
+        None => deps.fields.blind_index(&body.email.trim().to_lowercase()),
     };
-    let user = match Email::parse(&body.email) {
-        Ok(_) => deps.users.find_by_email_index(&index).await?,
-        Err(_) => None,
+    let user = match email {
+        Some(_) => deps.users.find_by_email_index(&index).await?,
+        None => None,
     };
     // An existing account is counted under its id (MFA failures count there too);
     // an unknown one under its keyed email hash, so it locks exactly the same way.
