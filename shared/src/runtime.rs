@@ -175,3 +175,15 @@ pub fn throttle(
         clock,
     }
 }
+
+/// The field cipher of a function that reads or writes encrypted personal data
+/// (login, mfa, admin): the field-encryption data key, unwrapped once at cold start.
+pub async fn field_cipher(
+    backends: &Backends,
+    provider: &dyn KeyProvider,
+    now: i64,
+) -> Result<crate::crypto::FieldCipher, BootError> {
+    crate::crypto::load_field_cipher(backends.keys.as_ref(), provider, now)
+        .await
+        .map_err(|e| BootError::from_error("field-encryption key", &e))
+}

@@ -5,7 +5,7 @@ use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{load_field_cipher, FieldCipher, KeyProvider, PasswordHasher};
+use portcullis_shared::crypto::{FieldCipher, KeyProvider, PasswordHasher};
 use portcullis_shared::domain::{Email, Password, Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
@@ -45,9 +45,7 @@ impl Deps {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
         let now = clock.now_secs();
-        let fields = load_field_cipher(backends.keys.as_ref(), provider, now)
-            .await
-            .map_err(|e| BootError::from_error("field-encryption key", &e))?;
+        let fields = portcullis_shared::runtime::field_cipher(backends, provider, now).await?;
         let tokens = token_issuer(config, backends, provider, clock.clone()).await?;
         let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
             .await

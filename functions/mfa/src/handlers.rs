@@ -5,7 +5,7 @@ use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{load_field_cipher, FieldCipher, KeyProvider};
+use portcullis_shared::crypto::{FieldCipher, KeyProvider};
 use portcullis_shared::domain::UserId;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::mfa::{self, ChallengeStore};
@@ -40,9 +40,7 @@ impl Deps {
         provider: &dyn KeyProvider,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let fields = load_field_cipher(backends.keys.as_ref(), provider, clock.now_secs())
-            .await
-            .map_err(|e| BootError::from_error("field-encryption key", &e))?;
+        let fields = portcullis_shared::runtime::field_cipher(backends, provider, clock.now_secs()).await?;
         Ok(Self {
             users: backends.users.clone(),
             mfa: backends.mfa.clone(),
