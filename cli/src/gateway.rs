@@ -38,13 +38,11 @@ impl Gateway {
         let backends = Backends::open(config).await?;
         let provider = key_provider(config).await?;
         // Login first: on a first start it creates the signing key the authorizer loads.
-        let login =
-            portcullis_login::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
+        let login = portcullis_login::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
         let refresh =
-            portcullis_refresh::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
-        let admin =
-            portcullis_admin::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
-        let mfa = portcullis_mfa::Deps::build(config, &backends, provider.as_ref(), clock.clone()).await?;
+            portcullis_refresh::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
+        let admin = portcullis_admin::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
+        let mfa = portcullis_mfa::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
         Ok(Self { login, refresh, admin, mfa, authorizer, max_body_bytes: config.max_body_bytes })
     }

@@ -1,6 +1,7 @@
 //! The Lambda entry point shared by the HTTP functions: JSON logs, configuration
 //! read once (fail fast), durable stores required, stores and key provider
-//! opened once, then every invocation handled in a span carrying its request id
+//! opened once (key material unwrapped in the background, see
+//! [`crate::deferred`]), then every invocation handled in a span carrying its request id
 //! and cold-start flag. Warm invocations reuse everything built here.
 
 use crate::clock::{Clock, SystemClock};
@@ -18,7 +19,7 @@ pub trait HttpFunction: Sized + Send + Sync + 'static {
     async fn build(
         config: &Config,
         backends: &Backends,
-        provider: &dyn KeyProvider,
+        provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError>;
 
@@ -32,7 +33,7 @@ pub async fn serve_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
     config.require_durable_store()?;
     let backends = Backends::open(&config).await?;
     let provider = key_provider(&config).await?;
-    let function = Arc::new(F::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await?);
+    let function = Arc::new(F::build(&config, &backends, provider, Arc::new(SystemClock)).await?);
     lambda_http::run(service_fn(move |req: Request| {
         let function = function.clone();
         async move {
@@ -54,7 +55,7 @@ macro_rules! http_function {
             async fn build(
                 config: &$crate::config::Config,
                 backends: &$crate::runtime::Backends,
-                provider: &dyn $crate::crypto::KeyProvider,
+                provider: std::sync::Arc<dyn $crate::crypto::KeyProvider>,
                 clock: std::sync::Arc<dyn $crate::clock::Clock>,
             ) -> Result<Self, $crate::runtime::BootError> {
                 <$deps>::build(config, backends, provider, clock).await

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod cognito;
 pub mod config;
 pub mod crypto;
+pub mod deferred;
 pub mod domain;
 pub mod error;
 pub mod http;

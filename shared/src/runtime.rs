@@ -23,12 +23,45 @@ pub async fn aws_config() -> &'static aws_config::SdkConfig {
             .operation_timeout(Duration::from_secs(5))
             .build();
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(aws_http_client())
             .timeout_config(timeouts)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
             .load()
             .await
     })
     .await
+}
+
+/// The roots AWS service endpoints chain to (Amazon Trust Services, and the
+/// Starfield root that cross-signs them), compiled in.
+const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
+
+/// The HTTPS client of every AWS SDK client: rustls on aws-lc-rs trusting only
+/// the Amazon Trust Services roots, plus the PEM bundle named by
+/// `PORTCULLIS_AWS_CA_BUNDLE` for an endpoint behind another CA (a TLS-inspecting
+/// proxy, a private emulator). Trusting a five-root list instead of the system
+/// store narrows who can impersonate KMS, and skips reading and parsing every
+/// file of `/etc/ssl/certs` at cold start (about 5 ms).
+fn aws_http_client() -> aws_sdk_kms::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let mut trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_TRUST_SERVICES);
+    if let Ok(path) = std::env::var("PORTCULLIS_AWS_CA_BUNDLE") {
+        match std::fs::read(&path) {
+            Ok(pem) => trust.add_pem_certificate(pem),
+            // Fail closed: without the bundle, that endpoint is simply not trusted.
+            Err(e) => {
+                tracing::error!(path, error = %e, "PORTCULLIS_AWS_CA_BUNDLE unreadable; not trusted");
+                &mut trust
+            }
+        };
+    }
+    // `build` cannot fail (it only moves its fields); a fallback to the default
+    // context would mean the system store, so there is none.
+    let context = TlsContext::builder().with_trust_store(trust).build().expect("TLS context");
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https()
 }
 
 /// A failure at cold start: the process must not serve.
@@ -186,4 +219,20 @@ pub async fn field_cipher(
     crate::crypto::load_field_cipher(backends.keys.as_ref(), provider, now)
         .await
         .map_err(|e| BootError::from_error("field-encryption key", &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+    #[test]
+    fn the_compiled_in_trust_store_holds_the_five_amazon_roots() {
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(super::AMAZON_TRUST_SERVICES)
+            .collect::<Result<_, _>>()
+            .expect("PEM");
+        assert_eq!(certs.len(), 5);
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(certs);
+        assert_eq!((added, ignored), (5, 0));
+    }
 }

@@ -29,10 +29,9 @@ async fn every_forged_token_is_refused_and_the_control_passes() {
     let backends = Backends::open(&cfg).await.expect("backends");
     let provider = key_provider(&cfg).await.expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let login = portcullis_login::Deps::build(&cfg, &backends, provider.as_ref(), clock.clone())
-        .await
-        .expect("login");
-    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.as_ref(), clock.clone())
+    let login =
+        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
+    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), clock.clone())
         .await
         .expect("refresh");
     let authorizer =

@@ -30,7 +30,7 @@ pub fn key_file() -> String {
 pub async fn deps_with(config: &Config) -> Deps {
     let backends = Backends::open(config).await.expect("backends");
     let provider = key_provider(config).await.expect("key provider");
-    Deps::build(config, &backends, provider.as_ref(), Arc::new(SystemClock)).await.expect("login deps")
+    Deps::build(config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("login deps")
 }
 
 async fn deps_on(db: &TestDb) -> Deps {

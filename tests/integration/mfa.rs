@@ -39,12 +39,12 @@ async fn setup() -> Mfa {
     let login_cfg = env("login");
     let backends = Backends::open(&login_cfg).await.expect("backends");
     let provider = key_provider(&login_cfg).await.expect("keys");
-    let login = portcullis_login::Deps::build(&login_cfg, &backends, provider.as_ref(), c.clone())
+    let login = portcullis_login::Deps::build(&login_cfg, &backends, provider.clone(), c.clone())
         .await
         .expect("login");
     let mfa_cfg = env("mfa");
     let mfa_backends = Backends::open(&mfa_cfg).await.expect("backends");
-    let mfa = portcullis_mfa::Deps::build(&mfa_cfg, &mfa_backends, provider.as_ref(), c).await.expect("mfa");
+    let mfa = portcullis_mfa::Deps::build(&mfa_cfg, &mfa_backends, provider.clone(), c).await.expect("mfa");
     Mfa { db, login, mfa, clock }
 }
 

@@ -36,10 +36,9 @@ async fn harness(extra: &[(&str, String)]) -> Harness {
     let clock = ManualClock::new(1_900_000_000);
     let c: Arc<dyn Clock> = Arc::new(clock.clone());
     let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.as_ref(), c.clone()).await.expect("login");
-    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.as_ref(), c.clone())
-        .await
-        .expect("refresh");
+        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("login");
+    let refresh =
+        portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("refresh");
     let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, c).await.expect("authorizer");
     Harness { login, refresh: Arc::new(refresh), authorizer, clock, backends, cfg }
 }
@@ -314,10 +313,10 @@ async fn rotated_signing_keys_keep_earlier_tokens_valid_until_the_next_rotation(
     )
     .await
     .expect("rotate");
-    let login2 = portcullis_login::Deps::build(&h.cfg, &h.backends, provider.as_ref(), clock.clone())
+    let login2 = portcullis_login::Deps::build(&h.cfg, &h.backends, provider.clone(), clock.clone())
         .await
         .expect("cold start");
-    let kids: Vec<String> = login2.jwks["keys"]
+    let kids: Vec<String> = login2.keys.get().await.expect("keys").jwks["keys"]
         .as_array()
         .expect("keys")
         .iter()
@@ -379,9 +378,8 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let provider = key_provider(&cfg).await.expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(portcullis_shared::clock::SystemClock);
-    let login = portcullis_login::Deps::build(&cfg, &backends, provider.as_ref(), clock.clone())
-        .await
-        .expect("login");
+    let login =
+        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
     let started = std::time::Instant::now();
     let (status, _, _) = parts(
         portcullis_login::handle(
@@ -403,7 +401,7 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
     assert!(!body.contains("access_token") && !body.contains("127.0.0.1"), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "retries are not bounded");
 
-    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.as_ref(), clock.clone())
+    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), clock.clone())
         .await
         .expect("refresh");
     let body =

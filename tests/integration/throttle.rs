@@ -29,7 +29,7 @@ async fn setup(extra: &[(&str, String)]) -> Limits {
     let provider = key_provider(&cfg).await.expect("keys");
     let clock = ManualClock::new(1_900_000_000);
     let c: Arc<dyn Clock> = Arc::new(clock.clone());
-    let login = portcullis_login::Deps::build(&cfg, &backends, provider.as_ref(), c).await.expect("login");
+    let login = portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c).await.expect("login");
     Limits { login: Arc::new(login), clock, backends }
 }
 
@@ -180,7 +180,7 @@ async fn an_unreachable_counter_store_fails_closed() {
     let login = portcullis_login::Deps::build(
         &cfg,
         &backends,
-        provider.as_ref(),
+        provider.clone(),
         Arc::new(portcullis_shared::clock::SystemClock),
     )
     .await

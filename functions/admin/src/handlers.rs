@@ -7,6 +7,7 @@ use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::{FieldCipher, KeyProvider};
+use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::{Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
@@ -23,7 +24,8 @@ pub struct Deps {
     pub users: Arc<dyn UserStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub api_keys: Arc<dyn ApiKeyStore>,
-    pub fields: FieldCipher,
+    /// Unwrapped in the background from cold start on (see [`Deferred`]).
+    pub fields: Deferred<FieldCipher>,
     pub policy: Policy,
     pub auditor: Auditor,
     pub clock: Arc<dyn Clock>,
@@ -34,10 +36,16 @@ impl Deps {
     pub async fn build(
         config: &Config,
         backends: &Backends,
-        provider: &dyn KeyProvider,
+        provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let fields = portcullis_shared::runtime::field_cipher(backends, provider, clock.now_secs()).await?;
+        let (stores, key_clock) = (backends.clone(), clock.clone());
+        let fields = Deferred::prefetch(move || {
+            let (backends, provider, clock) = (stores.clone(), provider.clone(), key_clock.clone());
+            async move {
+                portcullis_shared::runtime::field_cipher(&backends, provider.as_ref(), clock.now_secs()).await
+            }
+        });
         Ok(Self {
             users: backends.users.clone(),
             sessions: backends.sessions.clone(),
@@ -104,10 +112,11 @@ pub async fn list_users(deps: &Deps, req: &Request) -> HandlerResult {
             .ok_or_else(|| invalid("limit", "out_of_range", "limit must be 1 to 100"))?,
         None => 100,
     };
+    let fields = deps.fields.get().await?;
     let mut views = Vec::new();
     for user in deps.users.list_users(after, limit).await? {
         let email =
-            deps.fields.decrypt(&user.email_ciphertext, &user.id.as_bytes()).map_err(ApiError::internal)?;
+            fields.decrypt(&user.email_ciphertext, &user.id.as_bytes()).map_err(ApiError::internal)?;
         views.push(UserView {
             user_id: user.id.to_string(),
             email: String::from_utf8(email).map_err(ApiError::internal)?,

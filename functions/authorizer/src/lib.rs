@@ -18,6 +18,7 @@ use portcullis_shared::clock::Clock;
 use portcullis_shared::cognito::{peek_issuer, CognitoVerifier};
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
+use portcullis_shared::deferred::Deferred;
 use portcullis_shared::rbac::{Policy, Requirement};
 use portcullis_shared::runtime::{Backends, BootError};
 use portcullis_shared::sessions::{SessionPolicy, SessionState, SessionStore};
@@ -26,7 +27,9 @@ use std::sync::Arc;
 
 /// What the authorizer needs, built once at cold start.
 pub struct Deps {
-    pub verifier: TokenVerifier,
+    /// Our published keys, fetched from MySQL in the background from cold start
+    /// on; only a request carrying one of our tokens waits for them.
+    pub verifier: Deferred<TokenVerifier>,
     pub sessions: Arc<dyn SessionStore>,
     pub api_keys: Arc<dyn ApiKeyStore>,
     pub policy: Policy,
@@ -37,22 +40,32 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// Loads the published verification keys (never private material) and the
-    /// RBAC policy; an invalid policy stops the cold start.
+    /// Parses the RBAC policy (an invalid one stops the cold start) and starts
+    /// loading the published verification keys (never private material).
     pub async fn build(
         config: &Config,
         backends: &Backends,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
         let policy = Policy::bundled().map_err(|e| BootError(e.to_string()))?;
-        let keys = load_verifying_keys(backends.keys.as_ref())
-            .await
-            .map_err(|e| BootError::from_error("verification keys", &e))?;
-        if keys.is_empty() {
-            tracing::warn!("no token-signing key is published yet; every token will be refused");
-        }
+        let (store, issuer, audience, verifier_clock) =
+            (backends.keys.clone(), config.issuer.clone(), config.audience.clone(), clock.clone());
+        let verifier = Deferred::prefetch(move || {
+            let (store, issuer, audience, clock) =
+                (store.clone(), issuer.clone(), audience.clone(), verifier_clock.clone());
+            async move {
+                let keys = load_verifying_keys(store.as_ref())
+                    .await
+                    .map_err(|e| BootError::from_error("verification keys", &e))?;
+                if keys.is_empty() {
+                    // Not cached: the next token tries again, once login has published a key.
+                    return Err(BootError("no token-signing key is published yet".into()));
+                }
+                Ok(TokenVerifier::new(&keys, &issuer, &audience, clock))
+            }
+        });
         Ok(Self {
-            verifier: TokenVerifier::new(&keys, &config.issuer, &config.audience, clock.clone()),
+            verifier,
             sessions: backends.sessions.clone(),
             api_keys: backends.api_keys.clone(),
             policy,
@@ -150,7 +163,11 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
             return cognito_decision(cognito, token, &deps.policy, requirement).await;
         }
     }
-    let claims = match deps.verifier.verify(token) {
+    let verifier = match deps.verifier.get().await {
+        Ok(verifier) => verifier,
+        Err(_) => return refuse(Decision::Unauthorized, "verification keys unavailable"),
+    };
+    let claims = match verifier.verify(token) {
         Ok(claims) => claims,
         Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),
     };

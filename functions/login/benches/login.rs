@@ -67,7 +67,7 @@ async fn main() {
     let backends = Backends::open(&config).await.expect("backends");
     let provider = key_provider(&config).await.expect("keys");
     let mut deps =
-        Deps::build(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await.expect("deps");
+        Deps::build(&config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("deps");
 
     let password = Password::new(PASSWORD);
     let phc = deps.hasher.hash(&password).await.expect("hash");

@@ -6,6 +6,7 @@ use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::{FieldCipher, KeyProvider, PasswordHasher};
+use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::{Email, Password, Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
@@ -27,30 +28,47 @@ pub struct Deps {
     pub challenges: Arc<dyn portcullis_shared::mfa::ChallengeStore>,
     pub throttle: portcullis_shared::throttle::Throttle,
     pub auditor: Auditor,
-    pub fields: Arc<FieldCipher>,
+    /// Unwrapped in the background from cold start on (see [`Deferred`]).
+    pub keys: Deferred<LoginKeys>,
     pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
-    pub tokens: Arc<TokenIssuer>,
-    pub jwks: serde_json::Value,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
 }
 
+/// The login function's key material: the email field key, the signing key and
+/// the JWKS it publishes.
+pub struct LoginKeys {
+    pub fields: FieldCipher,
+    pub tokens: TokenIssuer,
+    pub jwks: serde_json::Value,
+}
+
 impl Deps {
-    /// Loads keys (creating them on first start), the dummy hash and the policy.
+    /// Builds the stores, the hasher and the policy, and starts unwrapping the
+    /// keys (creating them on the very first start) in the background.
     pub async fn build(
         config: &Config,
         backends: &Backends,
-        provider: &dyn KeyProvider,
+        provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let now = clock.now_secs();
-        let fields = portcullis_shared::runtime::field_cipher(backends, provider, now).await?;
-        let tokens = token_issuer(config, backends, provider, clock.clone()).await?;
-        let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
-            .await
-            .map_err(|e| BootError::from_error("verification keys", &e))?;
         let hasher = PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
+        let (cfg, stores, key_clock) = (config.clone(), backends.clone(), clock.clone());
+        let keys = Deferred::prefetch(move || {
+            let (config, backends, provider, clock) =
+                (cfg.clone(), stores.clone(), provider.clone(), key_clock.clone());
+            async move {
+                let fields =
+                    portcullis_shared::runtime::field_cipher(&backends, provider.as_ref(), clock.now_secs())
+                        .await?;
+                let tokens = token_issuer(&config, &backends, provider.as_ref(), clock).await?;
+                let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
+                    .await
+                    .map_err(|e| BootError::from_error("verification keys", &e))?;
+                Ok(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) })
+            }
+        });
         Ok(Self {
             users: backends.users.clone(),
             sessions: backends.sessions.clone(),
@@ -58,11 +76,9 @@ impl Deps {
             challenges: backends.challenges.clone(),
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
-            fields: Arc::new(fields),
+            keys,
             hasher,
             policy: PasswordPolicy::new(config.password_min_length, config.hibp_url.clone()),
-            tokens: Arc::new(tokens),
-            jwks: portcullis_shared::tokens::jwks(&published),
             clock,
             max_body_bytes: config.max_body_bytes,
         })
@@ -95,8 +111,8 @@ pub fn health() -> HandlerResult {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-pub fn jwks(deps: &Deps) -> HandlerResult {
-    json(StatusCode::OK, &deps.jwks)
+pub async fn jwks(deps: &Deps) -> HandlerResult {
+    json(StatusCode::OK, &deps.keys.get().await?.jwks)
 }
 
 fn parse_email(raw: &str) -> Result<Email, ApiError> {
@@ -119,11 +135,12 @@ pub async fn register_user(
 ) -> Result<UserId, ApiError> {
     deps.policy.check(password, email, "password").await?;
     let id = UserId::generate();
+    let keys = deps.keys.get().await?;
     let password_hash = deps.hasher.hash(password).await.map_err(ApiError::internal)?;
     let user = NewUser {
         id,
-        email_index: deps.fields.blind_index(email.as_str()),
-        email_ciphertext: deps.fields.encrypt(email.as_str().as_bytes(), &id.as_bytes()),
+        email_index: keys.fields.blind_index(email.as_str()),
+        email_ciphertext: keys.fields.encrypt(email.as_str().as_bytes(), &id.as_bytes()),
         password_hash,
         roles,
         created_at: deps.clock.now_secs(),
@@ -150,10 +167,11 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let email = Email::parse(&body.email).ok();
+    let keys = deps.keys.get().await?;
     let index = match &email {
-        Some(email) => deps.fields.blind_index(email.as_str()),
+        Some(email) => keys.fields.blind_index(email.as_str()),
         // Not an address: still counted, under the keyed hash of what was typed.
-        None => deps.fields.blind_index(&body.email.trim().to_lowercase()),
+        None => keys.fields.blind_index(&body.email.trim().to_lowercase()),
     };
     let user = match email {
         Some(_) => deps.users.find_by_email_index(&index).await?,
@@ -247,7 +265,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     )
     .await?;
     let grant = Grant::for_session(&session, roles);
-    let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
+    let (access_token, _) = keys.tokens.issue(grant).map_err(ApiError::internal)?;
     deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
     json(
         StatusCode::OK,
@@ -255,7 +273,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             access_token,
             refresh_token: refresh_token.expose_secret().to_owned(),
             token_type: "Bearer",
-            expires_in: deps.tokens.ttl_secs(),
+            expires_in: keys.tokens.ttl_secs(),
         },
     )
 }
@@ -268,9 +286,14 @@ async fn current_user(deps: &Deps, req: &Request) -> Result<(UserRecord, Caller)
     Ok((user, caller))
 }
 
-fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
-    let plain =
-        deps.fields.decrypt(&user.email_ciphertext, &user.id.as_bytes()).map_err(ApiError::internal)?;
+async fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
+    let plain = deps
+        .keys
+        .get()
+        .await?
+        .fields
+        .decrypt(&user.email_ciphertext, &user.id.as_bytes())
+        .map_err(ApiError::internal)?;
     let text = String::from_utf8(plain).map_err(ApiError::internal)?;
     Email::parse(&text).map_err(|_| ApiError::internal(StoreError::Corrupt("users.email_ciphertext")))
 }
@@ -292,7 +315,7 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidCredentials);
     }
-    let email = email_of(deps, &user)?;
+    let email = email_of(deps, &user).await?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
     let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;
     let now = deps.clock.now_secs();
@@ -312,7 +335,7 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
 
 pub async fn me(deps: &Deps, req: &Request) -> HandlerResult {
     let (user, _) = current_user(deps, req).await?;
-    let email = email_of(deps, &user)?;
+    let email = email_of(deps, &user).await?;
     let roles = deps.users.roles_of(user.id).await?;
     json(
         StatusCode::OK,

@@ -22,7 +22,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         (&Method::POST, "/auth/login") => handlers::login(deps, &req).await,
         (&Method::POST, "/auth/password") => handlers::change_password(deps, &req).await,
         (&Method::GET, "/me") => handlers::me(deps, &req).await,
-        (&Method::GET, "/.well-known/jwks.json") => handlers::jwks(deps),
+        (&Method::GET, "/.well-known/jwks.json") => handlers::jwks(deps).await,
         (
             _,
             "/health"

@@ -6,6 +6,7 @@ use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::{FieldCipher, KeyProvider};
+use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::UserId;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::mfa::{self, ChallengeStore};
@@ -26,21 +27,39 @@ pub struct Deps {
     pub throttle: portcullis_shared::throttle::Throttle,
     pub sessions: Arc<dyn SessionStore>,
     pub session_policy: SessionPolicy,
-    pub fields: FieldCipher,
-    pub tokens: TokenIssuer,
+    /// Unwrapped in the background from cold start on (see [`Deferred`]).
+    pub keys: Deferred<MfaKeys>,
     pub auditor: Auditor,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+}
+
+/// The MFA function's key material: the field key sealing TOTP secrets, and
+/// the signing key for the tokens a completed challenge earns.
+pub struct MfaKeys {
+    pub fields: FieldCipher,
+    pub tokens: TokenIssuer,
 }
 
 impl Deps {
     pub async fn build(
         config: &Config,
         backends: &Backends,
-        provider: &dyn KeyProvider,
+        provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let fields = portcullis_shared::runtime::field_cipher(backends, provider, clock.now_secs()).await?;
+        let (cfg, stores, key_clock) = (config.clone(), backends.clone(), clock.clone());
+        let keys = Deferred::prefetch(move || {
+            let (config, backends, provider, clock) =
+                (cfg.clone(), stores.clone(), provider.clone(), key_clock.clone());
+            async move {
+                let fields =
+                    portcullis_shared::runtime::field_cipher(&backends, provider.as_ref(), clock.now_secs())
+                        .await?;
+                let tokens = token_issuer(&config, &backends, provider.as_ref(), clock).await?;
+                Ok(MfaKeys { fields, tokens })
+            }
+        });
         Ok(Self {
             users: backends.users.clone(),
             mfa: backends.mfa.clone(),
@@ -48,8 +67,7 @@ impl Deps {
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             sessions: backends.sessions.clone(),
             session_policy: config.session_policy(),
-            fields,
-            tokens: token_issuer(config, backends, provider, clock.clone()).await?,
+            keys,
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -92,8 +110,8 @@ async fn caller_state(deps: &Deps, req: &Request) -> Result<(Caller, UserId, Mfa
 
 /// The user's TOTP secret. A ciphertext that does not open for this user (moved
 /// from another row, tampered) is logged and fails closed as a wrong factor.
-fn open_secret(deps: &Deps, id: UserId, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
-    deps.fields.decrypt(sealed, &secret_aad(id)).map(zeroize::Zeroizing::new).map_err(|_| {
+fn open_secret(keys: &MfaKeys, id: UserId, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
+    keys.fields.decrypt(sealed, &secret_aad(id)).map(zeroize::Zeroizing::new).map_err(|_| {
         tracing::error!(user_id = %id, "TOTP secret does not decrypt for this user: refusing");
         ApiError::InvalidMfa
     })
@@ -105,12 +123,13 @@ pub async fn enroll(deps: &Deps, req: &Request) -> HandlerResult {
     if state.mfa_enabled {
         return Err(ApiError::Conflict);
     }
-    let email = deps.fields.decrypt(&state.email_ciphertext, &id.as_bytes()).map_err(ApiError::internal)?;
+    let keys = deps.keys.get().await?;
+    let email = keys.fields.decrypt(&state.email_ciphertext, &id.as_bytes()).map_err(ApiError::internal)?;
     let email = String::from_utf8(email).map_err(ApiError::internal)?;
     let secret = mfa::new_totp_secret();
     let (base32, uri, svg) = mfa::enrolment(&secret, &email)
         .ok_or_else(|| ApiError::internal(std::io::Error::other("TOTP enrolment")))?;
-    deps.mfa.set_pending(id, &deps.fields.encrypt(&secret, &secret_aad(id)), deps.clock.now_secs()).await?;
+    deps.mfa.set_pending(id, &keys.fields.encrypt(&secret, &secret_aad(id)), deps.clock.now_secs()).await?;
     deps.auditor.record(EventType::MfaEnrol, Some(id.to_string()), &meta, None).await;
     json(StatusCode::OK, &serde_json::json!({ "secret": base32, "otpauth_uri": uri, "qr_svg": svg }))
 }
@@ -119,8 +138,9 @@ pub async fn confirm(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let (_, id, state) = caller_state(deps, req).await?;
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
+    let keys = deps.keys.get().await?;
     let pending = state.pending.as_deref().ok_or(ApiError::Conflict)?;
-    let secret = open_secret(deps, id, pending)?;
+    let secret = open_secret(&keys, id, pending)?;
     let now = deps.clock.now_secs();
     let Some(step) = mfa::matching_step(&secret, body.code.expose_secret(), now) else {
         deps.auditor
@@ -142,8 +162,9 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let (caller, id, state) = caller_state(deps, req).await?;
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
+    let keys = deps.keys.get().await?;
     let sealed = state.secret.as_deref().ok_or(ApiError::Conflict)?;
-    let secret = open_secret(deps, id, sealed)?;
+    let secret = open_secret(&keys, id, sealed)?;
     let now = deps.clock.now_secs();
     let accepted = match mfa::matching_step(&secret, body.code.expose_secret(), now) {
         Some(step) => deps.mfa.accept_step(id, step as i64).await?,
@@ -162,7 +183,13 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
 }
 
 /// Starts the session the second factor completes and answers with its tokens.
-async fn complete_login(deps: &Deps, id: UserId, amr: &[&str], meta: &ClientMeta) -> HandlerResult {
+async fn complete_login(
+    deps: &Deps,
+    keys: &MfaKeys,
+    id: UserId,
+    amr: &[&str],
+    meta: &ClientMeta,
+) -> HandlerResult {
     let roles: Vec<String> = deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     let amr = amr.iter().map(|m| m.to_string()).collect();
     let now = deps.clock.now_secs();
@@ -177,14 +204,14 @@ async fn complete_login(deps: &Deps, id: UserId, amr: &[&str], meta: &ClientMeta
     )
     .await?;
     let (access_token, _) =
-        deps.tokens.issue(Grant::for_session(&session, roles)).map_err(ApiError::internal)?;
+        keys.tokens.issue(Grant::for_session(&session, roles)).map_err(ApiError::internal)?;
     json(
         StatusCode::OK,
         &TokenResponse {
             access_token,
             refresh_token: refresh.expose_secret().to_owned(),
             token_type: "Bearer",
-            expires_in: deps.tokens.ttl_secs(),
+            expires_in: keys.tokens.ttl_secs(),
         },
     )
 }
@@ -259,11 +286,13 @@ async fn challenge(
 pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
+    // Before anything is spent (a challenge attempt, a recovery code).
+    let keys = deps.keys.get().await?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
     admit(deps, id, &meta).await?;
     let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
     let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
-    let secret = open_secret(deps, id, sealed)?;
+    let secret = open_secret(&keys, id, sealed)?;
     let Some(step) = mfa::matching_step(&secret, body.code.expose_secret(), deps.clock.now_secs()) else {
         return wrong(deps, &hash, id, &meta, EventType::MfaVerifyFailure, "wrong_code").await;
     };
@@ -276,12 +305,13 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     }
     admitted_success(deps, id, &meta).await;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
-    complete_login(deps, id, &["pwd", "otp"], &meta).await
+    complete_login(deps, &keys, id, &["pwd", "otp"], &meta).await
 }
 
 pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
+    let keys = deps.keys.get().await?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
     admit(deps, id, &meta).await?;
     let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
@@ -296,5 +326,5 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     }
     admitted_success(deps, id, &meta).await;
     deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
-    complete_login(deps, id, &["pwd", "mfa"], &meta).await
+    complete_login(deps, &keys, id, &["pwd", "mfa"], &meta).await
 }

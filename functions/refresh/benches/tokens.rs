@@ -60,10 +60,10 @@ async fn main() {
     let verify = start.elapsed();
 
     // Refresh chain against in-memory stores: the handler's own work only.
-    let login = portcullis_login::Deps::build(&config, &backends, provider.as_ref(), clock.clone())
+    let login = portcullis_login::Deps::build(&config, &backends, provider.clone(), clock.clone())
         .await
         .expect("login");
-    let refresh = portcullis_refresh::Deps::build(&config, &backends, provider.as_ref(), clock.clone())
+    let refresh = portcullis_refresh::Deps::build(&config, &backends, provider.clone(), clock.clone())
         .await
         .expect("refresh");
     let creds =

@@ -6,6 +6,7 @@ use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::KeyProvider;
+use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::UserId;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::runtime::{token_issuer, Backends, BootError};
@@ -25,7 +26,8 @@ pub struct Deps {
     pub sessions: Arc<dyn SessionStore>,
     pub users: Arc<dyn UserStore>,
     pub policy: SessionPolicy,
-    pub tokens: TokenIssuer,
+    /// Unwrapped in the background from cold start on (see [`Deferred`]).
+    pub tokens: Deferred<TokenIssuer>,
     pub auditor: Auditor,
     pub throttle: portcullis_shared::throttle::Throttle,
     pub clock: Arc<dyn Clock>,
@@ -36,14 +38,20 @@ impl Deps {
     pub async fn build(
         config: &Config,
         backends: &Backends,
-        provider: &dyn KeyProvider,
+        provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
+        let (cfg, stores, key_clock) = (config.clone(), backends.clone(), clock.clone());
+        let tokens = Deferred::prefetch(move || {
+            let (config, backends, provider, clock) =
+                (cfg.clone(), stores.clone(), provider.clone(), key_clock.clone());
+            async move { token_issuer(&config, &backends, provider.as_ref(), clock).await }
+        });
         Ok(Self {
             sessions: backends.sessions.clone(),
             users: backends.users.clone(),
             policy: config.session_policy(),
-            tokens: token_issuer(config, backends, provider, clock.clone()).await?,
+            tokens,
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             clock,
@@ -99,6 +107,8 @@ async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord)
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
+    // Before the rotation: a rotated token without a new access token is a lost session.
+    let tokens = deps.tokens.get().await?;
     // Refresh failures count against the source IP, like password failures.
     match deps.throttle.admit(None, meta.source_ip.as_deref()).await {
         Ok(Ok(())) => {}
@@ -146,7 +156,7 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
         }
     }
     let grant = Grant::for_session(&session, roles);
-    let (access_token, _) = deps.tokens.issue(grant).map_err(ApiError::internal)?;
+    let (access_token, _) = tokens.issue(grant).map_err(ApiError::internal)?;
     if let Err(err) = deps.throttle.success(None, meta.source_ip.as_deref()).await {
         tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not release the attempt slot");
     }
@@ -157,7 +167,7 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
             access_token,
             refresh_token: successor.expose_secret().to_owned(),
             token_type: "Bearer",
-            expires_in: deps.tokens.ttl_secs(),
+            expires_in: tokens.ttl_secs(),
         },
     )
 }
