@@ -248,6 +248,13 @@ impl Backup {
     }
 }
 
+/// True for the EventBridge scheduled event that triggers a backup; any other
+/// payload (a stray or hand-made invocation) is refused without touching the database.
+pub fn is_schedule(event: &serde_json::Value) -> bool {
+    event.get("source").and_then(|v| v.as_str()) == Some("aws.events")
+        && event.get("detail-type").and_then(|v| v.as_str()) == Some("Scheduled Event")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -255,5 +262,17 @@ mod tests {
         assert_eq!(super::utc_stamp(0), "1970-01-01T00-00-00Z");
         assert_eq!(super::utc_stamp(1_795_842_000), "2026-11-28T05-00-00Z");
         assert_eq!(super::utc_stamp(951_782_400), "2000-02-29T00-00-00Z");
+    }
+
+    #[test]
+    fn only_the_schedule_triggers_a_backup() {
+        let scheduled: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/backup/scheduled.json")).expect("event");
+        assert!(super::is_schedule(&scheduled));
+        let not: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/backup/not-scheduled.json")).expect("event");
+        assert!(!super::is_schedule(&not));
+        assert!(!super::is_schedule(&serde_json::json!({})));
+        assert!(!super::is_schedule(&serde_json::json!({"source": "aws.events", "detail-type": "Object Created"})));
     }
 }

@@ -33,10 +33,14 @@ async fn main() -> Result<(), Error> {
         scratch: std::env::temp_dir().join("portcullis-backup"),
         progress: None,
     });
-    lambda_runtime::run(service_fn(move |_event: LambdaEvent<serde_json::Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let backup = backup.clone();
         let opts = opts.clone();
         async move {
+            if !portcullis_backup::is_schedule(&event.payload) {
+                // Fails the invocation (the Errors alarm sees it); operators use `portcullis backup run`.
+                return Err("not the EventBridge schedule: no backup taken".into());
+            }
             let mut conn = mysql_async::Conn::new(opts).await?;
             let manifest = backup.run(&mut conn).await?;
             Ok::<_, Error>(serde_json::to_value(manifest)?)
