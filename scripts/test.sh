@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Portcullis test on a Debian machine. Installs and starts what the
-# tests need when it is missing: MariaDB (Debian package), oathtool, and the moto
-# AWS emulator (PyPI, in a virtualenv). Then: format, SQL-splicing check, clippy,
-# build, and the whole test suite (unit + integration on real MariaDB and moto).
+# tests need when it is missing: MariaDB, oathtool and valgrind (Debian packages)
+# and the moto AWS emulator (PyPI, in a virtualenv). Then: format, SQL-splicing
+# check, clippy, build, the authorizer's instruction-count guard, and the whole
+# test suite (unit + integration on real MariaDB and moto).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
@@ -22,6 +23,7 @@ missing=()
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v mariadb >/dev/null || missing+=(mariadb-client)
 command -v oathtool >/dev/null || missing+=(oathtool)
+command -v valgrind >/dev/null || missing+=(valgrind)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
@@ -94,6 +96,9 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "Build binaries (the Lambda Runtime API and local-server tests run them)"
 cargo build --workspace --bins --quiet
+
+say "Performance regression guard (callgrind instruction counts of the authorizer)"
+scripts/regression-guard.sh
 
 say "Tests"
 shift_args=()

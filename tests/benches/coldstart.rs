@@ -1,7 +1,11 @@
 //! Cold start of every function binary: time from process start to the first
 //! response through a local Lambda Runtime API (median of 20 starts), peak RSS,
 //! and the binary's size, beside a minimal `lambda_runtime` hello-world built in
-//! the same run. Prints numbers. Needs the services `scripts/test.sh` starts
+//! the same run. Prints numbers. Each function answers an event that needs no
+//! key (its key material loads in the background from cold start on); one more
+//! row has the authorizer decide on a valid token, which waits for the keys
+//! (MySQL) and reads the session (DynamoDB). The backup function is measured
+//! refusing a non-schedule event: a whole backup is `scripts/bench-backup.sh`'s. Needs the services `scripts/test.sh` starts
 //! (MariaDB, moto) and binaries built with `cargo build --profile bench --bins`;
 //! `scripts/bench.sh` does both.
 
@@ -21,8 +25,12 @@ fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-/// One cold start: (time to first response, peak RSS in KiB).
-async fn cold_start(name: &str, env: &[(String, String)], event: &serde_json::Value) -> (Duration, u64) {
+/// One cold start: (time to first response, peak RSS in KiB, the response).
+async fn cold_start(
+    name: &str,
+    env: &[(String, String)],
+    event: &serde_json::Value,
+) -> (Duration, u64, serde_json::Value) {
     let (api, addr) = RuntimeApi::start(vec![("e".into(), event.clone())]).await;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary(name))
@@ -49,7 +57,44 @@ async fn cold_start(name: &str, env: &[(String, String)], event: &serde_json::Va
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0);
     child.kill().await.ok();
-    (elapsed, rss)
+    (elapsed, rss, answers.into_values().next().unwrap_or_default())
+}
+
+/// An authorizer event carrying a valid token for a live DynamoDB session, so
+/// the first response includes loading the keys from MySQL and reading the session.
+async fn valid_token_event(env: &[(String, String)]) -> serde_json::Value {
+    use portcullis_shared::clock::{Clock, SystemClock};
+    let lookup: std::collections::HashMap<_, _> = env.iter().cloned().collect();
+    let config = portcullis_shared::config::Config::from_lookup(|n| {
+        lookup.get(n).cloned().or_else(|| std::env::var(n).ok())
+    })
+    .expect("config");
+    let backends = portcullis_shared::runtime::Backends::open(&config).await.expect("backends");
+    let provider = portcullis_shared::runtime::key_provider(&config).await.expect("key provider");
+    let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
+    let issuer =
+        portcullis_shared::runtime::token_issuer(&config, &backends, provider.as_ref(), clock.clone())
+            .await
+            .expect("issuer");
+    let (session, _) = portcullis_shared::sessions::start(
+        backends.sessions.as_ref(),
+        &config.session_policy(),
+        "coldstart-user",
+        vec!["user".into()],
+        vec!["pwd".into()],
+        &Default::default(),
+        clock.now_secs(),
+    )
+    .await
+    .expect("session");
+    let token = issuer
+        .issue(portcullis_shared::tokens::Grant::for_session(&session, vec!["user".into()]))
+        .expect("token")
+        .0;
+    let text = event("events/authorizer/http-api-allow.json")
+        .to_string()
+        .replace("REPLACE_WITH_ACCESS_TOKEN", &token);
+    serde_json::from_str(&text).expect("event JSON")
 }
 
 fn event(path: &str) -> serde_json::Value {
@@ -110,36 +155,52 @@ async fn main() {
         ("portcullis-refresh", event("events/refresh/refresh-malformed-token.json")),
         ("portcullis-mfa", event("events/mfa/verify-dead-token.json")),
         ("portcullis-admin", event("events/refresh/sessions-without-authorizer.json")),
-        ("portcullis-backup", event("events/backup/scheduled.json")),
+        ("portcullis-backup", event("events/backup/not-scheduled.json")),
     ];
     // The first login start creates the keys the others load: warm that up first.
     cold_start("portcullis-login", &env, &functions[1].1).await;
+    let valid = valid_token_event(&env).await;
     println!("cold start through a local Lambda Runtime API, {STARTS} starts each (bench profile: release + thin LTO)");
     println!(
-        "{:<24} {:>10} {:>10} {:>13} {:>10} {:>10}",
+        "{:<38} {:>10} {:>10} {:>13} {:>10} {:>10}",
         "binary", "median ms", "p90 ms", "peak RSS MB", "size MB", "vs hello"
     );
     let mut hello = 0.0;
-    for (name, event) in &functions {
+    let mut runs: Vec<(&str, &str, &serde_json::Value)> =
+        functions.iter().map(|(name, event)| (*name, "", event)).collect();
+    runs.push(("portcullis-authorizer", " (valid token)", &valid));
+    for (name, what, event) in runs {
         let mut times = Vec::new();
         let mut rss = 0;
         for _ in 0..STARTS {
-            let (t, r) = cold_start(name, &env, event).await;
+            let (t, r, answer) = cold_start(name, &env, event).await;
+            if !what.is_empty() {
+                assert_eq!(answer["isAuthorized"], true, "the valid token must be allowed: {answer}");
+            }
             times.push(t);
             rss = rss.max(r);
         }
         times.sort();
         let median = times[STARTS / 2].as_secs_f64() * 1e3;
         let p90 = times[STARTS * 9 / 10].as_secs_f64() * 1e3;
-        if *name == "hello-lambda" {
+        if name == "hello-lambda" {
             hello = median;
         }
         let size = std::fs::metadata(binary(name)).map(|m| m.len()).unwrap_or(0) as f64 / 1_048_576.0;
+        let label = format!("{name}{what}");
         println!(
-            "{name:<24} {median:>10.2} {p90:>10.2} {:>13.1} {size:>10.1} {:>9.2}x",
+            "{label:<38} {median:>10.2} {p90:>10.2} {:>13.1} {size:>10.1} {:>9.2}x",
             rss as f64 / 1024.0,
             median / hello
         );
+        if name != "hello-lambda" {
+            // Summary rows for scripts/bench.sh's table: figure, Portcullis, comparison, ratio.
+            println!(
+                "ROW\tcold start, {label}: first response / peak RSS / binary\t{median:.2} ms / {:.1} MB / {size:.1} MB\thello-world {hello:.2} ms\t{:.2}x",
+                rss as f64 / 1024.0,
+                median / hello
+            );
+        }
     }
     // sql-splice-reviewed: as above.
     let drop = format!("DROP DATABASE {db}");

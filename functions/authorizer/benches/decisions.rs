@@ -1,4 +1,5 @@
-//! Authorizer decisions per second on one core for distinct valid tokens, the raw
+//! Authorizer decisions per second on one core for distinct valid tokens and for
+//! one token repeated, the raw
 //! ES256 signature-verify cost (the physical limit of a decision), and
 //! aws-jwt-verify verifying the same tokens in the same run. Prints numbers.
 //!
@@ -8,18 +9,9 @@
 //! The session store is in memory here, so the numbers are the authorizer's own
 //! CPU cost; in AWS each decision adds one DynamoDB GetItem.
 
-use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use portcullis_authorizer::{authorize, Ask, Decision, Deps};
-use portcullis_shared::clock::{Clock, SystemClock};
-use portcullis_shared::config::Config;
-use portcullis_shared::crypto::load_verifying_keys;
-use portcullis_shared::http::ClientMeta;
-use portcullis_shared::runtime::{key_provider, token_issuer, Backends};
-use portcullis_shared::sessions;
-use portcullis_shared::tokens::Grant;
-use std::sync::Arc;
+mod fixture;
+
+use portcullis_authorizer::{authorize, Ask, Decision};
 use std::time::Instant;
 
 const TOKENS: usize = 20_000;
@@ -27,34 +19,8 @@ const TOKENS: usize = 20_000;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = std::env::temp_dir().join(format!("portcullis-bench-authz-{}", std::process::id()));
-    let key_file = dir.join("master.key");
-    let config =
-        Config::from_lookup(|n| (n == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.display().to_string()))
-            .expect("config");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let backends = Backends::open(&config).await.expect("backends");
-    let provider = key_provider(&config).await.expect("keys");
-    let issuer = token_issuer(&config, &backends, provider.as_ref(), clock.clone()).await.expect("issuer");
-    let deps = Deps::build(&config, &backends, clock.clone()).await.expect("deps");
-    let policy = config.session_policy();
-    let mut tokens = Vec::with_capacity(TOKENS);
-    for i in 0..TOKENS {
-        let user = format!("user-{i}");
-        let meta = ClientMeta::default();
-        let (session, _) = sessions::start(
-            backends.sessions.as_ref(),
-            &policy,
-            &user,
-            vec!["user".into()],
-            vec!["pwd".into()],
-            &meta,
-            clock.now_secs(),
-        )
-        .await
-        .expect("session");
-        tokens.push(issuer.issue(Grant::for_session(&session, vec!["user".into()])).expect("token").0);
-    }
-    let headers: Vec<String> = tokens.iter().map(|t| format!("Bearer {t}")).collect();
+    let fixture::World { config, deps, tokens, headers, signed, public, keys } =
+        fixture::world(&dir, TOKENS).await;
 
     // Decisions: verify, session lookup, RBAC, context.
     let start = Instant::now();
@@ -64,19 +30,19 @@ async fn main() {
     }
     let decisions = start.elapsed();
 
-    // Raw ES256 verification of the same signatures with aws-lc-rs.
-    let keys = load_verifying_keys(backends.keys.as_ref()).await.expect("keys");
-    let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, keys[0].point.clone());
-    let split: Vec<(String, Vec<u8>)> = tokens
-        .iter()
-        .map(|t| {
-            let (input, sig) = t.rsplit_once('.').expect("three segments");
-            (input.to_owned(), URL_SAFE_NO_PAD.decode(sig).expect("signature"))
-        })
-        .collect();
+    // The same token over and over (a chatty client): no decision is cached, so
+    // revocation and role changes still apply on the very next request.
     let start = Instant::now();
-    for (input, sig) in &split {
-        public.verify(input.as_bytes(), sig).expect("valid signature");
+    for _ in 0..TOKENS {
+        let ask = Ask { method: "GET", path: "/me", authorization: Some(&headers[0]), api_key: None };
+        assert!(matches!(authorize(&deps, ask).await, Decision::Allow(_)));
+    }
+    let repeated = start.elapsed();
+
+    // Raw ES256 verification of the same signatures with aws-lc-rs.
+    let start = Instant::now();
+    for (input, sig) in &signed {
+        public.verify_sig(input.as_bytes(), sig).expect("valid signature");
     }
     let raw = start.elapsed();
 
@@ -85,7 +51,15 @@ async fn main() {
     println!("authorizer benchmark: {TOKENS} distinct ES256 tokens, one core");
     println!("  authorizer decision        {:>9.0} /s   {:>6.1} us each", per_sec(decisions), us(decisions));
     println!("  raw ES256 verify (aws-lc)  {:>9.0} /s   {:>6.1} us each", per_sec(raw), us(raw));
+    println!("  decision, repeated token   {:>9.0} /s   {:>6.1} us each", per_sec(repeated), us(repeated));
     println!("  decision / raw verify      {:>9.2}x", decisions.as_secs_f64() / raw.as_secs_f64());
+    // Summary rows for scripts/bench.sh's table: figure, Portcullis, comparison, ratio.
+    println!(
+        "ROW\tauthorizer decision, distinct tokens (1 core)\t{:.1} us\traw ES256 verify {:.1} us\t{:.2}x",
+        us(decisions),
+        us(raw),
+        decisions.as_secs_f64() / raw.as_secs_f64()
+    );
 
     match std::env::var("PORTCULLIS_NODE_MODULES") {
         Ok(modules) => {
@@ -120,9 +94,21 @@ async fn main() {
                 node_per_sec,
                 result["us_each"].as_f64().unwrap_or(0.0)
             );
+            let node_repeated = result["repeated_per_sec"].as_f64().unwrap_or(0.0);
+            println!("  aws-jwt-verify, repeated token {node_repeated:>9.0} /s");
             println!(
                 "  Portcullis decisions / aws-jwt-verify verifications: {:.2}x",
                 per_sec(decisions) / node_per_sec
+            );
+            println!(
+                "ROW\tauthorizer decisions/s, distinct tokens\t{:.0}/s\taws-jwt-verify {node_per_sec:.0}/s\t{:.2}x",
+                per_sec(decisions),
+                per_sec(decisions) / node_per_sec
+            );
+            println!(
+                "ROW\tauthorizer decisions/s, repeated token\t{:.0}/s\taws-jwt-verify {node_repeated:.0}/s\t{:.2}x",
+                per_sec(repeated),
+                per_sec(repeated) / node_repeated
             );
         }
         Err(_) => println!("  aws-jwt-verify: skipped (set PORTCULLIS_NODE_MODULES; scripts/bench.sh does)"),
