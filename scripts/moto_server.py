@@ -6,11 +6,17 @@ and its write). Serializing request handling restores that atomicity, so races
 the tests provoke (two refreshes with one token) meet DynamoDB's semantics.
 Connections stay concurrent (keep-alive works); only the handling is serialized.
 
+Cognito checks TOTP codes (against the fixed secret moto hands out) instead of
+accepting any code, so wrong codes are refused as in AWS.
+
 usage: python moto_server.py HOST PORT
 """
 
+import os
 import sys
 import threading
+
+os.environ["MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP"] = "true"
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,

@@ -57,6 +57,8 @@ struct Claims {
     aud: Option<String>,
     #[serde(default, rename = "cognito:groups")]
     groups: Vec<String>,
+    #[serde(default)]
+    origin_jti: Option<String>,
 }
 
 /// A verified Cognito caller.
@@ -64,6 +66,8 @@ struct Claims {
 pub struct CognitoIdentity {
     pub sub: String,
     pub groups: Vec<String>,
+    /// The pool's session id, stable across refreshes (with token revocation on).
+    pub origin_jti: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -174,7 +178,7 @@ impl CognitoVerifier {
         if !client.is_some_and(|c| self.config.client_ids.iter().any(|allowed| allowed == c)) {
             return Err(TokenError::Invalid);
         }
-        Ok(CognitoIdentity { sub: claims.sub, groups: claims.groups })
+        Ok(CognitoIdentity { sub: claims.sub, groups: claims.groups, origin_jti: claims.origin_jti })
     }
 }
 

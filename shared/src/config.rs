@@ -40,6 +40,19 @@ pub enum SessionBackend {
     Dynamo { table: String },
 }
 
+/// Where users live: our MySQL tables and tokens, or an Amazon Cognito user pool
+/// (users, passwords and TOTP in the pool; sessions, throttling, audit and RBAC ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityBackend {
+    Native,
+    /// The pool, and the app client (the first of `PORTCULLIS_COGNITO_CLIENT_IDS`,
+    /// without a secret) that signs users in.
+    Cognito {
+        pool_id: String,
+        client_id: String,
+    },
+}
+
 /// The whole configuration of a Portcullis process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -63,6 +76,8 @@ pub struct Config {
     pub ip_limit: crate::throttle::Limit,
     /// A Cognito user pool whose tokens the authorizer also accepts.
     pub cognito: Option<crate::cognito::CognitoConfig>,
+    /// Where users, passwords and second factors live (`PORTCULLIS_IDENTITY_PROVIDER`).
+    pub identity: IdentityBackend,
 }
 
 impl Config {
@@ -169,6 +184,25 @@ impl Config {
                 ))
             }
         };
+        let identity = match get("PORTCULLIS_IDENTITY_PROVIDER").as_deref() {
+            None | Some("native") => IdentityBackend::Native,
+            Some("cognito") => {
+                let Some(pool) = &cognito else {
+                    return Err(ConfigError::Missing {
+                        var: "PORTCULLIS_COGNITO_USER_POOL_ID",
+                        why: " with PORTCULLIS_IDENTITY_PROVIDER=cognito",
+                    });
+                };
+                let pool_id = pool.issuer.rsplit('/').next().unwrap_or_default().to_owned();
+                IdentityBackend::Cognito { pool_id, client_id: pool.client_ids[0].clone() }
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "PORTCULLIS_IDENTITY_PROVIDER",
+                    reason: format!("`{other}` is neither `native` nor `cognito`"),
+                })
+            }
+        };
         let account_limit = crate::throttle::Limit {
             max_failures: number(&get, "PORTCULLIS_LOCKOUT_MAX_FAILURES", 5, 1, 100)? as i64,
             window_secs: number(&get, "PORTCULLIS_LOCKOUT_WINDOW_SECS", 900, 60, 86_400)? as i64,
@@ -212,6 +246,7 @@ impl Config {
             account_limit,
             ip_limit,
             cognito,
+            identity,
         })
     }
 

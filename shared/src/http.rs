@@ -179,6 +179,14 @@ impl Caller {
 }
 
 /// The request id to log: API Gateway's, else the Lambda invocation's, else `-`.
+/// The bearer token of the request's `Authorization` header (already verified
+/// by the authorizer when the route is protected).
+pub fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
 pub fn request_id(req: &Request) -> String {
     ClientMeta::from_request(req)
         .request_id

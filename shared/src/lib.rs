@@ -16,6 +16,7 @@ pub mod deferred;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod lambda;
 pub mod mfa;
 pub mod policy;

@@ -162,6 +162,17 @@ impl Backends {
     }
 }
 
+/// The configured external identity provider; `None` for the native one.
+pub async fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identity::IdentityProvider>> {
+    match &config.identity {
+        crate::config::IdentityBackend::Native => None,
+        crate::config::IdentityBackend::Cognito { client_id, .. } => {
+            let client = aws_sdk_cognitoidentityprovider::Client::new(aws_config().await);
+            Some(Arc::new(crate::identity::CognitoProvider::new(client, client_id.clone())))
+        }
+    }
+}
+
 /// The configured key provider: KMS (endpoint from `AWS_ENDPOINT_URL` when set) or the local file.
 pub async fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootError> {
     match &config.keys {

@@ -8,13 +8,13 @@ const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
 const ADMIN_PASSWORD: &str = "granite-heron-solstice-ember-58";
 
 /// A running local server and its base URL; killed on drop.
-struct Server {
+pub(crate) struct Server {
     _child: tokio::process::Child,
-    base: String,
+    pub(crate) base: String,
     _dir: std::path::PathBuf,
 }
 
-async fn serve(env: &[(&str, String)]) -> Server {
+pub(crate) async fn serve(env: &[(&str, String)]) -> Server {
     let dir = std::env::temp_dir().join(format!("pc-serve-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut cmd = tokio::process::Command::new(binary("portcullis"));
@@ -46,7 +46,7 @@ async fn serve(env: &[(&str, String)]) -> Server {
     Server { _child: child, base, _dir: dir }
 }
 
-async fn call(
+pub(crate) async fn call(
     method: reqwest::Method,
     url: String,
     token: Option<&str>,
@@ -309,7 +309,7 @@ async fn refresh_logout_and_revocation_work_through_the_local_server() {
     assert_eq!(status, 401);
 }
 
-fn oathtool(secret: &str) -> String {
+pub(crate) fn oathtool(secret: &str) -> String {
     let out =
         std::process::Command::new("oathtool").args(["--totp", "-b", secret]).output().expect("oathtool");
     String::from_utf8(out.stdout).expect("utf8").trim().to_owned()

@@ -14,6 +14,7 @@ mod local_server;
 mod login_mysql;
 mod mfa;
 mod password_breach;
+mod providers;
 mod sessions;
 mod sql_check;
 mod throttle;

@@ -21,7 +21,7 @@ use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::rbac::{Policy, Requirement};
 use portcullis_shared::runtime::{Backends, BootError};
-use portcullis_shared::sessions::{SessionPolicy, SessionState, SessionStore};
+use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
 use portcullis_shared::tokens::TokenVerifier;
 use std::sync::Arc;
 
@@ -37,6 +37,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// Set when a Cognito user pool's tokens are accepted too.
     pub cognito: Option<CognitoVerifier>,
+    /// True when the pool is the identity provider: its tokens need a live session record.
+    pub cognito_sessions: bool,
 }
 
 impl Deps {
@@ -71,6 +73,10 @@ impl Deps {
             policy,
             session_policy: config.session_policy(),
             cognito: config.cognito.clone().map(|c| CognitoVerifier::new(c, clock.clone())),
+            cognito_sessions: matches!(
+                config.identity,
+                portcullis_shared::config::IdentityBackend::Cognito { .. }
+            ),
             clock,
         })
     }
@@ -134,33 +140,64 @@ pub async fn authorize(deps: &Deps, ask: Ask<'_>) -> Decision {
 }
 
 /// A Cognito user-pool token: roles are its `cognito:groups` that the policy
-/// knows. There is no Portcullis session behind it, so session-only routes
-/// (which act on a Portcullis user) stay closed to it.
+/// knows. When the pool is the identity provider (`PORTCULLIS_IDENTITY_PROVIDER=
+/// cognito`), its login wrote our session record under the token's `origin_jti`:
+/// that session must be live (not logged out, revoked, idle or past its absolute
+/// lifetime), exactly as for our own tokens, and session routes open to it.
+/// Otherwise (pool tokens from elsewhere) there is no session behind the token,
+/// so session-only routes stay closed to it.
 async fn cognito_decision(
+    deps: &Deps,
     verifier: &CognitoVerifier,
     token: &str,
-    policy: &Policy,
     requirement: &Requirement,
 ) -> Decision {
     let identity = match verifier.verify(token).await {
         Ok(identity) => identity,
         Err(err) => return refuse(Decision::Unauthorized, &format!("Cognito token: {err}")),
     };
-    let roles: Vec<String> = identity.groups.into_iter().filter(|g| policy.is_role(g)).collect();
+    let sid = if deps.cognito_sessions {
+        let Some(sid) = identity.origin_jti else {
+            return refuse(Decision::Unauthorized, "Cognito token without origin_jti");
+        };
+        if let Err(refusal) = live_session(deps, &identity.sub, &sid).await {
+            return refusal;
+        }
+        Some(sid)
+    } else {
+        None
+    };
+    let roles: Vec<String> = identity.groups.into_iter().filter(|g| deps.policy.is_role(g)).collect();
     let allowed = match requirement {
-        Requirement::Session => false,
-        Requirement::Permission(p) => policy.allows(&roles, p),
+        Requirement::Session => sid.is_some(),
+        Requirement::Permission(p) => deps.policy.allows(&roles, p),
     };
     if !allowed {
         return refuse(Decision::Forbidden, "Cognito groups lack the permission");
     }
-    Decision::Allow(Identity { sub: identity.sub, sid: String::new(), roles, api_key_id: None })
+    Decision::Allow(Identity { sub: identity.sub, sid: sid.unwrap_or_default(), roles, api_key_id: None })
+}
+
+/// The session, if it exists and is live; otherwise the refusal.
+async fn live_session(deps: &Deps, sub: &str, sid: &str) -> Result<SessionRecord, Decision> {
+    let session = match deps.sessions.get(sub, sid).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Err(refuse(Decision::Unauthorized, "unknown session")),
+        Err(err) => {
+            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable");
+            return Err(refuse(Decision::Unauthorized, "session store unavailable"));
+        }
+    };
+    match deps.session_policy.state(&session, deps.clock.now_secs()) {
+        SessionState::Live => Ok(session),
+        state => Err(refuse(Decision::Unauthorized, &format!("session {state:?}"))),
+    }
 }
 
 async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> Decision {
     if let Some(cognito) = &deps.cognito {
         if peek_issuer(token).as_deref() == Some(cognito.issuer()) {
-            return cognito_decision(cognito, token, &deps.policy, requirement).await;
+            return cognito_decision(deps, cognito, token, requirement).await;
         }
     }
     let verifier = match deps.verifier.get().await {
@@ -171,18 +208,10 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
         Ok(claims) => claims,
         Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),
     };
-    let session = match deps.sessions.get(&claims.sub, &claims.sid).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return refuse(Decision::Unauthorized, "unknown session"),
-        Err(err) => {
-            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable");
-            return refuse(Decision::Unauthorized, "session store unavailable");
-        }
+    let session = match live_session(deps, &claims.sub, &claims.sid).await {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
     };
-    match deps.session_policy.state(&session, deps.clock.now_secs()) {
-        SessionState::Live => {}
-        state => return refuse(Decision::Unauthorized, &format!("session {state:?}")),
-    }
     let allowed = match requirement {
         Requirement::Session => true,
         Requirement::Permission(p) => deps.policy.allows(&session.roles, p),

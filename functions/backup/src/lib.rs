@@ -273,6 +273,8 @@ mod tests {
             serde_json::from_str(include_str!("../../../events/backup/not-scheduled.json")).expect("event");
         assert!(!super::is_schedule(&not));
         assert!(!super::is_schedule(&serde_json::json!({})));
-        assert!(!super::is_schedule(&serde_json::json!({"source": "aws.events", "detail-type": "Object Created"})));
+        assert!(!super::is_schedule(
+            &serde_json::json!({"source": "aws.events", "detail-type": "Object Created"})
+        ));
     }
 }

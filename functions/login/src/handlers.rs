@@ -10,6 +10,7 @@ use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::{Email, Password, Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::identity::IdentityProvider;
 use portcullis_shared::policy::PasswordPolicy;
 use portcullis_shared::runtime::{token_issuer, Backends, BootError};
 use portcullis_shared::sessions::{self, SessionPolicy, SessionStore};
@@ -34,6 +35,8 @@ pub struct Deps {
     pub policy: PasswordPolicy,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// Set when users live in an external provider (Cognito); `None` is native.
+    pub identity: Option<Arc<dyn IdentityProvider>>,
 }
 
 /// The login function's key material: the email field key, the signing key and
@@ -81,30 +84,31 @@ impl Deps {
             policy: PasswordPolicy::new(config.password_min_length, config.hibp_url.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
+            identity: portcullis_shared::runtime::identity_provider(config).await,
         })
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Credentials {
-    email: String,
-    password: Password,
+pub(crate) struct Credentials {
+    pub(crate) email: String,
+    pub(crate) password: Password,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PasswordChange {
-    current_password: Password,
-    new_password: Password,
+pub(crate) struct PasswordChange {
+    pub(crate) current_password: Password,
+    pub(crate) new_password: Password,
 }
 
 #[derive(Serialize)]
-struct Profile {
-    user_id: String,
-    email: String,
-    roles: Vec<String>,
-    mfa_enabled: bool,
+pub(crate) struct Profile {
+    pub(crate) user_id: String,
+    pub(crate) email: String,
+    pub(crate) roles: Vec<String>,
+    pub(crate) mfa_enabled: bool,
 }
 
 pub fn health() -> HandlerResult {
@@ -115,7 +119,7 @@ pub async fn jwks(deps: &Deps) -> HandlerResult {
     json(StatusCode::OK, &deps.keys.get().await?.jwks)
 }
 
-fn parse_email(raw: &str) -> Result<Email, ApiError> {
+pub(crate) fn parse_email(raw: &str) -> Result<Email, ApiError> {
     Email::parse(raw).map_err(|message| {
         ApiError::Validation(vec![Violation {
             rule: "invalid_email",
@@ -161,6 +165,34 @@ pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": id.to_string() }))
 }
 
+/// Counts a login attempt against the account and the source IP: a 429 (with
+/// its audit event) when either is over its limit, a 503 when the counters are
+/// unreachable (fail closed: no unthrottled guessing).
+pub(crate) async fn admit(
+    deps: &Deps,
+    account: &str,
+    subject: Option<String>,
+    meta: &ClientMeta,
+) -> Result<(), ApiError> {
+    match deps.throttle.admit(Some(account), meta.source_ip.as_deref()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((why, retry_after))) => {
+            let reason = match why {
+                portcullis_shared::throttle::Refusal::Account => "account_locked",
+                portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
+            };
+            deps.auditor.record(EventType::LoginThrottled, subject, meta, Some(reason)).await;
+            Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
+        }
+        Err(err) => {
+            deps.auditor
+                .record(EventType::ThrottleUnavailable, subject, meta, Some("counter_store_error"))
+                .await;
+            Err(ApiError::unavailable(err))
+        }
+    }
+}
+
 /// Wrong password, unknown account and malformed email all take one argon2
 /// verification and end in the same 401 body (ASVS V2.2, enumeration defence).
 pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
@@ -181,33 +213,10 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     // an unknown one under its keyed email hash, so it locks exactly the same way.
     let account = user.as_ref().map(|u| u.id.to_string()).unwrap_or_else(|| hex::encode(index));
     let ip = meta.source_ip.clone();
-    let admitted = deps.throttle.admit(Some(&account), ip.as_deref()).await;
-    let refusal = match admitted {
-        Ok(Ok(())) => None,
-        Ok(Err(refusal)) => Some(Ok(refusal)),
-        Err(err) => Some(Err(err)),
-    };
-    if let Some(refusal) = refusal {
+    if let Err(refusal) = admit(deps, &account, user.as_ref().map(|u| u.id.to_string()), &meta).await {
         // The same argon2 work as any other answer, so timing tells nothing.
         let _ = deps.hasher.verify_dummy(&body.password).await;
-        let subject = user.as_ref().map(|u| u.id.to_string());
-        return match refusal {
-            Ok((why, retry_after)) => {
-                let reason = match why {
-                    portcullis_shared::throttle::Refusal::Account => "account_locked",
-                    portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
-                };
-                deps.auditor.record(EventType::LoginThrottled, subject, &meta, Some(reason)).await;
-                Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
-            }
-            Err(err) => {
-                // Fail closed: no unthrottled guessing while the counters are unreachable.
-                deps.auditor
-                    .record(EventType::ThrottleUnavailable, subject, &meta, Some("counter_store_error"))
-                    .await;
-                Err(ApiError::unavailable(err))
-            }
-        };
+        return Err(refusal);
     }
     let verified = match &user {
         Some(u) => deps.hasher.verify(&body.password, &u.password_hash).await,

@@ -32,6 +32,8 @@ pub struct Deps {
     pub auditor: Auditor,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// Set when users live in an external provider (Cognito); `None` is native.
+    pub identity: Option<Arc<dyn portcullis_shared::identity::IdentityProvider>>,
 }
 
 /// The MFA function's key material: the field key sealing TOTP secrets, and
@@ -71,21 +73,22 @@ impl Deps {
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
+            identity: portcullis_shared::runtime::identity_provider(config).await,
         })
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CodeBody {
-    code: SecretString,
+pub(crate) struct CodeBody {
+    pub(crate) code: SecretString,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct VerifyBody {
-    mfa_token: SecretString,
-    code: SecretString,
+pub(crate) struct VerifyBody {
+    pub(crate) mfa_token: SecretString,
+    pub(crate) code: SecretString,
 }
 
 #[derive(Deserialize)]
@@ -234,8 +237,8 @@ async fn wrong(
 /// Counts a second-factor attempt against the account and the source IP
 /// (they share the password step's limiter); a lock answers 429, an
 /// unreachable counter store 503.
-async fn admit(deps: &Deps, id: UserId, meta: &ClientMeta) -> Result<(), ApiError> {
-    match deps.throttle.admit(Some(&id.to_string()), meta.source_ip.as_deref()).await {
+pub(crate) async fn admit(deps: &Deps, id: &str, meta: &ClientMeta) -> Result<(), ApiError> {
+    match deps.throttle.admit(Some(id), meta.source_ip.as_deref()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err((_, retry_after))) => {
             deps.auditor
@@ -257,8 +260,8 @@ async fn admit(deps: &Deps, id: UserId, meta: &ClientMeta) -> Result<(), ApiErro
     }
 }
 
-async fn admitted_success(deps: &Deps, id: UserId, meta: &ClientMeta) {
-    if let Err(err) = deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await {
+pub(crate) async fn admitted_success(deps: &Deps, id: &str, meta: &ClientMeta) {
+    if let Err(err) = deps.throttle.success(Some(id), meta.source_ip.as_deref()).await {
         tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
     }
 }
@@ -289,7 +292,7 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     // Before anything is spent (a challenge attempt, a recovery code).
     let keys = deps.keys.get().await?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
-    admit(deps, id, &meta).await?;
+    admit(deps, &id.to_string(), &meta).await?;
     let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
     let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
     let secret = open_secret(&keys, id, sealed)?;
@@ -303,7 +306,7 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
-    admitted_success(deps, id, &meta).await;
+    admitted_success(deps, &id.to_string(), &meta).await;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
     complete_login(deps, &keys, id, &["pwd", "otp"], &meta).await
 }
@@ -313,7 +316,7 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
     let keys = deps.keys.get().await?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
-    admit(deps, id, &meta).await?;
+    admit(deps, &id.to_string(), &meta).await?;
     let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
         Some(code) => deps.mfa.use_recovery_code(id, &code, deps.clock.now_secs()).await?,
         None => false,
@@ -324,7 +327,7 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
-    admitted_success(deps, id, &meta).await;
+    admitted_success(deps, &id.to_string(), &meta).await;
     deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
     complete_login(deps, &keys, id, &["pwd", "mfa"], &meta).await
 }

@@ -32,6 +32,8 @@ pub struct Deps {
     pub throttle: portcullis_shared::throttle::Throttle,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// Set when users live in an external provider (Cognito); `None` is native.
+    pub identity: Option<Arc<dyn portcullis_shared::identity::IdentityProvider>>,
 }
 
 impl Deps {
@@ -56,14 +58,15 @@ impl Deps {
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
+            identity: portcullis_shared::runtime::identity_provider(config).await,
         })
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
-    refresh_token: SecretString,
+pub(crate) struct RefreshBody {
+    pub(crate) refresh_token: SecretString,
 }
 
 #[derive(Serialize)]
@@ -78,7 +81,7 @@ struct SessionView {
 
 /// Every refusal looks the same to the client (no oracle on why); the audit
 /// log keeps the reason.
-async fn refuse(
+pub(crate) async fn refuse(
     deps: &Deps,
     meta: &ClientMeta,
     subject: Option<&str>,
@@ -90,7 +93,7 @@ async fn refuse(
 
 /// A spent token came back: the family has leaked, so the whole session dies
 /// (RFC 9700 §4.14.2), including the newest token in the family.
-async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> HandlerResult {
+pub(crate) async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> HandlerResult {
     deps.sessions.revoke(&session.user_id, &session.sid, deps.clock.now_secs()).await?;
     tracing::warn!(user_id = %session.user_id, sid = %session.sid, "refresh token reuse: session revoked");
     deps.auditor
@@ -104,20 +107,34 @@ async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord)
     Err(ApiError::InvalidRefreshToken)
 }
 
+/// Why a session can no longer be used, if it cannot.
+pub(crate) fn ended(deps: &Deps, session: &SessionRecord, now: i64) -> Option<&'static str> {
+    match deps.policy.state(session, now) {
+        SessionState::Live => None,
+        SessionState::Revoked => Some("session_revoked"),
+        SessionState::IdleExpired => Some("idle_timeout"),
+        SessionState::AbsoluteExpired => Some("absolute_timeout"),
+    }
+}
+
+/// Refresh failures count against the source IP, like password failures.
+pub(crate) async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError> {
+    match deps.throttle.admit(None, meta.source_ip.as_deref()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err((_, retry_after))) => {
+            deps.auditor.record(EventType::LoginThrottled, None, meta, Some("refresh_source_ip")).await;
+            Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
+        }
+        Err(err) => Err(ApiError::unavailable(err)),
+    }
+}
+
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
     // Before the rotation: a rotated token without a new access token is a lost session.
     let tokens = deps.tokens.get().await?;
-    // Refresh failures count against the source IP, like password failures.
-    match deps.throttle.admit(None, meta.source_ip.as_deref()).await {
-        Ok(Ok(())) => {}
-        Ok(Err((_, retry_after))) => {
-            deps.auditor.record(EventType::LoginThrottled, None, &meta, Some("refresh_source_ip")).await;
-            return Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 });
-        }
-        Err(err) => return Err(ApiError::unavailable(err)),
-    }
+    admit(deps, &meta).await?;
     let Some(hash) = hash_presented(&body.refresh_token) else {
         return refuse(deps, &meta, None, "malformed_token").await;
     };
@@ -131,15 +148,8 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
         return reuse_detected(deps, &meta, &session).await;
     }
     let now = deps.clock.now_secs();
-    match deps.policy.state(&session, now) {
-        SessionState::Live => {}
-        SessionState::Revoked => return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await,
-        SessionState::IdleExpired => {
-            return refuse(deps, &meta, Some(&session.user_id), "idle_timeout").await
-        }
-        SessionState::AbsoluteExpired => {
-            return refuse(deps, &meta, Some(&session.user_id), "absolute_timeout").await
-        }
+    if let Some(reason) = ended(deps, &session, now) {
+        return refuse(deps, &meta, Some(&session.user_id), reason).await;
     }
     let roles: Vec<String> = match UserId::parse(&session.user_id) {
         Some(id) => deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect(),

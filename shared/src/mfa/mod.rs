@@ -34,13 +34,37 @@ fn totp(secret: &[u8], account: &str) -> Option<TOTP> {
 /// Base32 secret, `otpauth://` URI and an SVG QR code of the URI, for enrolment.
 pub fn enrolment(secret: &[u8], account: &str) -> Option<(String, String, String)> {
     let t = totp(secret, account)?;
+    let (uri, svg) = uri_and_qr(&t)?;
+    Some((t.get_secret_base32(), uri, svg))
+}
+
+fn uri_and_qr(t: &TOTP) -> Option<(String, String)> {
     let uri = t.get_url();
     let svg = qrcode::QrCode::new(uri.as_bytes())
         .ok()?
         .render::<qrcode::render::svg::Color>()
         .min_dimensions(200, 200)
         .build();
-    Some((t.get_secret_base32(), uri, svg))
+    Some((uri, svg))
+}
+
+/// [`enrolment`] for a secret another provider generated (base32, as Cognito's
+/// `AssociateSoftwareToken` returns it). The provider owns the secret and checks
+/// the codes, so its length is the provider's to choose: no minimum is applied.
+pub fn enrolment_from_base32(secret: &str, account: &str) -> Option<(String, String, String)> {
+    let normalized: String = secret.trim().trim_end_matches('=').to_ascii_uppercase();
+    let bytes = zeroize::Zeroizing::new(totp_rs::Secret::Encoded(normalized.clone()).to_bytes().ok()?);
+    let t = TOTP::new_unchecked(
+        Algorithm::SHA1,
+        DIGITS,
+        1,
+        STEP_SECS,
+        bytes.to_vec(),
+        Some(ISSUER.into()),
+        account.into(),
+    );
+    let (uri, svg) = uri_and_qr(&t)?;
+    Some((normalized, uri, svg))
 }
 
 /// The time step a 6-digit `code` matches (previous, current or next step around

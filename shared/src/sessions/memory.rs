@@ -87,6 +87,16 @@ impl SessionStore for MemorySessionStore {
         Ok(Rotation::Rotated)
     }
 
+    async fn touch(&self, user_id: &str, sid: &str, roles: &[String], now: i64) -> Result<(), StoreError> {
+        if let Some(s) = self.lock()?.sessions.get_mut(&(user_id.to_owned(), sid.to_owned())) {
+            if s.revoked_at.is_none() {
+                s.last_used_at = now;
+                s.roles = roles.to_vec();
+            }
+        }
+        Ok(())
+    }
+
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
         if let Some(s) = self.lock()?.sessions.get_mut(&(user_id.to_owned(), sid.to_owned())) {
             s.roles = roles.to_vec();

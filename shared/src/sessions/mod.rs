@@ -49,6 +49,11 @@ pub fn hash_presented(token: &SecretString) -> Option<TokenHash> {
     (decoded.len() == 32).then(|| hash_token(text))
 }
 
+/// The hash under which another provider's refresh token is recorded.
+pub fn hash_external(token: &str) -> TokenHash {
+    hash_token(token)
+}
+
 fn hash_token(token: &str) -> TokenHash {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let mut out = [0u8; 32];
@@ -141,19 +146,71 @@ pub async fn start(
     now: i64,
 ) -> Result<(SessionRecord, SecretString), StoreError> {
     let (token, hash) = new_refresh_token();
+    let sid = uuid::Uuid::new_v4().to_string();
+    let session = record(store, policy, Started { user_id, sid, hash: &hash, roles, amr }, meta, now).await?;
+    Ok((session, token))
+}
+
+/// Records a session another identity provider started (a Cognito login): `sid`
+/// is the provider's session id (Cognito's `origin_jti`), `refresh_token` the
+/// provider's, kept only as a hash. The authorizer and the refresh function then
+/// apply the same timeouts and revocations as to our own sessions.
+pub async fn record_external(
+    store: &dyn SessionStore,
+    policy: &SessionPolicy,
+    external: External<'_>,
+    meta: &crate::http::ClientMeta,
+    now: i64,
+) -> Result<SessionRecord, StoreError> {
+    let hash = hash_token(external.refresh_token);
+    let started = Started {
+        user_id: external.user_id,
+        sid: external.sid.to_owned(),
+        hash: &hash,
+        roles: external.roles,
+        amr: external.amr,
+    };
+    record(store, policy, started, meta, now).await
+}
+
+/// A session another identity provider started (see [`record_external`]).
+#[derive(Debug)]
+pub struct External<'a> {
+    pub user_id: &'a str,
+    pub sid: &'a str,
+    pub refresh_token: &'a str,
+    pub roles: Vec<String>,
+    pub amr: Vec<String>,
+}
+
+struct Started<'a> {
+    user_id: &'a str,
+    sid: String,
+    hash: &'a TokenHash,
+    roles: Vec<String>,
+    amr: Vec<String>,
+}
+
+async fn record(
+    store: &dyn SessionStore,
+    policy: &SessionPolicy,
+    started: Started<'_>,
+    meta: &crate::http::ClientMeta,
+    now: i64,
+) -> Result<SessionRecord, StoreError> {
     let session = SessionRecord {
-        user_id: user_id.to_owned(),
-        sid: uuid::Uuid::new_v4().to_string(),
+        user_id: started.user_id.to_owned(),
+        sid: started.sid,
         created_at: now,
         last_used_at: now,
         revoked_at: None,
         user_agent: meta.user_agent.clone(),
         ip: meta.source_ip.clone(),
-        amr,
-        roles,
+        amr: started.amr,
+        roles: started.roles,
     };
-    store.create(&session, &hash, policy.expires_at(now)).await?;
-    Ok((session, token))
+    store.create(&session, started.hash, policy.expires_at(now)).await?;
+    Ok(session)
 }
 
 /// Revokes every live session of a user except `keep`; returns how many.
@@ -212,6 +269,10 @@ pub trait SessionStore: Send + Sync {
         now: i64,
         expires_at: i64,
     ) -> Result<Rotation, StoreError>;
+    /// Records a use of a live session (`last_used_at`, for the idle timeout) and
+    /// its current roles: for sessions whose refresh tokens another identity
+    /// provider rotates. A revoked or unknown session is left as it is.
+    async fn touch(&self, user_id: &str, sid: &str, roles: &[String], now: i64) -> Result<(), StoreError>;
     /// Replaces the roles recorded on one session.
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError>;
     /// Marks a session revoked (idempotent).

@@ -1,0 +1,139 @@
+//! The login routes when users live in an external identity provider (an Amazon
+//! Cognito user pool): the provider checks the password and issues the tokens;
+//! validation, the password policy, throttling, audit, session records and the
+//! response shapes are the same as the native routes'.
+
+use crate::handlers::{admit, parse_email, Credentials, Deps, PasswordChange, Profile};
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::EventType;
+use portcullis_shared::domain::Email;
+use portcullis_shared::http::{bearer, json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::identity::{self, IdentityError, IdentityProvider, PasswordLogin};
+use portcullis_shared::sessions;
+use portcullis_shared::ApiError;
+
+pub async fn register(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: Credentials = parse_json(req, deps.max_body_bytes)?;
+    let email = parse_email(&body.email)?;
+    // Our policy first (breached passwords, the email's local part); the pool's own after.
+    deps.policy.check(&body.password, &email, "password").await?;
+    let user_id = idp
+        .sign_up(email.as_str(), &body.password)
+        .await
+        .map_err(|e| identity::api_error(e, ApiError::EmailUnavailable))?;
+    deps.auditor.record(EventType::Register, Some(user_id.clone()), &meta, None).await;
+    json(StatusCode::CREATED, &serde_json::json!({ "user_id": user_id }))
+}
+
+/// Unknown accounts, wrong passwords and malformed emails end in the same 401
+/// and count against the same keyed-email bucket as the native route.
+pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: Credentials = parse_json(req, deps.max_body_bytes)?;
+    let email = Email::parse(&body.email).ok();
+    let keys = deps.keys.get().await?;
+    let index = match &email {
+        Some(email) => keys.fields.blind_index(email.as_str()),
+        None => keys.fields.blind_index(&body.email.trim().to_lowercase()),
+    };
+    let account = hex::encode(index);
+    admit(deps, &account, None, &meta).await?;
+    let outcome = match &email {
+        Some(email) => idp.password_login(email.as_str(), &body.password).await,
+        None => Err(IdentityError::Refused),
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(IdentityError::Refused) => {
+            deps.auditor.record(EventType::LoginFailure, None, &meta, Some("provider_refused")).await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(other) => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
+    };
+    if let Err(err) = deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
+    }
+    let Some(email) = email else { return Err(ApiError::InvalidCredentials) };
+    match outcome {
+        PasswordLogin::TotpRequired { session } => {
+            deps.auditor.record(EventType::MfaChallenge, None, &meta, Some("provider_totp")).await;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "mfa_required": true,
+                    "mfa_token": identity::seal_challenge(email.as_str(), &session),
+                    // The pool keeps no recovery codes: its own recovery flow applies.
+                    "methods": ["totp"],
+                }),
+            )
+        }
+        PasswordLogin::Tokens(issued) => {
+            let now = deps.clock.now_secs();
+            let (user_id, response) = identity::start_session(
+                deps.sessions.as_ref(),
+                &deps.session_policy,
+                issued,
+                vec!["pwd".into()],
+                &meta,
+                now,
+            )
+            .await?;
+            deps.auditor.record(EventType::LoginSuccess, Some(user_id), &meta, None).await;
+            json(StatusCode::OK, &response)
+        }
+    }
+}
+
+pub async fn me(idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let caller = Caller::from_request(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    if profile.user_id != caller.sub {
+        return Err(ApiError::Unauthenticated);
+    }
+    json(
+        StatusCode::OK,
+        &Profile {
+            user_id: profile.user_id,
+            email: profile.email,
+            roles: caller.roles,
+            mfa_enabled: profile.mfa_enabled,
+        },
+    )
+}
+
+pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
+    let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    let email = parse_email(&profile.email)?;
+    deps.policy.check(&body.new_password, &email, "new_password").await?;
+    if let Err(err) = idp.change_password(token, &body.current_password, &body.new_password).await {
+        if matches!(err, IdentityError::Refused) {
+            deps.auditor
+                .record(
+                    EventType::PasswordChangeFailure,
+                    Some(caller.sub.clone()),
+                    &meta,
+                    Some("wrong_password"),
+                )
+                .await;
+        }
+        return Err(identity::api_error(err, ApiError::InvalidCredentials));
+    }
+    deps.auditor.record(EventType::PasswordChange, Some(caller.sub.clone()), &meta, None).await;
+    // ASVS V3.3.3: every other session of the user ends (ours; the authorizer checks them).
+    let now = deps.clock.now_secs();
+    let revoked =
+        sessions::revoke_all(deps.sessions.as_ref(), &caller.sub, caller.sid.as_deref(), now).await?;
+    if revoked > 0 {
+        deps.auditor
+            .record(EventType::SessionsRevoked, Some(caller.sub), &meta, Some("password_change"))
+            .await;
+    }
+    no_content()
+}

@@ -1,0 +1,83 @@
+//! The MFA routes when users live in an external identity provider (an Amazon
+//! Cognito user pool): the pool holds the TOTP secret and checks the codes
+//! (`AssociateSoftwareToken`, `VerifySoftwareToken`, `SetUserMFAPreference`,
+//! `RespondToAuthChallenge`); throttling, audit, sessions and response shapes
+//! stay Portcullis'. The pool keeps no recovery codes, so the recovery route
+//! refuses (the pool's own account recovery applies), and turning TOTP off is
+//! left to the pool's administrators: neither can be checked here.
+
+use crate::handlers::{admit, admitted_success, CodeBody, Deps, VerifyBody};
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::EventType;
+use portcullis_shared::http::{bearer, json, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::identity::{self, IdentityProvider};
+use portcullis_shared::ApiError;
+use secrecy::ExposeSecret;
+
+pub async fn enroll(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    if profile.mfa_enabled {
+        return Err(ApiError::Conflict);
+    }
+    let secret =
+        idp.begin_totp(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    let (base32, uri, svg) =
+        portcullis_shared::mfa::enrolment_from_base32(secret.expose_secret(), &profile.email)
+            .ok_or_else(|| ApiError::internal(std::io::Error::other("provider TOTP secret is not base32")))?;
+    deps.auditor.record(EventType::MfaEnrol, Some(caller.sub), &meta, None).await;
+    json(StatusCode::OK, &serde_json::json!({ "secret": base32, "otpauth_uri": uri, "qr_svg": svg }))
+}
+
+pub async fn confirm(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
+    admit(deps, &caller.sub, &meta).await?;
+    if let Err(err) = idp.confirm_totp(token, body.code.expose_secret()).await {
+        deps.auditor
+            .record(EventType::MfaVerifyFailure, Some(caller.sub), &meta, Some("confirm_wrong_code"))
+            .await;
+        return Err(identity::api_error(err, ApiError::InvalidMfa));
+    }
+    admitted_success(deps, &caller.sub, &meta).await;
+    deps.auditor.record(EventType::MfaConfirm, Some(caller.sub), &meta, None).await;
+    json(StatusCode::OK, &serde_json::json!({ "recovery_codes": [] }))
+}
+
+pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
+    let Some((email, session)) = identity::open_challenge(body.mfa_token.expose_secret()) else {
+        deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("unknown_mfa_token")).await;
+        return Err(ApiError::InvalidMfa);
+    };
+    // The same bucket as the password step: the keyed hash of the email.
+    let keys = deps.keys.get().await?;
+    let account = hex::encode(keys.fields.blind_index(&email));
+    admit(deps, &account, &meta).await?;
+    let issued = match idp.answer_totp(&email, &session, body.code.expose_secret()).await {
+        Ok(issued) => issued,
+        Err(err) => {
+            deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("provider_refused")).await;
+            return Err(identity::api_error(err, ApiError::InvalidMfa));
+        }
+    };
+    admitted_success(deps, &account, &meta).await;
+    let now = deps.clock.now_secs();
+    let (user_id, response) = identity::start_session(
+        deps.sessions.as_ref(),
+        &deps.session_policy,
+        issued,
+        vec!["pwd".into(), "otp".into()],
+        &meta,
+        now,
+    )
+    .await?;
+    deps.auditor.record(EventType::MfaVerifySuccess, Some(user_id), &meta, None).await;
+    json(StatusCode::OK, &response)
+}

@@ -1,0 +1,99 @@
+//! Refresh and logout when users live in an external identity provider (an
+//! Amazon Cognito user pool). The pool issues the tokens (`REFRESH_TOKEN_AUTH`);
+//! Portcullis keeps the session record the login wrote, so idle and absolute
+//! timeouts, revocation and reuse detection (when the pool rotates refresh
+//! tokens) apply exactly as for native sessions, and the authorizer refuses a
+//! revoked session's access tokens on the next request.
+
+use crate::handlers::{admit, ended, refuse, reuse_detected, Deps, RefreshBody};
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::EventType;
+use portcullis_shared::http::{bearer, json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::identity::{self, IdentityProvider};
+use portcullis_shared::sessions::{self, hash_external, Rotation};
+use portcullis_shared::tokens::TokenResponse;
+use portcullis_shared::ApiError;
+use secrecy::ExposeSecret;
+
+pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
+    admit(deps, &meta).await?;
+    // Only refresh tokens a Portcullis login recorded are accepted.
+    let presented = body.refresh_token.expose_secret();
+    let hash = hash_external(presented);
+    let Some(record) = deps.sessions.refresh_token(&hash).await? else {
+        return refuse(deps, &meta, None, "unknown_token").await;
+    };
+    let Some(session) = deps.sessions.get(&record.user_id, &record.sid).await? else {
+        return refuse(deps, &meta, Some(&record.user_id), "unknown_session").await;
+    };
+    if record.spent {
+        return reuse_detected(deps, &meta, &session).await;
+    }
+    let now = deps.clock.now_secs();
+    if let Some(reason) = ended(deps, &session, now) {
+        return refuse(deps, &meta, Some(&session.user_id), reason).await;
+    }
+    let issued = match idp.refresh(&body.refresh_token).await {
+        Ok(issued) => issued,
+        Err(err) => {
+            let user = Some(session.user_id.clone());
+            deps.auditor.record(EventType::RefreshFailure, user, &meta, Some("provider_refused")).await;
+            return Err(identity::api_error(err, ApiError::InvalidRefreshToken));
+        }
+    };
+    let claims = identity::issued_claims(issued.access_token.expose_secret())
+        .ok_or_else(|| ApiError::internal(std::io::Error::other("provider token claims")))?;
+    if (claims.sub.as_str(), claims.sid.as_str()) != (session.user_id.as_str(), session.sid.as_str()) {
+        return refuse(deps, &meta, Some(&session.user_id), "provider_session_mismatch").await;
+    }
+    let refresh_token = match issued.refresh_token {
+        // The pool rotated the token: ours rotates with it, so the old one is spent.
+        Some(successor) if successor.expose_secret() != presented => {
+            let expires_at = deps.policy.expires_at(session.created_at);
+            let next = hash_external(successor.expose_secret());
+            match deps.sessions.rotate(&session, &hash, &next, &claims.groups, now, expires_at).await? {
+                Rotation::Rotated => {}
+                Rotation::AlreadySpent => return reuse_detected(deps, &meta, &session).await,
+                Rotation::SessionEnded => {
+                    return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await
+                }
+            }
+            successor.expose_secret().to_owned()
+        }
+        _ => {
+            deps.sessions.touch(&session.user_id, &session.sid, &claims.groups, now).await?;
+            presented.to_owned()
+        }
+    };
+    if let Err(err) = deps.throttle.success(None, meta.source_ip.as_deref()).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not release the attempt slot");
+    }
+    deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), &meta, None).await;
+    json(
+        StatusCode::OK,
+        &TokenResponse {
+            access_token: issued.access_token.expose_secret().to_owned(),
+            refresh_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+        },
+    )
+}
+
+/// Every session ends: ours (the authorizer refuses their tokens at once) and
+/// the pool's (`GlobalSignOut` revokes its refresh tokens).
+pub async fn logout_all(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    sessions::revoke_all(deps.sessions.as_ref(), &caller.sub, None, deps.clock.now_secs()).await?;
+    if let Err(err) = idp.sign_out_everywhere(token).await {
+        // Ours are revoked already, which is what the authorizer checks.
+        tracing::warn!(error = %err, "GlobalSignOut failed after the sessions were revoked");
+    }
+    deps.auditor.record(EventType::LogoutAll, Some(caller.sub.clone()), &meta, None).await;
+    no_content()
+}

@@ -1,0 +1,334 @@
+//! The same HTTP-level behaviour from both identity providers, through the
+//! local server (authorizer first, then the functions): the native one, and an
+//! Amazon Cognito user pool on moto (pool, app client and users created here).
+//! Each scenario runs once per provider; where Cognito differs on purpose (no
+//! recovery codes) the scenario says so.
+
+use crate::local_server::{call, oathtool, serve, Server};
+use aws_sdk_cognitoidentityprovider::types::{ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType};
+use aws_sdk_cognitoidentityprovider::Client;
+use portcullis_shared::runtime::aws_config;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
+const NEW_PASSWORD: &str = "granite-heron-solstice-ember-58";
+
+#[derive(Clone)]
+enum Provider {
+    Native,
+    Cognito { pool_id: String, client_id: String },
+}
+
+/// A user pool like the SAM template's: 12-character minimum and no composition
+/// rules (our own policy runs first), an app client without a secret.
+async fn cognito_pool() -> (Provider, Client) {
+    let client = Client::new(aws_config().await);
+    let name = format!("pc-http-{}", crate::helpers::hex_token());
+    let policy = PasswordPolicyType::builder()
+        .minimum_length(12)
+        .require_uppercase(false)
+        .require_lowercase(false)
+        .require_numbers(false)
+        .require_symbols(false)
+        .build();
+    let created = client
+        .create_user_pool()
+        .pool_name(name)
+        .policies(UserPoolPolicyType::builder().password_policy(policy).build())
+        .send()
+        .await
+        .expect("CreateUserPool");
+    let pool_id = created.user_pool().and_then(|p| p.id()).expect("pool id").to_owned();
+    let app = client
+        .create_user_pool_client()
+        .user_pool_id(&pool_id)
+        .client_name("portcullis")
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+        .send()
+        .await
+        .expect("CreateUserPoolClient");
+    let client_id = app.user_pool_client().and_then(|c| c.client_id()).expect("client id").to_owned();
+    (Provider::Cognito { pool_id, client_id }, client)
+}
+
+async fn server(provider: &Provider, extra: &[(&str, String)]) -> Server {
+    let mut env: Vec<(&str, String)> = extra.to_vec();
+    if let Provider::Cognito { pool_id, client_id } = provider {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
+        env.extend([
+            ("PORTCULLIS_IDENTITY_PROVIDER", "cognito".to_owned()),
+            ("PORTCULLIS_COGNITO_USER_POOL_ID", pool_id.clone()),
+            ("PORTCULLIS_COGNITO_CLIENT_IDS", client_id.clone()),
+            ("PORTCULLIS_COGNITO_REGION", "us-east-1".to_owned()),
+            ("PORTCULLIS_COGNITO_JWKS_URL", format!("{endpoint}/{pool_id}/.well-known/jwks.json")),
+        ]);
+    }
+    serve(&env).await
+}
+
+/// Registers through the contract; a Cognito sign-up is then confirmed the way
+/// the pool's administrator (or its email verification) would.
+async fn register(server: &Server, provider: &Provider, email: &str) {
+    let (status, _, body) = call(
+        Method::POST,
+        format!("{}/auth/register", server.base),
+        None,
+        Some(json!({"email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    if let Provider::Cognito { pool_id, .. } = provider {
+        Client::new(aws_config().await)
+            .admin_confirm_sign_up()
+            .user_pool_id(pool_id)
+            .username(email)
+            .send()
+            .await
+            .expect("AdminConfirmSignUp");
+    }
+}
+
+async fn login(server: &Server, email: &str, password: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+    let (status, headers, body) = call(
+        Method::POST,
+        format!("{}/auth/login", server.base),
+        None,
+        Some(json!({"email": email, "password": password})),
+    )
+    .await;
+    (status, headers, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn problem(body: &Value) -> (Value, Value, Value) {
+    (body["type"].clone(), body["title"].clone(), body["status"].clone())
+}
+
+async fn login_me_refresh_logout(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("ada-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+
+    // Enumeration-safe: a wrong password and an unknown account look the same.
+    let (wrong, _, wrong_body) = login(&server, &email, "not-the-password-at-all-9").await;
+    let (unknown, _, unknown_body) = login(&server, "nobody-here@example.com", PASSWORD).await;
+    assert_eq!((wrong, unknown), (401, 401));
+    assert_eq!(problem(&wrong_body), problem(&unknown_body));
+    assert_eq!(wrong_body.as_object().map(|o| o.len()), unknown_body.as_object().map(|o| o.len()));
+
+    let (status, headers, tokens) = login(&server, &email, PASSWORD).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(headers.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["expires_in"].as_i64().unwrap_or(0) > 0);
+    let access = tokens["access_token"].as_str().expect("access token").to_owned();
+    let refresh = tokens["refresh_token"].as_str().expect("refresh token").to_owned();
+
+    let (status, _, body) = call(Method::GET, format!("{}/me", server.base), Some(&access), None).await;
+    assert_eq!(status, 200, "{body}");
+    let me: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(me["email"], email.as_str());
+    assert_eq!(me["mfa_enabled"], false);
+    assert!(!me["user_id"].as_str().unwrap_or_default().is_empty());
+
+    let (status, _, body) = call(
+        Method::POST,
+        format!("{}/auth/token/refresh", server.base),
+        None,
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let renewed: Value = serde_json::from_str(&body).expect("json");
+    let access2 = renewed["access_token"].as_str().expect("access token").to_owned();
+    let refresh2 = renewed["refresh_token"].as_str().expect("refresh token").to_owned();
+    let (status, _, body) =
+        call(Method::GET, format!("{}/auth/sessions", server.base), Some(&access2), None).await;
+    assert_eq!(status, 200, "{body}");
+    let sessions: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(sessions[0]["current"], true);
+
+    let (status, _, _) =
+        call(Method::POST, format!("{}/auth/logout", server.base), Some(&access2), None).await;
+    assert_eq!(status, 204);
+    // The revocation is known to the authorizer: both access tokens of the session die now.
+    for token in [&access, &access2] {
+        let (status, _, _) = call(Method::GET, format!("{}/me", server.base), Some(token), None).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = call(
+        Method::POST,
+        format!("{}/auth/token/refresh", server.base),
+        None,
+        Some(json!({"refresh_token": refresh2})),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+async fn password_change_and_lockout(provider: Provider) {
+    let server = server(&provider, &[("PORTCULLIS_LOCKOUT_MAX_FAILURES", "3".into())]).await;
+    let email = format!("bo-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    let (_, _, tokens) = login(&server, &email, PASSWORD).await;
+    let access = tokens["access_token"].as_str().expect("access token").to_owned();
+    let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let (status, _, body) = call(
+        Method::POST,
+        format!("{}/auth/password", server.base),
+        Some(&access),
+        Some(change("wrong-current-password-1", NEW_PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = call(
+        Method::POST,
+        format!("{}/auth/password", server.base),
+        Some(&access),
+        Some(change(PASSWORD, "password")),
+    )
+    .await;
+    assert_eq!(status, 422, "our policy runs first: {body}");
+    let (status, _, body) = call(
+        Method::POST,
+        format!("{}/auth/password", server.base),
+        Some(&access),
+        Some(change(PASSWORD, NEW_PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(login(&server, &email, PASSWORD).await.0, 401);
+    assert_eq!(login(&server, &email, NEW_PASSWORD).await.0, 200);
+
+    // Lockout: the same 429 with Retry-After for an existing and an unknown account.
+    for account in [email.as_str(), "ghost@example.com"] {
+        let mut last = (0, None);
+        for _ in 0..5 {
+            let (status, headers, _) = login(&server, account, "wrong-password-again-42").await;
+            last = (status, headers.get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned()));
+        }
+        assert_eq!(last.0, 429, "{account}");
+        assert!(last.1.is_some_and(|v| v.parse::<u64>().unwrap_or(0) >= 1), "{account}");
+    }
+}
+
+async fn totp_enrolment_and_login(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("cy-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    let (_, _, tokens) = login(&server, &email, PASSWORD).await;
+    let access = tokens["access_token"].as_str().expect("access token").to_owned();
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/totp/enroll", server.base), Some(&access), None).await;
+    assert_eq!(status, 200, "{body}");
+    let enrolment: Value = serde_json::from_str(&body).expect("json");
+    let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+    assert!(enrolment["otpauth_uri"].as_str().unwrap_or_default().starts_with("otpauth://totp/"));
+    let (status, _, body) = call(
+        Method::POST,
+        format!("{}/auth/mfa/totp/confirm", server.base),
+        Some(&access),
+        Some(json!({"code": oathtool(&secret)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, _, challenge) = login(&server, &email, PASSWORD).await;
+    assert_eq!(status, 200);
+    assert_eq!(challenge["mfa_required"], true, "{challenge}");
+    assert!(challenge.get("access_token").is_none());
+    let verify = |code: String| json!({"mfa_token": challenge["mfa_token"], "code": code});
+    let (status, _, _) =
+        call(Method::POST, format!("{}/auth/mfa/verify", server.base), None, Some(verify("000000".into())))
+            .await;
+    assert_eq!(status, 401, "a wrong code is refused");
+    // The confirmation used the current step (native refuses its replay): take the next one.
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(30 - now % 30 + 1)).await;
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/verify", server.base), None, Some(verify(oathtool(&secret))))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let tokens: Value = serde_json::from_str(&body).expect("json");
+    let (status, _, body) =
+        call(Method::GET, format!("{}/me", server.base), tokens["access_token"].as_str(), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"mfa_enabled\":true"), "{body}");
+}
+
+#[tokio::test]
+async fn native_login_me_refresh_logout() {
+    login_me_refresh_logout(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_login_me_refresh_logout() {
+    login_me_refresh_logout(cognito_pool().await.0).await;
+}
+
+#[tokio::test]
+async fn native_password_change_and_lockout() {
+    password_change_and_lockout(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_password_change_and_lockout() {
+    password_change_and_lockout(cognito_pool().await.0).await;
+}
+
+#[tokio::test]
+async fn native_totp_enrolment_and_login() {
+    totp_enrolment_and_login(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_totp_enrolment_and_login() {
+    totp_enrolment_and_login(cognito_pool().await.0).await;
+}
+
+/// The pool's tokens are only accepted with a session a Portcullis login wrote;
+/// one from another pool, or one issued by the pool directly, is refused.
+#[tokio::test]
+async fn cognito_tokens_need_our_pool_and_our_session() {
+    let (provider, client) = cognito_pool().await;
+    let (other, _) = cognito_pool().await;
+    let server = server(&provider, &[]).await;
+    let email = format!("di-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    for (pool, who) in [(&provider, email.as_str()), (&other, "someone-else@example.com")] {
+        let Provider::Cognito { pool_id, client_id } = pool else { unreachable!() };
+        if who != email {
+            client.admin_create_user().user_pool_id(pool_id).username(who).send().await.expect("user");
+            client
+                .admin_set_user_password()
+                .user_pool_id(pool_id)
+                .username(who)
+                .password(PASSWORD)
+                .permanent(true)
+                .send()
+                .await
+                .expect("password");
+        }
+        // Signed in at the pool directly, not through Portcullis: no session record.
+        let direct = client
+            .initiate_auth()
+            .client_id(client_id)
+            .auth_flow(aws_sdk_cognitoidentityprovider::types::AuthFlowType::UserPasswordAuth)
+            .auth_parameters("USERNAME", who)
+            .auth_parameters("PASSWORD", PASSWORD)
+            .send()
+            .await
+            .expect("InitiateAuth");
+        let token = direct.authentication_result().and_then(|r| r.access_token()).expect("token");
+        let (status, _, _) = call(Method::GET, format!("{}/me", server.base), Some(token), None).await;
+        assert_eq!(status, 401, "{who}");
+    }
+    let (status, _, tokens) = login(&server, &email, PASSWORD).await;
+    assert_eq!(status, 200);
+    let (status, _, _) =
+        call(Method::GET, format!("{}/me", server.base), tokens["access_token"].as_str(), None).await;
+    assert_eq!(status, 200);
+}
