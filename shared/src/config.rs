@@ -352,4 +352,24 @@ mod tests {
     fn lambda_refuses_the_memory_store() {
         assert!(config(&[]).expect("valid").require_durable_store().is_err());
     }
+
+    #[test]
+    fn the_identity_provider_is_native_unless_a_pool_is_named() {
+        assert_eq!(config(&[]).expect("valid").identity, IdentityBackend::Native);
+        let err = config(&[("PORTCULLIS_IDENTITY_PROVIDER", "cognito")]).expect_err("needs a pool");
+        assert!(err.to_string().contains("PORTCULLIS_COGNITO_USER_POOL_ID"), "{err}");
+        let err = config(&[("PORTCULLIS_IDENTITY_PROVIDER", "ldap")]).expect_err("unknown");
+        assert!(err.to_string().contains("PORTCULLIS_IDENTITY_PROVIDER"), "{err}");
+        let c = config(&[
+            ("PORTCULLIS_IDENTITY_PROVIDER", "cognito"),
+            ("PORTCULLIS_COGNITO_USER_POOL_ID", "eu-west-1_AbC"),
+            ("PORTCULLIS_COGNITO_REGION", "eu-west-1"),
+            ("PORTCULLIS_COGNITO_CLIENT_IDS", "client-1, client-2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.identity,
+            IdentityBackend::Cognito { pool_id: "eu-west-1_AbC".into(), client_id: "client-1".into() }
+        );
+    }
 }
