@@ -342,3 +342,67 @@ async fn backup_binary_takes_a_backup_on_the_scheduled_event() {
     let key = format!("manifests/{}.json", manifest["backup_id"].as_str().expect("id"));
     s3.head_object().bucket(&bucket).key(&key).send().await.expect("the manifest is in the bucket");
 }
+
+#[tokio::test]
+async fn backup_binary_refuses_any_other_event_without_touching_the_bucket() {
+    let db = TestDb::create().await;
+    let bucket = format!("pct-lambda-backups-{}", crate::helpers::hex_token());
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
+    let event = serde_json::from_str(include_str!("../../events/backup/not-scheduled.json")).expect("event");
+    let (api, addr) = RuntimeApi::start(vec![("manual".into(), event)]).await;
+    let mut child = spawn_function(
+        "portcullis-backup",
+        &addr,
+        &[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url("backup")),
+            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+            ("PORTCULLIS_KMS_KEY_ID", new_kms_key().await),
+            ("PORTCULLIS_BACKUP_BUCKET", bucket.clone()),
+        ],
+    );
+    let answers = api.answers(1, Duration::from_secs(120)).await;
+    child.kill().await.ok();
+    assert!(answers["manual"].get("invocation_error").is_some(), "{answers:?}");
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.expect("ListObjectsV2");
+    assert_eq!(listed.key_count(), Some(0), "nothing was written");
+}
+
+/// Keys load in the background: with KMS refusing, a request that needs no key
+/// is still answered, and one that does gets a 503 problem, never a guess or a 500.
+#[tokio::test]
+async fn login_binary_answers_health_and_fails_closed_while_its_keys_cannot_load() {
+    let db = TestDb::create().await;
+    let events = [
+        ("health", include_str!("../../events/login/health.json")),
+        ("login", include_str!("../../events/login/login.json")),
+    ]
+    .iter()
+    .map(|(name, text)| (name.to_string(), serde_json::from_str(text).expect("event JSON")))
+    .collect();
+    let (api, addr) = RuntimeApi::start(events).await;
+    let mut child = spawn_function(
+        "portcullis-login",
+        &addr,
+        &[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
+            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
+            (
+                "PORTCULLIS_KMS_KEY_ID",
+                "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000".into(),
+            ),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", new_table().await),
+        ],
+    );
+    let answers = api.answers(2, Duration::from_secs(120)).await;
+    child.kill().await.ok();
+    assert!(!answers.contains_key("init"), "the function failed to start: {answers:?}");
+    assert_eq!(answers["health"]["statusCode"], 200, "{answers:?}");
+    assert_eq!(answers["login"]["statusCode"], 503, "{answers:?}");
+    assert_eq!(answers["login"]["headers"]["content-type"], "application/problem+json");
+    let body = answers["login"]["body"].as_str().unwrap_or_default();
+    assert!(!body.contains("kms") && !body.contains("KMS"), "no internals leak: {body}");
+}
