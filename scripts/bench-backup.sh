@@ -41,7 +41,7 @@ for doublings in 16 18; do
   read -r secs kb < "$work/time"
   size=$(du -sm "$work/dump.zst" | cut -f1)
   printf '%-8s %-10s %-34s %10s %12s %12s\n' "$rows" "$mb" "mariadb-dump | zstd -1 (no crypto)" "$secs" "$((kb / 1024))" "$size"
-  printf 'ROW\tbackup of %s MB: time / peak RSS (MB/s)\t%s s / %s MB (%s MB/s)\tmariadb-dump | zstd -1: %s s / %s MB\t%s time\n' \
+  printf 'ROW\tbackup of %s MB: time / peak RSS (MB/s)\t%s s / %s MB (%s MB/s)\tmariadb-dump piped to zstd -1: %s s / %s MB\t%s time\n' \
     "$mb" "$ours_secs" "$ours_mb" "$(awk -v m="$mb" -v s="$ours_secs" 'BEGIN {printf "%.0f", m / s}')" \
     "$secs" "$((kb / 1024))" "$(awk -v a="$ours_secs" -v b="$secs" 'BEGIN {printf "%.2fx", a / b}')"
   mariadb -e "DROP DATABASE $db"

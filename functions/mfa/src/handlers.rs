@@ -289,9 +289,9 @@ async fn challenge(
 pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
-    // Before anything is spent (a challenge attempt, a recovery code).
-    let keys = deps.keys.get().await?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    // Before anything is spent (an attempt, the challenge): without keys, a 503 and nothing used.
+    let keys = deps.keys.get().await?;
     admit(deps, &id.to_string(), &meta).await?;
     let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
     let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
@@ -314,8 +314,8 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
 pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
-    let keys = deps.keys.get().await?;
     let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    let keys = deps.keys.get().await?;
     admit(deps, &id.to_string(), &meta).await?;
     let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
         Some(code) => deps.mfa.use_recovery_code(id, &code, deps.clock.now_secs()).await?,

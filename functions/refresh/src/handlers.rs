@@ -132,8 +132,6 @@ pub(crate) async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
-    // Before the rotation: a rotated token without a new access token is a lost session.
-    let tokens = deps.tokens.get().await?;
     admit(deps, &meta).await?;
     let Some(hash) = hash_presented(&body.refresh_token) else {
         return refuse(deps, &meta, None, "malformed_token").await;
@@ -155,6 +153,8 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
         Some(id) => deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect(),
         None => return refuse(deps, &meta, Some(&session.user_id), "unknown_user").await,
     };
+    // Before the rotation: a rotated token without a new access token is a lost session.
+    let tokens = deps.tokens.get().await?;
     let (successor, successor_hash) = new_refresh_token();
     let expires_at = deps.policy.expires_at(session.created_at);
     match deps.sessions.rotate(&session, &hash, &successor_hash, &roles, now, expires_at).await? {
