@@ -3,11 +3,10 @@
 //! validation, the password policy, throttling, audit, session records and the
 //! response shapes are the same as the native routes'.
 
-use crate::handlers::{admit, parse_email, Credentials, Deps, PasswordChange, Profile};
+use crate::handlers::{admit, parse_email, typed_email, Credentials, Deps, PasswordChange, Profile};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
-use portcullis_shared::domain::Email;
 use portcullis_shared::http::{bearer, json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityError, IdentityProvider, PasswordLogin};
 use portcullis_shared::sessions;
@@ -32,12 +31,8 @@ pub async fn register(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) ->
 pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
-    let email = Email::parse(&body.email).ok();
     let keys = deps.keys.get().await?;
-    let index = match &email {
-        Some(email) => keys.fields.blind_index(email.as_str()),
-        None => keys.fields.blind_index(&body.email.trim().to_lowercase()),
-    };
+    let (email, index) = typed_email(&keys, &body.email);
     let account = hex::encode(index);
     admit(deps, &account, None, &meta).await?;
     let outcome = match &email {

@@ -5,7 +5,7 @@ use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{FieldCipher, KeyProvider, PasswordHasher};
+use portcullis_shared::crypto::{BlindIndex, FieldCipher, KeyProvider, PasswordHasher};
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::{Email, Password, Role, UserId};
 use portcullis_shared::error::Violation;
@@ -193,18 +193,25 @@ pub(crate) async fn admit(
     }
 }
 
+/// The typed email, when it is an address, and its keyed hash: the account's
+/// lookup key and its throttle bucket. Not an address: still counted, under the
+/// keyed hash of what was typed.
+pub(crate) fn typed_email(keys: &LoginKeys, raw: &str) -> (Option<Email>, BlindIndex) {
+    let email = Email::parse(raw).ok();
+    let index = match &email {
+        Some(email) => keys.fields.blind_index(email.as_str()),
+        None => keys.fields.blind_index(&raw.trim().to_lowercase()),
+    };
+    (email, index)
+}
+
 /// Wrong password, unknown account and malformed email all take one argon2
 /// verification and end in the same 401 body (ASVS V2.2, enumeration defence).
 pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
-    let email = Email::parse(&body.email).ok();
     let keys = deps.keys.get().await?;
-    let index = match &email {
-        Some(email) => keys.fields.blind_index(email.as_str()),
-        // Not an address: still counted, under the keyed hash of what was typed.
-        None => keys.fields.blind_index(&body.email.trim().to_lowercase()),
-    };
+    let (email, index) = typed_email(&keys, &body.email);
     let user = match email {
         Some(_) => deps.users.find_by_email_index(&index).await?,
         None => None,

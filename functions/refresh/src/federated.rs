@@ -5,7 +5,7 @@
 //! tokens) apply exactly as for native sessions, and the authorizer refuses a
 //! revoked session's access tokens on the next request.
 
-use crate::handlers::{admit, ended, refuse, reuse_detected, Deps, RefreshBody};
+use crate::handlers::{admit, live_session, refuse, reuse_detected, Deps, RefreshBody};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
@@ -23,19 +23,11 @@ pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
     // Only refresh tokens a Portcullis login recorded are accepted.
     let presented = body.refresh_token.expose_secret();
     let hash = hash_external(presented);
-    let Some(record) = deps.sessions.refresh_token(&hash).await? else {
-        return refuse(deps, &meta, None, "unknown_token").await;
-    };
-    let Some(session) = deps.sessions.get(&record.user_id, &record.sid).await? else {
-        return refuse(deps, &meta, Some(&record.user_id), "unknown_session").await;
-    };
-    if record.spent {
-        return reuse_detected(deps, &meta, &session).await;
-    }
     let now = deps.clock.now_secs();
-    if let Some(reason) = ended(deps, &session, now) {
-        return refuse(deps, &meta, Some(&session.user_id), reason).await;
-    }
+    let session = match live_session(deps, &meta, &hash, now).await? {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
+    };
     let issued = match idp.refresh(&body.refresh_token).await {
         Ok(issued) => issued,
         Err(err) => {

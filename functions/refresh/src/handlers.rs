@@ -12,7 +12,7 @@ use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, 
 use portcullis_shared::runtime::{token_issuer, Backends, BootError};
 use portcullis_shared::sessions::{
     self, hash_presented, new_refresh_token, Rotation, SessionPolicy, SessionRecord, SessionState,
-    SessionStore,
+    SessionStore, TokenHash,
 };
 use portcullis_shared::store::UserStore;
 use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
@@ -129,6 +129,29 @@ pub(crate) async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError
     }
 }
 
+/// The live session a presented refresh token belongs to; otherwise the refusal
+/// to answer with (unknown token or session, spent token: reuse, ended session).
+pub(crate) async fn live_session(
+    deps: &Deps,
+    meta: &ClientMeta,
+    hash: &TokenHash,
+    now: i64,
+) -> Result<Result<SessionRecord, HandlerResult>, ApiError> {
+    let Some(record) = deps.sessions.refresh_token(hash).await? else {
+        return Ok(Err(refuse(deps, meta, None, "unknown_token").await));
+    };
+    let Some(session) = deps.sessions.get(&record.user_id, &record.sid).await? else {
+        return Ok(Err(refuse(deps, meta, Some(&record.user_id), "unknown_session").await));
+    };
+    if record.spent {
+        return Ok(Err(reuse_detected(deps, meta, &session).await));
+    }
+    if let Some(reason) = ended(deps, &session, now) {
+        return Ok(Err(refuse(deps, meta, Some(&session.user_id), reason).await));
+    }
+    Ok(Ok(session))
+}
+
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
@@ -136,19 +159,11 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let Some(hash) = hash_presented(&body.refresh_token) else {
         return refuse(deps, &meta, None, "malformed_token").await;
     };
-    let Some(record) = deps.sessions.refresh_token(&hash).await? else {
-        return refuse(deps, &meta, None, "unknown_token").await;
-    };
-    let Some(session) = deps.sessions.get(&record.user_id, &record.sid).await? else {
-        return refuse(deps, &meta, Some(&record.user_id), "unknown_session").await;
-    };
-    if record.spent {
-        return reuse_detected(deps, &meta, &session).await;
-    }
     let now = deps.clock.now_secs();
-    if let Some(reason) = ended(deps, &session, now) {
-        return refuse(deps, &meta, Some(&session.user_id), reason).await;
-    }
+    let session = match live_session(deps, &meta, &hash, now).await? {
+        Ok(session) => session,
+        Err(refusal) => return refusal,
+    };
     let roles: Vec<String> = match UserId::parse(&session.user_id) {
         Some(id) => deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect(),
         None => return refuse(deps, &meta, Some(&session.user_id), "unknown_user").await,
