@@ -6,32 +6,58 @@
 //! request that needs no key (a health check, a malformed body, a missing
 //! token) is answered at once. A failed fetch is not cached: the next request
 //! that needs the keys tries again, and meanwhile those requests get a 503,
-//! never a guess.
+//! never a guess. A loaded value can be reloaded, at most once per interval
+//! (the authorizer does so for a token signed by a key published since).
 
 use crate::error::ApiError;
 use crate::runtime::BootError;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use tokio::sync::OnceCell;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 type Loader<T> = dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, BootError>> + Send>> + Send + Sync;
 
-/// A value loaded at most once (until it succeeds), shared by clones.
+/// A value loaded at most once (until it succeeds, or until a reload), shared by clones.
 pub struct Deferred<T> {
-    cell: Arc<OnceCell<Arc<T>>>,
-    load: Arc<Loader<T>>,
+    inner: Arc<Inner<T>>,
+}
+
+struct Inner<T> {
+    /// The value and when it was loaded.
+    value: RwLock<Option<(Arc<T>, Instant)>>,
+    /// One load at a time; concurrent callers wait for it and share its result.
+    loading: Mutex<()>,
+    load: Box<Loader<T>>,
 }
 
 impl<T> Clone for Deferred<T> {
     fn clone(&self) -> Self {
-        Self { cell: self.cell.clone(), load: self.load.clone() }
+        Self { inner: self.inner.clone() }
     }
 }
 
 impl<T> std::fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deferred").field("loaded", &self.cell.initialized()).finish()
+        f.debug_struct("Deferred").field("loaded", &self.current().is_some()).finish()
+    }
+}
+
+impl<T> Deferred<T> {
+    fn current(&self) -> Option<(Arc<T>, Instant)> {
+        match self.inner.value.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn store(&self, value: Arc<T>) {
+        let entry = Some((value, Instant::now()));
+        match self.inner.value.write() {
+            Ok(mut guard) => *guard = entry,
+            Err(poisoned) => *poisoned.into_inner() = entry,
+        }
     }
 }
 
@@ -42,7 +68,7 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BootError>> + Send + 'static,
     {
-        let this = Self { cell: Arc::new(OnceCell::new()), load: Arc::new(move || Box::pin(load())) };
+        let this = Self::lazy(load);
         let background = this.clone();
         tokio::spawn(async move {
             // An error is logged by `get`; the first request that needs the value retries.
@@ -51,23 +77,65 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         this
     }
 
-    /// An already loaded value (tests, the local server after an eager load).
-    pub fn ready(value: T) -> Self {
+    fn lazy<F, Fut>(load: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, BootError>> + Send + 'static,
+    {
         Self {
-            cell: Arc::new(OnceCell::new_with(Some(Arc::new(value)))),
-            load: Arc::new(|| Box::pin(async { Err(BootError("already loaded".into())) })),
+            inner: Arc::new(Inner {
+                value: RwLock::new(None),
+                loading: Mutex::new(()),
+                load: Box::new(move || Box::pin(load())),
+            }),
         }
+    }
+
+    /// An already loaded value that never reloads (tests).
+    pub fn ready(value: T) -> Self {
+        let this = Self::lazy(|| async { Err(BootError("a ready value does not reload".into())) });
+        this.store(Arc::new(value));
+        this
     }
 
     /// The value, loading it if no load has succeeded yet. Concurrent callers
     /// share one load. A failure is a 503 to the client, with the cause logged.
     pub async fn get(&self) -> Result<Arc<T>, ApiError> {
-        self.cell.get_or_try_init(|| async { (self.load)().await.map(Arc::new) }).await.cloned().map_err(
-            |e| {
+        if let Some((value, _)) = self.current() {
+            return Ok(value);
+        }
+        let _one_at_a_time = self.inner.loading.lock().await;
+        if let Some((value, _)) = self.current() {
+            return Ok(value);
+        }
+        self.load_now().await
+    }
+
+    /// Loads again if the value is older than `min_age` (for a key published
+    /// since: a token with an unknown `kid`), else returns the current one. At
+    /// most one reload per `min_age`, so a flood of unknown kids costs one read
+    /// per interval. A failed reload keeps the current value.
+    pub async fn reload_if_older(&self, min_age: Duration) -> Result<Arc<T>, ApiError> {
+        let _one_at_a_time = self.inner.loading.lock().await;
+        match self.current() {
+            Some((value, loaded_at)) if loaded_at.elapsed() < min_age => Ok(value),
+            Some((value, _)) => Ok(self.load_now().await.unwrap_or(value)),
+            None => self.load_now().await,
+        }
+    }
+
+    async fn load_now(&self) -> Result<Arc<T>, ApiError> {
+        match (self.inner.load)().await {
+            Ok(value) => {
+                let value = Arc::new(value);
+                self.store(value.clone());
+                Ok(value)
+            }
+            Err(e) => {
                 tracing::error!(error = %e, "key material unavailable");
-                ApiError::Unavailable(Box::new(e))
-            },
-        )
+                Err(ApiError::Unavailable(Box::new(e)))
+            }
+        }
     }
 }
 
@@ -117,6 +185,31 @@ mod tests {
             value = d.get().await;
         }
         assert_eq!(*value.expect("third load succeeds"), "keys");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn reloads_at_most_once_per_interval_and_keeps_the_value_when_a_reload_fails() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = calls.clone();
+        let d = Deferred::lazy(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 2 {
+                    Err(BootError("MySQL unreachable".into()))
+                } else {
+                    Ok(n)
+                }
+            }
+        });
+        assert_eq!(*d.get().await.expect("first load"), 0);
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(*d.reload_if_older(hour).await.expect("fresh"), 0, "no reload within the interval");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let now = std::time::Duration::ZERO;
+        assert_eq!(*d.reload_if_older(now).await.expect("reloaded"), 1);
+        assert_eq!(*d.reload_if_older(now).await.expect("failed reload"), 1, "the current value stays");
+        assert_eq!(*d.get().await.expect("current"), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

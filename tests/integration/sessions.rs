@@ -299,12 +299,17 @@ async fn refresh_failures_look_alike_whatever_the_reason() {
 }
 
 #[tokio::test]
-async fn rotated_signing_keys_keep_earlier_tokens_valid_until_the_next_rotation() {
+async fn rotated_signing_keys_reach_warm_authorizers_and_keep_earlier_tokens_valid_until_the_next_rotation() {
     let h = harness(&[]).await;
     let provider = key_provider(&h.cfg).await.expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
     register(&h, "keys@example.com").await;
     let before = login(&h, "keys@example.com").await;
+    // A warm authorizer instance, its keys loaded before the rotation.
+    let mut warm =
+        portcullis_authorizer::Deps::build(&h.cfg, &h.backends, clock.clone()).await.expect("authorizer");
+    let decision = crate::helpers::authorize_me(&warm, &format!("Bearer {}", before.access)).await;
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
 
     let new_kid = portcullis_shared::crypto::rotate_signing_key(
         h.backends.keys.as_ref(),
@@ -337,6 +342,11 @@ async fn rotated_signing_keys_keep_earlier_tokens_valid_until_the_next_rotation(
         serde_json::from_slice(&base64_url(after.split('.').next().expect("header"))).expect("header json");
     assert_eq!(header["kid"], new_kid.as_str());
 
+    // The warm instance learns the new key from the token's unknown kid (the
+    // reload interval is zeroed here; 10 s by default).
+    warm.key_reload_interval = std::time::Duration::ZERO;
+    let decision = crate::helpers::authorize_me(&warm, &format!("Bearer {after}")).await;
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
     let authorizer =
         portcullis_authorizer::Deps::build(&h.cfg, &h.backends, clock.clone()).await.expect("authorizer");
     for token in [&before.access, &after] {

@@ -22,7 +22,7 @@ use portcullis_shared::deferred::Deferred;
 use portcullis_shared::rbac::{Policy, Requirement};
 use portcullis_shared::runtime::{Backends, BootError};
 use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
-use portcullis_shared::tokens::TokenVerifier;
+use portcullis_shared::tokens::{TokenError, TokenVerifier};
 use std::sync::Arc;
 
 /// What the authorizer needs, built once at cold start.
@@ -39,7 +39,12 @@ pub struct Deps {
     pub cognito: Option<CognitoVerifier>,
     /// True when the pool is the identity provider: its tokens need a live session record.
     pub cognito_sessions: bool,
+    /// The least time between two reloads of our keys caused by unknown `kid`s.
+    pub key_reload_interval: std::time::Duration,
 }
+
+/// The default [`Deps::key_reload_interval`].
+pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Deps {
     /// Parses the RBAC policy (an invalid one stops the cold start) and starts
@@ -73,6 +78,7 @@ impl Deps {
             policy,
             session_policy: config.session_policy(),
             cognito: config.cognito.clone().map(|c| CognitoVerifier::new(c, clock.clone())),
+            key_reload_interval: KEY_RELOAD_INTERVAL,
             cognito_sessions: matches!(
                 config.identity,
                 portcullis_shared::config::IdentityBackend::Cognito { .. }
@@ -204,7 +210,16 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
         Ok(verifier) => verifier,
         Err(_) => return refuse(Decision::Unauthorized, "verification keys unavailable"),
     };
-    let claims = match verifier.verify(token) {
+    let verified = match verifier.verify(token) {
+        // Signed by a key published after our keys were loaded (a rotation while
+        // this instance was warm): read the keys again, at most once per interval.
+        Err(TokenError::UnknownKey) => match deps.verifier.reload_if_older(deps.key_reload_interval).await {
+            Ok(reloaded) => reloaded.verify(token),
+            Err(_) => Err(TokenError::UnknownKey),
+        },
+        other => other,
+    };
+    let claims = match verified {
         Ok(claims) => claims,
         Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),
     };
