@@ -332,3 +332,41 @@ async fn cognito_tokens_need_our_pool_and_our_session() {
         call(Method::GET, format!("{}/me", server.base), tokens["access_token"].as_str(), None).await;
     assert_eq!(status, 200);
 }
+
+/// An admin (a pool group mapped to the `admin` role) revokes a pool user's
+/// sessions; the authorizer refuses that user's live access token at once.
+#[tokio::test]
+async fn cognito_admin_revocation_reaches_the_authorizer() {
+    let (provider, client) = cognito_pool().await;
+    let Provider::Cognito { pool_id, .. } = &provider else { unreachable!() };
+    let server = server(&provider, &[]).await;
+    let admin = format!("ad-{}@example.com", crate::helpers::hex_token());
+    let user = format!("us-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &admin).await;
+    register(&server, &provider, &user).await;
+    client.create_group().user_pool_id(pool_id).group_name("admin").send().await.expect("CreateGroup");
+    client
+        .admin_add_user_to_group()
+        .user_pool_id(pool_id)
+        .username(&admin)
+        .group_name("admin")
+        .send()
+        .await
+        .expect("AdminAddUserToGroup");
+    let (_, _, admin_tokens) = login(&server, &admin, PASSWORD).await;
+    let (_, _, user_tokens) = login(&server, &user, PASSWORD).await;
+    let user_access = user_tokens["access_token"].as_str().expect("token");
+    let (status, _, body) = call(Method::GET, format!("{}/me", server.base), Some(user_access), None).await;
+    assert_eq!(status, 200, "{body}");
+    let sub =
+        serde_json::from_str::<Value>(&body).expect("json")["user_id"].as_str().expect("sub").to_owned();
+
+    // The plain user may not revoke anyone; the pool's admin group may.
+    let revoke = format!("{}/admin/users/{sub}/sessions/revoke", server.base);
+    let (status, _, _) = call(Method::POST, revoke.clone(), Some(user_access), None).await;
+    assert_eq!(status, 403);
+    let (status, _, body) = call(Method::POST, revoke, admin_tokens["access_token"].as_str(), None).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, _, _) = call(Method::GET, format!("{}/me", server.base), Some(user_access), None).await;
+    assert_eq!(status, 401);
+}

@@ -30,6 +30,9 @@ pub struct Deps {
     pub auditor: Auditor,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// True when users live in an external provider (Cognito): user ids are the
+    /// pool's subs, not rows of our users table.
+    pub external_users: bool,
 }
 
 impl Deps {
@@ -55,6 +58,7 @@ impl Deps {
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
+            external_users: config.identity != portcullis_shared::config::IdentityBackend::Native,
         })
     }
 }
@@ -189,7 +193,12 @@ pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> 
 
 pub async fn revoke_sessions(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
     let caller = require(deps, req, "sessions:revoke")?;
-    let user = target_user(deps, user).await?;
+    let user = if deps.external_users {
+        // A pool user: our session records are keyed by the pool's sub.
+        UserId::parse(user).ok_or(ApiError::NotFound)?
+    } else {
+        target_user(deps, user).await?
+    };
     let count =
         sessions::revoke_all(deps.sessions.as_ref(), &user.to_string(), None, deps.clock.now_secs()).await?;
     let meta = ClientMeta::from_request(req);
