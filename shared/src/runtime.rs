@@ -232,6 +232,46 @@ pub async fn field_cipher(
         .map_err(|e| BootError::from_error("field-encryption key", &e))
 }
 
+/// What a function's key loader works from; each load attempt gets a copy.
+#[derive(Clone)]
+pub struct KeySource {
+    pub config: Config,
+    pub backends: Backends,
+    pub provider: Arc<dyn KeyProvider>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+impl KeySource {
+    pub fn new(
+        config: &Config,
+        backends: &Backends,
+        provider: Arc<dyn KeyProvider>,
+        clock: &Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        Self { config: config.clone(), backends: backends.clone(), provider, clock: clock.clone() }
+    }
+
+    /// Starts `load` in the background from cold start on (see [`crate::deferred`]).
+    pub fn prefetch<T, F, Fut>(self, load: F) -> crate::deferred::Deferred<T>
+    where
+        T: Send + Sync + 'static,
+        F: Fn(KeySource) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, BootError>> + Send + 'static,
+    {
+        crate::deferred::Deferred::prefetch(move || load(self.clone()))
+    }
+
+    /// The field-encryption cipher ([`field_cipher`]).
+    pub async fn fields(&self) -> Result<crate::crypto::FieldCipher, BootError> {
+        field_cipher(&self.backends, self.provider.as_ref(), self.clock.now_secs()).await
+    }
+
+    /// The token issuer ([`token_issuer`]; creates the signing key on the very first start).
+    pub async fn tokens(&self) -> Result<crate::tokens::TokenIssuer, BootError> {
+        token_issuer(&self.config, &self.backends, self.provider.as_ref(), self.clock.clone()).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rustls::pki_types::{pem::PemObject, CertificateDer};

@@ -12,7 +12,7 @@ use portcullis_shared::domain::{Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::rbac::Policy;
-use portcullis_shared::runtime::{Backends, BootError};
+use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::store::UserStore;
 use portcullis_shared::ApiError;
@@ -42,13 +42,8 @@ impl Deps {
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let (stores, key_clock) = (backends.clone(), clock.clone());
-        let fields = Deferred::prefetch(move || {
-            let (backends, provider, clock) = (stores.clone(), provider.clone(), key_clock.clone());
-            async move {
-                portcullis_shared::runtime::field_cipher(&backends, provider.as_ref(), clock.now_secs()).await
-            }
-        });
+        let fields = KeySource::new(config, backends, provider, &clock)
+            .prefetch(|keys| async move { keys.fields().await });
         Ok(Self {
             users: backends.users.clone(),
             sessions: backends.sessions.clone(),

@@ -12,7 +12,7 @@ use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::IdentityProvider;
 use portcullis_shared::policy::PasswordPolicy;
-use portcullis_shared::runtime::{token_issuer, Backends, BootError};
+use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{self, SessionPolicy, SessionStore};
 use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore};
 use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
@@ -57,20 +57,13 @@ impl Deps {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
         let hasher = PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
-        let (cfg, stores, key_clock) = (config.clone(), backends.clone(), clock.clone());
-        let keys = Deferred::prefetch(move || {
-            let (config, backends, provider, clock) =
-                (cfg.clone(), stores.clone(), provider.clone(), key_clock.clone());
-            async move {
-                let fields =
-                    portcullis_shared::runtime::field_cipher(&backends, provider.as_ref(), clock.now_secs())
-                        .await?;
-                let tokens = token_issuer(&config, &backends, provider.as_ref(), clock).await?;
-                let published = portcullis_shared::crypto::load_verifying_keys(backends.keys.as_ref())
-                    .await
-                    .map_err(|e| BootError::from_error("verification keys", &e))?;
-                Ok(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) })
-            }
+        let keys = KeySource::new(config, backends, provider, &clock).prefetch(|keys| async move {
+            let fields = keys.fields().await?;
+            let tokens = keys.tokens().await?;
+            let published = portcullis_shared::crypto::load_verifying_keys(keys.backends.keys.as_ref())
+                .await
+                .map_err(|e| BootError::from_error("verification keys", &e))?;
+            Ok(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) })
         });
         Ok(Self {
             users: backends.users.clone(),

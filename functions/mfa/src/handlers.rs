@@ -10,7 +10,7 @@ use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::UserId;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::mfa::{self, ChallengeStore};
-use portcullis_shared::runtime::{token_issuer, Backends, BootError};
+use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{self, SessionPolicy, SessionStore};
 use portcullis_shared::store::{MfaState, MfaStore, UserStore};
 use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
@@ -50,17 +50,8 @@ impl Deps {
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let (cfg, stores, key_clock) = (config.clone(), backends.clone(), clock.clone());
-        let keys = Deferred::prefetch(move || {
-            let (config, backends, provider, clock) =
-                (cfg.clone(), stores.clone(), provider.clone(), key_clock.clone());
-            async move {
-                let fields =
-                    portcullis_shared::runtime::field_cipher(&backends, provider.as_ref(), clock.now_secs())
-                        .await?;
-                let tokens = token_issuer(&config, &backends, provider.as_ref(), clock).await?;
-                Ok(MfaKeys { fields, tokens })
-            }
+        let keys = KeySource::new(config, backends, provider, &clock).prefetch(|keys| async move {
+            Ok(MfaKeys { fields: keys.fields().await?, tokens: keys.tokens().await? })
         });
         Ok(Self {
             users: backends.users.clone(),

@@ -9,7 +9,7 @@ use portcullis_shared::crypto::KeyProvider;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::UserId;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
-use portcullis_shared::runtime::{token_issuer, Backends, BootError};
+use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{
     self, hash_presented, new_refresh_token, Rotation, SessionPolicy, SessionRecord, SessionState,
     SessionStore, TokenHash,
@@ -43,12 +43,8 @@ impl Deps {
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let (cfg, stores, key_clock) = (config.clone(), backends.clone(), clock.clone());
-        let tokens = Deferred::prefetch(move || {
-            let (config, backends, provider, clock) =
-                (cfg.clone(), stores.clone(), provider.clone(), key_clock.clone());
-            async move { token_issuer(&config, &backends, provider.as_ref(), clock).await }
-        });
+        let tokens = KeySource::new(config, backends, provider, &clock)
+            .prefetch(|keys| async move { keys.tokens().await });
         Ok(Self {
             sessions: backends.sessions.clone(),
             users: backends.users.clone(),
