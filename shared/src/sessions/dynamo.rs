@@ -14,6 +14,8 @@ use super::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem, Update,
@@ -37,6 +39,19 @@ fn list(values: &[String]) -> AttributeValue {
 
 fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(err))
+}
+
+/// The outcome of a conditional update of one session record: a failed
+/// condition (no such session, or one already revoked) leaves it as it is and
+/// is not an error.
+fn unless_condition_failed<R: std::fmt::Debug + Send + Sync + 'static>(
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 fn session_key(user_id: &str, sid: &str) -> Item {
@@ -90,6 +105,11 @@ pub struct DynamoSessionStore {
 impl DynamoSessionStore {
     pub fn new(client: Client, table: String) -> Self {
         Self { client, table }
+    }
+
+    /// An UpdateItem on one session record.
+    fn update_session(&self, user_id: &str, sid: &str) -> UpdateItemFluentBuilder {
+        self.client.update_item().table_name(&self.table).set_key(Some(session_key(user_id, sid)))
     }
 
     fn token_put(
@@ -250,61 +270,34 @@ impl SessionStore for DynamoSessionStore {
     }
 
     async fn touch(&self, user_id: &str, sid: &str, roles: &[String], now: i64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user_id, sid)))
+        let update = self
+            .update_session(user_id, sid)
             .update_expression("SET #roles = :roles, last_used_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_values(":roles", list(roles))
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+            .expression_attribute_values(":now", n(now));
+        unless_condition_failed(update.send().await)
     }
 
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user_id, sid)))
+        let update = self
+            .update_session(user_id, sid)
             .update_expression("SET #roles = :roles")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#roles", "roles")
-            .expression_attribute_values(":roles", list(roles))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+            .expression_attribute_values(":roles", list(roles));
+        unless_condition_failed(update.send().await)
     }
 
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user_id, sid)))
+        // Already revoked, or no such session: revocation is idempotent.
+        let update = self
+            .update_session(user_id, sid)
             .update_expression("SET revoked_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already revoked, or no such session: revocation is idempotent.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+            .expression_attribute_values(":now", n(now));
+        unless_condition_failed(update.send().await)
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
