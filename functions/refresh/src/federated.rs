@@ -5,13 +5,13 @@
 //! tokens) apply exactly as for native sessions, and the authorizer refuses a
 //! revoked session's access tokens on the next request.
 
-use crate::handlers::{admit, live_session, refuse, reuse_detected, Deps, RefreshBody};
+use crate::handlers::{admit, live_session, refuse, rotate, Deps, RefreshBody};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
 use portcullis_shared::http::{bearer, json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityProvider};
-use portcullis_shared::sessions::{self, hash_external, Rotation};
+use portcullis_shared::sessions::{self, hash_external};
 use portcullis_shared::tokens::TokenResponse;
 use portcullis_shared::ApiError;
 use secrecy::ExposeSecret;
@@ -44,14 +44,9 @@ pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
     let refresh_token = match issued.refresh_token {
         // The pool rotated the token: ours rotates with it, so the old one is spent.
         Some(successor) if successor.expose_secret() != presented => {
-            let expires_at = deps.policy.expires_at(session.created_at);
             let next = hash_external(successor.expose_secret());
-            match deps.sessions.rotate(&session, &hash, &next, &claims.groups, now, expires_at).await? {
-                Rotation::Rotated => {}
-                Rotation::AlreadySpent => return reuse_detected(deps, &meta, &session).await,
-                Rotation::SessionEnded => {
-                    return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await
-                }
+            if let Err(refusal) = rotate(deps, &meta, &session, &hash, &next, &claims.groups, now).await? {
+                return refusal;
             }
             successor.expose_secret().to_owned()
         }

@@ -148,6 +148,26 @@ pub(crate) async fn live_session(
     Ok(Ok(session))
 }
 
+/// Replaces the session's refresh token `old` by `new` (and records `roles`);
+/// otherwise the refusal to answer with. Losing a race with another use of the
+/// same token is reuse too.
+pub(crate) async fn rotate(
+    deps: &Deps,
+    meta: &ClientMeta,
+    session: &SessionRecord,
+    old: &TokenHash,
+    new: &TokenHash,
+    roles: &[String],
+    now: i64,
+) -> Result<Result<(), HandlerResult>, ApiError> {
+    let expires_at = deps.policy.expires_at(session.created_at);
+    Ok(match deps.sessions.rotate(session, old, new, roles, now, expires_at).await? {
+        Rotation::Rotated => Ok(()),
+        Rotation::AlreadySpent => Err(reuse_detected(deps, meta, session).await),
+        Rotation::SessionEnded => Err(refuse(deps, meta, Some(&session.user_id), "session_revoked").await),
+    })
+}
+
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
@@ -167,14 +187,8 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     // Before the rotation: a rotated token without a new access token is a lost session.
     let tokens = deps.tokens.get().await?;
     let (successor, successor_hash) = new_refresh_token();
-    let expires_at = deps.policy.expires_at(session.created_at);
-    match deps.sessions.rotate(&session, &hash, &successor_hash, &roles, now, expires_at).await? {
-        Rotation::Rotated => {}
-        // Lost a race with another use of the same token: that is reuse too.
-        Rotation::AlreadySpent => return reuse_detected(deps, &meta, &session).await,
-        Rotation::SessionEnded => {
-            return refuse(deps, &meta, Some(&session.user_id), "session_revoked").await
-        }
+    if let Err(refusal) = rotate(deps, &meta, &session, &hash, &successor_hash, &roles, now).await? {
+        return refusal;
     }
     let grant = Grant::for_session(&session, roles);
     let (access_token, _) = tokens.issue(grant).map_err(ApiError::internal)?;
