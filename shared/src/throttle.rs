@@ -289,6 +289,35 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// [`Throttle::admit`] with the answer a route gives: a 429 with
+    /// `Retry-After`, audited as `login_throttled` with `reason(why)`, when the
+    /// account or the source IP is over its limit; a 503, audited as
+    /// `throttle_unavailable`, when the counters are unreachable (fail closed:
+    /// no unthrottled guessing).
+    pub async fn admit_audited(
+        &self,
+        auditor: &crate::audit::Auditor,
+        account: &str,
+        subject: Option<String>,
+        meta: &crate::http::ClientMeta,
+        reason: impl Fn(Refusal) -> &'static str,
+    ) -> Result<(), crate::ApiError> {
+        use crate::audit::EventType;
+        match self.admit(Some(account), meta.source_ip.as_deref()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((why, retry_after))) => {
+                auditor.record(EventType::LoginThrottled, subject, meta, Some(reason(why))).await;
+                Err(crate::ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
+            }
+            Err(err) => {
+                auditor
+                    .record(EventType::ThrottleUnavailable, subject, meta, Some("counter_store_error"))
+                    .await;
+                Err(crate::ApiError::unavailable(err))
+            }
+        }
+    }
+
     /// Counts an attempt against the account (if known) and the source IP; `Err`
     /// when the counters are unreachable (callers fail closed with 503).
     pub async fn admit(

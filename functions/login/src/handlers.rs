@@ -167,23 +167,11 @@ pub(crate) async fn admit(
     subject: Option<String>,
     meta: &ClientMeta,
 ) -> Result<(), ApiError> {
-    match deps.throttle.admit(Some(account), meta.source_ip.as_deref()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err((why, retry_after))) => {
-            let reason = match why {
-                portcullis_shared::throttle::Refusal::Account => "account_locked",
-                portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
-            };
-            deps.auditor.record(EventType::LoginThrottled, subject, meta, Some(reason)).await;
-            Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
-        }
-        Err(err) => {
-            deps.auditor
-                .record(EventType::ThrottleUnavailable, subject, meta, Some("counter_store_error"))
-                .await;
-            Err(ApiError::unavailable(err))
-        }
-    }
+    let reason = |why| match why {
+        portcullis_shared::throttle::Refusal::Account => "account_locked",
+        portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
+    };
+    deps.throttle.admit_audited(&deps.auditor, account, subject, meta, reason).await
 }
 
 /// The typed email, when it is an address, and its keyed hash: the account's

@@ -229,26 +229,7 @@ async fn wrong(
 /// (they share the password step's limiter); a lock answers 429, an
 /// unreachable counter store 503.
 pub(crate) async fn admit(deps: &Deps, id: &str, meta: &ClientMeta) -> Result<(), ApiError> {
-    match deps.throttle.admit(Some(id), meta.source_ip.as_deref()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err((_, retry_after))) => {
-            deps.auditor
-                .record(EventType::LoginThrottled, Some(id.to_string()), meta, Some("second_factor"))
-                .await;
-            Err(ApiError::TooManyRequests { retry_after_secs: retry_after.max(1) as u64 })
-        }
-        Err(err) => {
-            deps.auditor
-                .record(
-                    EventType::ThrottleUnavailable,
-                    Some(id.to_string()),
-                    meta,
-                    Some("counter_store_error"),
-                )
-                .await;
-            Err(ApiError::unavailable(err))
-        }
-    }
+    deps.throttle.admit_audited(&deps.auditor, id, Some(id.to_owned()), meta, |_| "second_factor").await
 }
 
 pub(crate) async fn admitted_success(deps: &Deps, id: &str, meta: &ClientMeta) {
