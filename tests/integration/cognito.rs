@@ -3,20 +3,37 @@
 //! another pool, another client or tampered ones are refused.
 
 use crate::login_mysql::{config, key_file};
-use aws_sdk_cognitoidentityprovider::types::{AuthFlowType, ExplicitAuthFlowsType};
+use aws_sdk_cognitoidentityprovider::types::{
+    AuthFlowType, ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType,
+};
 use aws_sdk_cognitoidentityprovider::Client;
 use portcullis_authorizer::{authorize, Ask, Decision};
 use portcullis_shared::clock::SystemClock;
 use portcullis_shared::runtime::{aws_config, Backends};
 use std::sync::Arc;
 
-struct Pool {
-    id: String,
-    client_id: String,
+pub(crate) struct Pool {
+    pub(crate) id: String,
+    pub(crate) client_id: String,
 }
 
-async fn pool(client: &Client, name: &str) -> Pool {
-    let created = client.create_user_pool().pool_name(name).send().await.expect("CreateUserPool");
+/// A user pool like the SAM template's: 12-character minimum and no composition
+/// rules (our own policy runs first), and an app client without a secret.
+pub(crate) async fn pool(client: &Client, name: &str) -> Pool {
+    let policy = PasswordPolicyType::builder()
+        .minimum_length(12)
+        .require_uppercase(false)
+        .require_lowercase(false)
+        .require_numbers(false)
+        .require_symbols(false)
+        .build();
+    let created = client
+        .create_user_pool()
+        .pool_name(name)
+        .policies(UserPoolPolicyType::builder().password_policy(policy).build())
+        .send()
+        .await
+        .expect("CreateUserPool");
     let id = created.user_pool().and_then(|p| p.id()).expect("pool id").to_owned();
     let app = client
         .create_user_pool_client()

@@ -351,17 +351,9 @@ async fn backup_binary_refuses_any_other_event_without_touching_the_bucket() {
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
     let event = serde_json::from_str(include_str!("../../events/backup/not-scheduled.json")).expect("event");
     let (api, addr) = RuntimeApi::start(vec![("manual".into(), event)]).await;
-    let mut child = spawn_function(
-        "portcullis-backup",
-        &addr,
-        &[
-            ("PORTCULLIS_STORE", "mysql".into()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url("backup")),
-            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
-            ("PORTCULLIS_KMS_KEY_ID", new_kms_key().await),
-            ("PORTCULLIS_BACKUP_BUCKET", bucket.clone()),
-        ],
-    );
+    let mut env = deployment_env(&db, &new_table().await, &new_kms_key().await, "backup");
+    env.push(("PORTCULLIS_BACKUP_BUCKET", bucket.clone()));
+    let mut child = spawn_function("portcullis-backup", &addr, &env);
     let answers = api.answers(1, Duration::from_secs(120)).await;
     child.kill().await.ok();
     assert!(answers["manual"].get("invocation_error").is_some(), "{answers:?}");
@@ -382,21 +374,10 @@ async fn login_binary_answers_health_and_fails_closed_while_its_keys_cannot_load
     .map(|(name, text)| (name.to_string(), serde_json::from_str(text).expect("event JSON")))
     .collect();
     let (api, addr) = RuntimeApi::start(events).await;
-    let mut child = spawn_function(
-        "portcullis-login",
-        &addr,
-        &[
-            ("PORTCULLIS_STORE", "mysql".into()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
-            ("PORTCULLIS_KEY_PROVIDER", "kms".into()),
-            (
-                "PORTCULLIS_KMS_KEY_ID",
-                "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000".into(),
-            ),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", new_table().await),
-        ],
-    );
+    // A key id KMS does not know: every unwrap is refused.
+    let missing_key = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-4000-8000-000000000000";
+    let env = deployment_env(&db, &new_table().await, missing_key, "login");
+    let mut child = spawn_function("portcullis-login", &addr, &env);
     let answers = api.answers(2, Duration::from_secs(120)).await;
     child.kill().await.ok();
     assert!(!answers.contains_key("init"), "the function failed to start: {answers:?}");

@@ -5,7 +5,6 @@
 //! recovery codes) the scenario says so.
 
 use crate::local_server::{call, oathtool, serve, Server};
-use aws_sdk_cognitoidentityprovider::types::{ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType};
 use aws_sdk_cognitoidentityprovider::Client;
 use portcullis_shared::runtime::aws_config;
 use reqwest::Method;
@@ -20,37 +19,11 @@ enum Provider {
     Cognito { pool_id: String, client_id: String },
 }
 
-/// A user pool like the SAM template's: 12-character minimum and no composition
-/// rules (our own policy runs first), an app client without a secret.
+/// A fresh pool (see [`crate::cognito::pool`]) as a provider.
 async fn cognito_pool() -> (Provider, Client) {
     let client = Client::new(aws_config().await);
-    let name = format!("pc-http-{}", crate::helpers::hex_token());
-    let policy = PasswordPolicyType::builder()
-        .minimum_length(12)
-        .require_uppercase(false)
-        .require_lowercase(false)
-        .require_numbers(false)
-        .require_symbols(false)
-        .build();
-    let created = client
-        .create_user_pool()
-        .pool_name(name)
-        .policies(UserPoolPolicyType::builder().password_policy(policy).build())
-        .send()
-        .await
-        .expect("CreateUserPool");
-    let pool_id = created.user_pool().and_then(|p| p.id()).expect("pool id").to_owned();
-    let app = client
-        .create_user_pool_client()
-        .user_pool_id(&pool_id)
-        .client_name("portcullis")
-        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
-        .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
-        .send()
-        .await
-        .expect("CreateUserPoolClient");
-    let client_id = app.user_pool_client().and_then(|c| c.client_id()).expect("client id").to_owned();
-    (Provider::Cognito { pool_id, client_id }, client)
+    let pool = crate::cognito::pool(&client, &format!("pc-http-{}", crate::helpers::hex_token())).await;
+    (Provider::Cognito { pool_id: pool.id, client_id: pool.client_id }, client)
 }
 
 async fn server(provider: &Provider, extra: &[(&str, String)]) -> Server {
