@@ -5,11 +5,10 @@
 //! tokens) apply exactly as for native sessions, and the authorizer refuses a
 //! revoked session's access tokens on the next request.
 
-use crate::handlers::{admit, live_session, refuse, rotate, Deps, RefreshBody};
-use http::StatusCode;
+use crate::handlers::{admit, live_session, refreshed, refuse, rotate, Deps, RefreshBody};
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
-use portcullis_shared::http::{bearer, json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::http::{bearer, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityProvider};
 use portcullis_shared::sessions::{self, hash_external};
 use portcullis_shared::tokens::TokenResponse;
@@ -55,19 +54,13 @@ pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
             presented.to_owned()
         }
     };
-    if let Err(err) = deps.throttle.success(None, meta.source_ip.as_deref()).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not release the attempt slot");
-    }
-    deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), &meta, None).await;
-    json(
-        StatusCode::OK,
-        &TokenResponse {
-            access_token: issued.access_token.expose_secret().to_owned(),
-            refresh_token,
-            token_type: "Bearer",
-            expires_in: issued.expires_in,
-        },
-    )
+    let response = TokenResponse {
+        access_token: issued.access_token.expose_secret().to_owned(),
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+    };
+    refreshed(deps, &meta, &session, &response).await
 }
 
 /// Every session ends: ours (the authorizer refuses their tokens at once) and

@@ -192,19 +192,27 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     }
     let grant = Grant::for_session(&session, roles);
     let (access_token, _) = tokens.issue(grant).map_err(ApiError::internal)?;
+    let response = TokenResponse {
+        access_token,
+        refresh_token: successor.expose_secret().to_owned(),
+        token_type: "Bearer",
+        expires_in: tokens.ttl_secs(),
+    };
+    refreshed(deps, &meta, &session, &response).await
+}
+
+/// A successful refresh: the source IP's attempt slot released, the audit event, the tokens.
+pub(crate) async fn refreshed(
+    deps: &Deps,
+    meta: &ClientMeta,
+    session: &SessionRecord,
+    response: &TokenResponse,
+) -> HandlerResult {
     if let Err(err) = deps.throttle.success(None, meta.source_ip.as_deref()).await {
         tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not release the attempt slot");
     }
-    deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), &meta, None).await;
-    json(
-        StatusCode::OK,
-        &TokenResponse {
-            access_token,
-            refresh_token: successor.expose_secret().to_owned(),
-            token_type: "Bearer",
-            expires_in: tokens.ttl_secs(),
-        },
-    )
+    deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), meta, None).await;
+    json(StatusCode::OK, response)
 }
 
 pub async fn logout(deps: &Deps, req: &Request) -> HandlerResult {
