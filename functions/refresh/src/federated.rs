@@ -23,10 +23,7 @@ pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
     let presented = body.refresh_token.expose_secret();
     let hash = hash_external(presented);
     let now = deps.clock.now_secs();
-    let session = match live_session(deps, &meta, &hash, now).await? {
-        Ok(session) => session,
-        Err(refusal) => return refusal,
-    };
+    let session = live_session(deps, &meta, &hash, now).await?;
     let issued = match idp.refresh(&body.refresh_token).await {
         Ok(issued) => issued,
         Err(err) => {
@@ -38,15 +35,13 @@ pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
     let claims = identity::issued_claims(issued.access_token.expose_secret())
         .ok_or_else(|| ApiError::internal(std::io::Error::other("provider token claims")))?;
     if (claims.sub.as_str(), claims.sid.as_str()) != (session.user_id.as_str(), session.sid.as_str()) {
-        return refuse(deps, &meta, Some(&session.user_id), "provider_session_mismatch").await;
+        return Err(refuse(deps, &meta, Some(&session.user_id), "provider_session_mismatch").await);
     }
     let refresh_token = match issued.refresh_token {
         // The pool rotated the token: ours rotates with it, so the old one is spent.
         Some(successor) if successor.expose_secret() != presented => {
             let next = hash_external(successor.expose_secret());
-            if let Err(refusal) = rotate(deps, &meta, &session, &hash, &next, &claims.groups, now).await? {
-                return refusal;
-            }
+            rotate(deps, &meta, &session, &hash, &next, &claims.groups, now).await?;
             successor.expose_secret().to_owned()
         }
         _ => {

@@ -82,15 +82,17 @@ pub(crate) async fn refuse(
     meta: &ClientMeta,
     subject: Option<&str>,
     reason: &'static str,
-) -> HandlerResult {
+) -> ApiError {
     deps.auditor.record(EventType::RefreshFailure, subject.map(str::to_owned), meta, Some(reason)).await;
-    Err(ApiError::InvalidRefreshToken)
+    ApiError::InvalidRefreshToken
 }
 
 /// A spent token came back: the family has leaked, so the whole session dies
 /// (RFC 9700 §4.14.2), including the newest token in the family.
-pub(crate) async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> HandlerResult {
-    deps.sessions.revoke(&session.user_id, &session.sid, deps.clock.now_secs()).await?;
+pub(crate) async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> ApiError {
+    if let Err(err) = deps.sessions.revoke(&session.user_id, &session.sid, deps.clock.now_secs()).await {
+        return err.into();
+    }
     tracing::warn!(user_id = %session.user_id, sid = %session.sid, "refresh token reuse: session revoked");
     deps.auditor
         .record(
@@ -100,7 +102,7 @@ pub(crate) async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &Ses
             Some("spent_token_presented"),
         )
         .await;
-    Err(ApiError::InvalidRefreshToken)
+    ApiError::InvalidRefreshToken
 }
 
 /// Why a session can no longer be used, if it cannot.
@@ -125,31 +127,31 @@ pub(crate) async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError
     }
 }
 
-/// The live session a presented refresh token belongs to; otherwise the refusal
-/// to answer with (unknown token or session, spent token: reuse, ended session).
+/// The live session a presented refresh token belongs to; otherwise the
+/// (audited) refusal (unknown token or session, spent token: reuse, ended session).
 pub(crate) async fn live_session(
     deps: &Deps,
     meta: &ClientMeta,
     hash: &TokenHash,
     now: i64,
-) -> Result<Result<SessionRecord, HandlerResult>, ApiError> {
+) -> Result<SessionRecord, ApiError> {
     let Some(record) = deps.sessions.refresh_token(hash).await? else {
-        return Ok(Err(refuse(deps, meta, None, "unknown_token").await));
+        return Err(refuse(deps, meta, None, "unknown_token").await);
     };
     let Some(session) = deps.sessions.get(&record.user_id, &record.sid).await? else {
-        return Ok(Err(refuse(deps, meta, Some(&record.user_id), "unknown_session").await));
+        return Err(refuse(deps, meta, Some(&record.user_id), "unknown_session").await);
     };
     if record.spent {
-        return Ok(Err(reuse_detected(deps, meta, &session).await));
+        return Err(reuse_detected(deps, meta, &session).await);
     }
     if let Some(reason) = ended(deps, &session, now) {
-        return Ok(Err(refuse(deps, meta, Some(&session.user_id), reason).await));
+        return Err(refuse(deps, meta, Some(&session.user_id), reason).await);
     }
-    Ok(Ok(session))
+    Ok(session)
 }
 
 /// Replaces the session's refresh token `old` by `new` (and records `roles`);
-/// otherwise the refusal to answer with. Losing a race with another use of the
+/// otherwise the (audited) refusal. Losing a race with another use of the
 /// same token is reuse too.
 pub(crate) async fn rotate(
     deps: &Deps,
@@ -159,13 +161,13 @@ pub(crate) async fn rotate(
     new: &TokenHash,
     roles: &[String],
     now: i64,
-) -> Result<Result<(), HandlerResult>, ApiError> {
+) -> Result<(), ApiError> {
     let expires_at = deps.policy.expires_at(session.created_at);
-    Ok(match deps.sessions.rotate(session, old, new, roles, now, expires_at).await? {
+    match deps.sessions.rotate(session, old, new, roles, now, expires_at).await? {
         Rotation::Rotated => Ok(()),
         Rotation::AlreadySpent => Err(reuse_detected(deps, meta, session).await),
         Rotation::SessionEnded => Err(refuse(deps, meta, Some(&session.user_id), "session_revoked").await),
-    })
+    }
 }
 
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
@@ -173,23 +175,18 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
     admit(deps, &meta).await?;
     let Some(hash) = hash_presented(&body.refresh_token) else {
-        return refuse(deps, &meta, None, "malformed_token").await;
+        return Err(refuse(deps, &meta, None, "malformed_token").await);
     };
     let now = deps.clock.now_secs();
-    let session = match live_session(deps, &meta, &hash, now).await? {
-        Ok(session) => session,
-        Err(refusal) => return refusal,
-    };
+    let session = live_session(deps, &meta, &hash, now).await?;
     let roles: Vec<String> = match UserId::parse(&session.user_id) {
         Some(id) => deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect(),
-        None => return refuse(deps, &meta, Some(&session.user_id), "unknown_user").await,
+        None => return Err(refuse(deps, &meta, Some(&session.user_id), "unknown_user").await),
     };
     // Before the rotation: a rotated token without a new access token is a lost session.
     let tokens = deps.tokens.get().await?;
     let (successor, successor_hash) = new_refresh_token();
-    if let Err(refusal) = rotate(deps, &meta, &session, &hash, &successor_hash, &roles, now).await? {
-        return refusal;
-    }
+    rotate(deps, &meta, &session, &hash, &successor_hash, &roles, now).await?;
     let grant = Grant::for_session(&session, roles);
     let (access_token, _) = tokens.issue(grant).map_err(ApiError::internal)?;
     let response = TokenResponse {
