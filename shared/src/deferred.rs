@@ -91,13 +91,6 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         }
     }
 
-    /// An already loaded value that never reloads (tests).
-    pub fn ready(value: T) -> Self {
-        let this = Self::lazy(|| async { Err(BootError("a ready value does not reload".into())) });
-        this.store(Arc::new(value));
-        this
-    }
-
     /// The value, loading it if no load has succeeded yet. Concurrent callers
     /// share one load. A failure is a 503 to the client, with the cause logged.
     pub async fn get(&self) -> Result<Arc<T>, ApiError> {

@@ -178,15 +178,20 @@ impl Caller {
     }
 }
 
-/// The request id to log: API Gateway's, else the Lambda invocation's, else `-`.
+/// `Bearer <token>` (scheme case-insensitive, RFC 7235), else `None`.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
+}
+
 /// The bearer token of the request's `Authorization` header (already verified
 /// by the authorizer when the route is protected).
 pub fn bearer(req: &Request) -> Option<&str> {
-    let value = req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    bearer_token(req.headers().get(http::header::AUTHORIZATION)?.to_str().ok()?)
 }
 
+/// The request id to log: API Gateway's, else the Lambda invocation's, else `-`.
 pub fn request_id(req: &Request) -> String {
     ClientMeta::from_request(req)
         .request_id

@@ -19,6 +19,7 @@ use portcullis_shared::cognito::{peek_issuer, CognitoVerifier};
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::deferred::Deferred;
+pub use portcullis_shared::http::bearer_token;
 use portcullis_shared::rbac::{Policy, Requirement};
 use portcullis_shared::runtime::{Backends, BootError};
 use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
@@ -115,13 +116,6 @@ pub struct Ask<'a> {
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub api_key: Option<&'a str>,
-}
-
-/// `Bearer <token>` (scheme case-insensitive, RFC 7235), else `None`.
-pub fn bearer_token(authorization: &str) -> Option<&str> {
-    let (scheme, token) = authorization.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
 fn refuse(decision: Decision, reason: &str) -> Decision {
