@@ -39,18 +39,19 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
         Some(email) => idp.password_login(email.as_str(), &body.password).await,
         None => Err(IdentityError::Refused),
     };
-    let outcome = match outcome {
-        Ok(outcome) => outcome,
-        Err(IdentityError::Refused) => {
+    let (email, outcome) = match (email, outcome) {
+        (Some(email), Ok(outcome)) => (email, outcome),
+        (_, Err(other)) if !matches!(other, IdentityError::Refused) => {
+            return Err(identity::api_error(other, ApiError::InvalidCredentials))
+        }
+        _ => {
             deps.auditor.record(EventType::LoginFailure, None, &meta, Some("provider_refused")).await;
             return Err(ApiError::InvalidCredentials);
         }
-        Err(other) => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
     };
     if let Err(err) = deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await {
         tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
     }
-    let Some(email) = email else { return Err(ApiError::InvalidCredentials) };
     match outcome {
         PasswordLogin::TotpRequired { session } => {
             deps.auditor.record(EventType::MfaChallenge, None, &meta, Some("provider_totp")).await;
