@@ -41,6 +41,11 @@ if ! $SUDO mariadb-admin ping >/dev/null 2>&1; then
   for _ in $(seq 1 120); do $SUDO mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 $SUDO mariadb-admin ping
+# A server that was stopped without a clean shutdown can leave the Aria system
+# tables (mysql.global_priv, mysql.roles_mapping) marked crashed, and then GRANT
+# fails with "Can't find any matching row". Check them and repair what is broken.
+$SUDO mariadb-check --auto-repair --silent mysql
+$SUDO mariadb -e 'FLUSH PRIVILEGES'
 # The test suite's administrator: creates a throw-away database per test, applies
 # the schema and the least-privilege roles to it. Loopback-only test server.
 $SUDO mariadb <<'SQL'
