@@ -122,13 +122,16 @@ impl ApiKeyStore for MemoryApiKeyStore {
 /// API keys in the DynamoDB table: `pk = APIKEY#<key id>`, `sk = APIKEY`.
 #[derive(Clone)]
 pub struct DynamoApiKeyStore {
-    client: aws_sdk_dynamodb::Client,
+    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl DynamoApiKeyStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+    pub fn new(
+        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
+        table: String,
+    ) -> Self {
+        Self { client: client.into(), table }
     }
 }
 
@@ -160,6 +163,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
         item.insert("expires_at".into(), n(k.valid_until + 86_400));
         let result = self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -178,6 +183,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key_of(key_id)))
@@ -212,6 +219,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
     async fn revoke(&self, key_id: &str, now: i64) -> Result<bool, StoreError> {
         let result = self
             .client
+            .get()
+            .await
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_of(key_id)))

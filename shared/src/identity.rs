@@ -94,13 +94,13 @@ pub trait IdentityProvider: Send + Sync {
 /// An Amazon Cognito user pool, through an app client without a secret that
 /// allows `USER_PASSWORD_AUTH` and `REFRESH_TOKEN_AUTH`. Usernames are emails.
 pub struct CognitoProvider {
-    client: Client,
+    client: crate::runtime::AwsClient<Client>,
     client_id: String,
 }
 
 impl CognitoProvider {
-    pub fn new(client: Client, client_id: String) -> Self {
-        Self { client, client_id }
+    pub fn new(client: impl Into<crate::runtime::AwsClient<Client>>, client_id: String) -> Self {
+        Self { client: client.into(), client_id }
     }
 }
 
@@ -147,6 +147,8 @@ impl IdentityProvider for CognitoProvider {
     async fn sign_up(&self, email: &str, password: &Password) -> Result<String, IdentityError> {
         let out = self
             .client
+            .get()
+            .await
             .sign_up()
             .client_id(&self.client_id)
             .username(email)
@@ -167,6 +169,8 @@ impl IdentityProvider for CognitoProvider {
     async fn password_login(&self, email: &str, password: &Password) -> Result<PasswordLogin, IdentityError> {
         let out = self
             .client
+            .get()
+            .await
             .initiate_auth()
             .client_id(&self.client_id)
             .auth_flow(AuthFlowType::UserPasswordAuth)
@@ -196,6 +200,8 @@ impl IdentityProvider for CognitoProvider {
     ) -> Result<ProviderTokens, IdentityError> {
         let out = self
             .client
+            .get()
+            .await
             .respond_to_auth_challenge()
             .client_id(&self.client_id)
             .challenge_name(ChallengeNameType::SoftwareTokenMfa)
@@ -215,6 +221,8 @@ impl IdentityProvider for CognitoProvider {
     async fn refresh(&self, refresh_token: &SecretString) -> Result<ProviderTokens, IdentityError> {
         let out = self
             .client
+            .get()
+            .await
             .initiate_auth()
             .client_id(&self.client_id)
             .auth_flow(AuthFlowType::RefreshTokenAuth)
@@ -226,7 +234,14 @@ impl IdentityProvider for CognitoProvider {
     }
 
     async fn sign_out_everywhere(&self, access_token: &str) -> Result<(), IdentityError> {
-        self.client.global_sign_out().access_token(access_token).send().await.map_err(classify)?;
+        self.client
+            .get()
+            .await
+            .global_sign_out()
+            .access_token(access_token)
+            .send()
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
@@ -237,6 +252,8 @@ impl IdentityProvider for CognitoProvider {
         new: &Password,
     ) -> Result<(), IdentityError> {
         self.client
+            .get()
+            .await
             .change_password()
             .access_token(access_token)
             .previous_password(current.expose())
@@ -250,6 +267,8 @@ impl IdentityProvider for CognitoProvider {
     async fn begin_totp(&self, access_token: &str) -> Result<SecretString, IdentityError> {
         let out = self
             .client
+            .get()
+            .await
             .associate_software_token()
             .access_token(access_token)
             .send()
@@ -262,6 +281,8 @@ impl IdentityProvider for CognitoProvider {
     async fn confirm_totp(&self, access_token: &str, code: &str) -> Result<(), IdentityError> {
         let out = self
             .client
+            .get()
+            .await
             .verify_software_token()
             .access_token(access_token)
             .user_code(code)
@@ -272,6 +293,8 @@ impl IdentityProvider for CognitoProvider {
             return Err(IdentityError::WrongCode);
         }
         self.client
+            .get()
+            .await
             .set_user_mfa_preference()
             .access_token(access_token)
             .software_token_mfa_settings(
@@ -284,7 +307,8 @@ impl IdentityProvider for CognitoProvider {
     }
 
     async fn profile(&self, access_token: &str) -> Result<Profile, IdentityError> {
-        let out = self.client.get_user().access_token(access_token).send().await.map_err(classify)?;
+        let out =
+            self.client.get().await.get_user().access_token(access_token).send().await.map_err(classify)?;
         let attribute =
             |name: &str| out.user_attributes().iter().find(|a| a.name() == name).and_then(|a| a.value());
         Ok(Profile {

@@ -32,6 +32,65 @@ pub async fn aws_config() -> &'static aws_config::SdkConfig {
     .await
 }
 
+/// An AWS SDK client whose configuration ([`aws_config`]: the credential and
+/// region chains, the TLS context) is built by the first call that needs it,
+/// not at cold start: a request that never reaches the service (a missing
+/// token, a health check) never pays for it. Building it is CPU work, not I/O,
+/// so starting it in the background would gain nothing on a Lambda instance's
+/// single vCPU (measured: it delayed the first response as much). Clones share
+/// one client.
+pub struct AwsClient<C> {
+    cell: Arc<OnceCell<C>>,
+}
+
+/// The SDK clients built from the process's [`aws_config`].
+pub trait SdkClient: Send + Sync + 'static {
+    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self;
+}
+
+impl SdkClient for aws_sdk_dynamodb::Client {
+    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(config)
+    }
+}
+
+impl SdkClient for aws_sdk_kms::Client {
+    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(config)
+    }
+}
+
+impl SdkClient for aws_sdk_cognitoidentityprovider::Client {
+    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(config)
+    }
+}
+
+impl<C> Clone for AwsClient<C> {
+    fn clone(&self) -> Self {
+        Self { cell: self.cell.clone() }
+    }
+}
+
+impl<C: SdkClient> AwsClient<C> {
+    /// A client built from the process's [`aws_config`] on first use.
+    pub fn lazy() -> Self {
+        Self { cell: Arc::new(OnceCell::new()) }
+    }
+
+    /// The client, built on the first call (building cannot fail: credentials resolve per request).
+    pub async fn get(&self) -> &C {
+        self.cell.get_or_init(|| async { C::from_sdk_config(aws_config().await) }).await
+    }
+}
+
+/// A client that is already built (tests, the command-line tool).
+impl<C: SdkClient> From<C> for AwsClient<C> {
+    fn from(client: C) -> Self {
+        Self { cell: Arc::new(OnceCell::new_with(Some(client))) }
+    }
+}
+
 /// The roots AWS service endpoints chain to (Amazon Trust Services, and the
 /// Starfield root that cross-signs them), compiled in.
 const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
@@ -109,7 +168,7 @@ impl Backends {
                 Arc::new(crate::throttle::MemoryCounterStore::default()),
             ),
             SessionBackend::Dynamo { table } => {
-                let client = aws_sdk_dynamodb::Client::new(aws_config().await);
+                let client = AwsClient::lazy();
                 (
                     Arc::new(DynamoSessionStore::new(client.clone(), table.clone())),
                     Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone())),
@@ -167,8 +226,7 @@ pub async fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identit
     match &config.identity {
         crate::config::IdentityBackend::Native => None,
         crate::config::IdentityBackend::Cognito { client_id, .. } => {
-            let client = aws_sdk_cognitoidentityprovider::Client::new(aws_config().await);
-            Some(Arc::new(crate::identity::CognitoProvider::new(client, client_id.clone())))
+            Some(Arc::new(crate::identity::CognitoProvider::new(AwsClient::lazy(), client_id.clone())))
         }
     }
 }
@@ -179,10 +237,7 @@ pub async fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootE
         KeyBackend::LocalFile { path } => LocalKeyProvider::open_or_create(path)
             .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)
             .map_err(|e| BootError::from_error("PORTCULLIS_LOCAL_KEY_FILE", &e)),
-        KeyBackend::Kms { key_id } => {
-            let client = aws_sdk_kms::Client::new(aws_config().await);
-            Ok(Arc::new(KmsKeyProvider::new(client, key_id.clone())))
-        }
+        KeyBackend::Kms { key_id } => Ok(Arc::new(KmsKeyProvider::new(AwsClient::lazy(), key_id.clone()))),
     }
 }
 
@@ -275,6 +330,16 @@ impl KeySource {
 #[cfg(test)]
 mod tests {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+    #[tokio::test]
+    async fn a_lazy_client_is_built_once_on_first_use_and_shared_by_clones() {
+        let lazy = super::AwsClient::<aws_sdk_dynamodb::Client>::lazy();
+        assert!(lazy.cell.get().is_none(), "nothing is built before the first call");
+        let copy = lazy.clone();
+        let first: *const _ = copy.get().await;
+        assert!(lazy.cell.get().is_some());
+        assert!(std::ptr::eq(first, lazy.get().await), "clones share one client");
+    }
 
     #[test]
     fn the_compiled_in_trust_store_holds_the_five_amazon_roots() {

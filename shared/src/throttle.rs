@@ -102,13 +102,16 @@ impl CounterStore for MemoryCounterStore {
 /// Counters in the DynamoDB table: `pk = THROTTLE#<key>`, `sk = THROTTLE`.
 #[derive(Clone)]
 pub struct DynamoCounterStore {
-    client: aws_sdk_dynamodb::Client,
+    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl DynamoCounterStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+    pub fn new(
+        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
+        table: String,
+    ) -> Self {
+        Self { client: client.into(), table }
     }
 
     fn key(key: &str) -> HashMap<String, AttributeValue> {
@@ -149,6 +152,8 @@ impl CounterStore for DynamoCounterStore {
             // 1. Count within an active, unlocked window.
             let counted = conditional!(
                 self.client
+                    .get()
+                    .await
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(Self::key(key)))
@@ -173,6 +178,8 @@ impl CounterStore for DynamoCounterStore {
                 let until = now + limit.lock_secs(level);
                 let locked = conditional!(self
                     .client
+                    .get()
+                    .await
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(Self::key(key)))
@@ -196,6 +203,8 @@ impl CounterStore for DynamoCounterStore {
             // 2. Locked, missing, or the window ended: look.
             let current = self
                 .client
+                .get()
+                .await
                 .get_item()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(key)))
@@ -222,6 +231,8 @@ impl CounterStore for DynamoCounterStore {
             fresh.insert("expires_at".into(), n(now + limit.window_secs + limit.max_lock_secs + 60));
             let started = conditional!(
                 self.client
+                    .get()
+                    .await
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(fresh))
@@ -248,6 +259,8 @@ impl CounterStore for DynamoCounterStore {
     async fn succeed(&self, key: &str, reset: bool) -> Result<(), StoreError> {
         if reset {
             self.client
+                .get()
+                .await
                 .delete_item()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(key)))
@@ -258,6 +271,8 @@ impl CounterStore for DynamoCounterStore {
         }
         conditional!(
             self.client
+                .get()
+                .await
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(Self::key(key)))

@@ -166,13 +166,13 @@ impl KeyProvider for LocalKeyProvider {
 
 /// AWS KMS: `GenerateDataKey`/`Decrypt` with the encryption context.
 pub struct KmsKeyProvider {
-    client: aws_sdk_kms::Client,
+    client: crate::runtime::AwsClient<aws_sdk_kms::Client>,
     key_id: String,
 }
 
 impl KmsKeyProvider {
-    pub fn new(client: aws_sdk_kms::Client, key_id: String) -> Self {
-        Self { client, key_id }
+    pub fn new(client: impl Into<crate::runtime::AwsClient<aws_sdk_kms::Client>>, key_id: String) -> Self {
+        Self { client: client.into(), key_id }
     }
 }
 
@@ -189,6 +189,8 @@ impl KeyProvider for KmsKeyProvider {
     async fn generate_data_key(&self, context: &EncryptionContext) -> Result<DataKey, KeyError> {
         let out = self
             .client
+            .get()
+            .await
             .generate_data_key()
             .key_id(&self.key_id)
             .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256)
@@ -209,6 +211,8 @@ impl KeyProvider for KmsKeyProvider {
     ) -> Result<SecretBox<[u8; 32]>, KeyError> {
         let result = self
             .client
+            .get()
+            .await
             .decrypt()
             .key_id(&self.key_id)
             .ciphertext_blob(Blob::new(wrapped))

@@ -73,13 +73,16 @@ impl ChallengeStore for MemoryChallengeStore {
 
 #[derive(Clone)]
 pub struct DynamoChallengeStore {
-    client: aws_sdk_dynamodb::Client,
+    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl DynamoChallengeStore {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
-        Self { client, table }
+    pub fn new(
+        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
+        table: String,
+    ) -> Self {
+        Self { client: client.into(), table }
     }
 }
 
@@ -108,6 +111,8 @@ impl ChallengeStore for DynamoChallengeStore {
         item.insert("attempts".into(), n(c.attempts));
         item.insert("expires_at".into(), n(c.expires_at));
         self.client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -121,6 +126,8 @@ impl ChallengeStore for DynamoChallengeStore {
     async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(key(hash)))
@@ -145,6 +152,8 @@ impl ChallengeStore for DynamoChallengeStore {
     async fn fail(&self, hash: &[u8; 32], now: i64) -> Result<i64, StoreError> {
         let result = self
             .client
+            .get()
+            .await
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(hash)))
@@ -174,6 +183,8 @@ impl ChallengeStore for DynamoChallengeStore {
     async fn consume(&self, hash: &[u8; 32], now: i64) -> Result<bool, StoreError> {
         let result = self
             .client
+            .get()
+            .await
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(hash)))

@@ -98,18 +98,21 @@ fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
 /// Sessions and refresh tokens in one DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoSessionStore {
-    client: Client,
+    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl DynamoSessionStore {
-    pub fn new(client: Client, table: String) -> Self {
-        Self { client, table }
+    pub fn new(
+        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
+        table: String,
+    ) -> Self {
+        Self { client: client.into(), table }
     }
 
     /// An UpdateItem on one session record.
-    fn update_session(&self, user_id: &str, sid: &str) -> UpdateItemFluentBuilder {
-        self.client.update_item().table_name(&self.table).set_key(Some(session_key(user_id, sid)))
+    async fn update_session(&self, user_id: &str, sid: &str) -> UpdateItemFluentBuilder {
+        self.client.get().await.update_item().table_name(&self.table).set_key(Some(session_key(user_id, sid)))
     }
 
     fn token_put(
@@ -161,6 +164,8 @@ impl SessionStore for DynamoSessionStore {
             .map_err(unavailable)?;
         let result = self
             .client
+            .get()
+            .await
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
             .transact_items(self.token_put(first, session, expires_at)?)
@@ -178,6 +183,8 @@ impl SessionStore for DynamoSessionStore {
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(token_key(hash)))
@@ -197,6 +204,8 @@ impl SessionStore for DynamoSessionStore {
     async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .set_key(Some(session_key(user_id, sid)))
@@ -239,6 +248,8 @@ impl SessionStore for DynamoSessionStore {
             .map_err(unavailable)?;
         let result = self
             .client
+            .get()
+            .await
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().update(spend).build())
             .transact_items(self.token_put(new, session, expires_at)?)
@@ -272,6 +283,7 @@ impl SessionStore for DynamoSessionStore {
     async fn touch(&self, user_id: &str, sid: &str, roles: &[String], now: i64) -> Result<(), StoreError> {
         let update = self
             .update_session(user_id, sid)
+            .await
             .update_expression("SET #roles = :roles, last_used_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
             .expression_attribute_names("#roles", "roles")
@@ -283,6 +295,7 @@ impl SessionStore for DynamoSessionStore {
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
         let update = self
             .update_session(user_id, sid)
+            .await
             .update_expression("SET #roles = :roles")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#roles", "roles")
@@ -294,6 +307,7 @@ impl SessionStore for DynamoSessionStore {
         // Already revoked, or no such session: revocation is idempotent.
         let update = self
             .update_session(user_id, sid)
+            .await
             .update_expression("SET revoked_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
             .expression_attribute_values(":now", n(now));
@@ -306,6 +320,8 @@ impl SessionStore for DynamoSessionStore {
         loop {
             let page = self
                 .client
+                .get()
+                .await
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
