@@ -44,7 +44,13 @@ impl MySqlStore {
             // No COM_RESET_CONNECTION on return: it would discard the prepared-statement
             // cache and the UTC session set below. No code here leaves session state behind.
             .with_reset_connection(false);
-        let opts = OptsBuilder::from_opts(opts).init(vec!["SET time_zone = '+00:00'"]).pool_opts(pool_opts);
+        // `prefer_socket(false)`: connect where the URL says. mysql_async otherwise
+        // follows a loopback TCP connection with a second handshake over the
+        // server's Unix socket, doubling the first connection's cost.
+        let opts = OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .init(vec!["SET time_zone = '+00:00'"])
+            .pool_opts(pool_opts);
         Ok(Self { pool: Pool::new(opts) })
     }
 
