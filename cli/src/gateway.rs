@@ -36,7 +36,7 @@ impl Gateway {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let backends = Backends::open(config).await?;
-        let provider = key_provider(config).await?;
+        let provider = key_provider(config)?;
         // Login first: on a first start it creates the signing key the authorizer loads.
         let login = portcullis_login::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
         let refresh =

@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             let backends = portcullis_shared::runtime::Backends::open(&config).await?;
-            let provider = portcullis_shared::runtime::key_provider(&config).await?;
+            let provider = portcullis_shared::runtime::key_provider(&config)?;
             let now = portcullis_shared::clock::Clock::now_secs(&portcullis_shared::clock::SystemClock);
             let kid =
                 portcullis_shared::crypto::rotate_signing_key(backends.keys.as_ref(), provider.as_ref(), now)
@@ -137,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
             let backup = portcullis_backup::Backup {
                 database: database.to_owned(),
                 store,
-                keys: portcullis_shared::runtime::key_provider(&config).await?,
+                keys: portcullis_shared::runtime::key_provider(&config)?,
                 clock: std::sync::Arc::new(portcullis_shared::clock::SystemClock),
                 scratch: std::env::temp_dir().join("portcullis-backup"),
                 progress: None,

@@ -23,7 +23,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let (deps, verifier) = rt.block_on(async {
         let config = Config::from_lookup(|n| (n == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.clone())).expect("config");
         let backends = Backends::open(&config).await.expect("backends");
-        let provider = key_provider(&config).await.expect("keys");
+        let provider = key_provider(&config).expect("keys");
         // Creates the signing key, so real signatures are in play.
         token_issuer(&config, &backends, provider.as_ref(), Arc::new(SystemClock)).await.expect("issuer");
         let deps = Deps::build(&config, &backends, Arc::new(SystemClock)).await.expect("deps");

@@ -32,7 +32,7 @@ pub async fn serve_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     config.require_durable_store()?;
     let backends = Backends::open(&config).await?;
-    let provider = key_provider(&config).await?;
+    let provider = key_provider(&config)?;
     let function = Arc::new(F::build(&config, &backends, provider, Arc::new(SystemClock)).await?);
     lambda_http::run(service_fn(move |req: Request| {
         let function = function.clone();

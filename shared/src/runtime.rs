@@ -222,7 +222,7 @@ impl Backends {
 }
 
 /// The configured external identity provider; `None` for the native one.
-pub async fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identity::IdentityProvider>> {
+pub fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identity::IdentityProvider>> {
     match &config.identity {
         crate::config::IdentityBackend::Native => None,
         crate::config::IdentityBackend::Cognito { client_id, .. } => {
@@ -232,7 +232,7 @@ pub async fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identit
 }
 
 /// The configured key provider: KMS (endpoint from `AWS_ENDPOINT_URL` when set) or the local file.
-pub async fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootError> {
+pub fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootError> {
     match &config.keys {
         KeyBackend::LocalFile { path } => LocalKeyProvider::open_or_create(path)
             .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)

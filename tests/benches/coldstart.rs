@@ -72,7 +72,7 @@ async fn valid_token_event(env: &[(String, String)]) -> serde_json::Value {
     })
     .expect("config");
     let backends = portcullis_shared::runtime::Backends::open(&config).await.expect("backends");
-    let provider = portcullis_shared::runtime::key_provider(&config).await.expect("key provider");
+    let provider = portcullis_shared::runtime::key_provider(&config).expect("key provider");
     let clock: std::sync::Arc<dyn Clock> = std::sync::Arc::new(SystemClock);
     let issuer =
         portcullis_shared::runtime::token_issuer(&config, &backends, provider.as_ref(), clock.clone())

@@ -46,7 +46,7 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
     }
     let cfg = env("admin");
     let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).await.expect("keys");
+    let provider = key_provider(&cfg).expect("keys");
     let admin = portcullis_admin::Deps::build(&cfg, &backends, provider.clone(), Arc::new(SystemClock))
         .await
         .expect("admin");

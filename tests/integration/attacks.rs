@@ -27,7 +27,7 @@ fn pem(der: &[u8]) -> String {
 async fn every_forged_token_is_refused_and_the_control_passes() {
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).await.expect("keys");
+    let provider = key_provider(&cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let login =
         portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");

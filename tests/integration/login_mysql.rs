@@ -29,7 +29,7 @@ pub fn key_file() -> String {
 
 pub async fn deps_with(config: &Config) -> Deps {
     let backends = Backends::open(config).await.expect("backends");
-    let provider = key_provider(config).await.expect("key provider");
+    let provider = key_provider(config).expect("key provider");
     Deps::build(config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("login deps")
 }
 

@@ -38,7 +38,7 @@ async fn setup() -> Mfa {
     };
     let login_cfg = env("login");
     let backends = Backends::open(&login_cfg).await.expect("backends");
-    let provider = key_provider(&login_cfg).await.expect("keys");
+    let provider = key_provider(&login_cfg).expect("keys");
     let login = portcullis_login::Deps::build(&login_cfg, &backends, provider.clone(), c.clone())
         .await
         .expect("login");

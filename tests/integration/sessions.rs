@@ -32,7 +32,7 @@ async fn harness(extra: &[(&str, String)]) -> Harness {
     pairs.extend(extra.iter().cloned());
     let cfg = config(&pairs);
     let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).await.expect("keys");
+    let provider = key_provider(&cfg).expect("keys");
     let clock = ManualClock::new(1_900_000_000);
     let c: Arc<dyn Clock> = Arc::new(clock.clone());
     let login =
@@ -301,7 +301,7 @@ async fn refresh_failures_look_alike_whatever_the_reason() {
 #[tokio::test]
 async fn rotated_signing_keys_reach_warm_authorizers_and_keep_earlier_tokens_valid_until_the_next_rotation() {
     let h = harness(&[]).await;
-    let provider = key_provider(&h.cfg).await.expect("keys");
+    let provider = key_provider(&h.cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(h.clock.clone());
     register(&h, "keys@example.com").await;
     let before = login(&h, "keys@example.com").await;
@@ -386,7 +386,7 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
     ));
     let backends = Backends::memory(Arc::new(portcullis_shared::store::MemoryStore::new()), sessions);
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
-    let provider = key_provider(&cfg).await.expect("keys");
+    let provider = key_provider(&cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(portcullis_shared::clock::SystemClock);
     let login =
         portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");

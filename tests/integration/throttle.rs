@@ -26,7 +26,7 @@ async fn setup(extra: &[(&str, String)]) -> Limits {
     pairs.extend(extra.iter().cloned());
     let cfg = config(&pairs);
     let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).await.expect("keys");
+    let provider = key_provider(&cfg).expect("keys");
     let clock = ManualClock::new(1_900_000_000);
     let c: Arc<dyn Clock> = Arc::new(clock.clone());
     let login = portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c).await.expect("login");
@@ -176,7 +176,7 @@ async fn an_unreachable_counter_store_fails_closed() {
         "unreachable".into(),
     ));
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
-    let provider = key_provider(&cfg).await.expect("keys");
+    let provider = key_provider(&cfg).expect("keys");
     let login = portcullis_login::Deps::build(
         &cfg,
         &backends,

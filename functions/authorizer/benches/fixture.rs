@@ -35,7 +35,7 @@ pub async fn world(dir: &std::path::Path, n: usize) -> World {
             .expect("config");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backends = Backends::open(&config).await.expect("backends");
-    let provider = key_provider(&config).await.expect("keys");
+    let provider = key_provider(&config).expect("keys");
     let issuer = token_issuer(&config, &backends, provider.as_ref(), clock.clone()).await.expect("issuer");
     let deps = Deps::build(&config, &backends, clock.clone()).await.expect("deps");
     deps.verifier.get().await.expect("verification keys");

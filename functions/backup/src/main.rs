@@ -28,7 +28,7 @@ async fn main() -> Result<(), Error> {
             bucket,
             kms_key_id: std::env::var("PORTCULLIS_BACKUP_KMS_KEY_ID").ok(),
         }),
-        keys: key_provider(&config).await?,
+        keys: key_provider(&config)?,
         clock: Arc::new(SystemClock),
         scratch: std::env::temp_dir().join("portcullis-backup"),
         progress: None,

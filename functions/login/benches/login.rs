@@ -65,7 +65,7 @@ async fn main() {
     })
     .expect("config");
     let backends = Backends::open(&config).await.expect("backends");
-    let provider = key_provider(&config).await.expect("keys");
+    let provider = key_provider(&config).expect("keys");
     let mut deps =
         Deps::build(&config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("deps");
 

@@ -46,7 +46,7 @@ async fn main() {
     })
     .expect("config");
     let backends = Backends::open(&config).await.expect("backends");
-    let provider = key_provider(&config).await.expect("keys");
+    let provider = key_provider(&config).expect("keys");
     let deps = Deps::build(&config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("deps");
 
     // Existing accounts for the wrong-password case (one try each, so none locks),

@@ -77,7 +77,7 @@ impl Deps {
             policy: PasswordPolicy::new(config.password_min_length, config.hibp_url.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
-            identity: portcullis_shared::runtime::identity_provider(config).await,
+            identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
 }

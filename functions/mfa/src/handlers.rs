@@ -64,7 +64,7 @@ impl Deps {
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
-            identity: portcullis_shared::runtime::identity_provider(config).await,
+            identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
 }

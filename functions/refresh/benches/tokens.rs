@@ -38,7 +38,7 @@ async fn main() {
     .expect("config");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backends = Backends::open(&config).await.expect("backends");
-    let provider = key_provider(&config).await.expect("keys");
+    let provider = key_provider(&config).expect("keys");
     let issuer = token_issuer(&config, &backends, provider.as_ref(), clock.clone()).await.expect("issuer");
     let keys = load_verifying_keys(backends.keys.as_ref()).await.expect("keys");
     let verifier = TokenVerifier::new(&keys, &config.issuer, &config.audience, clock.clone());

@@ -54,7 +54,7 @@ impl Deps {
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
-            identity: portcullis_shared::runtime::identity_provider(config).await,
+            identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
 }
