@@ -102,6 +102,20 @@ impl CognitoProvider {
     pub fn new(client: impl Into<crate::runtime::AwsClient<Client>>, client_id: String) -> Self {
         Self { client: client.into(), client_id }
     }
+
+    /// `InitiateAuth` through our app client: the password and the refresh flows.
+    async fn initiate_auth(
+        &self,
+        flow: AuthFlowType,
+        parameters: &[(&str, &str)],
+    ) -> Result<aws_sdk_cognitoidentityprovider::operation::initiate_auth::InitiateAuthOutput, IdentityError>
+    {
+        let mut call = self.client.get().await.initiate_auth().client_id(&self.client_id).auth_flow(flow);
+        for (name, value) in parameters {
+            call = call.auth_parameters(*name, *value);
+        }
+        call.send().await.map_err(classify)
+    }
 }
 
 /// Maps a Cognito error code. Every "who are you" failure is one `Refused`
@@ -168,17 +182,11 @@ impl IdentityProvider for CognitoProvider {
 
     async fn password_login(&self, email: &str, password: &Password) -> Result<PasswordLogin, IdentityError> {
         let out = self
-            .client
-            .get()
-            .await
-            .initiate_auth()
-            .client_id(&self.client_id)
-            .auth_flow(AuthFlowType::UserPasswordAuth)
-            .auth_parameters("USERNAME", email)
-            .auth_parameters("PASSWORD", password.expose())
-            .send()
-            .await
-            .map_err(classify)?;
+            .initiate_auth(
+                AuthFlowType::UserPasswordAuth,
+                &[("USERNAME", email), ("PASSWORD", password.expose())],
+            )
+            .await?;
         match out.challenge_name() {
             None => tokens(out.authentication_result()).map(PasswordLogin::Tokens),
             Some(ChallengeNameType::SoftwareTokenMfa) => Ok(PasswordLogin::TotpRequired {
@@ -220,16 +228,11 @@ impl IdentityProvider for CognitoProvider {
 
     async fn refresh(&self, refresh_token: &SecretString) -> Result<ProviderTokens, IdentityError> {
         let out = self
-            .client
-            .get()
-            .await
-            .initiate_auth()
-            .client_id(&self.client_id)
-            .auth_flow(AuthFlowType::RefreshTokenAuth)
-            .auth_parameters("REFRESH_TOKEN", refresh_token.expose_secret())
-            .send()
-            .await
-            .map_err(classify)?;
+            .initiate_auth(
+                AuthFlowType::RefreshTokenAuth,
+                &[("REFRESH_TOKEN", refresh_token.expose_secret())],
+            )
+            .await?;
         tokens(out.authentication_result())
     }
 
