@@ -1,10 +1,11 @@
 //! Key material loaded once per process, off the cold-start path.
 //!
 //! A function's keys (a KMS unwrap, a MySQL read) are fetched by a task started
-//! at cold start and awaited only by the requests that need them, so the
-//! runtime starts polling for the first event without waiting on KMS, and a
-//! request that needs no key (a health check, a malformed body, a missing
-//! token) is answered at once. A failed fetch is not cached: the next request
+//! at cold start ([`Deferred::prefetch`]) or by the first request that needs
+//! them ([`Deferred::lazy`]), and awaited only by the requests that need them,
+//! so the runtime starts polling for the first event without waiting on KMS,
+//! and a request that needs no key (a health check, a malformed body, a
+//! missing token) is answered at once. A failed fetch is not cached: the next request
 //! that needs the keys tries again, and meanwhile those requests get a 503,
 //! never a guess. A loaded value can be reloaded, at most once per interval
 //! (the authorizer does so for a token signed by a key published since).
@@ -77,7 +78,9 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         this
     }
 
-    fn lazy<F, Fut>(load: F) -> Self
+    /// Loads on first use: for a value only some requests need, when a
+    /// background load would compete with answering the others.
+    pub fn lazy<F, Fut>(load: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BootError>> + Send + 'static,
@@ -89,6 +92,11 @@ impl<T: Send + Sync + 'static> Deferred<T> {
                 load: Box::new(move || Box::pin(load())),
             }),
         }
+    }
+
+    /// The value if a load has succeeded, without waiting or loading.
+    pub fn loaded(&self) -> Option<Arc<T>> {
+        self.current().map(|(value, _)| value)
     }
 
     /// The value, loading it if no load has succeeded yet. Concurrent callers

@@ -4,9 +4,10 @@
 //! the same run. Prints numbers. Each function answers an event that needs no
 //! key and no store round trip (a health check, a missing token, a body with an
 //! unknown field, an unauthenticated call), so the figure is the process's own
-//! start-up, not the latency of the local emulators; its key material loads in
-//! the background meanwhile. One more row has the authorizer decide on a valid
-//! token, which waits for the keys (MySQL) and reads the session (DynamoDB). The backup function is measured
+//! start-up, not the latency of the local emulators (the functions' key
+//! material loads in the background meanwhile; the authorizer reads its keys
+//! when the first bearer token arrives). One more row has the authorizer decide
+//! on a valid token: it reads the keys (MySQL) and the session (DynamoDB). The backup function is measured
 //! refusing a non-schedule event: a whole backup is `scripts/bench-backup.sh`'s. Needs the services `scripts/test.sh` starts
 //! (MariaDB, moto) and binaries built with `cargo build --profile bench --bins`;
 //! `scripts/bench.sh` does both.
@@ -63,7 +64,7 @@ async fn cold_start(
 }
 
 /// An authorizer event carrying a valid token for a live DynamoDB session, so
-/// the first response includes loading the keys from MySQL and reading the session.
+/// the first response includes reading the keys from MySQL and the session.
 async fn valid_token_event(env: &[(String, String)]) -> serde_json::Value {
     use portcullis_shared::clock::{Clock, SystemClock};
     let lookup: std::collections::HashMap<_, _> = env.iter().cloned().collect();

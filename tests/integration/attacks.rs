@@ -93,19 +93,66 @@ async fn every_forged_token_is_refused_and_the_control_passes() {
     let forged: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).expect("forger JSON");
     assert!(forged.len() >= 35, "only {} forgeries", forged.len());
 
+    // Each forgery meets a warm authorizer (keys loaded) and a cold one, where
+    // the session the token names is read while the keys load, before any check.
     let mut accepted = Vec::new();
     for item in &forged {
         let name = item["name"].as_str().expect("name");
         let token = item["token"].as_str().expect("token");
-        let decision = crate::helpers::authorize_me(&authorizer, &format!("Bearer {token}")).await;
-        let allowed = matches!(decision, Decision::Allow(_));
-        if name == "control" {
-            assert!(allowed, "the correctly signed control token was refused: {decision:?}");
-        } else if allowed {
-            accepted.push(name.to_owned());
-        } else {
-            assert_eq!(decision, Decision::Unauthorized, "{name}");
+        let cold =
+            portcullis_authorizer::Deps::build(&cfg, &backends, clock.clone()).await.expect("authorizer");
+        assert!(cold.verifier.loaded().is_none(), "a new instance has read no keys yet");
+        for (instance, deps) in [("warm", &authorizer), ("cold", &cold)] {
+            let decision = crate::helpers::authorize_me(deps, &format!("Bearer {token}")).await;
+            let allowed = matches!(decision, Decision::Allow(_));
+            if name == "control" {
+                assert!(allowed, "the correctly signed control token was refused ({instance}): {decision:?}");
+            } else if allowed {
+                accepted.push(format!("{name} ({instance})"));
+            } else {
+                assert_eq!(decision, Decision::Unauthorized, "{name} ({instance})");
+            }
         }
     }
     assert!(accepted.is_empty(), "forgeries accepted: {accepted:?}");
+}
+
+/// The authorizer reads our keys only for our tokens: a cold instance answers
+/// a missing credential and an API key without touching them.
+#[tokio::test]
+async fn keys_are_read_when_the_first_bearer_token_arrives() {
+    let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
+    let backends = Backends::open(&cfg).await.expect("backends");
+    let provider = key_provider(&cfg).expect("keys");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let login =
+        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
+    let creds = serde_json::json!({"email": "first@example.com", "password": GOOD_PASSWORD}).to_string();
+    parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await);
+    let (status, body, _) =
+        parts(portcullis_login::handle(&login, request("POST", "/auth/login", Some(&creds), None)).await);
+    assert_eq!(status, 200, "{body}");
+    let access = serde_json::from_str::<serde_json::Value>(&body).expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let authorizer =
+        portcullis_authorizer::Deps::build(&cfg, &backends, clock.clone()).await.expect("authorizer");
+    let ask = |authorization, api_key| portcullis_authorizer::Ask {
+        method: "GET",
+        path: "/admin/users",
+        authorization,
+        api_key,
+    };
+    let missing = portcullis_authorizer::authorize(&authorizer, ask(None, None)).await;
+    assert_eq!(missing, Decision::Unauthorized);
+    let key = format!("pck_{}_{}", "0".repeat(32), "A".repeat(43));
+    let unknown_key = portcullis_authorizer::authorize(&authorizer, ask(None, Some(&key))).await;
+    assert_eq!(unknown_key, Decision::Unauthorized);
+    assert!(authorizer.verifier.loaded().is_none(), "no key read for requests without a bearer token");
+
+    let decision = crate::helpers::authorize_me(&authorizer, &format!("Bearer {access}")).await;
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    assert!(authorizer.verifier.loaded().is_some(), "the first token loaded the keys");
 }

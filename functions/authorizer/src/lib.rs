@@ -23,13 +23,16 @@ pub use portcullis_shared::http::bearer_token;
 use portcullis_shared::rbac::{Policy, Requirement};
 use portcullis_shared::runtime::{Backends, BootError};
 use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
-use portcullis_shared::tokens::{TokenError, TokenVerifier};
+use portcullis_shared::store::StoreError;
+use portcullis_shared::tokens::{peek_session, TokenError, TokenVerifier};
 use std::sync::Arc;
 
 /// What the authorizer needs, built once at cold start.
 pub struct Deps {
-    /// Our published keys, fetched from MySQL in the background from cold start
-    /// on; only a request carrying one of our tokens waits for them.
+    /// Our published keys, read from MySQL when the first of our tokens arrives
+    /// (together with that token's session), then kept. Requests without one of
+    /// our tokens (API keys, Cognito tokens, refusals) never wait for them, and
+    /// no background read competes with answering them on a cold instance.
     pub verifier: Deferred<TokenVerifier>,
     pub sessions: Arc<dyn SessionStore>,
     pub api_keys: Arc<dyn ApiKeyStore>,
@@ -48,8 +51,8 @@ pub struct Deps {
 pub const KEY_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Deps {
-    /// Parses the RBAC policy (an invalid one stops the cold start) and starts
-    /// loading the published verification keys (never private material).
+    /// Parses the RBAC policy (an invalid one stops the cold start) and prepares
+    /// the loader of the published verification keys (never private material).
     pub async fn build(
         config: &Config,
         backends: &Backends,
@@ -58,7 +61,7 @@ impl Deps {
         let policy = Policy::bundled().map_err(|e| BootError(e.to_string()))?;
         let (store, issuer, audience, verifier_clock) =
             (backends.keys.clone(), config.issuer.clone(), config.audience.clone(), clock.clone());
-        let verifier = Deferred::prefetch(move || {
+        let verifier = Deferred::lazy(move || {
             let (store, issuer, audience, clock) =
                 (store.clone(), issuer.clone(), audience.clone(), verifier_clock.clone());
             async move {
@@ -180,7 +183,15 @@ async fn cognito_decision(
 
 /// The session, if it exists and is live; otherwise the refusal.
 async fn live_session(deps: &Deps, sub: &str, sid: &str) -> Result<SessionRecord, Decision> {
-    let session = match deps.sessions.get(sub, sid).await {
+    judge_session(deps, deps.sessions.get(sub, sid).await)
+}
+
+/// Judges a session read: it must exist and be live.
+fn judge_session(
+    deps: &Deps,
+    read: Result<Option<SessionRecord>, StoreError>,
+) -> Result<SessionRecord, Decision> {
+    let session = match read {
         Ok(Some(session)) => session,
         Ok(None) => return Err(refuse(Decision::Unauthorized, "unknown session")),
         Err(err) => {
@@ -200,7 +211,20 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
             return cognito_decision(deps, cognito, token, requirement).await;
         }
     }
-    let verifier = match deps.verifier.get().await {
+    // On a cold instance the keys are not loaded yet: read them and, at the same
+    // time, the session the token names. That early read decides nothing: it is
+    // used only once the signature has verified and named the same session.
+    let (verifier, early) = match deps.verifier.loaded() {
+        Some(verifier) => (Ok(verifier), None),
+        None => match peek_session(token) {
+            Some((sub, sid)) => {
+                let (verifier, read) = tokio::join!(deps.verifier.get(), deps.sessions.get(&sub, &sid));
+                (verifier, Some((sub, sid, read)))
+            }
+            None => (deps.verifier.get().await, None),
+        },
+    };
+    let verifier = match verifier {
         Ok(verifier) => verifier,
         Err(_) => return refuse(Decision::Unauthorized, "verification keys unavailable"),
     };
@@ -217,7 +241,11 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
         Ok(claims) => claims,
         Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),
     };
-    let session = match live_session(deps, &claims.sub, &claims.sid).await {
+    let read = match early {
+        Some((sub, sid, read)) if sub == claims.sub && sid == claims.sid => read,
+        _ => deps.sessions.get(&claims.sub, &claims.sid).await,
+    };
+    let session = match judge_session(deps, read) {
         Ok(session) => session,
         Err(refusal) => return refusal,
     };
