@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
 command -v zstd >/dev/null && [ -x /usr/bin/time ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zstd time; }
-cargo build -q --profile bench -p portcullis-cli
-bin="$CARGO_TARGET_DIR/release/portcullis"
+# The binary in $PORTCULLIS_BIN_DIR (scripts/bench.sh: the release build), else a bench-profile build.
+[ -n "${PORTCULLIS_BIN_DIR:-}" ] || cargo build -q --profile bench -p portcullis-cli
+bin="${PORTCULLIS_BIN_DIR:-$CARGO_TARGET_DIR/release}/portcullis"
 work=$(mktemp -d /var/tmp/portcullis-bench-backup.XXXX)
 trap 'rm -rf "$work"' EXIT
 url_base="mysql://portcullis_test:portcullis_test@127.0.0.1:3306"

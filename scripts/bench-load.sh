@@ -3,13 +3,14 @@
 # authorizer (ES256 verify, session lookup, RBAC) and then the login function, with
 # wrk (Debian package), 64 connections for 10 s, against `GET /health` on the same
 # server (no authorizer, no store) as the in-run baseline. In-memory stores.
-# Expects the bench-profile `portcullis` binary (scripts/bench.sh builds it).
+# Runs the `portcullis` binary in $PORTCULLIS_BIN_DIR (scripts/bench.sh points it at
+# the release build), else a bench-profile build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/portcullis-target}"
 command -v wrk >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-bin="$CARGO_TARGET_DIR/release/portcullis"
-[ -x "$bin" ] || cargo build -q --profile bench -p portcullis-cli
+[ -n "${PORTCULLIS_BIN_DIR:-}" ] || cargo build -q --profile bench -p portcullis-cli
+bin="${PORTCULLIS_BIN_DIR:-$CARGO_TARGET_DIR/release}/portcullis"
 work=$(mktemp -d /var/tmp/portcullis-bench-load.XXXX)
 port=$((20000 + RANDOM % 20000))
 (cd "$work" && PORTCULLIS_LOG=error exec "$bin" serve --addr "127.0.0.1:$port" >/dev/null 2>&1) &

@@ -9,8 +9,9 @@
 //! when the first bearer token arrives). One more row has the authorizer decide
 //! on a valid token: it reads the keys (MySQL) and the session (DynamoDB). The backup function is measured
 //! refusing a non-schedule event: a whole backup is `scripts/bench-backup.sh`'s. Needs the services `scripts/test.sh` starts
-//! (MariaDB, moto) and binaries built with `cargo build --profile bench --bins`;
-//! `scripts/bench.sh` does both.
+//! (MariaDB, moto) and the binaries: those in `PORTCULLIS_BIN_DIR`, else
+//! `cargo build --profile bench --bins`; `scripts/bench.sh` starts the services
+//! and measures the release build.
 
 use mysql_async::prelude::Queryable;
 use portcullis_tests::RuntimeApi;
@@ -19,9 +20,20 @@ use std::time::{Duration, Instant};
 
 const STARTS: usize = 40;
 
+/// The binaries measured: `PORTCULLIS_BIN_DIR` (scripts/bench.sh points it at
+/// the release build, the artifacts that ship), else this bench's profile directory.
+fn bin_dir() -> PathBuf {
+    match std::env::var_os("PORTCULLIS_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().expect("bench path");
+            exe.parent().and_then(|p| p.parent()).expect("profile dir").to_path_buf()
+        }
+    }
+}
+
 fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("bench path");
-    exe.parent().and_then(|p| p.parent()).expect("profile dir").join(name)
+    bin_dir().join(name)
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -163,7 +175,10 @@ async fn main() {
     // The first login start creates the keys the others load: warm that up first.
     cold_start("portcullis-login", &env, &functions[1].1).await;
     let valid = valid_token_event(&env).await;
-    println!("cold start through a local Lambda Runtime API, {STARTS} starts each (bench profile: release + thin LTO)");
+    println!(
+        "cold start through a local Lambda Runtime API, {STARTS} starts each, binaries in {}",
+        bin_dir().display()
+    );
     println!(
         "{:<38} {:>10} {:>10} {:>13} {:>10} {:>10}",
         "binary", "median ms", "p90 ms", "peak RSS MB", "size MB", "vs hello"
