@@ -24,6 +24,7 @@ missing=()
 command -v mariadb >/dev/null || missing+=(mariadb-client)
 command -v oathtool >/dev/null || missing+=(oathtool)
 command -v valgrind >/dev/null || missing+=(valgrind)
+command -v openssl >/dev/null || missing+=(openssl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
@@ -34,13 +35,39 @@ else
 fi
 
 say "MariaDB"
+# TLS for the database tests: a throw-away CA signs the server's certificate
+# (localhost, 127.0.0.1); a second CA signs nothing, and must be refused.
+tls="$TOOLS/mariadb-tls"
+if [ ! -s "$tls/server.pem" ]; then
+  mkdir -p "$tls"
+  for ca in ca other-ca; do
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=Portcullis test $ca" -addext basicConstraints=critical,CA:TRUE \
+      -addext keyUsage=critical,keyCertSign,cRLSign -keyout "$tls/$ca-key.pem" -out "$tls/$ca.pem" 2>/dev/null
+  done
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$tls/server-key.pem" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" -CAcreateserial \
+    -days 3650 -extfile "$tls/server.ext" -out "$tls/server.pem" 2>/dev/null
+  $SUDO chown root:mysql "$tls/server-key.pem"
+  chmod 0640 "$tls/server-key.pem"
+fi
+export PORTCULLIS_TEST_MYSQL_CA="$tls/ca.pem" PORTCULLIS_TEST_MYSQL_OTHER_CA="$tls/other-ca.pem"
+# A server started without TLS (by hand, or before this set-up existed) is restarted with it.
+if $SUDO mariadb-admin ping >/dev/null 2>&1 && [ "$($SUDO mariadb -N -e 'SELECT @@have_ssl')" != YES ]; then
+  echo "restarting MariaDB with TLS"
+  $SUDO mariadb-admin shutdown
+fi
 if ! $SUDO mariadb-admin ping >/dev/null 2>&1; then
   $SUDO mkdir -p /run/mysqld
   $SUDO chown mysql:mysql /run/mysqld
-  $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  $SUDO start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql \
+    --ssl-ca="$tls/ca.pem" --ssl-cert="$tls/server.pem" --ssl-key="$tls/server-key.pem"
   for _ in $(seq 1 120); do $SUDO mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 $SUDO mariadb-admin ping
+echo "TLS: $($SUDO mariadb -N -e 'SELECT @@have_ssl')"
 # A server that was stopped without a clean shutdown can leave the Aria system
 # tables (mysql.global_priv, mysql.roles_mapping) marked crashed, and then GRANT
 # fails with "Can't find any matching row". Check them and repair what is broken.

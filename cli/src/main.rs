@@ -6,7 +6,7 @@ mod gateway;
 use clap::{Parser, Subcommand};
 use portcullis_shared::config::Config;
 use portcullis_shared::store::apply_migrations;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "Portcullis security suite: local server and operations")]
@@ -190,6 +190,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Connection options for a URL, with the CA bundle named by
+/// `PORTCULLIS_DATABASE_CA_FILE` when set (TLS then required, only those roots).
 fn mysql_opts(url: &SecretString) -> anyhow::Result<mysql_async::Opts> {
-    Ok(mysql_async::Opts::from_url(url.expose_secret())?)
+    Ok(Config::from_env()?.mysql_opts(url)?)
 }

@@ -78,6 +78,10 @@ pub struct Config {
     pub cognito: Option<crate::cognito::CognitoConfig>,
     /// Where users, passwords and second factors live (`PORTCULLIS_IDENTITY_PROVIDER`).
     pub identity: IdentityBackend,
+    /// The PEM certificates MySQL's server certificate must chain to
+    /// (`PORTCULLIS_DATABASE_CA_FILE`, for RDS its CA bundle). When set, TLS is
+    /// required and only these roots are trusted.
+    pub database_ca: Option<std::sync::Arc<[u8]>>,
 }
 
 impl Config {
@@ -247,7 +251,13 @@ impl Config {
             ip_limit,
             cognito,
             identity,
+            database_ca: get("PORTCULLIS_DATABASE_CA_FILE").map(|path| read_ca_file(&path)).transpose()?,
         })
+    }
+
+    /// The MySQL connection options: the URL, and the CA bundle if one is configured.
+    pub fn mysql_opts(&self, url: &SecretString) -> Result<mysql_async::Opts, crate::store::StoreError> {
+        crate::store::mysql_opts(url, self.database_ca.as_deref())
     }
 
     /// Lambda functions need shared, durable state: refuse the in-memory store there.
@@ -294,6 +304,23 @@ fn number(
         return Err(ConfigError::Invalid { var, reason: format!("{value} is outside {min}..={max}") });
     }
     Ok(value)
+}
+
+/// Reads a PEM bundle of CA certificates; at least one certificate, and
+/// nothing unparseable, or the cold start stops naming the variable.
+fn read_ca_file(path: &str) -> Result<std::sync::Arc<[u8]>, ConfigError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let invalid = |reason: String| ConfigError::Invalid { var: "PORTCULLIS_DATABASE_CA_FILE", reason };
+    let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read {path}: {e}")))?;
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| invalid(format!("{path} is not a PEM certificate bundle: {e:?}")))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(invalid(format!("{path} holds no PEM certificate")));
+    }
+    Ok(pem.into())
 }
 
 #[cfg(test)]

@@ -181,7 +181,9 @@ impl Backends {
             StoreBackend::Memory => Ok(Self::memory(Arc::new(MemoryStore::new()), sessions)),
             StoreBackend::Mysql { url } => {
                 // A Lambda instance serves one request at a time: a few connections suffice.
-                let store = MySqlStore::connect(url, 4)
+                let store = config
+                    .mysql_opts(url)
+                    .and_then(|opts| MySqlStore::connect(opts, 4))
                     .map_err(|e| BootError::from_error("PORTCULLIS_DATABASE_URL", &e))?;
                 Ok(Self::mysql(store, sessions))
             }

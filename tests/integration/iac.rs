@@ -30,6 +30,21 @@ fn every_workspace_function_is_in_the_template() {
     assert!(template.matches("Type: AWS::CloudWatch::Alarm").count() >= 6, "alarms missing");
 }
 
+/// Every function verifies the database's certificate against the RDS CA
+/// bundle, shipped as a layer from infra/rds-ca/.
+#[test]
+fn every_function_trusts_the_rds_ca_bundle_for_mysql() {
+    let template = template();
+    let globals = template.split("\nResources:").next().expect("globals");
+    for needle in ["Layers: [!Ref RdsCaBundle]", "PORTCULLIS_DATABASE_CA_FILE: /opt/global-bundle.pem"] {
+        assert!(globals.contains(needle), "Globals lack {needle}");
+    }
+    assert!(template.contains("RdsCaBundle:\n    Type: AWS::Serverless::LayerVersion"));
+    assert!(template.contains("ContentUri: rds-ca/"));
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/rds-ca").is_dir());
+    assert_eq!(template.matches("?require_ssl=true\"").count(), 6, "every database URL demands TLS");
+}
+
 #[test]
 fn every_route_is_wired_with_the_authorizer_on_protected_ones_only() {
     let template = template();

@@ -7,7 +7,6 @@ use portcullis_backup::{Backup, S3Store};
 use portcullis_shared::clock::SystemClock;
 use portcullis_shared::config::{Config, StoreBackend};
 use portcullis_shared::runtime::{aws_config, key_provider};
-use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -19,7 +18,7 @@ async fn main() -> Result<(), Error> {
     };
     let bucket =
         std::env::var("PORTCULLIS_BACKUP_BUCKET").map_err(|_| "PORTCULLIS_BACKUP_BUCKET is required")?;
-    let opts = mysql_async::Opts::from_url(url.expose_secret())?;
+    let opts = config.mysql_opts(url)?;
     let database = opts.db_name().ok_or("PORTCULLIS_DATABASE_URL must name the database")?.to_owned();
     let backup = Arc::new(Backup {
         database,

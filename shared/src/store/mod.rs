@@ -7,7 +7,7 @@ mod mysql;
 
 pub use memory::MemoryStore;
 pub use migrate::{apply_migrations, statements as split_sql_statements, MIGRATIONS};
-pub use mysql::MySqlStore;
+pub use mysql::{mysql_opts, MySqlStore};
 
 use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;

@@ -28,11 +28,27 @@ pub struct MySqlStore {
     pool: Pool,
 }
 
+/// Connection options from a `mysql://` URL. With `ca_pem` (a PEM bundle, for
+/// RDS its CA bundle) TLS is required whatever the URL says, and the server's
+/// certificate must chain to those roots alone, not to the public web roots.
+pub fn mysql_opts(url: &SecretString, ca_pem: Option<&[u8]>) -> Result<Opts, StoreError> {
+    let opts = Opts::from_url(url.expose_secret()).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+    let Some(ca_pem) = ca_pem else {
+        return Ok(opts);
+    };
+    let ssl = opts
+        .ssl_opts()
+        .cloned()
+        .unwrap_or_default()
+        .with_root_certs(vec![ca_pem.to_vec().into()])
+        .with_disable_built_in_roots(true);
+    Ok(OptsBuilder::from_opts(opts).ssl_opts(ssl).into())
+}
+
 impl MySqlStore {
     /// Builds the pool from a `mysql://` URL. Connections are opened lazily; each
     /// session runs in UTC so `FROM_UNIXTIME`/`UNIX_TIMESTAMP` round-trip exactly.
-    pub fn connect(url: &SecretString, max_connections: usize) -> Result<Self, StoreError> {
-        let opts = Opts::from_url(url.expose_secret()).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+    pub fn connect(opts: Opts, max_connections: usize) -> Result<Self, StoreError> {
         let constraints =
             PoolConstraints::new(1, max_connections.max(1)).ok_or(StoreError::Corrupt("pool size"))?;
         let pool_opts = PoolOpts::default()
