@@ -243,3 +243,56 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// The database connection dropping in the middle of the dump (killed from
+/// another session, as a failover or a network cut would) fails the run and
+/// leaves no object, no manifest and no scratch file.
+#[tokio::test]
+async fn a_connection_lost_mid_dump_fails_the_run_and_leaves_no_backup() {
+    let db = TestDb::create().await;
+    let mut owner = db.owner_conn().await;
+    owner
+        .query_drop(
+            "CREATE TABLE bulk (id BIGINT AUTO_INCREMENT PRIMARY KEY, payload VARCHAR(1024) NOT NULL)",
+        )
+        .await
+        .expect("create");
+    owner.query_drop("INSERT INTO bulk (payload) VALUES (REPEAT(MD5(RAND()), 32))").await.expect("seed");
+    for _ in 0..15 {
+        // 2^15 rows of 1 KiB: a dump long enough to be caught in the act.
+        owner
+            .query_drop("INSERT INTO bulk (payload) SELECT REPEAT(MD5(RAND()), 32) FROM bulk")
+            .await
+            .expect("double");
+    }
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let mut backup = backup_with(Arc::new(LocalStore { dir: dir.clone() }), &db.name).await;
+    backup.scratch = dir.join("scratch");
+    let mut conn = db.user_conn("backup").await;
+    let victim = conn.id();
+    let mut admin =
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&crate::helpers::admin_url()).expect("admin url"))
+            .await
+            .expect("admin connection");
+    let killer = tokio::spawn(async move {
+        // Wait until the dump is reading `bulk`, then cut its connection.
+        let reading = "SELECT * FROM `bulk`";
+        for _ in 0..10_000 {
+            let info: Option<Option<String>> = admin
+                .exec_first("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = ?", (victim,))
+                .await
+                .expect("process list");
+            if info.flatten().as_deref() == Some(reading) {
+                admin.exec_drop("KILL CONNECTION ?", (victim,)).await.expect("kill");
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        false
+    });
+    let result = backup.run(&mut conn).await;
+    assert!(killer.await.expect("killer task"), "the dump of `bulk` was never seen running");
+    assert!(matches!(result, Err(BackupError::Database(_))), "{result:?}");
+    let leftovers = walk(&dir);
+    assert!(leftovers.is_empty(), "a failed run left files behind: {leftovers:?}");
+}
