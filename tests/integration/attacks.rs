@@ -23,14 +23,28 @@ fn pem(der: &[u8]) -> String {
     format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
 }
 
-#[tokio::test]
-async fn every_forged_token_is_refused_and_the_control_passes() {
+/// A MySQL deployment with its key provider and a login function, for the tests below.
+struct Setup {
+    cfg: portcullis_shared::config::Config,
+    backends: Backends,
+    provider: Arc<dyn portcullis_shared::crypto::KeyProvider>,
+    clock: Arc<dyn Clock>,
+    login: portcullis_login::Deps,
+}
+
+async fn setup() -> Setup {
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let backends = Backends::open(&cfg).await.expect("backends");
     let provider = key_provider(&cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let login =
         portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
+    Setup { cfg, backends, provider, clock, login }
+}
+
+#[tokio::test]
+async fn every_forged_token_is_refused_and_the_control_passes() {
+    let Setup { cfg, backends, provider, clock, login } = setup().await;
     let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), clock.clone())
         .await
         .expect("refresh");
@@ -121,12 +135,7 @@ async fn every_forged_token_is_refused_and_the_control_passes() {
 /// a missing credential and an API key without touching them.
 #[tokio::test]
 async fn keys_are_read_when_the_first_bearer_token_arrives() {
-    let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).expect("keys");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
+    let Setup { cfg, backends, clock, login, .. } = setup().await;
     let creds = serde_json::json!({"email": "first@example.com", "password": GOOD_PASSWORD}).to_string();
     parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await);
     let (status, body, _) =
