@@ -296,3 +296,64 @@ async fn a_connection_lost_mid_dump_fails_the_run_and_leaves_no_backup() {
     let leftovers = walk(&dir);
     assert!(leftovers.is_empty(), "a failed run left files behind: {leftovers:?}");
 }
+
+/// Fails the upload of the second part, as a network cut in the middle of an
+/// upload would; every other request reaches moto untouched.
+#[derive(Debug)]
+struct CutSecondPart;
+
+impl aws_sdk_s3::config::Intercept for CutSecondPart {
+    fn name(&self) -> &'static str {
+        "CutSecondPart"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        if context.request().uri().contains("partNumber=2") {
+            return Err("connection reset while sending part 2".into());
+        }
+        Ok(())
+    }
+}
+
+/// S3 failing in the middle of the multipart upload fails the run: the upload
+/// is aborted, and neither an object nor a manifest is left in the bucket.
+#[tokio::test]
+async fn s3_failing_mid_upload_fails_the_run_and_leaves_nothing_in_the_bucket() {
+    let db = TestDb::create().await;
+    let mut owner = db.owner_conn().await;
+    owner
+        .query_drop(
+            "CREATE TABLE noise (id BIGINT AUTO_INCREMENT PRIMARY KEY, payload VARBINARY(1024) NOT NULL)",
+        )
+        .await
+        .expect("create");
+    owner.query_drop("INSERT INTO noise (payload) VALUES (RANDOM_BYTES(1024))").await.expect("seed");
+    for _ in 0..14 {
+        // 2^14 rows of 1 KiB of random bytes: an object of more than one 8 MiB part.
+        owner
+            .query_drop("INSERT INTO noise (payload) SELECT RANDOM_BYTES(1024) FROM noise")
+            .await
+            .expect("double");
+    }
+    let sdk = portcullis_shared::runtime::aws_config().await;
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
+    s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
+    let cut = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk).interceptor(CutSecondPart).build(),
+    );
+    let store = Arc::new(S3Store { client: cut, bucket: bucket.clone(), kms_key_id: None });
+    let backup = backup_with(store, &db.name).await;
+
+    let result = backup.run(&mut db.user_conn("backup").await).await;
+    assert!(matches!(result, Err(BackupError::Storage(_))), "{result:?}");
+    let uploads = s3.list_multipart_uploads().bucket(&bucket).send().await.expect("ListMultipartUploads");
+    assert!(uploads.uploads().is_empty(), "the multipart upload was not aborted: {uploads:?}");
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.expect("ListObjectsV2");
+    assert_eq!(listed.key_count(), Some(0), "no object and no manifest: {listed:?}");
+}
