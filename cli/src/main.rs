@@ -193,5 +193,6 @@ async fn main() -> anyhow::Result<()> {
 /// Connection options for a URL, with the CA bundle named by
 /// `PORTCULLIS_DATABASE_CA_FILE` when set (TLS then required, only those roots).
 fn mysql_opts(url: &SecretString) -> anyhow::Result<mysql_async::Opts> {
-    Ok(Config::from_env()?.mysql_opts(url)?)
+    let ca = portcullis_shared::config::database_ca_from_env()?;
+    Ok(portcullis_shared::store::mysql_opts(url, ca.as_deref())?)
 }
