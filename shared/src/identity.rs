@@ -334,8 +334,7 @@ pub struct IssuedClaims {
 }
 
 pub fn issued_claims(access_token: &str) -> Option<IssuedClaims> {
-    let payload = access_token.split('.').nth(1)?;
-    let value: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let value: serde_json::Value = crate::tokens::unverified_payload(access_token)?;
     Some(IssuedClaims {
         sub: value.get("sub")?.as_str()?.to_owned(),
         sid: value.get("origin_jti")?.as_str()?.to_owned(),
