@@ -192,7 +192,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// Connection options for a URL, with the CA bundle named by
 /// `PORTCULLIS_DATABASE_CA_FILE` when set (TLS then required, only those roots).
+/// Only that variable is read: the rest of the configuration does not apply to
+/// a URL given on the command line.
 fn mysql_opts(url: &SecretString) -> anyhow::Result<mysql_async::Opts> {
-    let ca = portcullis_shared::config::database_ca_from_env()?;
-    Ok(portcullis_shared::store::mysql_opts(url, ca.as_deref())?)
+    let ca_only = Config::from_lookup(|name| {
+        (name == "PORTCULLIS_DATABASE_CA_FILE").then(|| std::env::var(name).ok()).flatten()
+    })?;
+    Ok(ca_only.mysql_opts(url)?)
 }

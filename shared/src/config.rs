@@ -306,16 +306,6 @@ fn number(
     Ok(value)
 }
 
-/// The CA bundle named by `PORTCULLIS_DATABASE_CA_FILE`, alone (for tools that
-/// take the database URL on their command line).
-pub fn database_ca_from_env() -> Result<Option<std::sync::Arc<[u8]>>, ConfigError> {
-    std::env::var("PORTCULLIS_DATABASE_CA_FILE")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .map(|path| read_ca_file(&path))
-        .transpose()
-}
-
 /// Reads a PEM bundle of CA certificates; at least one certificate, and
 /// nothing unparseable, or the cold start stops naming the variable.
 fn read_ca_file(path: &str) -> Result<std::sync::Arc<[u8]>, ConfigError> {
