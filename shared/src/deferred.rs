@@ -102,14 +102,14 @@ impl<T: Send + Sync + 'static> Deferred<T> {
     /// The value, loading it if no load has succeeded yet. Concurrent callers
     /// share one load. A failure is a 503 to the client, with the cause logged.
     pub async fn get(&self) -> Result<Arc<T>, ApiError> {
-        if let Some((value, _)) = self.current() {
+        if let Some(value) = self.loaded() {
             return Ok(value);
         }
         let _one_at_a_time = self.inner.loading.lock().await;
-        if let Some((value, _)) = self.current() {
-            return Ok(value);
+        match self.loaded() {
+            Some(value) => Ok(value),
+            None => self.load_now().await,
         }
-        self.load_now().await
     }
 
     /// Loads again if the value is older than `min_age` (for a key published
