@@ -244,27 +244,33 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// A table `bulk` of `2^doublings` rows of 1 KiB of random bytes: bulk for
+/// the fault tests below.
+async fn fill_bulk(db: &TestDb, doublings: u32) {
+    let mut owner = db.owner_conn().await;
+    owner
+        .query_drop(
+            "CREATE TABLE bulk (id BIGINT AUTO_INCREMENT PRIMARY KEY, payload VARBINARY(1024) NOT NULL)",
+        )
+        .await
+        .expect("create");
+    owner.query_drop("INSERT INTO bulk (payload) VALUES (RANDOM_BYTES(1024))").await.expect("seed");
+    for _ in 0..doublings {
+        owner
+            .query_drop("INSERT INTO bulk (payload) SELECT RANDOM_BYTES(1024) FROM bulk")
+            .await
+            .expect("double");
+    }
+}
+
 /// The database connection dropping in the middle of the dump (killed from
 /// another session, as a failover or a network cut would) fails the run and
 /// leaves no object, no manifest and no scratch file.
 #[tokio::test]
 async fn a_connection_lost_mid_dump_fails_the_run_and_leaves_no_backup() {
     let db = TestDb::create().await;
-    let mut owner = db.owner_conn().await;
-    owner
-        .query_drop(
-            "CREATE TABLE bulk (id BIGINT AUTO_INCREMENT PRIMARY KEY, payload VARCHAR(1024) NOT NULL)",
-        )
-        .await
-        .expect("create");
-    owner.query_drop("INSERT INTO bulk (payload) VALUES (REPEAT(MD5(RAND()), 32))").await.expect("seed");
-    for _ in 0..15 {
-        // 2^15 rows of 1 KiB: a dump long enough to be caught in the act.
-        owner
-            .query_drop("INSERT INTO bulk (payload) SELECT REPEAT(MD5(RAND()), 32) FROM bulk")
-            .await
-            .expect("double");
-    }
+    // 2^15 rows of 1 KiB: a dump long enough to be caught in the act.
+    fill_bulk(&db, 15).await;
     let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
     let mut backup = backup_with(Arc::new(LocalStore { dir: dir.clone() }), &db.name).await;
     backup.scratch = dir.join("scratch");
@@ -325,21 +331,8 @@ impl aws_sdk_s3::config::Intercept for CutSecondPart {
 #[tokio::test]
 async fn s3_failing_mid_upload_fails_the_run_and_leaves_nothing_in_the_bucket() {
     let db = TestDb::create().await;
-    let mut owner = db.owner_conn().await;
-    owner
-        .query_drop(
-            "CREATE TABLE noise (id BIGINT AUTO_INCREMENT PRIMARY KEY, payload VARBINARY(1024) NOT NULL)",
-        )
-        .await
-        .expect("create");
-    owner.query_drop("INSERT INTO noise (payload) VALUES (RANDOM_BYTES(1024))").await.expect("seed");
-    for _ in 0..14 {
-        // 2^14 rows of 1 KiB of random bytes: an object of more than one 8 MiB part.
-        owner
-            .query_drop("INSERT INTO noise (payload) SELECT RANDOM_BYTES(1024) FROM noise")
-            .await
-            .expect("double");
-    }
+    // 2^14 rows of 1 KiB of random bytes: an object of more than one 8 MiB part.
+    fill_bulk(&db, 14).await;
     let sdk = portcullis_shared::runtime::aws_config().await;
     let s3 = aws_sdk_s3::Client::new(sdk);
     let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
