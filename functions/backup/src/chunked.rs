@@ -141,16 +141,16 @@ impl<W: Write> Encryptor<W> {
 
 impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        // A full buffer is sealed only once more data arrives, so the final
+        // chunk (sealed by `finish`) is always short, as the format requires.
+        if self.buffer.len() == CHUNK {
+            self.seal()?;
+        }
         let take = (CHUNK - self.buffer.len()).min(data.len());
         self.buffer.extend_from_slice(&data[..take]);
-        // A full buffer is sealed only when more data arrives: the final chunk must be short.
-        if self.buffer.len() == CHUNK && take < data.len() {
-            self.seal()?;
-        }
-        if take == 0 && !data.is_empty() {
-            self.seal()?;
-            return self.write(data);
-        }
         Ok(take)
     }
 

@@ -122,3 +122,117 @@ fn wycheproof_cobblestone_vectors() {
     }
     assert!(valid >= 5 && invalid >= 20, "{valid} valid, {invalid} invalid");
 }
+
+/// A write that arrives while the buffer holds exactly one chunk (zstd hands
+/// its output over in fixed-size blocks, so real backups land there at once)
+/// must seal that chunk and nothing else: an empty chunk in the middle of the
+/// stream reads as the end of the message.
+#[test]
+fn a_write_arriving_on_a_full_buffer_does_not_end_the_message() {
+    let key = [3u8; 32];
+    let message: Vec<u8> = (0..2 * CHUNK + 1).map(|i| (i * 7 % 253) as u8).collect();
+    let mut enc = Encryptor::new(&key, b"ctx", Vec::new()).expect("encryptor");
+    enc.write_all(&message[..CHUNK]).expect("first chunk");
+    enc.write_all(&message[CHUNK..2 * CHUNK]).expect("second chunk");
+    enc.write_all(&message[2 * CHUNK..]).expect("tail");
+    let ct = enc.finish().expect("finish");
+    assert_eq!(ct.len(), HEADER + 2 * (CHUNK + TAG) + 1 + TAG);
+    let (plain, err) = decrypt(&key, b"ctx", &ct);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(plain, message);
+}
+
+/// Write sizes that stress the buffering: empty writes, exactly one chunk,
+/// one byte either side of it, pieces that end on a chunk boundary, and
+/// arbitrary sizes up to a few chunks.
+fn write_size() -> impl proptest::strategy::Strategy<Value = usize> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(0),
+        Just(1),
+        Just(CHUNK),
+        Just(CHUNK - 1),
+        Just(CHUNK + 1),
+        Just(2 * CHUNK),
+        Just(128 * 1024), // zstd's output block
+        1..64usize,
+        0..3 * CHUNK + 17,
+    ]
+}
+
+/// A writer that takes at most `limit` bytes per call, as a pipe or socket may.
+struct Trickle {
+    out: Vec<u8>,
+    limit: usize,
+}
+
+impl Write for Trickle {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(self.limit);
+        self.out.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any sequence of writes (through `write`, whose partial writes are
+    /// honoured, not `write_all`) and any read sizes round-trip exactly, and
+    /// the ciphertext has the length the format defines.
+    #[test]
+    fn any_sequence_of_writes_round_trips(
+        sizes in proptest::collection::vec(write_size(), 0..12),
+        read_size in 1..40_000usize,
+        sink_limit in proptest::prop_oneof![proptest::strategy::Just(usize::MAX), 1..50_000usize],
+        seed in proptest::prelude::any::<u8>(),
+    ) {
+        let key = [seed; 32];
+        let total: usize = sizes.iter().sum();
+        let message: Vec<u8> = (0..total).map(|i| (i as u64 * 2_654_435_761 >> 7) as u8 ^ seed).collect();
+        let mut enc = Encryptor::new(&key, b"ctx", Trickle { out: Vec::new(), limit: sink_limit }).expect("encryptor");
+        let mut at = 0;
+        for size in &sizes {
+            let piece = &message[at..at + size];
+            let mut done = 0;
+            while done < piece.len() {
+                let n = enc.write(&piece[done..]).expect("write");
+                proptest::prop_assert!(n > 0, "a write of {} bytes accepted none", piece.len() - done);
+                done += n;
+            }
+            proptest::prop_assert_eq!(enc.write(&[]).expect("empty write"), 0);
+            at += size;
+        }
+        let ct = enc.finish().expect("finish").out;
+        proptest::prop_assert_eq!(ct.len(), HEADER + (total / CHUNK) * (CHUNK + TAG) + total % CHUNK + TAG);
+
+        let mut dec = Decryptor::new(&key, b"ctx", &ct[..]).expect("decryptor");
+        let mut plain = Vec::new();
+        let mut buf = vec![0u8; read_size];
+        loop {
+            let n = dec.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            plain.extend_from_slice(&buf[..n]);
+        }
+        proptest::prop_assert_eq!(dec.chunks(), (total / CHUNK) as u64 + 1);
+        proptest::prop_assert!(plain == message, "{} bytes back for {}", plain.len(), total);
+    }
+
+    /// Cutting the ciphertext anywhere after the header never decrypts, and
+    /// never releases a byte of a chunk that did not authenticate.
+    #[test]
+    fn any_truncation_is_refused(len in 0..3 * CHUNK + 100, cut_from_end in 1..2 * (CHUNK + TAG)) {
+        let key = [5u8; 32];
+        let message: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let ct = encrypt(&key, b"ctx", &message);
+        let keep = ct.len().saturating_sub(cut_from_end).max(HEADER);
+        let (plain, err) = decrypt(&key, b"ctx", &ct[..keep]);
+        proptest::prop_assert!(err.is_some(), "a truncated message decrypted");
+        proptest::prop_assert!(plain.len() <= keep.saturating_sub(HEADER) && message.starts_with(&plain));
+    }
+}
