@@ -4,6 +4,7 @@
 //! Rows stream from one consistent snapshot and are restored with prepared
 //! statements: no SQL text is assembled from values.
 
+use crate::restore::Target;
 use crate::BackupError;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -47,7 +48,7 @@ pub enum Record {
 }
 
 /// Table names are identifiers of our own schema; anything else is refused.
-fn ident(name: &str) -> Result<&str, BackupError> {
+pub(crate) fn ident(name: &str) -> Result<&str, BackupError> {
     if !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(name)
     } else {
@@ -115,19 +116,25 @@ pub async fn dump(
     Ok(counts)
 }
 
-/// Reads a dump, checking its structure and counts; restores it into `target`
-/// when given (an empty database). Row counts by table.
+/// The table a dump is inside: its name, its INSERT statement and row width
+/// (once a row arrived), and the rows read so far.
+struct OpenTable {
+    name: String,
+    insert: Option<(String, usize)>,
+    rows: u64,
+}
+
+/// Reads a dump, checking its structure and counts; writes its rows into
+/// `target` when given. Row counts by table. The caller commits the target
+/// only after comparing these counts with the manifest's.
 pub async fn load(
     input: impl BufRead,
-    mut target: Option<&mut mysql_async::Conn>,
+    mut target: Option<&mut Target<'_>>,
 ) -> Result<BTreeMap<String, u64>, BackupError> {
     const BATCH: usize = 500;
     let mut counts = BTreeMap::new();
-    let mut current: Option<(String, Option<String>, u64)> = None;
+    let mut current: Option<OpenTable> = None;
     let mut batch: Vec<Vec<Value>> = Vec::new();
-    if let Some(conn) = target.as_deref_mut() {
-        conn.query_drop("SET FOREIGN_KEY_CHECKS = 0").await?;
-    }
     for raw in input.lines() {
         let raw = raw?;
         let record: Record =
@@ -138,23 +145,33 @@ pub async fn load(
                     return Err(BackupError::Format("table started before the previous ended".into()));
                 }
                 let table = ident(&name)?.to_owned();
-                if let Some(conn) = target.as_deref_mut() {
-                    // The DDL comes from the authenticated backup of our own schema.
-                    conn.query_drop(create).await?;
+                if counts.contains_key(&table) {
+                    return Err(BackupError::Format(format!("table {table} appears twice")));
                 }
-                current = Some((table, None, 0));
+                if let Some(target) = target.as_deref_mut() {
+                    target.begin_table(&table, &create).await?;
+                }
+                current = Some(OpenTable { name: table, insert: None, rows: 0 });
             }
             Record::Row { cells } => {
-                let Some((table, insert, rows)) = current.as_mut() else {
+                let Some(OpenTable { name: table, insert, rows }) = current.as_mut() else {
                     return Err(BackupError::Format("row outside a table".into()));
                 };
                 *rows += 1;
-                if target.is_some() {
-                    if insert.is_none() {
-                        let marks = vec!["?"; cells.len()].join(", ");
-                        // sql-splice-reviewed: identifier checked by ident(); values are bound parameters.
-                        *insert = Some(format!("INSERT INTO `{table}` VALUES ({marks})"));
+                if let Some(target) = target.as_deref_mut() {
+                    let width = cells.len();
+                    match insert {
+                        Some((_, known)) if *known != width => {
+                            return Err(BackupError::Format(format!("{table}: rows of different widths")))
+                        }
+                        Some(_) => {}
+                        None => {
+                            let marks = vec!["?"; width].join(", ");
+                            // sql-splice-reviewed: identifier checked by ident() and present in the target; values are bound parameters.
+                            *insert = Some((format!("INSERT INTO `{table}` VALUES ({marks})"), width));
+                        }
                     }
+                    let statement = insert.as_ref().map(|(sql, _)| sql.as_str()).unwrap_or_default();
                     let values = cells
                         .into_iter()
                         .map(|c| match c {
@@ -164,15 +181,17 @@ pub async fn load(
                         .collect::<Result<Vec<_>, _>>()?;
                     batch.push(values);
                     if batch.len() == BATCH {
-                        flush(target.as_deref_mut(), insert.as_deref(), &mut batch).await?;
+                        target.insert(statement, &mut batch).await?;
                     }
                 }
             }
             Record::End { name, rows } => {
-                let Some((table, insert, seen)) = current.take() else {
+                let Some(OpenTable { name: table, insert, rows: seen }) = current.take() else {
                     return Err(BackupError::Format("end outside a table".into()));
                 };
-                flush(target.as_deref_mut(), insert.as_deref(), &mut batch).await?;
+                if let (Some(target), Some((statement, _))) = (target.as_deref_mut(), insert) {
+                    target.insert(&statement, &mut batch).await?;
+                }
                 if table != name || seen != rows {
                     return Err(BackupError::Format(format!("{name}: {seen} rows read, {rows} recorded")));
                 }
@@ -183,22 +202,5 @@ pub async fn load(
     if current.is_some() {
         return Err(BackupError::Format("dump ends inside a table".into()));
     }
-    if let Some(conn) = target {
-        conn.query_drop("SET FOREIGN_KEY_CHECKS = 1").await?;
-    }
     Ok(counts)
-}
-
-async fn flush(
-    conn: Option<&mut mysql_async::Conn>,
-    insert: Option<&str>,
-    batch: &mut Vec<Vec<Value>>,
-) -> Result<(), BackupError> {
-    if let (Some(conn), Some(insert)) = (conn, insert) {
-        if !batch.is_empty() {
-            conn.exec_batch(insert, batch.drain(..)).await?;
-        }
-    }
-    batch.clear();
-    Ok(())
 }

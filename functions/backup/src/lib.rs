@@ -9,6 +9,7 @@
 pub mod chunked;
 mod dump;
 mod envelope;
+mod restore;
 mod store;
 
 pub use store::{BackupStore, LocalStore, S3Store};
@@ -40,10 +41,17 @@ pub enum BackupError {
     NotFound(String),
     #[error("the backup does not match its manifest: {0}")]
     Mismatch(String),
+    #[error("the restore target cannot take this backup: {0}")]
+    Target(String),
 }
 
-/// What a completed backup holds; written only after the object is stored whole.
+/// What a completed backup holds; written only after the object is stored
+/// whole and read back. `mac` authenticates every other field under a key
+/// derived from the backup's data key, so only a holder of that key (KMS
+/// `Decrypt` under the backup's encryption context) can check it, and nobody
+/// without the key can edit or forge a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format_version: u8,
     pub backup_id: String,
@@ -53,6 +61,53 @@ pub struct Manifest {
     pub ciphertext_bytes: u64,
     pub ciphertext_sha256: String,
     pub tables: BTreeMap<String, u64>,
+    /// HMAC-SHA256 (hex) of the manifest with this field empty.
+    pub mac: String,
+}
+
+/// The manifest's MAC key: HKDF-SHA256 from the data key, for this use only
+/// (the chunked encryption derives its keys with other labels).
+fn manifest_key_from(data_key: &[u8; 32]) -> Result<aws_lc_rs::hmac::Key, BackupError> {
+    let prk = aws_lc_rs::hkdf::Prk::new_less_safe(aws_lc_rs::hkdf::HKDF_SHA256, data_key);
+    let okm = prk
+        .expand(&[b"portcullis backup manifest v1"], aws_lc_rs::hmac::HMAC_SHA256)
+        .map_err(|_| BackupError::Format("manifest key".into()))?;
+    Ok(aws_lc_rs::hmac::Key::from(okm))
+}
+
+fn manifest_body(manifest: &Manifest) -> Result<Vec<u8>, BackupError> {
+    serde_json::to_vec(&Manifest { mac: String::new(), ..manifest.clone() })
+        .map_err(|e| BackupError::Format(e.to_string()))
+}
+
+impl Manifest {
+    fn seal(&mut self, data_key: &[u8; 32]) -> Result<(), BackupError> {
+        let tag = aws_lc_rs::hmac::sign(&manifest_key_from(data_key)?, &manifest_body(self)?);
+        self.mac = hex::encode(tag.as_ref());
+        Ok(())
+    }
+
+    fn authenticate(&self, data_key: &[u8; 32]) -> Result<(), BackupError> {
+        let tag = hex::decode(&self.mac)
+            .map_err(|_| BackupError::Mismatch("the manifest is not authenticated".into()))?;
+        aws_lc_rs::hmac::verify(&manifest_key_from(data_key)?, &manifest_body(self)?, &tag)
+            .map_err(|_| BackupError::Mismatch("the manifest was edited or belongs to another backup".into()))
+    }
+}
+
+/// The header must name exactly this backup and database, with the encryption
+/// context the data key is bound to.
+fn check_header(header: &envelope::Header, backup_id: &str, database: &str) -> Result<(), BackupError> {
+    if header.backup_id != backup_id
+        || header.database != database
+        || header.context != envelope::context_for(database, backup_id)
+    {
+        return Err(BackupError::Mismatch(format!(
+            "the object is backup {} of database {}, not backup {backup_id} of {database}",
+            header.backup_id, header.database
+        )));
+    }
+    Ok(())
 }
 
 /// What a backup run needs.
@@ -125,12 +180,15 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 impl Backup {
-    /// Takes one backup from `conn` (a read-only user) and stores it.
+    /// Takes one backup from `conn` (a read-only user) and stores it. The run
+    /// reads back what the store holds and checks it end to end with the data
+    /// key it already has; only then does the manifest make the backup count.
     pub async fn run(&self, conn: &mut mysql_async::Conn) -> Result<Manifest, BackupError> {
         let backup_id = uuid::Uuid::now_v7().to_string();
         let created_at = self.clock.now_secs();
         let context = envelope::context_for(&self.database, &backup_id);
         let data_key = self.keys.generate_data_key(&envelope::encryption_context(&context)).await?;
+        let key = secrecy::ExposeSecret::expose_secret(&data_key.plaintext);
         let header = envelope::Header {
             backup_id: backup_id.clone(),
             database: self.database.clone(),
@@ -141,6 +199,7 @@ impl Backup {
         };
         std::fs::create_dir_all(&self.scratch)?;
         let path = self.scratch.join(format!("{backup_id}.pcbk"));
+        let readback = self.scratch.join(format!("{backup_id}.readback"));
         let result = async {
             let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
             let mut hashing = Hashing {
@@ -149,17 +208,13 @@ impl Backup {
                 bytes: 0,
             };
             let header_bytes = envelope::write_header(&mut hashing, &header)?;
-            let encryptor = chunked::Encryptor::new(
-                secrecy::ExposeSecret::expose_secret(&data_key.plaintext),
-                &header_bytes,
-                &mut hashing,
-            )?;
+            let encryptor = chunked::Encryptor::new(key, &header_bytes, &mut hashing)?;
             let mut compressor = zstd::Encoder::new(encryptor, 3)?;
             let tables = dump::dump(conn, &mut compressor).await?;
             compressor.finish()?.finish()?;
             hashing.flush()?;
             let object_key = format!("{}/{}-{backup_id}.pcbk", self.database, utc_stamp(created_at));
-            let manifest = Manifest {
+            let mut manifest = Manifest {
                 format_version: envelope::VERSION,
                 backup_id: backup_id.clone(),
                 database: self.database.clone(),
@@ -168,19 +223,24 @@ impl Backup {
                 ciphertext_bytes: hashing.bytes,
                 ciphertext_sha256: hex::encode(hashing.digest.finish()),
                 tables,
+                mac: String::new(),
             };
             self.store.put_file(&object_key, &path).await?;
+            self.store.get_file(&object_key, &readback).await?;
+            self.read_object(&readback, &manifest, key, None).await?;
+            manifest.seal(key)?;
             let manifest_json =
                 serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Format(e.to_string()))?;
-            // Last: only a complete object ever gets a manifest.
+            // Last: only a complete object that reads back whole ever gets a manifest.
             self.store.put_bytes(&manifest_key(&backup_id), manifest_json).await?;
             Ok(manifest)
         }
         .await;
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&readback);
         match &result {
             Ok(m) => {
-                tracing::info!(target: "audit", event_type = "backup_success", backup_id = %m.backup_id, bytes = m.ciphertext_bytes, "backup stored")
+                tracing::info!(target: "audit", event_type = "backup_success", backup_id = %m.backup_id, bytes = m.ciphertext_bytes, "backup stored and read back")
             }
             Err(e) => {
                 tracing::error!(target: "audit", event_type = "backup_failure", backup_id = %backup_id, error = %e, "backup failed; no manifest written")
@@ -189,62 +249,109 @@ impl Backup {
         result
     }
 
+    /// The stored manifest of a backup, as stored: not yet authenticated.
     pub async fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError> {
         let bytes = self.store.get_bytes(&manifest_key(backup_id)).await?;
         serde_json::from_slice(&bytes).map_err(|e| BackupError::Format(format!("manifest: {e}")))
     }
 
-    /// Decrypts and checks a backup end to end; restores it into `target` when given.
+    /// Checks backup `backup_id` of this database end to end; restores it into
+    /// `target` when given. Before anything is written: the manifest and the
+    /// object must both name this backup and this database, the data key must
+    /// unwrap under exactly that encryption context, and the manifest must
+    /// authenticate under it. The target must then be empty with the backup's
+    /// schema; rows are committed only once the whole backup has been read.
     pub async fn check(
         &self,
         backup_id: &str,
         target: Option<&mut mysql_async::Conn>,
     ) -> Result<Manifest, BackupError> {
-        let manifest = self.manifest(backup_id).await?;
+        let id = uuid::Uuid::try_parse(backup_id)
+            .map_err(|_| BackupError::Format(format!("{backup_id:?} is not a backup id")))?
+            .hyphenated()
+            .to_string();
+        let manifest = self.manifest(&id).await?;
+        if manifest.backup_id != id || manifest.database != self.database {
+            return Err(BackupError::Mismatch(format!(
+                "the manifest stored for {id} describes backup {} of database {}, not of {}",
+                manifest.backup_id, manifest.database, self.database
+            )));
+        }
+        if manifest.format_version != envelope::VERSION {
+            return Err(BackupError::Format(format!(
+                "unsupported format version {}",
+                manifest.format_version
+            )));
+        }
         std::fs::create_dir_all(&self.scratch)?;
-        let path = self.scratch.join(format!("{backup_id}.download"));
+        let path = self.scratch.join(format!("{id}.download"));
         let result = async {
             self.store.get_file(&manifest.object_key, &path).await?;
-            let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-            let mut file = std::fs::File::open(&path)?;
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                digest.update(&buf[..n]);
-                size += n as u64;
-            }
-            if size != manifest.ciphertext_bytes || hex::encode(digest.finish()) != manifest.ciphertext_sha256
-            {
-                return Err(BackupError::Mismatch("ciphertext size or SHA-256".into()));
-            }
-            let file =
-                Counting { inner: std::fs::File::open(&path)?, seen: 0, progress: self.progress.clone() };
-            let mut input = BufReader::new(file);
-            let (header, header_bytes) = envelope::read_header(&mut input)?;
-            if header.backup_id != manifest.backup_id || header.database != manifest.database {
-                return Err(BackupError::Mismatch("header names another backup".into()));
-            }
+            let (header, _) = envelope::read_header(&mut BufReader::new(std::fs::File::open(&path)?))?;
+            check_header(&header, &id, &self.database)?;
             let wrapped = STANDARD
                 .decode(&header.wrapped_key)
                 .map_err(|_| BackupError::Format("wrapped key".into()))?;
-            let key =
-                self.keys.decrypt_data_key(&wrapped, &envelope::encryption_context(&header.context)).await?;
-            let decryptor =
-                chunked::Decryptor::new(secrecy::ExposeSecret::expose_secret(&key), &header_bytes, input)?;
-            let plain = BufReader::new(zstd::Decoder::new(decryptor)?);
-            let tables = dump::load(plain, target).await?;
-            if tables != manifest.tables {
-                return Err(BackupError::Mismatch(format!("row counts {tables:?}")));
+            let context = envelope::encryption_context(&envelope::context_for(&self.database, &id));
+            let key = self.keys.decrypt_data_key(&wrapped, &context).await?;
+            let key = secrecy::ExposeSecret::expose_secret(&key);
+            manifest.authenticate(key)?;
+            let Some(conn) = target else {
+                return self.read_object(&path, &manifest, key, None).await;
+            };
+            let mut target = restore::Target::prepare(conn, &manifest.tables).await?;
+            match self.read_object(&path, &manifest, key, Some(&mut target)).await {
+                Ok(()) => target.commit().await,
+                Err(err) => {
+                    target.abandon().await;
+                    Err(err)
+                }
             }
-            Ok(manifest.clone())
         }
         .await;
         let _ = std::fs::remove_file(&path);
-        result
+        if let Err(e) = &result {
+            tracing::warn!(target: "audit", event_type = "backup_check_failure", backup_id = %id, error = %e, "backup refused");
+        }
+        result.map(|()| manifest)
+    }
+
+    /// Reads the object at `path` against `manifest` (size and SHA-256, then a
+    /// header naming the manifest's backup and database, then every chunk and
+    /// row count) with the data key; writes the rows into `target` when given.
+    async fn read_object(
+        &self,
+        path: &std::path::Path,
+        manifest: &Manifest,
+        key: &[u8; 32],
+        target: Option<&mut restore::Target<'_>>,
+    ) -> Result<(), BackupError> {
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            size += n as u64;
+        }
+        if size != manifest.ciphertext_bytes || hex::encode(digest.finish()) != manifest.ciphertext_sha256 {
+            return Err(BackupError::Mismatch("ciphertext size or SHA-256".into()));
+        }
+        let file = Counting { inner: std::fs::File::open(path)?, seen: 0, progress: self.progress.clone() };
+        let mut input = BufReader::new(file);
+        let (header, header_bytes) = envelope::read_header(&mut input)?;
+        check_header(&header, &manifest.backup_id, &manifest.database)?;
+        let decryptor = chunked::Decryptor::new(key, &header_bytes, input)?;
+        let plain = BufReader::new(zstd::Decoder::new(decryptor)?);
+        let tables = dump::load(plain, target).await?;
+        if tables != manifest.tables {
+            return Err(BackupError::Mismatch(format!("row counts {tables:?}")));
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,25 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (3, include_str!("../../../infra/mysql/migrations/0003_mfa.sql")),
 ];
 
+/// The tables the migrations themselves write rows into (`schema_migrations`,
+/// and seed data such as the built-in roles): a freshly migrated database is
+/// "empty" but for these.
+pub fn seeded_tables() -> std::collections::BTreeSet<String> {
+    let mut tables = std::collections::BTreeSet::from(["schema_migrations".to_owned()]);
+    for (_, sql) in MIGRATIONS {
+        for statement in statements(sql) {
+            let words: Vec<&str> = statement.split_whitespace().take(3).collect();
+            if let [insert, into, table] = words[..] {
+                if insert.eq_ignore_ascii_case("INSERT") && into.eq_ignore_ascii_case("INTO") {
+                    let name = table.split('(').next().unwrap_or_default().trim_matches('`');
+                    tables.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    tables
+}
+
 /// Splits a migration file into statements at `;` line ends, dropping `--` comments.
 pub fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -72,6 +91,12 @@ mod tests {
             s,
             vec!["CREATE TABLE a (x INT)".to_string(), "INSERT INTO a VALUES (1),\n (2)".to_string()]
         );
+    }
+
+    #[test]
+    fn the_seeded_tables_are_the_migrations_own_and_the_built_in_roles() {
+        let seeded: Vec<String> = seeded_tables().into_iter().collect();
+        assert_eq!(seeded, ["roles", "schema_migrations"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod migrate;
 mod mysql;
 
 pub use memory::MemoryStore;
-pub use migrate::{apply_migrations, statements as split_sql_statements, MIGRATIONS};
+pub use migrate::{apply_migrations, seeded_tables, statements as split_sql_statements, MIGRATIONS};
 pub use mysql::{mysql_opts, MySqlStore};
 
 use crate::audit::AuditEvent;

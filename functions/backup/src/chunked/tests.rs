@@ -192,7 +192,7 @@ proptest::proptest! {
     ) {
         let key = [seed; 32];
         let total: usize = sizes.iter().sum();
-        let message: Vec<u8> = (0..total).map(|i| (i as u64 * 2_654_435_761 >> 7) as u8 ^ seed).collect();
+        let message: Vec<u8> = (0..total).map(|i| ((i as u64 * 2_654_435_761) >> 7) as u8 ^ seed).collect();
         let mut enc = Encryptor::new(&key, b"ctx", Trickle { out: Vec::new(), limit: sink_limit }).expect("encryptor");
         let mut at = 0;
         for size in &sizes {
