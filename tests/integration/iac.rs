@@ -1,8 +1,14 @@
 //! The SAM template names every function of the workspace and wires every route
-//! of the HTTP contract, with the authorizer on exactly the protected ones.
+//! of the HTTP contract, with the authorizer on exactly the protected ones; backup
+//! data keys are created by the backup function and unwrapped only by the operator
+//! role, as the README's restore commands assume.
 
 use portcullis_shared::routes::{Access, Function, ROUTES};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use yaml::Value;
+
+mod yaml;
 
 fn template() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml"))
@@ -77,5 +83,372 @@ fn every_route_is_wired_with_the_authorizer_on_protected_ones_only() {
             Function::Admin => "AdminFunction:",
         };
         assert_eq!(*owner, expected, "{} {}", route.method, route.template);
+    }
+}
+
+const FUNCTION_ROLE: &str = "!GetAtt BackupFunctionRole.Arn";
+const OPERATOR_ROLE: &str = "!GetAtt BackupOperatorRole.Arn";
+const ACCOUNT_ROOT: &str = "!Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:root";
+const VIA_S3: &str = "!Sub s3.${AWS::Region}.amazonaws.com";
+const VIA_LAMBDA: &str = "!Sub lambda.${AWS::Region}.amazonaws.com";
+/// The encryption context of a backup's data key (`functions/backup/src/envelope.rs`).
+const BACKUP_CONTEXT_KEYS: [&str; 4] = ["app", "purpose", "database", "backup_id"];
+
+fn parsed() -> Value {
+    yaml::parse(&template())
+}
+
+fn properties<'a>(template: &'a Value, resource: &str) -> &'a Value {
+    template
+        .get("Resources")
+        .and_then(|r| r.get(resource))
+        .and_then(|r| r.get("Properties"))
+        .unwrap_or_else(|| panic!("resource {resource} with Properties missing"))
+}
+
+fn statements(document: Option<&Value>) -> Vec<&Value> {
+    document.and_then(|d| d.get("Statement")).map(Value::items).unwrap_or_default()
+}
+
+fn key_policy<'a>(template: &'a Value, key: &str) -> Vec<&'a Value> {
+    statements(properties(template, key).get("KeyPolicy"))
+}
+
+fn principals(statement: &Value) -> Vec<String> {
+    let aws = statement.get("Principal").and_then(|p| p.get("AWS"));
+    aws.map(|a| a.items().iter().map(|p| p.to_string()).collect()).unwrap_or_default()
+}
+
+fn names(statement: &Value, principal: &str) -> bool {
+    principals(statement).iter().any(|p| p == principal)
+}
+
+fn names_only(statement: &Value, principal: &str) -> bool {
+    principals(statement) == [principal]
+}
+
+/// Whether an Allow statement's actions cover `action`, IAM wildcards included.
+fn allows(statement: &Value, action: &str) -> bool {
+    let allow = statement.get("Effect").and_then(Value::as_str) == Some("Allow");
+    let actions = statement.get("Action").map(Value::items).unwrap_or_default();
+    allow && actions.iter().filter_map(|a| a.as_str()).any(|pattern| wildcard(pattern, action))
+}
+
+fn wildcard(pattern: &str, action: &str) -> bool {
+    let (pattern, action) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    match pattern.split_once('*') {
+        None => pattern == action,
+        Some((head, tail)) => {
+            action.starts_with(head) && (head.len()..=action.len()).any(|at| wildcard(tail, &action[at..]))
+        }
+    }
+}
+
+/// A condition's value, rendered as `Value` renders it; a list as a set.
+fn condition(statement: &Value, operator: &str, key: &str) -> Option<BTreeSet<String>> {
+    let value = statement.get("Condition")?.get(operator)?.get(key)?;
+    Some(value.items().iter().map(|v| v.to_string()).collect())
+}
+
+fn one(value: &str) -> Option<BTreeSet<String>> {
+    Some(BTreeSet::from([value.to_owned()]))
+}
+
+/// The ARN of the backup bucket as S3 puts it into the encryption context when the
+/// bucket key is on: the bucket's own name, not a reference to the bucket (the
+/// key's policy cannot refer to the bucket the key encrypts).
+fn backup_bucket_arn(template: &Value) -> String {
+    let name = properties(template, "BackupBucket").get("BucketName").expect("BackupBucket has a BucketName");
+    match name {
+        Value::Tag(tag, sub) if tag == "!Sub" => match &**sub {
+            Value::Seq(parts) if parts.len() == 2 => {
+                let format = parts[0].as_str().expect("BucketName format");
+                format!("!Sub [arn:${{AWS::Partition}}:s3:::{format}, {}]", parts[1])
+            }
+            Value::Str(format) => format!("!Sub arn:${{AWS::Partition}}:s3:::{format}"),
+            other => panic!("BucketName: {other}"),
+        },
+        other => panic!("BucketName is not a !Sub: {other}"),
+    }
+}
+
+/// Use of BackupKey through S3, for this bucket's objects only: S3 unwraps object
+/// keys, never a backup's data key.
+fn through_s3_for_the_bucket(template: &Value, statement: &Value) -> bool {
+    condition(statement, "StringEquals", "kms:ViaService") == one(VIA_S3)
+        && condition(statement, "StringEquals", "kms:EncryptionContext:aws:s3:arn")
+            == one(&backup_bucket_arn(template))
+}
+
+/// The statement holds KMS to a backup data key's context: `app` and `purpose`
+/// (and `database` when given), the four keys and no others, and none missing.
+fn bound_to_backup_context(statement: &Value, database: Option<&str>) -> bool {
+    let equals = |key: &str, value: &str| {
+        condition(statement, "StringEquals", &format!("kms:EncryptionContext:{key}")) == one(value)
+    };
+    let keys = BACKUP_CONTEXT_KEYS.iter().map(|k| k.to_string()).collect();
+    equals("app", "portcullis")
+        && equals("purpose", "backup")
+        && database.is_none_or(|db| equals("database", db))
+        && condition(statement, "ForAllValues:StringEquals", "kms:EncryptionContextKeys") == Some(keys)
+        && condition(statement, "ForAnyValue:StringEquals", "kms:EncryptionContextKeys") == one("backup_id")
+}
+
+/// The statements of the backup function's own IAM policies (SAM `Policies`) and of
+/// any policy resource attached to its role.
+fn backup_function_identity_statements(template: &Value) -> Vec<&Value> {
+    let own = properties(template, "BackupFunction").get("Policies").map(Value::items).unwrap_or_default();
+    let mut found: Vec<&Value> = own.into_iter().flat_map(|p| statements(Some(p))).collect();
+    let resources = template.get("Resources").expect("Resources").entries();
+    for (_, resource) in resources {
+        let kind = resource.get("Type").and_then(Value::as_str).unwrap_or_default();
+        let Some(props) = resource.get("Properties") else { continue };
+        let roles = [props.get("Roles"), props.get("RoleName")].into_iter().flatten().flat_map(Value::items);
+        if kind.starts_with("AWS::IAM::")
+            && roles.map(|r| r.to_string()).any(|r| r.contains("BackupFunctionRole"))
+        {
+            found.extend(statements(props.get("PolicyDocument")));
+        }
+    }
+    found
+}
+
+/// Backup data keys are wrapped with BackupKey, not with AppKey, which every other
+/// function's role can use.
+#[test]
+fn the_backup_function_wraps_its_data_keys_with_the_backup_key() {
+    let template = parsed();
+    let env = properties(&template, "BackupFunction").get("Environment").and_then(|e| e.get("Variables"));
+    let env = env.expect("BackupFunction environment");
+    for variable in ["PORTCULLIS_KMS_KEY_ID", "PORTCULLIS_BACKUP_KMS_KEY_ID"] {
+        let value = env.get(variable).map(Value::to_string);
+        assert_eq!(value.as_deref(), Some("!GetAtt BackupKey.Arn"), "BackupFunction {variable}");
+    }
+}
+
+/// The scheduled function creates data keys for its own database and uses BackupKey
+/// through S3 for the bucket; whoever controls it cannot decrypt an earlier backup.
+#[test]
+fn the_backup_function_creates_backup_data_keys_but_can_never_unwrap_one() {
+    let template = parsed();
+    let mut grants = key_policy(&template, "BackupKey");
+    grants.retain(|s| names(s, FUNCTION_ROLE));
+    grants.extend(backup_function_identity_statements(&template).into_iter().filter(|s| {
+        let resources = s.get("Resource").map(Value::items).unwrap_or_default();
+        resources.iter().map(|r| r.to_string()).any(|r| r == "*" || r.contains("BackupKey"))
+    }));
+    let (via_s3, direct): (Vec<&Value>, Vec<&Value>) =
+        grants.into_iter().partition(|s| through_s3_for_the_bucket(&template, s));
+    for grant in &direct {
+        assert!(!allows(grant, "kms:Decrypt"), "BackupFunctionRole decrypts with BackupKey: {grant}");
+        if allows(grant, "kms:GenerateDataKey") {
+            let bound = bound_to_backup_context(grant, Some("!Ref DatabaseName"));
+            assert!(bound, "GenerateDataKey for other contexts than this database's backups: {grant}");
+        }
+    }
+    assert!(direct.iter().any(|s| allows(s, "kms:GenerateDataKey")), "no data keys for backups");
+    for action in ["kms:GenerateDataKey", "kms:Decrypt"] {
+        assert!(via_s3.iter().any(|s| allows(s, action)), "S3 cannot {action} for the backup function");
+    }
+
+    // Other keys only decrypt the function's own environment, through Lambda.
+    let function_name =
+        properties(&template, "BackupFunction").get("FunctionName").expect("BackupFunction name");
+    let Value::Tag(_, name) = function_name else { panic!("FunctionName: {function_name}") };
+    let function_arn =
+        format!("!Sub arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}");
+    for (resource, value) in template.get("Resources").expect("Resources").entries() {
+        if resource == "BackupKey" || value.get("Type").and_then(Value::as_str) != Some("AWS::KMS::Key") {
+            continue;
+        }
+        for statement in key_policy(&template, resource) {
+            if !names(statement, FUNCTION_ROLE) {
+                continue;
+            }
+            let actions = statement.get("Action").map(Value::items).unwrap_or_default();
+            assert!(actions.iter().all(|a| a.as_str() == Some("kms:Decrypt")), "{resource}: {statement}");
+            assert_eq!(condition(statement, "StringEquals", "kms:ViaService"), one(VIA_LAMBDA), "{resource}");
+            let context =
+                condition(statement, "StringEquals", "kms:EncryptionContext:aws:lambda:FunctionArn");
+            assert_eq!(context, one(&function_arn), "{resource}: only the backup function's environment");
+        }
+    }
+}
+
+/// Verify and restore run as BackupOperatorRole, assumed with MFA; no other
+/// principal, the account's administrators included, can unwrap a backup data key.
+#[test]
+fn only_the_operator_role_unwraps_backup_data_keys_and_only_with_mfa() {
+    let template = parsed();
+    let role =
+        template.get("Resources").and_then(|r| r.get("BackupOperatorRole")).expect("BackupOperatorRole");
+    assert_eq!(role.get("Type").and_then(Value::as_str), Some("AWS::IAM::Role"));
+    let trust = statements(properties(&template, "BackupOperatorRole").get("AssumeRolePolicyDocument"));
+    assert!(!trust.is_empty(), "BackupOperatorRole trusts nobody");
+    for statement in trust {
+        assert!(names_only(statement, ACCOUNT_ROOT), "assumed from outside the account: {statement}");
+        assert_eq!(condition(statement, "Bool", "aws:MultiFactorAuthPresent"), one("true"), "{statement}");
+    }
+
+    let policy = key_policy(&template, "BackupKey");
+    let decrypts: Vec<&Value> = policy.into_iter().filter(|s| allows(s, "kms:Decrypt")).collect();
+    for statement in &decrypts {
+        let s3 = through_s3_for_the_bucket(&template, statement)
+            && principals(statement).iter().all(|p| p == FUNCTION_ROLE || p == OPERATOR_ROLE);
+        let operator = names_only(statement, OPERATOR_ROLE) && bound_to_backup_context(statement, None);
+        assert!(s3 || operator, "BackupKey decrypts for more than the operator: {statement}");
+    }
+    let operator = decrypts.iter().filter(|s| names_only(s, OPERATOR_ROLE));
+    assert!(
+        operator.clone().any(|s| bound_to_backup_context(s, None)),
+        "the operator cannot unwrap data keys"
+    );
+    assert!(
+        operator.clone().any(|s| through_s3_for_the_bucket(&template, s)),
+        "the operator cannot read objects"
+    );
+
+    let bucket = statements(properties(&template, "BackupBucketPolicy").get("PolicyDocument"));
+    let reads = bucket.iter().filter(|s| names_only(s, OPERATOR_ROLE) && allows(s, "s3:GetObject"));
+    let resources: Vec<String> = reads
+        .flat_map(|s| s.get("Resource").map(Value::items).unwrap_or_default())
+        .map(|r| r.to_string())
+        .collect();
+    assert!(resources.contains(&"!Sub ${BackupBucket.Arn}/*".into()), "the operator cannot get backups");
+}
+
+/// CloudFormation refuses resources that depend on each other in a circle, such as
+/// a key policy naming a role whose own policy names the key.
+#[test]
+fn the_backup_resources_are_in_no_dependency_cycle() {
+    let template = parsed();
+    let graph = dependencies(&template);
+    for start in graph.keys().filter(|name| name.starts_with("Backup")) {
+        let mut path = vec![start.clone()];
+        let mut seen = BTreeSet::new();
+        assert!(
+            !reaches(&graph, start, start, &mut path, &mut seen),
+            "dependency cycle: {}",
+            path.join(" -> ")
+        );
+    }
+}
+
+/// Which resources each resource refers to, with the role SAM generates for a
+/// function (`<Function>Role`, holding its `Policies`) as a resource of its own. A
+/// function's `Events` become resources of their own too, so they are left out.
+fn dependencies(template: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    let globals = template.get("Globals").and_then(|g| g.get("Function"));
+    let mut graph = BTreeMap::new();
+    for (name, resource) in template.get("Resources").expect("Resources").entries() {
+        let props = resource.get("Properties");
+        let function = resource.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function");
+        let mut refs = BTreeSet::new();
+        for (key, value) in props.map(Value::entries).unwrap_or_default() {
+            if !(function && key == "Events") {
+                references(value, &mut refs);
+            }
+        }
+        let depends_on = resource.get("DependsOn").map(Value::items).unwrap_or_default();
+        refs.extend(depends_on.iter().filter_map(|d| d.as_str()).map(str::to_owned));
+        if function && props.and_then(|p| p.get("Role")).is_none() {
+            globals.into_iter().for_each(|g| references(g, &mut refs));
+            let mut role = BTreeSet::new();
+            for part in ["Policies", "DeadLetterQueue"] {
+                props.and_then(|p| p.get(part)).into_iter().for_each(|v| references(v, &mut role));
+            }
+            graph.insert(format!("{name}Role"), role);
+            refs.insert(format!("{name}Role"));
+        }
+        graph.insert(name.clone(), refs);
+    }
+    let names: BTreeSet<String> = graph.keys().cloned().collect();
+    graph.values_mut().for_each(|refs| refs.retain(|r| names.contains(r)));
+    graph
+}
+
+/// The names `!Ref`, `!GetAtt` and `!Sub` refer to (parameters and pseudo
+/// parameters too; the caller keeps the resources).
+fn references(value: &Value, found: &mut BTreeSet<String>) {
+    let mut from_sub = |format: &str, vars: Option<&Value>| {
+        for part in format.split("${").skip(1) {
+            let name = part.split(['}', '.']).next().unwrap_or_default();
+            if vars.and_then(|v| v.get(name)).is_none() {
+                found.insert(name.to_owned());
+            }
+        }
+    };
+    match value {
+        Value::Tag(tag, inner) if tag == "!Sub" => match &**inner {
+            Value::Str(format) => from_sub(format, None),
+            Value::Seq(parts) if parts.len() == 2 => {
+                from_sub(parts[0].as_str().unwrap_or_default(), Some(&parts[1]));
+                references(&parts[1], found);
+            }
+            other => references(other, found),
+        },
+        Value::Tag(tag, inner) if tag == "!Ref" || tag == "!GetAtt" => {
+            let target = inner.items().first().and_then(|t| t.as_str()).unwrap_or_default();
+            found.insert(target.split('.').next().unwrap_or_default().to_owned());
+        }
+        Value::Tag(_, inner) => references(inner, found),
+        Value::Str(_) => {}
+        Value::Seq(items) => items.iter().for_each(|i| references(i, found)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| references(v, found)),
+    }
+}
+
+fn reaches(
+    graph: &BTreeMap<String, BTreeSet<String>>,
+    from: &str,
+    target: &str,
+    path: &mut Vec<String>,
+    seen: &mut BTreeSet<String>,
+) -> bool {
+    for next in graph.get(from).into_iter().flatten() {
+        path.push(next.clone());
+        if next == target || (seen.insert(next.clone()) && reaches(graph, next, target, path, seen)) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+/// The README's verify and restore commands take the key, the bucket and the role
+/// from the stack's outputs, named as the template names them.
+#[test]
+fn the_readme_restore_commands_use_the_stacks_outputs() {
+    let template = parsed();
+    let outputs = template.get("Outputs").expect("Outputs");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README");
+    let section = readme.split("\n## Backups\n").nth(1).expect("README has a Backups section");
+    let section = section.split("\n## ").next().unwrap_or_default();
+    let mut blocks = section.split("```sh\n").skip(1).filter_map(|b| b.split("```").next());
+    let block = blocks.find(|b| b.contains("portcullis backup restore")).expect("restore commands");
+
+    let placeholders = block.split('<').skip(1).filter_map(|p| p.split_once('>')).map(|(name, _)| name);
+    for name in placeholders {
+        // `<backup id>`, `<MFA code>`: the operator's own values; an output's name is one word.
+        if name.starts_with(|c: char| c.is_ascii_uppercase())
+            && name.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            assert!(
+                outputs.get(name).is_some(),
+                "README names <{name}>, which is not an output of the template"
+            );
+        }
+    }
+    for (before, value) in [
+        ("PORTCULLIS_KMS_KEY_ID=", "!GetAtt BackupKey.Arn"),
+        ("PORTCULLIS_BACKUP_BUCKET=", "!Ref BackupBucket"),
+        ("--role-arn ", "!GetAtt BackupOperatorRole.Arn"),
+    ] {
+        let at = block.find(&format!("{before}<")).unwrap_or_else(|| panic!("README lacks {before}<output>"));
+        let rest = &block[at + before.len() + 1..];
+        let name = rest.split('>').next().unwrap_or_default();
+        let output = outputs.get(name).and_then(|o| o.get("Value")).map(Value::to_string);
+        assert_eq!(output.as_deref(), Some(value), "README {before}<{name}>");
     }
 }
