@@ -56,12 +56,14 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum BackupCommand {
+    /// Take a backup, read it back from the store, then write its manifest.
     Run,
-    /// Decrypt and check digests and row counts, writing nothing.
-    Verify {
-        backup_id: String,
-    },
-    /// Load a backup into an empty database.
+    /// Check a backup of this database end to end (manifest MAC, digest, every
+    /// chunk, row counts), writing nothing.
+    Verify { backup_id: String },
+    /// Check a backup, then load it into an empty database: one with no tables
+    /// (the schema migrations are applied) or with the backup's schema and no rows.
+    /// All rows commit together, after every check; on failure nothing stays.
     Restore {
         backup_id: String,
         #[arg(long)]

@@ -212,6 +212,11 @@ async fn tampered_truncated_reordered_or_relabelled_backups_are_refused() {
     flipped[body + 10] ^= 1;
     std::fs::write(dir.join(&manifest.object_key), &flipped).expect("write");
     assert!(matches!(backup.check(&manifest.backup_id, None).await, Err(BackupError::Mismatch(_))));
+    // Restore reads the whole backup before it touches the target: no migration, no table.
+    let (_, mut target) = empty_database().await;
+    let restored = backup.check(&manifest.backup_id, Some(&mut target)).await;
+    assert!(matches!(restored, Err(BackupError::Mismatch(_))), "{restored:?}");
+    assert!(table_names(&mut target).await.is_empty(), "a refused restore created tables");
 
     type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
     let cases: Vec<(&str, Mutation)> = vec![
@@ -692,14 +697,38 @@ async fn restore_only_into_an_empty_target_and_a_failed_restore_leaves_it_as_fou
     let result = backup.check(&manifest.backup_id, Some(&mut extra_table)).await;
     assert!(matches!(&result, Err(BackupError::Target(why)) if why.contains("leftover")), "{result:?}");
 
-    // `users` comes after audit_log and kitchen_sink in the dump; its rows never arrive.
+    // A database with no tables gets the migrations, which lack kitchen_sink: the
+    // restore is refused and the migrated tables go again.
+    let (_, mut bare) = empty_database().await;
+    let result = backup.check(&manifest.backup_id, Some(&mut bare)).await;
+    assert!(matches!(&result, Err(BackupError::Target(why)) if why.contains("kitchen_sink")), "{result:?}");
+    assert!(table_names(&mut bare).await.is_empty(), "the migrated tables stayed behind");
+
     let mut differs = empty_database_shaped_like(&db).await;
     differs.query_drop("ALTER TABLE users ADD COLUMN nickname VARCHAR(20) NULL").await.expect("alter");
     let before = row_counts(&mut differs).await;
     let result = backup.check(&manifest.backup_id, Some(&mut differs)).await;
     assert!(matches!(&result, Err(BackupError::Target(why)) if why.contains("users")), "{result:?}");
-    assert_eq!(row_counts(&mut differs).await, before, "rows of the earlier tables stayed behind");
-    let fk: Option<u8> = differs.query_first("SELECT @@SESSION.foreign_key_checks").await.expect("fk");
+    assert_eq!(row_counts(&mut differs).await, before);
+
+    // A failure part-way, injected by a trigger on the last row of kitchen_sink: by
+    // then audit_log and earlier batches of kitchen_sink went in. All of it goes again.
+    let mut fails_late = empty_database_shaped_like(&db).await;
+    fails_late
+        .query_drop(
+            "CREATE TRIGGER fail_late BEFORE INSERT ON kitchen_sink FOR EACH ROW \
+             IF NEW.id = 299 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected failure'; END IF",
+        )
+        .await
+        .expect("trigger");
+    let before = row_counts(&mut fails_late).await;
+    let result = backup.check(&manifest.backup_id, Some(&mut fails_late)).await;
+    assert!(
+        matches!(&result, Err(BackupError::Database(e)) if e.to_string().contains("injected")),
+        "{result:?}"
+    );
+    assert_eq!(row_counts(&mut fails_late).await, before, "rows of a failed restore stayed behind");
+    let fk: Option<u8> = fails_late.query_first("SELECT @@SESSION.foreign_key_checks").await.expect("fk");
     assert_eq!(fk, Some(1), "foreign key checks were left off on the operator's connection");
 }
 

@@ -95,6 +95,9 @@ pub struct Encryptor<W: Write> {
     counter: u64,
     buffer: Zeroizing<Vec<u8>>,
     out: W,
+    /// Set by any failure: a chunk half-written must never be sealed again
+    /// (its nonce is spent), so every later call fails.
+    failed: bool,
 }
 
 impl<W: Write> Encryptor<W> {
@@ -110,10 +113,21 @@ impl<W: Write> Encryptor<W> {
         let (key, base, commitment) = derive(input_key, salt, context)?;
         out.write_all(salt)?;
         out.write_all(&commitment)?;
-        Ok(Self { key, base, counter: 0, buffer: Zeroizing::new(Vec::with_capacity(CHUNK + TAG)), out })
+        Ok(Self {
+            key,
+            base,
+            counter: 0,
+            buffer: Zeroizing::new(Vec::with_capacity(CHUNK + TAG)),
+            out,
+            failed: false,
+        })
     }
 
     fn seal(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("the encryption failed earlier"));
+        }
+        self.failed = true;
         if self.counter >= MAX_CHUNKS {
             return Err(ChunkError::TooLong.into());
         }
@@ -124,6 +138,7 @@ impl<W: Write> Encryptor<W> {
         self.out.write_all(&self.buffer)?;
         self.buffer.clear();
         self.counter += 1;
+        self.failed = false;
         Ok(())
     }
 
@@ -141,6 +156,9 @@ impl<W: Write> Encryptor<W> {
 
 impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("the encryption failed earlier"));
+        }
         if data.is_empty() {
             return Ok(0);
         }

@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 /// One cell: the exact bytes the server sent, as text when they are UTF-8
 /// (compresses far better) and base64 otherwise.
@@ -116,91 +116,132 @@ pub async fn dump(
     Ok(counts)
 }
 
-/// The table a dump is inside: its name, its INSERT statement and row width
-/// (once a row arrived), and the rows read so far.
-struct OpenTable {
-    name: String,
-    insert: Option<(String, usize)>,
-    rows: u64,
+/// What a dump holds: rows and `SHOW CREATE TABLE` text by table.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub rows: BTreeMap<String, u64>,
+    pub ddl: BTreeMap<String, String>,
 }
 
-/// Reads a dump, checking its structure and counts; writes its rows into
-/// `target` when given. Row counts by table. The caller commits the target
-/// only after comparing these counts with the manifest's.
+/// The longest record line read (a row of max_allowed_packet's 1 GiB limit
+/// would not restore either); a longer one fails instead of exhausting memory.
+const MAX_LINE: u64 = 256 * 1024 * 1024;
+/// Rows and bytes sent in one multi-row INSERT: few round trips, far below
+/// MariaDB's 65,535 placeholders and its default 16 MiB packet.
+const BATCH_ROWS: usize = 1000;
+const BATCH_PLACEHOLDERS: usize = 60_000;
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// The table a dump is inside: its name, the width of its rows (once one
+/// arrived), the rows read so far, and the rows not yet sent with their size.
+struct OpenTable {
+    name: String,
+    width: Option<usize>,
+    rows: u64,
+    batch: Vec<Value>,
+    batch_bytes: usize,
+}
+
+impl OpenTable {
+    async fn flush(&mut self, target: Option<&mut Target<'_>>) -> Result<(), BackupError> {
+        if let (Some(target), Some(width)) = (target, self.width) {
+            if !self.batch.is_empty() {
+                target.insert(&self.name, width, std::mem::take(&mut self.batch)).await?;
+            }
+        }
+        self.batch.clear();
+        self.batch_bytes = 0;
+        Ok(())
+    }
+}
+
+/// Reads one line of at most [`MAX_LINE`] bytes, without its newline; `None` at the end.
+fn next_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> Result<bool, BackupError> {
+    line.clear();
+    let n = input.by_ref().take(MAX_LINE + 1).read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if n as u64 > MAX_LINE {
+        return Err(BackupError::Format("a dump record exceeds 256 MiB".into()));
+    }
+    Ok(true)
+}
+
+/// Reads a dump, checking its structure, every cell and the counts; writes its
+/// rows into `target` when given. The caller commits the target only after
+/// comparing the counts with the manifest's.
 pub async fn load(
-    input: impl BufRead,
+    mut input: impl BufRead,
     mut target: Option<&mut Target<'_>>,
-) -> Result<BTreeMap<String, u64>, BackupError> {
-    const BATCH: usize = 500;
-    let mut counts = BTreeMap::new();
+) -> Result<Summary, BackupError> {
+    let mut summary = Summary::default();
     let mut current: Option<OpenTable> = None;
-    let mut batch: Vec<Vec<Value>> = Vec::new();
-    for raw in input.lines() {
-        let raw = raw?;
+    let mut line = Vec::new();
+    while next_line(&mut input, &mut line)? {
         let record: Record =
-            serde_json::from_str(&raw).map_err(|e| BackupError::Format(format!("dump record: {e}")))?;
+            serde_json::from_slice(&line).map_err(|e| BackupError::Format(format!("dump record: {e}")))?;
         match record {
             Record::Table { name, create } => {
                 if current.is_some() {
                     return Err(BackupError::Format("table started before the previous ended".into()));
                 }
                 let table = ident(&name)?.to_owned();
-                if counts.contains_key(&table) {
+                if summary.ddl.contains_key(&table) {
                     return Err(BackupError::Format(format!("table {table} appears twice")));
                 }
                 if let Some(target) = target.as_deref_mut() {
                     target.begin_table(&table, &create).await?;
                 }
-                current = Some(OpenTable { name: table, insert: None, rows: 0 });
+                summary.ddl.insert(table.clone(), create);
+                current =
+                    Some(OpenTable { name: table, width: None, rows: 0, batch: Vec::new(), batch_bytes: 0 });
             }
             Record::Row { cells } => {
-                let Some(OpenTable { name: table, insert, rows }) = current.as_mut() else {
+                let Some(open) = current.as_mut() else {
                     return Err(BackupError::Format("row outside a table".into()));
                 };
-                *rows += 1;
-                if let Some(target) = target.as_deref_mut() {
-                    let width = cells.len();
-                    match insert {
-                        Some((_, known)) if *known != width => {
-                            return Err(BackupError::Format(format!("{table}: rows of different widths")))
-                        }
-                        Some(_) => {}
-                        None => {
-                            let marks = vec!["?"; width].join(", ");
-                            // sql-splice-reviewed: identifier checked by ident() and present in the target; values are bound parameters.
-                            *insert = Some((format!("INSERT INTO `{table}` VALUES ({marks})"), width));
-                        }
+                let width = *open.width.get_or_insert(cells.len());
+                if cells.len() != width || width == 0 {
+                    return Err(BackupError::Format(format!("{}: rows of different widths", open.name)));
+                }
+                open.rows += 1;
+                for cell in cells {
+                    let value = match cell {
+                        None => Value::NULL,
+                        Some(cell) => Value::Bytes(cell.into_bytes()?),
+                    };
+                    if let Value::Bytes(bytes) = &value {
+                        open.batch_bytes += bytes.len();
                     }
-                    let statement = insert.as_ref().map(|(sql, _)| sql.as_str()).unwrap_or_default();
-                    let values = cells
-                        .into_iter()
-                        .map(|c| match c {
-                            None => Ok(Value::NULL),
-                            Some(cell) => cell.into_bytes().map(Value::Bytes),
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    batch.push(values);
-                    if batch.len() == BATCH {
-                        target.insert(statement, &mut batch).await?;
+                    if target.is_some() {
+                        open.batch.push(value);
                     }
+                }
+                let rows = open.batch.len() / width;
+                if rows >= BATCH_ROWS.min(BATCH_PLACEHOLDERS / width) || open.batch_bytes >= BATCH_BYTES {
+                    open.flush(target.as_deref_mut()).await?;
                 }
             }
             Record::End { name, rows } => {
-                let Some(OpenTable { name: table, insert, rows: seen }) = current.take() else {
+                let Some(mut open) = current.take() else {
                     return Err(BackupError::Format("end outside a table".into()));
                 };
-                if let (Some(target), Some((statement, _))) = (target.as_deref_mut(), insert) {
-                    target.insert(&statement, &mut batch).await?;
+                open.flush(target.as_deref_mut()).await?;
+                if open.name != name || open.rows != rows {
+                    return Err(BackupError::Format(format!(
+                        "{name}: {} rows read, {rows} recorded",
+                        open.rows
+                    )));
                 }
-                if table != name || seen != rows {
-                    return Err(BackupError::Format(format!("{name}: {seen} rows read, {rows} recorded")));
-                }
-                counts.insert(table, rows);
+                summary.rows.insert(open.name, rows);
             }
         }
     }
     if current.is_some() {
         return Err(BackupError::Format("dump ends inside a table".into()));
     }
-    Ok(counts)
+    Ok(summary)
 }

@@ -296,12 +296,14 @@ impl Backup {
             let key = self.keys.decrypt_data_key(&wrapped, &context).await?;
             let key = secrecy::ExposeSecret::expose_secret(&key);
             manifest.authenticate(key)?;
+            // The whole backup is read and checked before the target is touched.
+            let ddl = self.read_object(&path, &manifest, key, None).await?;
             let Some(conn) = target else {
-                return self.read_object(&path, &manifest, key, None).await;
+                return Ok(());
             };
-            let mut target = restore::Target::prepare(conn, &manifest.tables).await?;
+            let mut target = restore::Target::prepare(conn, &ddl).await?;
             match self.read_object(&path, &manifest, key, Some(&mut target)).await {
-                Ok(()) => target.commit().await,
+                Ok(_) => target.commit().await,
                 Err(err) => {
                     target.abandon().await;
                     Err(err)
@@ -319,13 +321,14 @@ impl Backup {
     /// Reads the object at `path` against `manifest` (size and SHA-256, then a
     /// header naming the manifest's backup and database, then every chunk and
     /// row count) with the data key; writes the rows into `target` when given.
+    /// The table definitions it holds, by table.
     async fn read_object(
         &self,
         path: &std::path::Path,
         manifest: &Manifest,
         key: &[u8; 32],
         target: Option<&mut restore::Target<'_>>,
-    ) -> Result<(), BackupError> {
+    ) -> Result<BTreeMap<String, String>, BackupError> {
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut file = std::fs::File::open(path)?;
         let mut buf = vec![0u8; 64 * 1024];
@@ -347,11 +350,11 @@ impl Backup {
         check_header(&header, &manifest.backup_id, &manifest.database)?;
         let decryptor = chunked::Decryptor::new(key, &header_bytes, input)?;
         let plain = BufReader::new(zstd::Decoder::new(decryptor)?);
-        let tables = dump::load(plain, target).await?;
-        if tables != manifest.tables {
-            return Err(BackupError::Mismatch(format!("row counts {tables:?}")));
+        let summary = dump::load(plain, target).await?;
+        if summary.rows != manifest.tables {
+            return Err(BackupError::Mismatch(format!("row counts {:?}", summary.rows)));
         }
-        Ok(())
+        Ok(summary.ddl)
     }
 }
 

@@ -44,28 +44,60 @@ pub fn normalize_ddl(ddl: &str) -> String {
     out
 }
 
+/// Best effort: the tables a refused restore created go again.
+async fn drop_tables(conn: &mut mysql_async::Conn, names: &[String]) {
+    let _ = conn.query_drop("SET SESSION FOREIGN_KEY_CHECKS = 0").await;
+    for table in names {
+        // sql-splice-reviewed: names from table_names(), checked by ident().
+        let _ = conn.query_drop(format!("DROP TABLE IF EXISTS `{table}`")).await;
+    }
+    let _ = conn.query_drop("SET SESSION FOREIGN_KEY_CHECKS = 1").await;
+}
+
 async fn table_names(conn: &mut mysql_async::Conn) -> Result<Vec<String>, BackupError> {
     let tables: Vec<(String, String)> = conn.query("SHOW FULL TABLES").await?;
     tables.into_iter().map(|(name, _kind)| crate::dump::ident(&name).map(str::to_owned)).collect()
 }
 
 impl<'a> Target<'a> {
-    /// Checks that `conn`'s database can take a backup of `tables` and notes its
-    /// schema. A database with no tables first gets the project's migrations.
-    /// Refused, before anything is written: a target with other tables than
-    /// the backup's, or with rows in any of them.
+    /// Checks, before any row is written, that `conn`'s database can take a
+    /// backup whose tables are defined by `ddl`: exactly those tables, each
+    /// defined the same, none holding rows. A database with no tables first
+    /// gets the project's migrations, and loses them again when a check fails,
+    /// so a refused restore leaves the target as it was found.
     pub async fn prepare(
         conn: &'a mut mysql_async::Conn,
-        tables: &BTreeMap<String, u64>,
+        ddl: &BTreeMap<String, String>,
     ) -> Result<Target<'a>, BackupError> {
         let mut names = table_names(conn).await?;
-        if names.is_empty() {
-            portcullis_shared::store::apply_migrations(conn)
-                .await
-                .map_err(|e| BackupError::Target(format!("applying the schema migrations: {e}")))?;
+        let migrated = names.is_empty();
+        if migrated {
+            let applied = portcullis_shared::store::apply_migrations(conn).await;
             names = table_names(conn).await?;
+            if let Err(e) = applied {
+                drop_tables(conn, &names).await;
+                return Err(BackupError::Target(format!("applying the schema migrations: {e}")));
+            }
         }
-        let expected: Vec<&String> = tables.keys().collect();
+        match Self::schema_of(conn, &names, ddl).await {
+            Ok(schema) => {
+                Ok(Target { conn, schema, seeded: portcullis_shared::store::seeded_tables(), started: false })
+            }
+            Err(err) => {
+                if migrated {
+                    drop_tables(conn, &names).await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn schema_of(
+        conn: &mut mysql_async::Conn,
+        names: &[String],
+        ddl: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, BackupError> {
+        let expected: Vec<&String> = ddl.keys().collect();
         let found: Vec<&String> = names.iter().collect();
         if found != expected {
             return Err(BackupError::Target(format!(
@@ -75,12 +107,19 @@ impl<'a> Target<'a> {
         }
         let seeded = portcullis_shared::store::seeded_tables();
         let mut schema = BTreeMap::new();
-        for table in &names {
+        for table in names {
             // sql-splice-reviewed: `table` passed ident() ([A-Za-z0-9_]) in table_names().
-            let (_, ddl): (String, String) = conn
+            let (_, ours): (String, String) = conn
                 .query_first(format!("SHOW CREATE TABLE `{table}`"))
                 .await?
                 .ok_or_else(|| BackupError::Target(format!("no definition for {table}")))?;
+            let ours = normalize_ddl(&ours);
+            if ddl.get(table).map(|theirs| normalize_ddl(theirs)) != Some(ours.clone()) {
+                return Err(BackupError::Target(format!(
+                    "table {table} is defined differently in the backup and in the target (another \
+                     schema version?): nothing was restored"
+                )));
+            }
             if !seeded.contains(table) {
                 // sql-splice-reviewed: as above.
                 let any: Option<u8> = conn.query_first(format!("SELECT 1 FROM `{table}` LIMIT 1")).await?;
@@ -90,9 +129,9 @@ impl<'a> Target<'a> {
                     )));
                 }
             }
-            schema.insert(table.clone(), normalize_ddl(&ddl));
+            schema.insert(table.clone(), ours);
         }
-        Ok(Target { conn, schema, seeded, started: false })
+        Ok(schema)
     }
 
     async fn start(&mut self) -> Result<(), BackupError> {
@@ -125,11 +164,17 @@ impl<'a> Target<'a> {
         Ok(())
     }
 
-    /// Inserts rows into a table begun with [`Target::begin_table`].
-    pub async fn insert(&mut self, insert: &str, rows: &mut Vec<Vec<Value>>) -> Result<(), BackupError> {
-        if !rows.is_empty() {
-            self.conn.exec_batch(insert, rows.drain(..)).await?;
+    /// Inserts rows (`values`, `width` to a row) into a table begun with
+    /// [`Target::begin_table`], as one prepared multi-row INSERT.
+    pub async fn insert(&mut self, table: &str, width: usize, values: Vec<Value>) -> Result<(), BackupError> {
+        if !self.schema.contains_key(table) || width == 0 || !values.len().is_multiple_of(width) {
+            return Err(BackupError::Format(format!("rows for {table} do not fit it")));
         }
+        let row = format!("({})", vec!["?"; width].join(", "));
+        let rows = vec![row.as_str(); values.len() / width].join(", ");
+        // sql-splice-reviewed: `table` is a table of the target (checked above), its name passed ident(); values are bound parameters.
+        let statement = format!("INSERT INTO `{table}` VALUES {rows}");
+        self.conn.exec_drop(statement, values).await?;
         Ok(())
     }
 

@@ -236,3 +236,35 @@ proptest::proptest! {
         proptest::prop_assert!(plain.len() <= keep.saturating_sub(HEADER) && message.starts_with(&plain));
     }
 }
+
+/// A sink that fails once, after taking part of a chunk.
+struct FailsOnce {
+    out: Vec<u8>,
+    failed: bool,
+}
+
+impl Write for FailsOnce {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if !self.failed && self.out.len() > HEADER {
+            self.failed = true;
+            return Err(io::Error::other("disk full"));
+        }
+        self.out.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// After the sink fails in the middle of a chunk, the encryptor refuses to go
+/// on: sealing again would reuse that chunk's nonce.
+#[test]
+fn a_failed_write_poisons_the_encryptor() {
+    let mut enc =
+        Encryptor::new(&[1u8; 32], b"ctx", FailsOnce { out: Vec::new(), failed: false }).expect("encryptor");
+    let data = vec![0x55u8; 3 * CHUNK];
+    assert!(enc.write_all(&data).is_err(), "the sink's failure surfaces");
+    assert!(enc.write(&data).is_err(), "a later write is refused");
+    assert!(enc.finish().is_err(), "finish is refused");
+}
