@@ -805,3 +805,39 @@ async fn three_hundred_rows_of_random_hex_back_up_verify_and_restore() {
     backup.check(&manifest.backup_id, Some(&mut target)).await.expect("restore");
     assert_eq!(all_checksums(&mut target, &manifest).await, all_checksums(&mut owner, &manifest).await);
 }
+
+/// Whoever can write to the store (the backup function's role, say, holding a
+/// fresh data key it may create for any id) cannot put new content under the id
+/// of a backup that is there: every write creates, on S3 (`If-None-Match: *`,
+/// honoured by moto; the bucket policy demands it) and on a local directory.
+#[tokio::test]
+async fn a_stored_backup_is_never_replaced() {
+    let db = TestDb::create().await;
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
+    s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let stores: Vec<(&str, Arc<dyn BackupStore>)> = vec![
+        ("S3", Arc::new(S3Store { client: s3, bucket, kms_key_id: None })),
+        ("local", Arc::new(LocalStore { dir: dir.clone() })),
+    ];
+    for (name, store) in stores {
+        let backup = backup_with(store.clone(), &db.name).await;
+        let manifest = backup.run(&mut db.user_conn("backup").await).await.expect("backup");
+        let manifest_key = format!("manifests/{}.json", manifest.backup_id);
+        let stored_manifest = store.get_bytes(&manifest_key).await.expect("manifest");
+        let stored_object = store.get_bytes(&manifest.object_key).await.expect("object");
+
+        let replaced = store.put_bytes(&manifest_key, b"{}".to_vec()).await;
+        assert!(matches!(replaced, Err(BackupError::Exists(_))), "{name}: manifest replaced: {replaced:?}");
+        let forged = dir.join(format!("forged-{}", crate::helpers::hex_token()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(&forged, vec![0x42u8; 9 * 1024 * 1024]).expect("forged object");
+        let replaced = store.put_file(&manifest.object_key, &forged).await;
+        assert!(matches!(replaced, Err(BackupError::Exists(_))), "{name}: object replaced: {replaced:?}");
+
+        assert_eq!(store.get_bytes(&manifest_key).await.expect("manifest"), stored_manifest, "{name}");
+        assert_eq!(store.get_bytes(&manifest.object_key).await.expect("object"), stored_object, "{name}");
+        backup.check(&manifest.backup_id, None).await.expect("the backup still verifies");
+    }
+}

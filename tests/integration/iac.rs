@@ -317,6 +317,45 @@ fn only_the_operator_role_unwraps_backup_data_keys_and_only_with_mfa() {
     assert!(resources.contains(&"!Sub ${BackupBucket.Arn}/*".into()), "the operator cannot get backups");
 }
 
+/// The bucket is write-once for everyone: an upload that would replace a key
+/// (PutObject, CompleteMultipartUpload without `If-None-Match`) is denied, and
+/// so are customer-provided keys and another KMS key. BackupKey grants no one
+/// `kms:CreateGrant`, which would hand out Decrypt past its conditions.
+#[test]
+fn backups_are_write_once_and_backup_key_grants_no_grants() {
+    let template = parsed();
+    let bucket = statements(properties(&template, "BackupBucketPolicy").get("PolicyDocument"));
+    let uploads: Vec<&Value> = bucket.into_iter().filter(|s| denies_uploads_for_all(s)).collect();
+    let write_once = uploads.iter().any(|s| {
+        condition(s, "Null", "s3:if-none-match") == one("true")
+            && condition(s, "Bool", "s3:ObjectCreationOperation") == one("true")
+    });
+    assert!(write_once, "uploads may replace a stored backup");
+    let no_sse_c = uploads
+        .iter()
+        .any(|s| condition(s, "Null", "s3:x-amz-server-side-encryption-customer-algorithm") == one("false"));
+    assert!(no_sse_c, "uploads may use a customer-provided key");
+    let only_backup_key = uploads.iter().any(|s| {
+        condition(s, "StringNotEqualsIfExists", "s3:x-amz-server-side-encryption-aws-kms-key-id")
+            == one("!GetAtt BackupKey.Arn")
+    });
+    assert!(only_backup_key, "uploads may use another KMS key");
+    for statement in key_policy(&template, "BackupKey") {
+        assert!(!allows(statement, "kms:CreateGrant"), "BackupKey grants CreateGrant: {statement}");
+    }
+}
+
+fn denies_uploads_for_all(statement: &Value) -> bool {
+    statement.get("Effect").and_then(Value::as_str) == Some("Deny")
+        && statement.get("Principal").and_then(Value::as_str) == Some("*")
+        && statement
+            .get("Action")
+            .map(Value::items)
+            .unwrap_or_default()
+            .iter()
+            .any(|a| a.as_str() == Some("s3:PutObject"))
+}
+
 /// CloudFormation refuses resources that depend on each other in a circle, such as
 /// a key policy naming a role whose own policy names the key.
 #[test]

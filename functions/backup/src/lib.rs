@@ -39,6 +39,8 @@ pub enum BackupError {
     Format(String),
     #[error("no such backup object {0}")]
     NotFound(String),
+    #[error("{0} exists already: a stored backup is never replaced")]
+    Exists(String),
     #[error("the backup does not match its manifest: {0}")]
     Mismatch(String),
     #[error("the restore target cannot take this backup: {0}")]

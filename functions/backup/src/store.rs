@@ -1,9 +1,15 @@
 //! Where backups go: a local directory, or S3 with multipart upload and SSE-KMS
 //! on top of the client-side encryption. Objects are written whole before the
 //! manifest, so an interrupted run never leaves a backup that looks complete.
+//! Every write creates: a key that exists is never replaced (S3 `If-None-Match:
+//! *`, which the bucket policy demands of every writer), so whoever can write to
+//! the store — the backup function's own role included — cannot put new content
+//! under the id of a backup that is already there.
 
 use crate::BackupError;
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use std::path::{Path, PathBuf};
@@ -14,8 +20,9 @@ const PART: usize = 8 * 1024 * 1024;
 
 #[async_trait]
 pub trait BackupStore: Send + Sync {
-    /// Stores the file at `path` under `key`.
+    /// Stores the file at `path` under `key`, which must not exist yet.
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), BackupError>;
+    /// Stores `bytes` under `key`, which must not exist yet.
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), BackupError>;
     /// Downloads `key` into the file at `dest`.
     async fn get_file(&self, key: &str, dest: &Path) -> Result<(), BackupError>;
@@ -43,11 +50,11 @@ impl BackupStore for LocalStore {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        // Copy then rename: a reader never sees a half-written object.
-        let partial = dest.with_extension("partial");
+        // Copy, then link into place: a reader never sees a half-written object,
+        // and the link fails when the key exists.
+        let partial = dest.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
         tokio::fs::copy(path, &partial).await?;
-        tokio::fs::rename(&partial, &dest).await?;
-        Ok(())
+        publish(&partial, &dest, key).await
     }
 
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
@@ -55,10 +62,9 @@ impl BackupStore for LocalStore {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        let partial = dest.with_extension("partial");
+        let partial = dest.with_extension(format!("partial-{}", uuid::Uuid::new_v4().simple()));
         tokio::fs::write(&partial, bytes).await?;
-        tokio::fs::rename(&partial, &dest).await?;
-        Ok(())
+        publish(&partial, &dest, key).await
     }
 
     async fn get_file(&self, key: &str, dest: &Path) -> Result<(), BackupError> {
@@ -71,6 +77,17 @@ impl BackupStore for LocalStore {
     }
 }
 
+/// Moves a finished file to `dest` unless something is there already.
+async fn publish(partial: &Path, dest: &Path, key: &str) -> Result<(), BackupError> {
+    let linked = tokio::fs::hard_link(partial, dest).await;
+    let _ = tokio::fs::remove_file(partial).await;
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(BackupError::Exists(key.to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An S3 bucket; every object is also encrypted at rest with `kms_key_id`.
 pub struct S3Store {
     pub client: aws_sdk_s3::Client,
@@ -79,6 +96,18 @@ pub struct S3Store {
 }
 
 fn s3_error(err: impl std::error::Error + Send + Sync + 'static) -> BackupError {
+    BackupError::Storage(Box::new(err))
+}
+
+/// A create refused because the key exists (412 Precondition Failed) is
+/// [`BackupError::Exists`]; anything else a storage error.
+fn refused_or<E>(err: SdkError<E, HttpResponse>, key: &str) -> BackupError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if err.raw_response().map(|r| r.status().as_u16()) == Some(412) {
+        return BackupError::Exists(key.to_owned());
+    }
     BackupError::Storage(Box::new(err))
 }
 
@@ -136,9 +165,10 @@ impl BackupStore for S3Store {
                 .key(key)
                 .upload_id(&upload_id)
                 .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .if_none_match("*")
                 .send()
                 .await
-                .map_err(s3_error)?;
+                .map_err(|e| refused_or(e, key))?;
             Ok::<(), BackupError>(())
         }
         .await;
@@ -164,9 +194,10 @@ impl BackupStore for S3Store {
             .server_side_encryption(ServerSideEncryption::AwsKms)
             .set_ssekms_key_id(self.kms_key_id.clone())
             .body(ByteStream::from(bytes))
+            .if_none_match("*")
             .send()
             .await
-            .map_err(s3_error)?;
+            .map_err(|e| refused_or(e, key))?;
         Ok(())
     }
 
