@@ -91,8 +91,8 @@ async fn empty_database_shaped_like(source: &TestDb) -> mysql_async::Conn {
             continue;
         }
         // sql-splice-reviewed: table names from SHOW TABLES, checked to [A-Za-z0-9_] by table_names().
-        let (_, ddl): (String, String) =
-            owner.query_first(format!("SHOW CREATE TABLE `{table}`")).await.expect("ddl").expect("a table");
+        let show = format!("SHOW CREATE TABLE `{table}`");
+        let (_, ddl): (String, String) = owner.query_first(show).await.expect("ddl").expect("a table");
         conn.query_drop(ddl).await.expect("create the table in the target");
     }
     conn
@@ -109,8 +109,8 @@ async fn row_counts(conn: &mut mysql_async::Conn) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     for table in table_names(conn).await {
         // sql-splice-reviewed: checked to [A-Za-z0-9_] by table_names().
-        let n: Option<u64> =
-            conn.query_first(format!("SELECT COUNT(*) FROM `{table}`")).await.expect("count");
+        let count = format!("SELECT COUNT(*) FROM `{table}`");
+        let n: Option<u64> = conn.query_first(count).await.expect("count");
         out.push((table, n.unwrap_or(0)));
     }
     out
@@ -783,16 +783,15 @@ async fn a_backup_that_does_not_read_back_fails_the_run_and_gets_no_manifest() {
 async fn three_hundred_rows_of_random_hex_back_up_verify_and_restore() {
     let db = TestDb::create().await;
     let mut owner = db.owner_conn().await;
+    // sql-splice-reviewed: a constant expression (24 random MD5s), no value from outside.
     let random = format!("CONCAT({}MD5(RAND()))", "MD5(RAND()),".repeat(23));
     owner
         .query_drop("CREATE TABLE rows_hex (id BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL, payload VARCHAR(1024) NOT NULL)")
         .await
         .expect("create");
     // sql-splice-reviewed: `random` is the constant expression built above.
-    owner
-        .query_drop(format!("INSERT INTO rows_hex (n, payload) SELECT seq, {random} FROM seq_1_to_300"))
-        .await
-        .expect("rows");
+    let insert = format!("INSERT INTO rows_hex (n, payload) SELECT seq, {random} FROM seq_1_to_300");
+    owner.query_drop(insert).await.expect("rows");
     let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
     let key_file = dir.join("master.key");
     let keys =

@@ -109,8 +109,9 @@ impl<'a> Target<'a> {
         let mut schema = BTreeMap::new();
         for table in names {
             // sql-splice-reviewed: `table` passed ident() ([A-Za-z0-9_]) in table_names().
+            let show = format!("SHOW CREATE TABLE `{table}`");
             let (_, ours): (String, String) = conn
-                .query_first(format!("SHOW CREATE TABLE `{table}`"))
+                .query_first(show)
                 .await?
                 .ok_or_else(|| BackupError::Target(format!("no definition for {table}")))?;
             let ours = normalize_ddl(&ours);
