@@ -840,3 +840,30 @@ async fn a_stored_backup_is_never_replaced() {
         backup.check(&manifest.backup_id, None).await.expect("the backup still verifies");
     }
 }
+
+/// A restore that fails while loading rows into a target that had no tables
+/// (here the target session refuses the zero date the source allowed) leaves no
+/// table behind: the migrations it applied go again with the rows.
+#[tokio::test]
+async fn a_restore_failing_in_a_database_with_no_tables_leaves_no_table() {
+    let db = TestDb::create().await;
+    let mut owner = db.owner_conn().await;
+    owner.query_drop("SET SESSION sql_mode = ''").await.expect("lenient source");
+    owner
+        .query_drop(
+            "INSERT INTO audit_log (occurred_at, event_type, outcome) VALUES ('0000-00-00 00:00:00', 'zero', 'success')",
+        )
+        .await
+        .expect("a zero date");
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let backup = backup_with(Arc::new(LocalStore { dir }), &db.name).await;
+    let manifest = backup.run(&mut db.user_conn("backup").await).await.expect("backup");
+    let (_, mut target) = empty_database().await;
+    target
+        .query_drop("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE'")
+        .await
+        .expect("strict target");
+    let result = backup.check(&manifest.backup_id, Some(&mut target)).await;
+    assert!(matches!(result, Err(BackupError::Database(_))), "{result:?}");
+    assert!(table_names(&mut target).await.is_empty(), "the migrated tables stayed behind");
+}

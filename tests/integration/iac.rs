@@ -328,7 +328,7 @@ fn backups_are_write_once_and_backup_key_grants_no_grants() {
     let uploads: Vec<&Value> = bucket.into_iter().filter(|s| denies_uploads_for_all(s)).collect();
     let write_once = uploads.iter().any(|s| {
         condition(s, "Null", "s3:if-none-match") == one("true")
-            && condition(s, "Bool", "s3:ObjectCreationOperation") == one("true")
+            && condition(s, "BoolIfExists", "s3:ObjectCreationOperation") == one("true")
     });
     assert!(write_once, "uploads may replace a stored backup");
     let no_sse_c = uploads
@@ -340,6 +340,11 @@ fn backups_are_write_once_and_backup_key_grants_no_grants() {
             == one("!GetAtt BackupKey.Arn")
     });
     assert!(only_backup_key, "uploads may use another KMS key");
+    let no_default_key = uploads.iter().any(|s| {
+        condition(s, "Null", "s3:x-amz-server-side-encryption") == one("false")
+            && condition(s, "Null", "s3:x-amz-server-side-encryption-aws-kms-key-id") == one("true")
+    });
+    assert!(no_default_key, "uploads may ask for SSE-KMS under the account's default key");
     for statement in key_policy(&template, "BackupKey") {
         assert!(!allows(statement, "kms:CreateGrant"), "BackupKey grants CreateGrant: {statement}");
     }

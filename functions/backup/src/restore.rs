@@ -20,6 +20,9 @@ pub struct Target<'a> {
     schema: BTreeMap<String, String>,
     /// Tables whose rows the migrations wrote: replaced by the backup's.
     seeded: BTreeSet<String>,
+    /// Tables this restore created (the migrations, on a target that had none):
+    /// dropped again when the restore fails.
+    created: Vec<String>,
     started: bool,
 }
 
@@ -70,10 +73,12 @@ impl<'a> Target<'a> {
         ddl: &BTreeMap<String, String>,
     ) -> Result<Target<'a>, BackupError> {
         let mut names = table_names(conn).await?;
+        names.sort();
         let migrated = names.is_empty();
         if migrated {
             let applied = portcullis_shared::store::apply_migrations(conn).await;
             names = table_names(conn).await?;
+            names.sort();
             if let Err(e) = applied {
                 drop_tables(conn, &names).await;
                 return Err(BackupError::Target(format!("applying the schema migrations: {e}")));
@@ -81,7 +86,9 @@ impl<'a> Target<'a> {
         }
         match Self::schema_of(conn, &names, ddl).await {
             Ok(schema) => {
-                Ok(Target { conn, schema, seeded: portcullis_shared::store::seeded_tables(), started: false })
+                let created = if migrated { names } else { Vec::new() };
+                let seeded = portcullis_shared::store::seeded_tables();
+                Ok(Target { conn, schema, seeded, created, started: false })
             }
             Err(err) => {
                 if migrated {
@@ -188,11 +195,15 @@ impl<'a> Target<'a> {
         Ok(())
     }
 
-    /// Undoes every row written: the target is left as it was found.
+    /// Undoes every row written, and drops the tables this restore created:
+    /// the target is left as it was found.
     pub async fn abandon(self) {
         if self.started {
             let _ = self.conn.query_drop("ROLLBACK").await;
             let _ = self.conn.query_drop("SET SESSION FOREIGN_KEY_CHECKS = 1").await;
+        }
+        if !self.created.is_empty() {
+            drop_tables(self.conn, &self.created).await;
         }
     }
 }
