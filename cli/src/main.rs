@@ -136,12 +136,18 @@ async fn main() -> anyhow::Result<()> {
                             .into(),
                     }),
                 };
+            // A fresh folder only this user can enter: nobody else on the machine can
+            // plant links for the ciphertext files or swap them between two reads.
+            let scratch =
+                std::env::temp_dir().join(format!("portcullis-backup-{}", uuid::Uuid::new_v4().simple()));
+            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+                .create(&scratch)?;
             let backup = portcullis_backup::Backup {
                 database: database.to_owned(),
                 store,
                 keys: portcullis_shared::runtime::key_provider(&config)?,
                 clock: std::sync::Arc::new(portcullis_shared::clock::SystemClock),
-                scratch: std::env::temp_dir().join("portcullis-backup"),
+                scratch: scratch.clone(),
                 progress: None,
             };
             // A progress line on a terminal (indicatif draws nothing when stderr is not one).
@@ -163,14 +169,20 @@ async fn main() -> anyhow::Result<()> {
                 progress: Some(std::sync::Arc::new(move |bytes| reporter.set_position(bytes))),
                 ..backup
             };
-            let manifest = match command {
-                BackupCommand::Run => backup.run(&mut mysql_async::Conn::new(opts).await?).await?,
-                BackupCommand::Verify { backup_id } => backup.check(&backup_id, None).await?,
-                BackupCommand::Restore { backup_id, into } => {
-                    let mut target = mysql_async::Conn::new(mysql_opts(&SecretString::from(into))?).await?;
-                    backup.check(&backup_id, Some(&mut target)).await?
-                }
-            };
+            let outcome = async {
+                Ok::<_, anyhow::Error>(match command {
+                    BackupCommand::Run => backup.run(&mut mysql_async::Conn::new(opts).await?).await?,
+                    BackupCommand::Verify { backup_id } => backup.check(&backup_id, None).await?,
+                    BackupCommand::Restore { backup_id, into } => {
+                        let mut target =
+                            mysql_async::Conn::new(mysql_opts(&SecretString::from(into))?).await?;
+                        backup.check(&backup_id, Some(&mut target)).await?
+                    }
+                })
+            }
+            .await;
+            let _ = std::fs::remove_dir_all(&scratch);
+            let manifest = outcome?;
             bar.finish_and_clear();
             println!("{}", serde_json::to_string_pretty(&manifest)?);
             Ok(())

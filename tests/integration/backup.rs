@@ -757,6 +757,9 @@ impl BackupStore for Corrupting {
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BackupError> {
         self.0.get_bytes(key).await
     }
+    async fn stored_at(&self, key: &str) -> Result<i64, BackupError> {
+        self.0.stored_at(key).await
+    }
 }
 
 /// The run reads back what the store holds before writing the manifest: a
@@ -866,4 +869,59 @@ async fn a_restore_failing_in_a_database_with_no_tables_leaves_no_table() {
     let result = backup.check(&manifest.backup_id, Some(&mut target)).await;
     assert!(matches!(result, Err(BackupError::Database(_))), "{result:?}");
     assert!(table_names(&mut target).await.is_empty(), "the migrated tables stayed behind");
+}
+
+/// An id whose manifest the store wrote long after the id was made was put
+/// there later, as after the original expired (S3 lifecycle) by someone who
+/// may create data keys for any id: refused. So is an id that is not a UUIDv7.
+#[tokio::test]
+async fn a_manifest_stored_long_after_its_id_was_made_is_refused() {
+    let db = TestDb::create().await;
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let backup = backup_with(Arc::new(LocalStore { dir: dir.clone() }), &db.name).await;
+    let manifest = backup.run(&mut db.user_conn("backup").await).await.expect("backup");
+    backup.check(&manifest.backup_id, None).await.expect("a fresh backup verifies");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(manifest_path(&dir, &manifest.backup_id))
+        .expect("manifest");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(91 * 86_400);
+    file.set_modified(later).expect("set the time the store wrote it");
+    let result = backup.check(&manifest.backup_id, None).await;
+    assert!(matches!(&result, Err(BackupError::Mismatch(why)) if why.contains("stored")), "{result:?}");
+    let v4 = uuid::Uuid::new_v4().to_string();
+    assert!(matches!(
+        backup.check(&v4, None).await,
+        Err(BackupError::Format(_)) | Err(BackupError::NotFound(_))
+    ));
+}
+
+/// One restore at a time into a database: while another holds the restore
+/// lock, a second restore is refused and touches nothing.
+#[tokio::test]
+async fn a_second_restore_into_the_same_database_is_refused() {
+    let db = TestDb::create().await;
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let backup = backup_with(Arc::new(LocalStore { dir }), &db.name).await;
+    let manifest = backup.run(&mut db.user_conn("backup").await).await.expect("backup");
+    let (name, mut target) = empty_database().await;
+    let mut first =
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&format!("{}/{name}", admin_url())).expect("url"))
+            .await
+            .expect("connect");
+    let held: Option<u8> = first
+        .exec_first("SELECT GET_LOCK(CONCAT('portcullis-restore:', DATABASE()), 0)", ())
+        .await
+        .expect("lock");
+    assert_eq!(held, Some(1));
+    let result = backup.check(&manifest.backup_id, Some(&mut target)).await;
+    assert!(
+        matches!(&result, Err(BackupError::Target(why)) if why.contains("another restore")),
+        "{result:?}"
+    );
+    assert!(table_names(&mut target).await.is_empty());
+    first.query_drop("DO RELEASE_LOCK(CONCAT('portcullis-restore:', DATABASE()))").await.expect("release");
+    backup.check(&manifest.backup_id, Some(&mut target)).await.expect("restores once the lock is free");
+    // The lock is released after a restore: the same backup (seed rows only) restores again.
+    backup.check(&manifest.backup_id, Some(&mut target)).await.expect("the lock was released");
 }

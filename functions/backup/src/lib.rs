@@ -141,6 +141,10 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// How far apart a backup id's time and its manifest's storage time may be: a
+/// run's 15 minutes, with room for clocks that disagree.
+const MAX_RUN_SKEW_SECS: i64 = 3600;
+
 fn manifest_key(backup_id: &str) -> String {
     format!("manifests/{backup_id}.json")
 }
@@ -277,6 +281,21 @@ impl Backup {
             return Err(BackupError::Mismatch(format!(
                 "the manifest stored for {id} describes backup {} of database {}, not of {}",
                 manifest.backup_id, manifest.database, self.database
+            )));
+        }
+        // A backup is written within one run of at most 15 minutes, right after its
+        // UUIDv7 id is made; a manifest the store wrote at another time was put
+        // there later under an old id (after the original expired, say).
+        let minted = uuid::Uuid::parse_str(&id)
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|t| t.to_unix().0 as i64)
+            .ok_or_else(|| BackupError::Format(format!("{id} is not a backup id")))?;
+        let stored = self.store.stored_at(&manifest_key(&id)).await?;
+        if (stored - minted).abs() > MAX_RUN_SKEW_SECS {
+            return Err(BackupError::Mismatch(format!(
+                "the manifest of {id} was stored {}s from the time its id was made: not by the run that made it",
+                stored - minted
             )));
         }
         if manifest.format_version != envelope::VERSION {

@@ -47,6 +47,10 @@ pub fn normalize_ddl(ddl: &str) -> String {
     out
 }
 
+async fn release(conn: &mut mysql_async::Conn) {
+    let _ = conn.query_drop("DO RELEASE_LOCK(CONCAT('portcullis-restore:', DATABASE()))").await;
+}
+
 /// Best effort: the tables a refused restore created go again.
 async fn drop_tables(conn: &mut mysql_async::Conn, names: &[String]) {
     let _ = conn.query_drop("SET SESSION FOREIGN_KEY_CHECKS = 0").await;
@@ -72,6 +76,30 @@ impl<'a> Target<'a> {
         conn: &'a mut mysql_async::Conn,
         ddl: &BTreeMap<String, String>,
     ) -> Result<Target<'a>, BackupError> {
+        // One restore at a time into a database: a second would see the tables the
+        // first is creating, and could drop them again.
+        let locked: Option<Option<u8>> =
+            conn.query_first("SELECT GET_LOCK(CONCAT('portcullis-restore:', DATABASE()), 0)").await?;
+        if locked.flatten() != Some(1) {
+            return Err(BackupError::Target("another restore into this database is running".into()));
+        }
+        match Self::ready(conn, ddl).await {
+            Ok((schema, created)) => {
+                let seeded = portcullis_shared::store::seeded_tables();
+                Ok(Target { conn, schema, seeded, created, started: false })
+            }
+            Err(err) => {
+                release(conn).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// The target's schema, and the tables migrated into it (none unless it had none).
+    async fn ready(
+        conn: &mut mysql_async::Conn,
+        ddl: &BTreeMap<String, String>,
+    ) -> Result<(BTreeMap<String, String>, Vec<String>), BackupError> {
         let mut names = table_names(conn).await?;
         names.sort();
         let migrated = names.is_empty();
@@ -85,11 +113,7 @@ impl<'a> Target<'a> {
             }
         }
         match Self::schema_of(conn, &names, ddl).await {
-            Ok(schema) => {
-                let created = if migrated { names } else { Vec::new() };
-                let seeded = portcullis_shared::store::seeded_tables();
-                Ok(Target { conn, schema, seeded, created, started: false })
-            }
+            Ok(schema) => Ok((schema, if migrated { names } else { Vec::new() })),
             Err(err) => {
                 if migrated {
                     drop_tables(conn, &names).await;
@@ -188,11 +212,16 @@ impl<'a> Target<'a> {
 
     /// Makes the restore visible: called only once every check has passed.
     pub async fn commit(self) -> Result<(), BackupError> {
-        if self.started {
-            self.conn.query_drop("COMMIT").await?;
-            self.conn.query_drop("SET SESSION FOREIGN_KEY_CHECKS = 1").await?;
+        let committed = async {
+            if self.started {
+                self.conn.query_drop("COMMIT").await?;
+                self.conn.query_drop("SET SESSION FOREIGN_KEY_CHECKS = 1").await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        release(self.conn).await;
+        committed
     }
 
     /// Undoes every row written, and drops the tables this restore created:
@@ -205,6 +234,7 @@ impl<'a> Target<'a> {
         if !self.created.is_empty() {
             drop_tables(self.conn, &self.created).await;
         }
+        release(self.conn).await;
     }
 }
 

@@ -27,6 +27,8 @@ pub trait BackupStore: Send + Sync {
     /// Downloads `key` into the file at `dest`.
     async fn get_file(&self, key: &str, dest: &Path) -> Result<(), BackupError>;
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BackupError>;
+    /// When the store wrote `key` (epoch seconds, the store's own clock).
+    async fn stored_at(&self, key: &str) -> Result<i64, BackupError>;
 }
 
 /// A directory on the local machine (the embedded mode and operators' copies).
@@ -74,6 +76,18 @@ impl BackupStore for LocalStore {
 
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BackupError> {
         tokio::fs::read(self.path(key)?).await.map_err(|_| BackupError::NotFound(key.to_owned()))
+    }
+
+    async fn stored_at(&self, key: &str) -> Result<i64, BackupError> {
+        let modified = tokio::fs::metadata(self.path(key)?)
+            .await
+            .and_then(|m| m.modified())
+            .map_err(|_| BackupError::NotFound(key.to_owned()))?;
+        let secs = match modified.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => after.as_secs() as i64,
+            Err(before) => -(before.duration().as_secs() as i64),
+        };
+        Ok(secs)
     }
 }
 
@@ -212,5 +226,12 @@ impl BackupStore for S3Store {
     async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BackupError> {
         let object = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(s3_error)?;
         Ok(object.body.collect().await.map_err(s3_error)?.into_bytes().to_vec())
+    }
+
+    async fn stored_at(&self, key: &str) -> Result<i64, BackupError> {
+        let head = self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(s3_error)?;
+        head.last_modified()
+            .map(|t| t.secs())
+            .ok_or_else(|| BackupError::Format(format!("{key} has no time")))
     }
 }
