@@ -910,7 +910,7 @@ async fn a_second_restore_into_the_same_database_is_refused() {
             .await
             .expect("connect");
     let held: Option<u8> = first
-        .exec_first("SELECT GET_LOCK(CONCAT('portcullis-restore:', DATABASE()), 0)", ())
+        .exec_first("SELECT GET_LOCK(CONCAT('portcullis-restore:', LEFT(SHA2(DATABASE(), 256), 40)), 0)", ())
         .await
         .expect("lock");
     assert_eq!(held, Some(1));
@@ -920,8 +920,47 @@ async fn a_second_restore_into_the_same_database_is_refused() {
         "{result:?}"
     );
     assert!(table_names(&mut target).await.is_empty());
-    first.query_drop("DO RELEASE_LOCK(CONCAT('portcullis-restore:', DATABASE()))").await.expect("release");
+    first
+        .query_drop("DO RELEASE_LOCK(CONCAT('portcullis-restore:', LEFT(SHA2(DATABASE(), 256), 40)))")
+        .await
+        .expect("release");
     backup.check(&manifest.backup_id, Some(&mut target)).await.expect("restores once the lock is free");
     // The lock is released after a restore: the same backup (seed rows only) restores again.
     backup.check(&manifest.backup_id, Some(&mut target)).await.expect("the lock was released");
+}
+
+/// A store whose clock is two hours off the function's.
+struct SkewedClock(LocalStore);
+
+#[async_trait::async_trait]
+impl BackupStore for SkewedClock {
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), BackupError> {
+        self.0.put_file(key, path).await
+    }
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
+        self.0.put_bytes(key, bytes).await
+    }
+    async fn get_file(&self, key: &str, dest: &std::path::Path) -> Result<(), BackupError> {
+        self.0.get_file(key, dest).await
+    }
+    async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BackupError> {
+        self.0.get_bytes(key).await
+    }
+    async fn stored_at(&self, key: &str) -> Result<i64, BackupError> {
+        Ok(self.0.stored_at(key).await? + 2 * 3600)
+    }
+}
+
+/// A run whose manifest would later be refused for its time (a run that took
+/// hours, or clocks hours apart) fails there and then, not at restore.
+#[tokio::test]
+async fn a_run_whose_manifest_would_be_refused_for_its_time_fails() {
+    let db = TestDb::create().await;
+    let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
+    let backup = backup_with(Arc::new(SkewedClock(LocalStore { dir })), &db.name).await;
+    let result = backup.run(&mut db.user_conn("backup").await).await;
+    assert!(
+        matches!(&result, Err(BackupError::Mismatch(why)) if why.contains("will not verify")),
+        "{result:?}"
+    );
 }

@@ -345,6 +345,11 @@ fn backups_are_write_once_and_backup_key_grants_no_grants() {
             && condition(s, "Null", "s3:x-amz-server-side-encryption-aws-kms-key-id") == one("true")
     });
     assert!(no_default_key, "uploads may ask for SSE-KMS under the account's default key");
+    let single_put_manifests = uploads.iter().any(|s| {
+        s.get("Resource").map(|r| r.to_string()) == Some("!Sub ${BackupBucket.Arn}/manifests/*".into())
+            && condition(s, "Bool", "s3:ObjectCreationOperation") == one("false")
+    });
+    assert!(single_put_manifests, "a manifest may be written by a multipart upload");
     for statement in key_policy(&template, "BackupKey") {
         assert!(!allows(statement, "kms:CreateGrant"), "BackupKey grants CreateGrant: {statement}");
     }

@@ -142,8 +142,20 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// How far apart a backup id's time and its manifest's storage time may be: a
-/// run's 15 minutes, with room for clocks that disagree.
+/// run's 15 minutes, with room for clocks that disagree. (An upload begun during
+/// a run cannot be completed much later: the bucket aborts incomplete multipart
+/// uploads after a day, and a manifest is a single PutObject.)
 const MAX_RUN_SKEW_SECS: i64 = 3600;
+
+/// The time a UUIDv7 backup id was made (epoch seconds).
+fn minted_at(backup_id: &str) -> Result<i64, BackupError> {
+    uuid::Uuid::parse_str(backup_id)
+        .ok()
+        .filter(|u| u.get_version_num() == 7)
+        .and_then(|u| u.get_timestamp())
+        .map(|t| t.to_unix().0 as i64)
+        .ok_or_else(|| BackupError::Format(format!("{backup_id} is not a backup id")))
+}
 
 fn manifest_key(backup_id: &str) -> String {
     format!("manifests/{backup_id}.json")
@@ -239,6 +251,14 @@ impl Backup {
                 serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Format(e.to_string()))?;
             // Last: only a complete object that reads back whole ever gets a manifest.
             self.store.put_bytes(&manifest_key(&backup_id), manifest_json).await?;
+            // Verify and restore refuse a manifest stored far from its id's time; a run
+            // that took that long (or a clock that far off) fails here, not at restore.
+            let skew = self.store.stored_at(&manifest_key(&backup_id)).await? - minted_at(&backup_id)?;
+            if skew.abs() > MAX_RUN_SKEW_SECS {
+                return Err(BackupError::Mismatch(format!(
+                    "the manifest was stored {skew}s from the time the id was made: this backup will not verify"
+                )));
+            }
             Ok(manifest)
         }
         .await;
@@ -286,11 +306,7 @@ impl Backup {
         // A backup is written within one run of at most 15 minutes, right after its
         // UUIDv7 id is made; a manifest the store wrote at another time was put
         // there later under an old id (after the original expired, say).
-        let minted = uuid::Uuid::parse_str(&id)
-            .ok()
-            .and_then(|u| u.get_timestamp())
-            .map(|t| t.to_unix().0 as i64)
-            .ok_or_else(|| BackupError::Format(format!("{id} is not a backup id")))?;
+        let minted = minted_at(&id)?;
         let stored = self.store.stored_at(&manifest_key(&id)).await?;
         if (stored - minted).abs() > MAX_RUN_SKEW_SECS {
             return Err(BackupError::Mismatch(format!(

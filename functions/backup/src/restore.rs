@@ -48,7 +48,9 @@ pub fn normalize_ddl(ddl: &str) -> String {
 }
 
 async fn release(conn: &mut mysql_async::Conn) {
-    let _ = conn.query_drop("DO RELEASE_LOCK(CONCAT('portcullis-restore:', DATABASE()))").await;
+    let _ = conn
+        .query_drop("DO RELEASE_LOCK(CONCAT('portcullis-restore:', LEFT(SHA2(DATABASE(), 256), 40)))")
+        .await;
 }
 
 /// Best effort: the tables a refused restore created go again.
@@ -77,9 +79,11 @@ impl<'a> Target<'a> {
         ddl: &BTreeMap<String, String>,
     ) -> Result<Target<'a>, BackupError> {
         // One restore at a time into a database: a second would see the tables the
-        // first is creating, and could drop them again.
-        let locked: Option<Option<u8>> =
-            conn.query_first("SELECT GET_LOCK(CONCAT('portcullis-restore:', DATABASE()), 0)").await?;
+        // first is creating, and could drop them again. The name hashes the database's
+        // (MySQL allows 64 characters).
+        let locked: Option<Option<u8>> = conn
+            .query_first("SELECT GET_LOCK(CONCAT('portcullis-restore:', LEFT(SHA2(DATABASE(), 256), 40)), 0)")
+            .await?;
         if locked.flatten() != Some(1) {
             return Err(BackupError::Target("another restore into this database is running".into()));
         }
