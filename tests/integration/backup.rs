@@ -732,13 +732,22 @@ async fn restore_only_into_an_empty_target_and_a_failed_restore_leaves_it_as_fou
     assert_eq!(fk, Some(1), "foreign key checks were left off on the operator's connection");
 }
 
-/// A store that flips one byte of every object it keeps, as a bad disk or a
-/// bit flip in transit would.
-struct Corrupting(LocalStore);
+/// A local store with one fault injected.
+enum Fault {
+    /// Flips one byte of every object it keeps, as a bad disk or a bit flip in transit would.
+    FlipsAByte,
+    /// Its clock is this many seconds off the function's.
+    ClockOff(i64),
+}
+
+struct Faulty(LocalStore, Fault);
 
 #[async_trait::async_trait]
-impl BackupStore for Corrupting {
+impl BackupStore for Faulty {
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), BackupError> {
+        let Fault::FlipsAByte = self.1 else {
+            return self.0.put_file(key, path).await;
+        };
         let mut bytes = std::fs::read(path)?;
         let at = bytes.len() / 2;
         bytes[at] ^= 0x20;
@@ -758,7 +767,8 @@ impl BackupStore for Corrupting {
         self.0.get_bytes(key).await
     }
     async fn stored_at(&self, key: &str) -> Result<i64, BackupError> {
-        self.0.stored_at(key).await
+        let off = if let Fault::ClockOff(secs) = self.1 { secs } else { 0 };
+        Ok(self.0.stored_at(key).await? + off)
     }
 }
 
@@ -770,7 +780,8 @@ async fn a_backup_that_does_not_read_back_fails_the_run_and_gets_no_manifest() {
     let db = TestDb::create().await;
     seed(&db).await;
     let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
-    let mut backup = backup_with(Arc::new(Corrupting(LocalStore { dir: dir.clone() })), &db.name).await;
+    let mut backup =
+        backup_with(Arc::new(Faulty(LocalStore { dir: dir.clone() }, Fault::FlipsAByte)), &db.name).await;
     backup.scratch = dir.join("scratch");
     let result = backup.run(&mut db.user_conn("backup").await).await;
     assert!(matches!(result, Err(BackupError::Mismatch(_))), "{result:?}");
@@ -929,35 +940,13 @@ async fn a_second_restore_into_the_same_database_is_refused() {
     backup.check(&manifest.backup_id, Some(&mut target)).await.expect("the lock was released");
 }
 
-/// A store whose clock is two hours off the function's.
-struct SkewedClock(LocalStore);
-
-#[async_trait::async_trait]
-impl BackupStore for SkewedClock {
-    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), BackupError> {
-        self.0.put_file(key, path).await
-    }
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
-        self.0.put_bytes(key, bytes).await
-    }
-    async fn get_file(&self, key: &str, dest: &std::path::Path) -> Result<(), BackupError> {
-        self.0.get_file(key, dest).await
-    }
-    async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, BackupError> {
-        self.0.get_bytes(key).await
-    }
-    async fn stored_at(&self, key: &str) -> Result<i64, BackupError> {
-        Ok(self.0.stored_at(key).await? + 2 * 3600)
-    }
-}
-
 /// A run whose manifest would later be refused for its time (a run that took
 /// hours, or clocks hours apart) fails there and then, not at restore.
 #[tokio::test]
 async fn a_run_whose_manifest_would_be_refused_for_its_time_fails() {
     let db = TestDb::create().await;
     let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
-    let backup = backup_with(Arc::new(SkewedClock(LocalStore { dir })), &db.name).await;
+    let backup = backup_with(Arc::new(Faulty(LocalStore { dir }, Fault::ClockOff(2 * 3600))), &db.name).await;
     let result = backup.run(&mut db.user_conn("backup").await).await;
     assert!(
         matches!(&result, Err(BackupError::Mismatch(why)) if why.contains("will not verify")),
