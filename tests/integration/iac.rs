@@ -501,3 +501,33 @@ fn the_readme_restore_commands_use_the_stacks_outputs() {
         assert_eq!(output.as_deref(), Some(value), "README {before}<{name}>");
     }
 }
+
+/// Guesses on every route raise the alarms: a wrong current password counts as
+/// a login failure, a replayed code as an MFA failure, and the MFA step's
+/// throttles as lockouts.
+#[test]
+fn every_guessing_route_feeds_the_alarms() {
+    let template = parsed();
+    let filter = |name: &str| {
+        let p = properties(&template, name);
+        (
+            p.get("LogGroupName").map(|v| v.to_string()).unwrap_or_default(),
+            p.get("FilterPattern").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        )
+    };
+    let (group, pattern) = filter("LoginFailuresFilter");
+    assert_eq!(group, "!Ref LoginFunctionLogs");
+    assert!(
+        pattern.contains("\"login_failure\"") && pattern.contains("\"password_change_failure\""),
+        "{pattern}"
+    );
+    let (group, pattern) = filter("MfaFailuresFilter");
+    assert_eq!(group, "!Ref MfaFunctionLogs");
+    assert!(pattern.contains("\"mfa_verify_failure\"") && pattern.contains("\"mfa_replay\""), "{pattern}");
+    let (group, pattern) = filter("MfaLockoutsFilter");
+    assert_eq!(group, "!Ref MfaFunctionLogs");
+    assert!(pattern.contains("\"login_throttled\""), "{pattern}");
+    let metric =
+        properties(&template, "MfaLockoutsFilter").get("MetricTransformations").map(|v| v.to_string());
+    assert!(metric.is_some_and(|m| m.contains("Lockouts")), "MFA lockouts feed another metric");
+}

@@ -179,8 +179,11 @@ async fn the_same_code_twice_is_refused_even_inside_its_window() {
     assert!(replays[0] >= 1);
 }
 
+/// The password step and the second factor count on one account counter, reset
+/// only when the last factor succeeds: after the (correct) password, four wrong
+/// codes and the next attempt is refused, the password step with it.
 #[tokio::test]
-async fn five_wrong_codes_burn_the_mfa_token_and_lock_the_account() {
+async fn wrong_codes_after_the_password_lock_the_account() {
     let m = setup().await;
     let user = m.register("burn@example.com").await;
     let (secret, _) = m.enrol(&user).await;
@@ -188,12 +191,11 @@ async fn five_wrong_codes_burn_the_mfa_token_and_lock_the_account() {
     let token = m.mfa_token("burn@example.com").await;
     let right = oathtool(&secret, m.clock.now_secs());
     let wrong = if right == "000000" { "111111" } else { "000000" };
-    for _ in 0..5 {
+    for _ in 0..4 {
         assert_eq!(m.verify(&token, wrong).await.0, 401);
     }
     let (status, _) = m.verify(&token, &right).await;
-    assert!(status == 401 || status == 429, "the burned mfa_token still worked: {status}");
-    // The wrong codes counted against the account too: the password step is locked.
+    assert_eq!(status, 429, "the sixth attempt on the account, the right code, was not throttled");
     let body = serde_json::json!({"email": "burn@example.com", "password": GOOD_PASSWORD}).to_string();
     let (status, _, headers) =
         parts(portcullis_login::handle(&m.login, request("POST", "/auth/login", Some(&body), None)).await);
@@ -310,4 +312,74 @@ async fn disabling_totp_needs_a_current_code_and_ends_other_sessions() {
             .to_owned()
     };
     assert!(sessions.iter().any(|s| s.sid == sid && s.revoked_at.is_some()));
+}
+
+/// A stolen access token alone cannot guess the code that turns TOTP off: the
+/// wrong codes count with the account's second-factor attempts, then 429 with
+/// `Retry-After`, even for the right code; the password step is locked too.
+#[tokio::test]
+async fn wrong_codes_to_disable_totp_lock_the_account() {
+    let m = setup().await;
+    let user = m.register("guess-off@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let me = Some((user.as_str(), "stolen-token-session"));
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    for attempt in 1..=5 {
+        let (status, body) = m.call("DELETE", "/auth/mfa/totp", serde_json::json!({"code": wrong}), me).await;
+        assert_eq!(status, 401, "attempt {attempt}: {body}");
+    }
+    let text = serde_json::json!({"code": right}).to_string();
+    let (status, _, headers) =
+        parts(portcullis_mfa::handle(&m.mfa, request_as("DELETE", "/auth/mfa/totp", Some(&text), me)).await);
+    assert_eq!(status, 429, "the sixth attempt was not throttled");
+    assert!(headers.contains_key("retry-after"));
+    let body = serde_json::json!({"email": "guess-off@example.com", "password": GOOD_PASSWORD}).to_string();
+    let (status, _, _) =
+        parts(portcullis_login::handle(&m.login, request("POST", "/auth/login", Some(&body), None)).await);
+    assert_eq!(status, 429, "the lock is the account's, not the route's");
+    let mut owner = m.db.owner_conn().await;
+    let throttled: Vec<Option<String>> = owner
+        .query("SELECT reason FROM audit_log WHERE event_type = 'login_throttled' ORDER BY id")
+        .await
+        .expect("audit");
+    assert!(throttled.first().is_some_and(|d| d.as_deref() == Some("second_factor")), "{throttled:?}");
+    // TOTP is still on: the right code came too late.
+    let state = m.mfa.mfa.mfa_state(portcullis_shared::domain::UserId::parse(&user).expect("id")).await;
+    assert!(state.expect("state").expect("user").mfa_enabled);
+}
+
+/// A correct password does not reset the second-factor lockout: logging in
+/// again between wrong codes leaves them counted, so the account locks.
+#[tokio::test]
+async fn a_correct_password_does_not_reset_the_second_factor_lockout() {
+    let m = setup().await;
+    let user = m.register("relogin@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let body = serde_json::json!({"email": "relogin@example.com", "password": GOOD_PASSWORD}).to_string();
+    let mut statuses = Vec::new();
+    'rounds: for _ in 0..4 {
+        let (status, text, _) = parts(
+            portcullis_login::handle(&m.login, request("POST", "/auth/login", Some(&body), None)).await,
+        );
+        statuses.push(status);
+        if status != 200 {
+            break;
+        }
+        let token = json(&text)["mfa_token"].as_str().expect("mfa_token").to_owned();
+        for _ in 0..4 {
+            let (status, _) = m.verify(&token, wrong).await;
+            statuses.push(status);
+            if status != 401 {
+                break 'rounds;
+            }
+        }
+    }
+    // One login, four wrong codes, then the second login is the sixth attempt.
+    assert_eq!(statuses, [200, 401, 401, 401, 401, 429], "the correct password reset the count");
+    let _ = user;
 }

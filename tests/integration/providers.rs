@@ -187,11 +187,10 @@ async fn password_change_and_lockout(provider: Provider) {
     }
 }
 
-async fn totp_enrolment_and_login(provider: Provider) {
-    let server = server(&provider, &[]).await;
-    let email = format!("cy-{}@example.com", crate::helpers::hex_token());
-    register(&server, &provider, &email).await;
-    let (_, _, tokens) = login(&server, &email, PASSWORD).await;
+/// Registers `email` and turns TOTP on for it; the base32 secret.
+async fn with_totp(server: &Server, provider: &Provider, email: &str) -> String {
+    register(server, provider, email).await;
+    let (_, _, tokens) = login(server, email, PASSWORD).await;
     let access = tokens["access_token"].as_str().expect("access token").to_owned();
     let (status, _, body) =
         call(Method::POST, format!("{}/auth/mfa/totp/enroll", server.base), Some(&access), None).await;
@@ -207,7 +206,13 @@ async fn totp_enrolment_and_login(provider: Provider) {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    secret
+}
 
+async fn totp_enrolment_and_login(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("cy-{}@example.com", crate::helpers::hex_token());
+    let secret = with_totp(&server, &provider, &email).await;
     let (status, _, challenge) = login(&server, &email, PASSWORD).await;
     assert_eq!(status, 200);
     assert_eq!(challenge["mfa_required"], true, "{challenge}");
@@ -230,6 +235,79 @@ async fn totp_enrolment_and_login(provider: Provider) {
         call(Method::GET, format!("{}/me", server.base), tokens["access_token"].as_str(), None).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"mfa_enabled\":true"), "{body}");
+}
+
+/// `POST /auth/password` is no unlimited oracle: wrong current passwords count
+/// with the account's login attempts, and the sixth attempt, right or wrong,
+/// is refused with 429, login with it.
+async fn current_password_guesses_lock_the_account(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("do-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    let (_, _, tokens) = login(&server, &email, PASSWORD).await;
+    let access = tokens["access_token"].as_str().expect("access token").to_owned();
+    let change = |current: &str| json!({"current_password": current, "new_password": NEW_PASSWORD});
+    for attempt in 1..=5 {
+        let (status, _, body) = call(
+            Method::POST,
+            format!("{}/auth/password", server.base),
+            Some(&access),
+            Some(change(&format!("wrong-current-password-{attempt}"))),
+        )
+        .await;
+        assert_eq!(status, 401, "attempt {attempt}: {body}");
+    }
+    let (status, headers, body) =
+        call(Method::POST, format!("{}/auth/password", server.base), Some(&access), Some(change(PASSWORD)))
+            .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(login(&server, &email, PASSWORD).await.0, 429, "the lock is the account's");
+}
+
+/// A correct password does not reset the second-factor failures: after a
+/// login and four wrong codes, logging in again is the sixth attempt.
+async fn a_correct_password_keeps_second_factor_failures(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("ed-{}@example.com", crate::helpers::hex_token());
+    let secret = with_totp(&server, &provider, &email).await;
+    let right = oathtool(&secret);
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let (status, _, challenge) = login(&server, &email, PASSWORD).await;
+    assert_eq!((status, &challenge["mfa_required"]), (200, &Value::Bool(true)), "{challenge}");
+    for _ in 0..4 {
+        let (status, _, body) = call(
+            Method::POST,
+            format!("{}/auth/mfa/verify", server.base),
+            None,
+            Some(json!({"mfa_token": challenge["mfa_token"], "code": wrong})),
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, headers, body) = login(&server, &email, PASSWORD).await;
+    assert_eq!(status, 429, "the correct password reset the count: {body}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn native_current_password_guesses_lock_the_account() {
+    current_password_guesses_lock_the_account(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_current_password_guesses_lock_the_account() {
+    current_password_guesses_lock_the_account(cognito_pool().await.0).await;
+}
+
+#[tokio::test]
+async fn native_a_correct_password_keeps_second_factor_failures() {
+    a_correct_password_keeps_second_factor_failures(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_a_correct_password_keeps_second_factor_failures() {
+    a_correct_password_keeps_second_factor_failures(cognito_pool().await.0).await;
 }
 
 #[tokio::test]

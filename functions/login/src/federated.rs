@@ -3,7 +3,9 @@
 //! validation, the password policy, throttling, audit, session records and the
 //! response shapes are the same as the native routes'.
 
-use crate::handlers::{admit, parse_email, typed_email, Credentials, Deps, PasswordChange, Profile};
+use crate::handlers::{
+    admit, parse_email, succeeded, typed_email, Credentials, Deps, PasswordChange, Profile,
+};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
@@ -49,9 +51,6 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
             return Err(ApiError::InvalidCredentials);
         }
     };
-    if let Err(err) = deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
-    }
     match outcome {
         PasswordLogin::TotpRequired { session } => {
             deps.auditor.record(EventType::MfaChallenge, None, &meta, Some("provider_totp")).await;
@@ -66,6 +65,8 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
             )
         }
         PasswordLogin::Tokens(issued) => {
+            // The last factor succeeded (with TOTP on, the MFA step resets this counter).
+            succeeded(deps, &account, meta.source_ip.as_deref()).await;
             let now = deps.clock.now_secs();
             let (user_id, response) = identity::start_session(
                 deps.sessions.as_ref(),
@@ -108,6 +109,10 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
     let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
     let email = parse_email(&profile.email)?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
+    // Counted with the login attempts of the same account (the keyed email).
+    let keys = deps.keys.get().await?;
+    let account = hex::encode(typed_email(&keys, email.as_str()).1);
+    admit(deps, &account, Some(caller.sub.clone()), &meta).await?;
     if let Err(err) = idp.change_password(token, &body.current_password, &body.new_password).await {
         if matches!(err, IdentityError::Refused) {
             deps.auditor
@@ -121,6 +126,7 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
         }
         return Err(identity::api_error(err, ApiError::InvalidCredentials));
     }
+    succeeded(deps, &account, meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::PasswordChange, Some(caller.sub.clone()), &meta, None).await;
     // ASVS V3.3.3: every other session of the user ends (ours; the authorizer checks them).
     let now = deps.clock.now_secs();

@@ -174,6 +174,14 @@ pub(crate) async fn admit(
     deps.throttle.admit_audited(&deps.auditor, account, subject, meta, reason).await
 }
 
+/// After the last factor of an attempt succeeded: the account's failures are
+/// forgotten and the source IP's slot returned.
+pub(crate) async fn succeeded(deps: &Deps, account: &str, ip: Option<&str>) {
+    if let Err(err) = deps.throttle.success(Some(account), ip).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
+    }
+}
+
 /// The typed email, when it is an address, and its keyed hash: the account's
 /// lookup key and its throttle bucket. Not an address: still counted, under the
 /// keyed hash of what was typed.
@@ -221,9 +229,6 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             return Err(ApiError::InvalidCredentials);
         }
     };
-    if let Err(err) = deps.throttle.success(Some(&account), ip.as_deref()).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
-    }
     if deps.hasher.needs_rehash(&user.password_hash) {
         let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
         deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
@@ -248,6 +253,9 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             }),
         );
     }
+    // The last factor succeeded: only now are the account's failures forgotten
+    // (with MFA on, the second step does it, on the same counter).
+    succeeded(deps, &account, ip.as_deref()).await;
     let roles: Vec<String> =
         deps.users.roles_of(user.id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     // The session is written before any token exists: no token without its session.
@@ -299,6 +307,10 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let (user, caller) = current_user(deps, req).await?;
     let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
+    // The current password is guessable: counted with the account's login
+    // attempts, so neither route is an unlimited oracle.
+    let account = user.id.to_string();
+    admit(deps, &account, Some(account.clone()), &meta).await?;
     let ok =
         deps.hasher.verify(&body.current_password, &user.password_hash).await.map_err(ApiError::internal)?;
     if !ok {
@@ -312,6 +324,7 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidCredentials);
     }
+    succeeded(deps, &account, meta.source_ip.as_deref()).await;
     let email = email_of(deps, &user).await?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
     let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;

@@ -158,6 +158,9 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
     let keys = deps.keys.get().await?;
     let sealed = state.secret.as_deref().ok_or(ApiError::Conflict)?;
+    // A code that turns the factor off is counted with the second-factor
+    // attempts of the account: a stolen access token cannot guess it.
+    admit(deps, &id.to_string(), &meta).await?;
     let secret = open_secret(&keys, id, sealed)?;
     let now = deps.clock.now_secs();
     let accepted = match mfa::matching_step(&secret, body.code.expose_secret(), now) {
@@ -170,6 +173,7 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidMfa);
     }
+    admitted_success(deps, &id.to_string(), &meta).await;
     deps.mfa.disable(id, now).await?;
     sessions::revoke_all(deps.sessions.as_ref(), &id.to_string(), caller.sid.as_deref(), now).await?;
     deps.auditor.record(EventType::MfaDisabled, Some(id.to_string()), &meta, None).await;
