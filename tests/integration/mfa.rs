@@ -17,6 +17,10 @@ struct Mfa {
 }
 
 async fn setup() -> Mfa {
+    setup_with(&[]).await
+}
+
+async fn setup_with(extra: &[(&str, String)]) -> Mfa {
     let db = TestDb::create().await;
     let table = new_table().await;
     let keys = key_file();
@@ -28,13 +32,15 @@ async fn setup() -> Mfa {
     );
     let c: Arc<dyn Clock> = Arc::new(clock.clone());
     let env = |user: &str| {
-        config(&[
-            ("PORTCULLIS_STORE", "mysql".into()),
+        let mut pairs = vec![
+            ("PORTCULLIS_STORE", "mysql".to_owned()),
             ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
             ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
             ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
             ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ])
+        ];
+        pairs.extend(extra.iter().cloned());
+        config(&pairs)
     };
     let login_cfg = env("login");
     let backends = Backends::open(&login_cfg).await.expect("backends");
@@ -382,4 +388,45 @@ async fn a_correct_password_does_not_reset_the_second_factor_lockout() {
     // One login, four wrong codes, then the second login is the sixth attempt.
     assert_eq!(statuses, [200, 401, 401, 401, 401, 429], "the correct password reset the count");
     let _ = user;
+}
+
+/// A right current password at `POST /auth/password` (here with a new password
+/// the policy refuses, so nothing changes) does not wipe the count the second
+/// factor shares: guessing the disable code stays limited.
+#[tokio::test]
+async fn a_right_current_password_does_not_reset_the_second_factor_count() {
+    let m = setup().await;
+    let user = m.register("reset-loop@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let me = Some((user.as_str(), "stolen-token-session"));
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    for _ in 0..4 {
+        let (status, _) = m.call("DELETE", "/auth/mfa/totp", serde_json::json!({"code": wrong}), me).await;
+        assert_eq!(status, 401);
+    }
+    let change = serde_json::json!({"current_password": GOOD_PASSWORD, "new_password": "short"}).to_string();
+    let (status, _, _) = parts(
+        portcullis_login::handle(&m.login, request("POST", "/auth/password", Some(&change), Some(&user)))
+            .await,
+    );
+    assert_eq!(status, 422);
+    let (status, _) = m.call("DELETE", "/auth/mfa/totp", serde_json::json!({"code": wrong}), me).await;
+    assert_eq!(status, 429, "the right current password reset the count");
+}
+
+/// Every successful login with a second factor gives its source IP's slots
+/// back: a busy office behind one address is not throttled by its own logins.
+#[tokio::test]
+async fn successful_mfa_logins_give_their_source_ip_slots_back() {
+    let m = setup_with(&[("PORTCULLIS_IP_MAX_FAILURES", "3".into())]).await;
+    let user = m.register("office@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    for round in 1..=5 {
+        m.clock.advance(30);
+        let token = m.mfa_token("office@example.com").await;
+        let (status, body) = m.verify(&token, &oathtool(&secret, m.clock.now_secs())).await;
+        assert_eq!(status, 200, "round {round}: {body}");
+    }
 }

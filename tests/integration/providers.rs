@@ -290,6 +290,38 @@ async fn a_correct_password_keeps_second_factor_failures(provider: Provider) {
     assert!(headers.contains_key("retry-after"));
 }
 
+/// The Cognito `mfa_token` is the client's to edit: another spelling of the
+/// address inside it (another case) counts in the same bucket.
+#[tokio::test]
+async fn cognito_an_edited_mfa_token_email_counts_in_the_same_bucket() {
+    use base64::Engine;
+    let provider = cognito_pool().await.0;
+    let server = server(&provider, &[]).await;
+    let email = format!("fa-{}@example.com", crate::helpers::hex_token());
+    let secret = with_totp(&server, &provider, &email).await;
+    let right = oathtool(&secret);
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let (_, _, challenge) = login(&server, &email, PASSWORD).await;
+    let token = challenge["mfa_token"].as_str().expect("mfa_token").to_owned();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut inside: Value =
+        serde_json::from_slice(&b64.decode(token.trim_start_matches("pcx_")).expect("b64")).expect("json");
+    inside["u"] = Value::String(email.to_uppercase());
+    let edited = format!("pcx_{}", b64.encode(inside.to_string()));
+    let mut statuses = Vec::new();
+    for mfa_token in [&token, &token, &token, &token, &edited] {
+        let (status, _, _) = call(
+            Method::POST,
+            format!("{}/auth/mfa/verify", server.base),
+            None,
+            Some(json!({"mfa_token": mfa_token, "code": wrong})),
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 429], "the edited token got a fresh bucket");
+}
+
 #[tokio::test]
 async fn native_current_password_guesses_lock_the_account() {
     current_password_guesses_lock_the_account(Provider::Native).await;

@@ -53,6 +53,8 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
     };
     match outcome {
         PasswordLogin::TotpRequired { session } => {
+            // The account's count stands until the second factor succeeds.
+            succeeded(deps, None, meta.source_ip.as_deref()).await;
             deps.auditor.record(EventType::MfaChallenge, None, &meta, Some("provider_totp")).await;
             json(
                 StatusCode::OK,
@@ -66,7 +68,7 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
         }
         PasswordLogin::Tokens(issued) => {
             // The last factor succeeded (with TOTP on, the MFA step resets this counter).
-            succeeded(deps, &account, meta.source_ip.as_deref()).await;
+            succeeded(deps, Some(&account), meta.source_ip.as_deref()).await;
             let now = deps.clock.now_secs();
             let (user_id, response) = identity::start_session(
                 deps.sessions.as_ref(),
@@ -126,7 +128,8 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
         }
         return Err(identity::api_error(err, ApiError::InvalidCredentials));
     }
-    succeeded(deps, &account, meta.source_ip.as_deref()).await;
+    // Not the account's count: other guessable routes share it.
+    succeeded(deps, None, meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::PasswordChange, Some(caller.sub.clone()), &meta, None).await;
     // ASVS V3.3.3: every other session of the user ends (ours; the authorizer checks them).
     let now = deps.clock.now_secs();

@@ -174,10 +174,13 @@ pub(crate) async fn admit(
     deps.throttle.admit_audited(&deps.auditor, account, subject, meta, reason).await
 }
 
-/// After the last factor of an attempt succeeded: the account's failures are
-/// forgotten and the source IP's slot returned.
-pub(crate) async fn succeeded(deps: &Deps, account: &str, ip: Option<&str>) {
-    if let Err(err) = deps.throttle.success(Some(account), ip).await {
+/// After a successful step: with `account`, the last factor of a login, so
+/// the account's failures are forgotten; the source IP's slot is returned
+/// either way. A step that is not the last (a right password before the
+/// second factor, a right current password) passes `None`: it must not wipe
+/// the count the other guessable routes of the account share.
+pub(crate) async fn succeeded(deps: &Deps, account: Option<&str>, ip: Option<&str>) {
+    if let Err(err) = deps.throttle.success(account, ip).await {
         tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
     }
 }
@@ -235,7 +238,9 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     }
     let now = deps.clock.now_secs();
     if user.mfa_enabled {
-        // The password was right; the second factor decides. No session, no token yet.
+        // The password was right; the second factor decides. No session, no token
+        // yet, and the account's count stands until that factor succeeds.
+        succeeded(deps, None, ip.as_deref()).await;
         let (mfa_token, hash) = portcullis_shared::mfa::new_mfa_token();
         let challenge = portcullis_shared::mfa::Challenge {
             user_id: user.id.to_string(),
@@ -255,7 +260,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     }
     // The last factor succeeded: only now are the account's failures forgotten
     // (with MFA on, the second step does it, on the same counter).
-    succeeded(deps, &account, ip.as_deref()).await;
+    succeeded(deps, Some(&account), ip.as_deref()).await;
     let roles: Vec<String> =
         deps.users.roles_of(user.id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     // The session is written before any token exists: no token without its session.
@@ -324,7 +329,7 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidCredentials);
     }
-    succeeded(deps, &account, meta.source_ip.as_deref()).await;
+    succeeded(deps, None, meta.source_ip.as_deref()).await;
     let email = email_of(deps, &user).await?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
     let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;

@@ -56,7 +56,14 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
         deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("unknown_mfa_token")).await;
         return Err(ApiError::InvalidMfa);
     };
-    // The same bucket as the password step: the keyed hash of the email.
+    // The same bucket as the password step: the keyed hash of the normalized
+    // email. The token is the client's to edit, so a variant of the address
+    // (another case) must land in the same bucket, and reach the pool as is.
+    let Ok(email) = portcullis_shared::domain::Email::parse(&email) else {
+        deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("unknown_mfa_token")).await;
+        return Err(ApiError::InvalidMfa);
+    };
+    let email = email.as_str().to_owned();
     let keys = deps.keys.get().await?;
     let account = hex::encode(keys.fields.blind_index(&email));
     admit(deps, &account, &meta).await?;
