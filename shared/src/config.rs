@@ -222,13 +222,10 @@ impl Config {
         };
         let hibp_url = get("PORTCULLIS_HIBP_URL");
         if let Some(url) = &hibp_url {
-            if !(url.starts_with("https://")
-                || url.starts_with("http://127.0.0.1")
-                || url.starts_with("http://localhost"))
-            {
+            if !breach_service_url_is_allowed(url) {
                 return Err(ConfigError::Invalid {
                     var: "PORTCULLIS_HIBP_URL",
-                    reason: "must be https (plain http only for a loopback test server)".into(),
+                    reason: "must be an https URL (plain http only for a loopback test server)".into(),
                 });
             }
         }
@@ -323,6 +320,22 @@ fn read_ca_file(path: &str) -> Result<std::sync::Arc<[u8]>, ConfigError> {
     Ok(pem.into())
 }
 
+/// An https URL, or plain http to a loopback host (a test server). The host is
+/// the parsed one: `http://localhost.evil.com` and `http://localhost@evil.com`
+/// name hosts elsewhere.
+fn breach_service_url_is_allowed(raw: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(raw) else {
+        return false;
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(host))) => host.eq_ignore_ascii_case("localhost"),
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,8 +372,29 @@ mod tests {
 
     #[test]
     fn plain_http_breach_service_is_refused_off_loopback() {
-        assert!(config(&[("PORTCULLIS_HIBP_URL", "http://example.com")]).is_err());
-        assert!(config(&[("PORTCULLIS_HIBP_URL", "http://127.0.0.1:9/")]).is_ok());
+        for refused in [
+            "http://example.com",
+            "http://localhost.evil.com",
+            "http://localhost@evil.com/",
+            "http://127.0.0.1.evil.com",
+            "http://127.0.0.1@evil.com",
+            "http://10.0.0.1/",
+            "ftp://localhost/",
+            "https://",
+            "not a url",
+        ] {
+            assert!(config(&[("PORTCULLIS_HIBP_URL", refused)]).is_err(), "{refused}");
+        }
+        for allowed in [
+            "https://api.pwnedpasswords.com",
+            "http://127.0.0.1:9/",
+            "http://127.8.9.10/",
+            "http://localhost:8080",
+            "http://LOCALHOST/",
+            "http://[::1]:9/",
+        ] {
+            assert!(config(&[("PORTCULLIS_HIBP_URL", allowed)]).is_ok(), "{allowed}");
+        }
     }
 
     #[test]

@@ -266,15 +266,7 @@ impl SessionStore for DynamoSessionStore {
                     }
                     _ => Vec::new(),
                 };
-                let failed =
-                    |i: usize| reasons.get(i).and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed");
-                if failed(0) || reasons.is_empty() {
-                    Ok(Rotation::AlreadySpent)
-                } else if failed(2) {
-                    Ok(Rotation::SessionEnded)
-                } else {
-                    Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}").into()))
-                }
+                cancelled_rotation(&reasons)
             }
             Err(e) => Err(unavailable(e)),
         }
@@ -376,4 +368,39 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .await
         .map_err(unavailable)?;
     Ok(())
+}
+
+/// What a cancelled rotation means, from DynamoDB's reasons in item order
+/// (spend the old token, put its successor, touch the session). A conflict on
+/// the spend is another rotation of the same token in flight: the token was
+/// spent, and presenting it twice is reuse, not a fault of the store.
+fn cancelled_rotation(reasons: &[Option<String>]) -> Result<Rotation, StoreError> {
+    let reason = |i: usize| reasons.get(i).and_then(|r| r.as_deref());
+    match (reason(0), reason(2)) {
+        _ if reasons.is_empty() => Ok(Rotation::AlreadySpent),
+        (Some("ConditionalCheckFailed" | "TransactionConflict"), _) => Ok(Rotation::AlreadySpent),
+        (_, Some("ConditionalCheckFailed")) => Ok(Rotation::SessionEnded),
+        _ => Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}").into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_conflicting_rotation_of_the_same_token_is_reuse() {
+        let r = |codes: &[&str]| -> Vec<Option<String>> {
+            codes.iter().map(|c| (*c != "None").then(|| c.to_string())).collect()
+        };
+        let spent = |codes: &[&str]| {
+            matches!(super::cancelled_rotation(&r(codes)), Ok(super::Rotation::AlreadySpent))
+        };
+        assert!(spent(&["ConditionalCheckFailed", "None", "None"]));
+        assert!(spent(&["TransactionConflict", "None", "None"]), "a concurrent rotation is reuse, not a 503");
+        assert!(spent(&[]));
+        assert!(matches!(
+            super::cancelled_rotation(&r(&["None", "None", "ConditionalCheckFailed"])),
+            Ok(super::Rotation::SessionEnded)
+        ));
+        assert!(super::cancelled_rotation(&r(&["ThrottlingError", "None", "None"])).is_err());
+    }
 }
