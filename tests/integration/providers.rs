@@ -324,6 +324,41 @@ async fn cognito_an_edited_mfa_token_email_counts_in_the_same_bucket() {
     assert_eq!(statuses, [401, 401, 401, 401, 429], "the edited token got a fresh bucket");
 }
 
+/// Registering a taken address is throttled per address (before any hashing):
+/// the sixth 409 in the window is a 429; another address from the same source
+/// still registers.
+async fn registering_a_taken_address_is_throttled(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("ga-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..6 {
+        let (status, headers, _) = call(
+            Method::POST,
+            format!("{}/auth/register", server.base),
+            None,
+            Some(json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+        statuses.push(status);
+        retry_after = headers.get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(statuses, [409, 409, 409, 409, 409, 429]);
+    assert!(retry_after.is_some_and(|v| v.parse::<u64>().unwrap_or(0) >= 1));
+    register(&server, &provider, &format!("gb-{}@example.com", crate::helpers::hex_token())).await;
+}
+
+#[tokio::test]
+async fn native_registering_a_taken_address_is_throttled() {
+    registering_a_taken_address_is_throttled(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_registering_a_taken_address_is_throttled() {
+    registering_a_taken_address_is_throttled(cognito_pool().await.0).await;
+}
+
 #[tokio::test]
 async fn native_current_password_guesses_lock_the_account() {
     current_password_guesses_lock_the_account(Provider::Native).await;

@@ -4,7 +4,8 @@
 //! response shapes are the same as the native routes'.
 
 use crate::handlers::{
-    admit, parse_email, succeeded, typed_email, Credentials, Deps, PasswordChange, Profile,
+    admit, admit_registration, parse_email, succeeded, typed_email, Credentials, Deps, PasswordChange,
+    Profile,
 };
 use http::StatusCode;
 use lambda_http::Request;
@@ -18,12 +19,14 @@ pub async fn register(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) ->
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let email = parse_email(&body.email)?;
+    let bucket = admit_registration(deps, &email, &meta).await?;
     // Our policy first (breached passwords, the email's local part); the pool's own after.
     deps.policy.check(&body.password, &email, "password").await?;
     let user_id = idp
         .sign_up(email.as_str(), &body.password)
         .await
         .map_err(|e| identity::api_error(e, ApiError::EmailUnavailable))?;
+    succeeded(deps, Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::Register, Some(user_id.clone()), &meta, None).await;
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": user_id }))
 }

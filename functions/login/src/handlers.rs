@@ -149,11 +149,33 @@ pub async fn register_user(
     }
 }
 
+/// Registrations are counted before any work (the policy, a breach lookup, an
+/// argon2 hash): per address, in a bucket of its own under the address's keyed
+/// hash, and per source IP with every other guess. A taken address answers 409,
+/// so a run of them is an enumeration oracle and a CPU sink: the sixth in the
+/// window answers 429. A registration that succeeds gives both back. The bucket.
+pub(crate) async fn admit_registration(
+    deps: &Deps,
+    email: &Email,
+    meta: &ClientMeta,
+) -> Result<String, ApiError> {
+    let keys = deps.keys.get().await?;
+    let bucket = format!("register:{}", hex::encode(keys.fields.blind_index(email.as_str())));
+    let reason = |why| match why {
+        portcullis_shared::throttle::Refusal::Account => "registration_address",
+        portcullis_shared::throttle::Refusal::SourceIp => "registration_source_ip",
+    };
+    deps.throttle.admit_audited(&deps.auditor, &bucket, None, meta, reason).await?;
+    Ok(bucket)
+}
+
 pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let email = parse_email(&body.email)?;
+    let bucket = admit_registration(deps, &email, &meta).await?;
     let id = register_user(deps, &email, &body.password, vec![Role::user()]).await?;
+    succeeded(deps, Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::Register, Some(id.to_string()), &meta, None).await;
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": id.to_string() }))
 }
