@@ -111,6 +111,9 @@ impl BreachCheck {
         crate::crypto::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
+            // The range API answers directly; a redirect could lead to plain http or
+            // another host, whose answer would decide whether a password is breached.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent("portcullis-password-policy")
             .build()
             .unwrap_or_default();

@@ -360,6 +360,11 @@ impl Throttle {
         Ok(refusal.map_or(Ok(()), Err))
     }
 
+    /// Forgets an account's failures and leaves the source IP's count as it is.
+    pub async fn forget(&self, account: &str) -> Result<(), StoreError> {
+        self.store.succeed(&format!("ACCT#{account}"), true).await
+    }
+
     /// After a success: the account's failures are forgotten, the IP's slot returned.
     pub async fn success(&self, account: Option<&str>, ip: Option<&str>) -> Result<(), StoreError> {
         if let Some(account) = account {

@@ -308,3 +308,23 @@ async fn wrong_current_passwords_lock_the_account() {
     assert_eq!(failures.iter().filter(|e| *e == "password_change_failure").count(), 5);
     assert!(failures.iter().any(|e| e == "login_throttled"));
 }
+
+/// Successful registrations keep their source IP's attempt: mass sign-ups from
+/// one source are capped like any other run of attempts.
+#[tokio::test]
+async fn registrations_from_one_source_are_capped() {
+    let db = TestDb::create().await;
+    let deps = deps_with(&config(&[
+        ("PORTCULLIS_STORE", "mysql".into()),
+        ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
+        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
+        ("PORTCULLIS_IP_MAX_FAILURES", "3".into()),
+    ]))
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let email = format!("signup-{i}@example.com");
+        statuses.push(post(&deps, "/auth/register", &creds(&email, GOOD_PASSWORD), None).await.0);
+    }
+    assert_eq!(statuses, [201, 201, 201, 429]);
+}

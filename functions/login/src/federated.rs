@@ -4,8 +4,8 @@
 //! response shapes are the same as the native routes'.
 
 use crate::handlers::{
-    admit, admit_registration, parse_email, succeeded, typed_email, Credentials, Deps, PasswordChange,
-    Profile,
+    admit, admit_registration, parse_email, registered, succeeded, typed_email, Credentials, Deps,
+    PasswordChange, Profile,
 };
 use http::StatusCode;
 use lambda_http::Request;
@@ -26,7 +26,7 @@ pub async fn register(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) ->
         .sign_up(email.as_str(), &body.password)
         .await
         .map_err(|e| identity::api_error(e, ApiError::EmailUnavailable))?;
-    succeeded(deps, Some(&bucket), meta.source_ip.as_deref()).await;
+    registered(deps, &bucket).await;
     deps.auditor.record(EventType::Register, Some(user_id.clone()), &meta, None).await;
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": user_id }))
 }

@@ -153,7 +153,8 @@ pub async fn register_user(
 /// argon2 hash): per address, in a bucket of its own under the address's keyed
 /// hash, and per source IP with every other guess. A taken address answers 409,
 /// so a run of them is an enumeration oracle and a CPU sink: the sixth in the
-/// window answers 429. A registration that succeeds gives both back. The bucket.
+/// window answers 429. A registration that succeeds clears the address's bucket
+/// but keeps its IP slot, so mass sign-ups from one source are capped too. The bucket.
 pub(crate) async fn admit_registration(
     deps: &Deps,
     email: &Email,
@@ -169,13 +170,21 @@ pub(crate) async fn admit_registration(
     Ok(bucket)
 }
 
+/// After a registration succeeded: its address's bucket is cleared; the source
+/// IP keeps the attempt.
+pub(crate) async fn registered(deps: &Deps, bucket: &str) {
+    if let Err(err) = deps.throttle.forget(bucket).await {
+        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
+    }
+}
+
 pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let email = parse_email(&body.email)?;
     let bucket = admit_registration(deps, &email, &meta).await?;
     let id = register_user(deps, &email, &body.password, vec![Role::user()]).await?;
-    succeeded(deps, Some(&bucket), meta.source_ip.as_deref()).await;
+    registered(deps, &bucket).await;
     deps.auditor.record(EventType::Register, Some(id.to_string()), &meta, None).await;
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": id.to_string() }))
 }
