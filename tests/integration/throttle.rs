@@ -97,6 +97,24 @@ async fn an_account_locks_after_five_failures_and_unlocks_by_itself() {
     assert!(audit_count(&l, "login_throttled") >= 3);
 }
 
+/// A locked or throttled attempt checks nothing and sheds its argon2 work, for
+/// a known account and an unknown one alike (both lock the same way).
+#[tokio::test]
+async fn a_refused_attempt_costs_no_argon2() {
+    let l = setup(&[]).await;
+    register(&l, "shed@example.com").await;
+    for account in ["shed@example.com", "nobody-here@example.com"] {
+        for _ in 0..5 {
+            assert_eq!(attempt(&l.login, account, "wrong-password-123", "203.0.113.9").await.0, 401);
+        }
+        let before = l.login.hasher.computations();
+        for _ in 0..10 {
+            assert_eq!(attempt(&l.login, account, GOOD_PASSWORD, "203.0.113.9").await.0, 429);
+        }
+        assert_eq!(l.login.hasher.computations(), before, "{account}: a locked attempt ran argon2");
+    }
+}
+
 #[tokio::test]
 async fn unknown_accounts_lock_identically_and_the_back_off_grows() {
     let l = setup(&[]).await;

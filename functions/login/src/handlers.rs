@@ -243,11 +243,9 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     // an unknown one under its keyed email hash, so it locks exactly the same way.
     let account = user.as_ref().map(|u| u.id.to_string()).unwrap_or_else(|| hex::encode(index));
     let ip = meta.source_ip.clone();
-    if let Err(refusal) = admit(deps, &account, user.as_ref().map(|u| u.id.to_string()), &meta).await {
-        // The same argon2 work as any other answer, so timing tells nothing.
-        let _ = deps.hasher.verify_dummy(&body.password).await;
-        return Err(refusal);
-    }
+    // A refused attempt checks nothing and so costs no argon2: known and unknown
+    // accounts lock alike and get the same 429, so its speed tells nothing.
+    admit(deps, &account, user.as_ref().map(|u| u.id.to_string()), &meta).await?;
     let verified = match &user {
         Some(u) => deps.hasher.verify(&body.password, &u.password_hash).await,
         None => deps.hasher.verify_dummy(&body.password).await,

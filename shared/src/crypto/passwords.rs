@@ -22,11 +22,25 @@ pub enum HashError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// argon2id hasher and verifier.
+/// argon2id hasher and verifier. At most [`PasswordHasher::concurrency`]
+/// hashes run at once (one per core by default): each takes 19 MiB and a core
+/// for its whole run, so more at once only queue inside the blocking pool,
+/// grow memory without bound and slow every other request.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     dummy_hash: Arc<str>,
+    slots: Arc<tokio::sync::Semaphore>,
+    concurrency: usize,
+    running: Arc<Running>,
+}
+
+/// How many hashes run now, the most that ever ran at once, and how many ran.
+#[derive(Default)]
+struct Running {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -64,7 +78,52 @@ impl PasswordHasher {
             let dummy_pw = hex::encode(crate::crypto::random_bytes::<16>());
             hash_blocking(&params, dummy_pw.as_bytes())?.into()
         };
-        Ok(Self { params, dummy_hash })
+        let concurrency = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        Ok(Self {
+            params,
+            dummy_hash,
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            concurrency,
+            running: Arc::default(),
+        })
+    }
+
+    /// The same hasher, with at most `n` (at least 1) hashes at once.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self.slots = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+        self
+    }
+
+    /// How many hashes may run at once.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// The most hashes that ever ran at once on this hasher.
+    pub fn peak_concurrency(&self) -> usize {
+        self.running.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many argon2 computations this hasher has run.
+    pub fn computations(&self) -> u64 {
+        self.running.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs one argon2 computation on the blocking pool once a slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _slot = self.slots.acquire().await.map_err(|_| HashError::Argon("hasher closed".into()))?;
+        let running = self.running.clone();
+        let now = running.now.fetch_add(1, Relaxed) + 1;
+        running.peak.fetch_max(now, Relaxed);
+        running.total.fetch_add(1, Relaxed);
+        let out = tokio::task::spawn_blocking(work).await;
+        running.now.fetch_sub(1, Relaxed);
+        Ok(out?)
     }
 
     fn argon(params: &Params) -> Argon2<'static> {
@@ -75,7 +134,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let params = self.params.clone();
         let pw = password.clone();
-        tokio::task::spawn_blocking(move || hash_blocking(&params, pw.expose().as_bytes())).await?
+        self.run(move || hash_blocking(&params, pw.expose().as_bytes())).await?
     }
 
     /// True when `password` matches `phc`. A malformed stored hash is a mismatch.
@@ -83,12 +142,12 @@ impl PasswordHasher {
         let pw = password.clone();
         let phc = phc.to_owned();
         let params = self.params.clone();
-        Ok(tokio::task::spawn_blocking(move || {
+        self.run(move || {
             PasswordHash::new(&phc)
                 .map(|parsed| Self::argon(&params).verify_password(pw.expose().as_bytes(), &parsed).is_ok())
                 .unwrap_or(false)
         })
-        .await?)
+        .await
     }
 
     /// The same work as [`PasswordHasher::verify`] for an account that does not
@@ -138,5 +197,28 @@ mod tests {
         assert_eq!(&DEFAULT_DUMMY_HASH[..30], &phc[..30]);
         assert!(!h.needs_rehash(&phc));
         assert!(h.needs_rehash("$argon2id$v=19$m=4096,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"));
+    }
+
+    /// A burst of verifications never runs more argon2 at once than the bound,
+    /// and does use the bound (the slots are real, not a queue of one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hashing_concurrency_is_bounded() {
+        let h = PasswordHasher::new().expect("builds").with_concurrency(2);
+        let pw = Password::new("correct horse battery staple");
+        let phc = h.hash(&pw).await.expect("hashes");
+        let burst: Vec<_> = (0..12)
+            .map(|_| {
+                let (h, pw, phc) = (h.clone(), pw.clone(), phc.clone());
+                tokio::spawn(async move { h.verify(&pw, &phc).await.expect("verifies") })
+            })
+            .collect();
+        for task in burst {
+            assert!(task.await.expect("task"));
+        }
+        assert_eq!(h.peak_concurrency(), 2, "the bound is 2");
+        assert_eq!(
+            PasswordHasher::new().expect("builds").concurrency(),
+            std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+        );
     }
 }
