@@ -110,20 +110,27 @@ impl PasswordHasher {
         self.running.total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Runs one argon2 computation on the blocking pool once a slot is free.
+    /// Runs one argon2 computation on the blocking pool once a slot is free. The
+    /// slot travels with the computation, so a caller that gives up (a dropped
+    /// request) frees it only when the computation really ends.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
         use std::sync::atomic::Ordering::Relaxed;
-        let _slot = self.slots.acquire().await.map_err(|_| HashError::Argon("hasher closed".into()))?;
+        let slot =
+            self.slots.clone().acquire_owned().await.map_err(|_| HashError::Argon("hasher closed".into()))?;
         let running = self.running.clone();
-        let now = running.now.fetch_add(1, Relaxed) + 1;
-        running.peak.fetch_max(now, Relaxed);
-        running.total.fetch_add(1, Relaxed);
-        let out = tokio::task::spawn_blocking(work).await;
-        running.now.fetch_sub(1, Relaxed);
-        Ok(out?)
+        Ok(tokio::task::spawn_blocking(move || {
+            let now = running.now.fetch_add(1, Relaxed) + 1;
+            running.peak.fetch_max(now, Relaxed);
+            running.total.fetch_add(1, Relaxed);
+            let out = work();
+            running.now.fetch_sub(1, Relaxed);
+            drop(slot);
+            out
+        })
+        .await?)
     }
 
     fn argon(params: &Params) -> Argon2<'static> {
