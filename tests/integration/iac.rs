@@ -531,3 +531,25 @@ fn every_guessing_route_feeds_the_alarms() {
         properties(&template, "MfaLockoutsFilter").get("MetricTransformations").map(|v| v.to_string());
     assert!(metric.is_some_and(|m| m.contains("Lockouts")), "MFA lockouts feed another metric");
 }
+
+/// The authorizer decides every request itself: with an identity source, API
+/// Gateway answers 401 without calling it when that header is missing, and a
+/// request with only `X-Api-Key` never reached it. Without one, caching must be
+/// (and is) off.
+#[test]
+fn the_authorizer_is_called_for_api_keys_too() {
+    let template = parsed();
+    let authorizer = properties(&template, "Api")
+        .get("Auth")
+        .and_then(|a| a.get("Authorizers"))
+        .and_then(|a| a.get("PortcullisAuthorizer"))
+        .expect("PortcullisAuthorizer");
+    let identity = authorizer.get("Identity").expect("Identity");
+    for source in ["Headers", "QueryStrings", "Context", "StageVariables"] {
+        assert!(
+            identity.get(source).is_none(),
+            "identity source {source}: requests without it never reach the authorizer"
+        );
+    }
+    assert_eq!(identity.get("ReauthorizeEvery").and_then(Value::as_str), Some("0"), "caching must be off");
+}
