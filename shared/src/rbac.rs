@@ -139,6 +139,19 @@ impl Policy {
         grants.iter().any(|g| covers(g, permission))
     }
 
+    /// Every permission `role` grants (its `resource:*` grants expanded).
+    pub fn permissions_of(&self, role: &str) -> Vec<&str> {
+        let grants = self.roles.get(role).map(Vec::as_slice).unwrap_or_default();
+        self.permissions.iter().filter(|p| grants.iter().any(|g| covers(g, p))).map(String::as_str).collect()
+    }
+
+    /// The escalation check (as Kubernetes RBAC's): a caller may grant or revoke
+    /// `role` only when it holds every permission the role grants itself, as
+    /// decided by `holds`.
+    pub fn may_assign(&self, role: &str, holds: impl Fn(&str) -> bool) -> bool {
+        self.is_role(role) && self.permissions_of(role).into_iter().all(holds)
+    }
+
     pub fn is_permission(&self, permission: &str) -> bool {
         self.permissions.contains(permission)
     }
@@ -155,6 +168,24 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_role_is_assignable_only_by_a_holder_of_all_its_permissions() {
+        let policy = Policy::bundled().expect("bundled");
+        assert_eq!(policy.permissions_of("support"), ["sessions:revoke", "users:read"]);
+        assert_eq!(policy.permissions_of("user"), Vec::<&str>::new());
+        let key = |grants: &'static [&'static str]| {
+            move |p: &str| Policy::grants_cover(&grants.iter().map(|g| g.to_string()).collect::<Vec<_>>(), p)
+        };
+        // users:manage alone is not enough to hand out admin or support.
+        assert!(!policy.may_assign("admin", key(&["users:manage"])));
+        assert!(!policy.may_assign("support", key(&["users:manage"])));
+        assert!(policy.may_assign("user", key(&["users:manage"])));
+        assert!(policy.may_assign("support", key(&["users:manage", "users:read", "sessions:revoke"])));
+        let admin = vec!["admin".to_string()];
+        assert!(policy.may_assign("admin", |p| policy.allows(&admin, p)));
+        assert!(!policy.may_assign("no-such-role", |_| true));
+    }
+
     use super::*;
     use crate::routes::{Access, ROUTES};
 

@@ -114,3 +114,98 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
     assert_eq!(rows[0].2.as_deref(), Some(ids[0].as_str()));
     assert_eq!(rows[0].3.as_deref(), Some("auditor"));
 }
+
+/// No escalation through role grants: an API key holding only `users:manage`
+/// may not grant (or revoke) `admin` or `support`, whose permissions it lacks;
+/// a role with no permissions it may.
+#[tokio::test]
+async fn an_api_key_cannot_grant_a_role_beyond_its_own_permissions() {
+    let db = TestDb::create().await;
+    let table = new_table().await;
+    let keys = key_file();
+    let env = |user: &str| {
+        config(&[
+            ("PORTCULLIS_STORE", "mysql".into()),
+            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
+            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
+            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
+            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
+        ])
+    };
+    let login = deps_with(&env("login")).await;
+    let body = serde_json::json!({"email": "target@example.com", "password": GOOD_PASSWORD}).to_string();
+    let (_, text, _) = parts(
+        portcullis_login::handle(
+            &login,
+            crate::helpers::request("POST", "/auth/register", Some(&body), None),
+        )
+        .await,
+    );
+    let target = serde_json::from_str::<serde_json::Value>(&text).expect("json")["user_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let cfg = env("admin");
+    let backends = Backends::open(&cfg).await.expect("backends");
+    let admin = portcullis_admin::Deps::build(
+        &cfg,
+        &backends,
+        key_provider(&cfg).expect("keys"),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("admin");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (key_id, _, hash) = portcullis_shared::apikeys::new_api_key();
+    admin
+        .api_keys
+        .create(&portcullis_shared::apikeys::ApiKeyRecord {
+            key_id: key_id.clone(),
+            name: "provisioning".into(),
+            hash,
+            permissions: vec!["users:manage".into()],
+            created_by: "someone".into(),
+            created_at: now,
+            valid_until: now + 86_400,
+            revoked_at: None,
+        })
+        .await
+        .expect("key");
+    let as_key = |method: &'static str, path: String, body: Option<&'static str>| {
+        let mut req = request_as(method, &path, body, Some((&format!("apikey:{key_id}"), "")));
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(mut ctx)) =
+            lambda_http::RequestExt::request_context_ref(&req).cloned()
+        {
+            if let Some(a) = ctx.authorizer.as_mut() {
+                a.fields.insert("roles".into(), "".into());
+                a.fields.insert("api_key_id".into(), key_id.clone().into());
+            }
+            req = lambda_http::RequestExt::with_request_context(
+                req,
+                lambda_http::request::RequestContext::ApiGatewayV2(ctx),
+            );
+        }
+        portcullis_admin::handle(&admin, req)
+    };
+    for role in ["admin", "support", "auditor"] {
+        let body: &'static str = match role {
+            "admin" => r#"{"role":"admin"}"#,
+            "support" => r#"{"role":"support"}"#,
+            _ => r#"{"role":"auditor"}"#,
+        };
+        let (status, text, _) =
+            parts(as_key("POST", format!("/admin/users/{target}/roles"), Some(body)).await);
+        assert_eq!(status, 403, "{role}: {text}");
+    }
+    let (status, _, _) = parts(as_key("DELETE", format!("/admin/users/{target}/roles/admin"), None).await);
+    assert_eq!(status, 403, "revoking a role beyond the key is refused too");
+    let (status, text, _) = parts(as_key("DELETE", format!("/admin/users/{target}/roles/user"), None).await);
+    assert_eq!(status, 204, "a role without permissions is the key's to manage: {text}");
+    let id = portcullis_shared::domain::UserId::parse(&target).expect("id");
+    let roles: Vec<String> =
+        admin.users.roles_of(id).await.expect("roles").iter().map(|r| r.as_str().to_owned()).collect();
+    assert!(roles.is_empty(), "only the role without permissions changed (it was revoked): {roles:?}");
+}

@@ -147,10 +147,34 @@ async fn sync_session_roles(deps: &Deps, user: UserId) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// No escalation: the caller (a person by its roles, an API key by its
+/// permissions) may grant or revoke a role only when it holds every permission
+/// of that role itself.
+async fn may_assign(deps: &Deps, caller: &Caller, role: &Role) -> Result<(), ApiError> {
+    let allowed = match &caller.api_key_id {
+        None => deps.policy.may_assign(role.as_str(), |p| deps.policy.allows(&caller.roles, p)),
+        Some(key_id) => {
+            let record = deps
+                .api_keys
+                .get(key_id)
+                .await?
+                .filter(|k| k.revoked_at.is_none())
+                .ok_or(ApiError::Forbidden)?;
+            deps.policy.may_assign(role.as_str(), |p| Policy::grants_cover(&record.permissions, p))
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden)
+    }
+}
+
 pub async fn grant_role(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
     let caller = require(deps, req, "users:manage")?;
     let body: RoleBody = parse_json(req, deps.max_body_bytes)?;
     let role = known_role(deps, &body.role)?;
+    may_assign(deps, &caller, &role).await?;
     let user = target_user(deps, user).await?;
     deps.users.grant_role(user, &role, deps.clock.now_secs()).await?;
     sync_session_roles(deps, user).await?;
@@ -170,6 +194,7 @@ pub async fn grant_role(deps: &Deps, req: &Request, user: &str) -> HandlerResult
 pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> HandlerResult {
     let caller = require(deps, req, "users:manage")?;
     let role = known_role(deps, role)?;
+    may_assign(deps, &caller, &role).await?;
     let user = target_user(deps, user).await?;
     deps.users.revoke_role(user, &role).await?;
     sync_session_roles(deps, user).await?;
