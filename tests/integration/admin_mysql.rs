@@ -115,11 +115,12 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
     assert_eq!(rows[0].3.as_deref(), Some("auditor"));
 }
 
-/// No escalation through role grants: an API key holding only `users:manage`
-/// may not grant (or revoke) `admin` or `support`, whose permissions it lacks;
-/// a role with no permissions it may.
+/// No escalation through role grants: an API key, even one holding every
+/// permission, may not grant (or revoke) `admin`, `support` or `auditor` (a
+/// stolen key would otherwise make its holder's own account an admin that
+/// outlives the key); a role with no permissions it may.
 #[tokio::test]
-async fn an_api_key_cannot_grant_a_role_beyond_its_own_permissions() {
+async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
     let db = TestDb::create().await;
     let table = new_table().await;
     let keys = key_file();
@@ -160,13 +161,16 @@ async fn an_api_key_cannot_grant_a_role_beyond_its_own_permissions() {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let (key_id, _, hash) = portcullis_shared::apikeys::new_api_key();
+    let all: Vec<String> = ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read"]
+        .map(String::from)
+        .to_vec();
     admin
         .api_keys
         .create(&portcullis_shared::apikeys::ApiKeyRecord {
             key_id: key_id.clone(),
             name: "provisioning".into(),
             hash,
-            permissions: vec!["users:manage".into()],
+            permissions: all,
             created_by: "someone".into(),
             created_at: now,
             valid_until: now + 86_400,

@@ -147,20 +147,24 @@ async fn sync_session_roles(deps: &Deps, user: UserId) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// No escalation: the caller (a person by its roles, an API key by its
-/// permissions) may grant or revoke a role only when it holds every permission
-/// of that role itself.
+/// No escalation. A person may grant or revoke a role only when it holds every
+/// permission of that role itself (Kubernetes RBAC's check). An API key, a
+/// credential for automation that outlives its creator's roles and could turn
+/// a stolen key into a person with lasting access, manages only roles that
+/// grant no permission, and only while it is live and holds `users:manage`.
 async fn may_assign(deps: &Deps, caller: &Caller, role: &Role) -> Result<(), ApiError> {
     let allowed = match &caller.api_key_id {
         None => deps.policy.may_assign(role.as_str(), |p| deps.policy.allows(&caller.roles, p)),
         Some(key_id) => {
+            let now = deps.clock.now_secs();
             let record = deps
                 .api_keys
                 .get(key_id)
                 .await?
-                .filter(|k| k.revoked_at.is_none())
+                .filter(|k| k.revoked_at.is_none() && now < k.valid_until)
                 .ok_or(ApiError::Forbidden)?;
-            deps.policy.may_assign(role.as_str(), |p| Policy::grants_cover(&record.permissions, p))
+            Policy::grants_cover(&record.permissions, "users:manage")
+                && deps.policy.permissions_of(role.as_str()).is_empty()
         }
     };
     if allowed {
