@@ -361,16 +361,31 @@ impl Throttle {
     }
 
     /// Forgets an account's failures and leaves the source IP's count as it is.
-    pub async fn forget(&self, account: &str) -> Result<(), StoreError> {
-        self.store.succeed(&format!("ACCT#{account}"), true).await
+    /// Best effort: a counter store that does not answer is logged, and the
+    /// count runs out with its window.
+    pub async fn forget(&self, account: &str) {
+        let forgotten = self.store.succeed(&format!("ACCT#{account}"), true).await;
+        log_unsettled(forgotten);
     }
 
-    /// After a success: the account's failures are forgotten, the IP's slot returned.
-    pub async fn success(&self, account: Option<&str>, ip: Option<&str>) -> Result<(), StoreError> {
+    /// After a successful step, best effort (as [`Throttle::forget`]): the
+    /// source IP's slot is returned, and with `account` (the last factor of a
+    /// login) the account's failures are forgotten. A step that is not the last
+    /// (a right password before the second factor, a right current password)
+    /// passes `None`: it must not wipe the count the account's other guessable
+    /// routes share.
+    pub async fn success(&self, account: Option<&str>, ip: Option<&str>) {
         if let Some(account) = account {
-            self.store.succeed(&format!("ACCT#{account}"), true).await?;
+            self.forget(account).await;
         }
-        self.store.succeed(&format!("IP#{}", ip.unwrap_or("unknown")), false).await
+        let returned = self.store.succeed(&format!("IP#{}", ip.unwrap_or("unknown")), false).await;
+        log_unsettled(returned);
+    }
+}
+
+fn log_unsettled(result: Result<(), StoreError>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %crate::http::error_chain(&err), "could not reset the attempt counter");
     }
 }
 

@@ -4,8 +4,7 @@
 //! response shapes are the same as the native routes'.
 
 use crate::handlers::{
-    admit, admit_registration, parse_email, registered, succeeded, typed_email, Credentials, Deps,
-    PasswordChange, Profile,
+    admit, admit_registration, parse_email, typed_email, Credentials, Deps, PasswordChange, Profile,
 };
 use http::StatusCode;
 use lambda_http::Request;
@@ -26,7 +25,7 @@ pub async fn register(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) ->
         .sign_up(email.as_str(), &body.password)
         .await
         .map_err(|e| identity::api_error(e, ApiError::EmailUnavailable))?;
-    registered(deps, &bucket).await;
+    deps.throttle.forget(&bucket).await;
     deps.auditor.record(EventType::Register, Some(user_id.clone()), &meta, None).await;
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": user_id }))
 }
@@ -57,7 +56,7 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
     match outcome {
         PasswordLogin::TotpRequired { session } => {
             // The account's count stands until the second factor succeeds.
-            succeeded(deps, None, meta.source_ip.as_deref()).await;
+            deps.throttle.success(None, meta.source_ip.as_deref()).await;
             deps.auditor.record(EventType::MfaChallenge, None, &meta, Some("provider_totp")).await;
             json(
                 StatusCode::OK,
@@ -71,7 +70,7 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
         }
         PasswordLogin::Tokens(issued) => {
             // The last factor succeeded (with TOTP on, the MFA step resets this counter).
-            succeeded(deps, Some(&account), meta.source_ip.as_deref()).await;
+            deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
             let now = deps.clock.now_secs();
             let (user_id, response) = identity::start_session(
                 deps.sessions.as_ref(),
@@ -132,7 +131,7 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
         return Err(identity::api_error(err, ApiError::InvalidCredentials));
     }
     // Not the account's count: other guessable routes share it.
-    succeeded(deps, None, meta.source_ip.as_deref()).await;
+    deps.throttle.success(None, meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::PasswordChange, Some(caller.sub.clone()), &meta, None).await;
     // ASVS V3.3.3: every other session of the user ends (ours; the authorizer checks them).
     let now = deps.clock.now_secs();

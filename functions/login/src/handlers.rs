@@ -170,21 +170,13 @@ pub(crate) async fn admit_registration(
     Ok(bucket)
 }
 
-/// After a registration succeeded: its address's bucket is cleared; the source
-/// IP keeps the attempt.
-pub(crate) async fn registered(deps: &Deps, bucket: &str) {
-    if let Err(err) = deps.throttle.forget(bucket).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
-    }
-}
-
 pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let email = parse_email(&body.email)?;
     let bucket = admit_registration(deps, &email, &meta).await?;
     let id = register_user(deps, &email, &body.password, vec![Role::user()]).await?;
-    registered(deps, &bucket).await;
+    deps.throttle.forget(&bucket).await;
     deps.auditor.record(EventType::Register, Some(id.to_string()), &meta, None).await;
     json(StatusCode::CREATED, &serde_json::json!({ "user_id": id.to_string() }))
 }
@@ -203,17 +195,6 @@ pub(crate) async fn admit(
         portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
     };
     deps.throttle.admit_audited(&deps.auditor, account, subject, meta, reason).await
-}
-
-/// After a successful step: with `account`, the last factor of a login, so
-/// the account's failures are forgotten; the source IP's slot is returned
-/// either way. A step that is not the last (a right password before the
-/// second factor, a right current password) passes `None`: it must not wipe
-/// the count the other guessable routes of the account share.
-pub(crate) async fn succeeded(deps: &Deps, account: Option<&str>, ip: Option<&str>) {
-    if let Err(err) = deps.throttle.success(account, ip).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
-    }
 }
 
 /// The typed email, when it is an address, and its keyed hash: the account's
@@ -269,7 +250,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     if user.mfa_enabled {
         // The password was right; the second factor decides. No session, no token
         // yet, and the account's count stands until that factor succeeds.
-        succeeded(deps, None, ip.as_deref()).await;
+        deps.throttle.success(None, ip.as_deref()).await;
         let (mfa_token, hash) = portcullis_shared::mfa::new_mfa_token();
         let challenge = portcullis_shared::mfa::Challenge {
             user_id: user.id.to_string(),
@@ -289,7 +270,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     }
     // The last factor succeeded: only now are the account's failures forgotten
     // (with MFA on, the second step does it, on the same counter).
-    succeeded(deps, Some(&account), ip.as_deref()).await;
+    deps.throttle.success(Some(&account), ip.as_deref()).await;
     let roles: Vec<String> =
         deps.users.roles_of(user.id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     // The session is written before any token exists: no token without its session.
@@ -358,7 +339,7 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidCredentials);
     }
-    succeeded(deps, None, meta.source_ip.as_deref()).await;
+    deps.throttle.success(None, meta.source_ip.as_deref()).await;
     let email = email_of(deps, &user).await?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
     let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;

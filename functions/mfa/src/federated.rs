@@ -6,7 +6,7 @@
 //! refuses (the pool's own account recovery applies), and turning TOTP off is
 //! left to the pool's administrators: neither can be checked here.
 
-use crate::handlers::{admit, admitted_success, CodeBody, Deps, VerifyBody};
+use crate::handlers::{admit, CodeBody, Deps, VerifyBody};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
@@ -44,7 +44,7 @@ pub async fn confirm(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
             .await;
         return Err(identity::api_error(err, ApiError::InvalidMfa));
     }
-    admitted_success(deps, &caller.sub, &meta).await;
+    deps.throttle.success(Some(&caller.sub), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaConfirm, Some(caller.sub), &meta, None).await;
     json(StatusCode::OK, &serde_json::json!({ "recovery_codes": [] }))
 }
@@ -74,7 +74,7 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
             return Err(identity::api_error(err, ApiError::InvalidMfa));
         }
     };
-    admitted_success(deps, &account, &meta).await;
+    deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
     let now = deps.clock.now_secs();
     let (user_id, response) = identity::start_session(
         deps.sessions.as_ref(),

@@ -173,7 +173,7 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidMfa);
     }
-    admitted_success(deps, &id.to_string(), &meta).await;
+    deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await;
     deps.mfa.disable(id, now).await?;
     sessions::revoke_all(deps.sessions.as_ref(), &id.to_string(), caller.sid.as_deref(), now).await?;
     deps.auditor.record(EventType::MfaDisabled, Some(id.to_string()), &meta, None).await;
@@ -236,12 +236,6 @@ pub(crate) async fn admit(deps: &Deps, id: &str, meta: &ClientMeta) -> Result<()
     deps.throttle.admit_audited(&deps.auditor, id, Some(id.to_owned()), meta, |_| "second_factor").await
 }
 
-pub(crate) async fn admitted_success(deps: &Deps, id: &str, meta: &ClientMeta) {
-    if let Err(err) = deps.throttle.success(Some(id), meta.source_ip.as_deref()).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not reset the attempt counter");
-    }
-}
-
 /// The live challenge of an `mfa_token`, or the uniform refusal.
 async fn challenge(
     deps: &Deps,
@@ -282,7 +276,7 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
-    admitted_success(deps, &id.to_string(), &meta).await;
+    deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
     complete_login(deps, &keys, id, &["pwd", "otp"], &meta).await
 }
@@ -303,7 +297,7 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
-    admitted_success(deps, &id.to_string(), &meta).await;
+    deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
     complete_login(deps, &keys, id, &["pwd", "mfa"], &meta).await
 }

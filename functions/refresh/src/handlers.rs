@@ -205,9 +205,7 @@ pub(crate) async fn refreshed(
     session: &SessionRecord,
     response: &TokenResponse,
 ) -> HandlerResult {
-    if let Err(err) = deps.throttle.success(None, meta.source_ip.as_deref()).await {
-        tracing::warn!(error = %portcullis_shared::http::error_chain(&err), "could not release the attempt slot");
-    }
+    deps.throttle.success(None, meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::TokenRefresh, Some(session.user_id.clone()), meta, None).await;
     json(StatusCode::OK, response)
 }
