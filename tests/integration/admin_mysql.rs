@@ -11,8 +11,9 @@ use std::sync::Arc;
 /// event_type, actor, subject, detail
 type AdminAuditRow = (String, Option<String>, Option<String>, Option<String>);
 
-#[tokio::test]
-async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
+/// A database with `emails` registered through the login function, and the
+/// admin function connected as the admin database user; the new users' ids.
+async fn deployment(emails: &[&str]) -> (TestDb, portcullis_admin::Deps, Vec<String>) {
     let db = TestDb::create().await;
     let table = new_table().await;
     let keys = key_file();
@@ -27,7 +28,7 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
     };
     let login = deps_with(&env("login")).await;
     let mut ids = Vec::new();
-    for email in ["zoe@example.com", "yan@example.com"] {
+    for email in emails {
         let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
         let (status, text, _) = parts(
             portcullis_login::handle(
@@ -47,25 +48,36 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
     let cfg = env("admin");
     let backends = Backends::open(&cfg).await.expect("backends");
     let provider = key_provider(&cfg).expect("keys");
-    let admin = portcullis_admin::Deps::build(&cfg, &backends, provider.clone(), Arc::new(SystemClock))
-        .await
-        .expect("admin");
+    let admin =
+        portcullis_admin::Deps::build(&cfg, &backends, provider, Arc::new(SystemClock)).await.expect("admin");
+    (db, admin, ids)
+}
+
+/// A request with these authorizer context fields set, as the authorizer sets them.
+fn with_context(mut req: lambda_http::Request, fields: &[(&str, &str)]) -> lambda_http::Request {
+    if let Some(lambda_http::request::RequestContext::ApiGatewayV2(mut ctx)) =
+        lambda_http::RequestExt::request_context_ref(&req).cloned()
+    {
+        if let Some(a) = ctx.authorizer.as_mut() {
+            for (key, value) in fields {
+                a.fields.insert((*key).into(), (*value).into());
+            }
+        }
+        req = lambda_http::RequestExt::with_request_context(
+            req,
+            lambda_http::request::RequestContext::ApiGatewayV2(ctx),
+        );
+    }
+    req
+}
+
+#[tokio::test]
+async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
+    let (db, admin, ids) = deployment(&["zoe@example.com", "yan@example.com"]).await;
     let me = Some(("admin-user", "admin-session"));
     let call = |method: &'static str, path: String, body: Option<String>| {
-        let mut req = request_as(method, &path, body.as_deref(), me);
         // The authorizer context names the caller's roles.
-        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) =
-            lambda_http::RequestExt::request_context_ref(&req).cloned()
-        {
-            let mut ctx = ctx;
-            if let Some(a) = ctx.authorizer.as_mut() {
-                a.fields.insert("roles".into(), "admin".into());
-            }
-            req = lambda_http::RequestExt::with_request_context(
-                req,
-                lambda_http::request::RequestContext::ApiGatewayV2(ctx),
-            );
-        }
+        let req = with_context(request_as(method, &path, body.as_deref(), me), &[("roles", "admin")]);
         portcullis_admin::handle(&admin, req)
     };
     let (status, body, _) = parts(call("GET", "/admin/users".into(), None).await);
@@ -121,41 +133,8 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
 /// outlives the key); a role with no permissions it may.
 #[tokio::test]
 async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
-    let db = TestDb::create().await;
-    let table = new_table().await;
-    let keys = key_file();
-    let env = |user: &str| {
-        config(&[
-            ("PORTCULLIS_STORE", "mysql".into()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ])
-    };
-    let login = deps_with(&env("login")).await;
-    let body = serde_json::json!({"email": "target@example.com", "password": GOOD_PASSWORD}).to_string();
-    let (_, text, _) = parts(
-        portcullis_login::handle(
-            &login,
-            crate::helpers::request("POST", "/auth/register", Some(&body), None),
-        )
-        .await,
-    );
-    let target = serde_json::from_str::<serde_json::Value>(&text).expect("json")["user_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let cfg = env("admin");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let admin = portcullis_admin::Deps::build(
-        &cfg,
-        &backends,
-        key_provider(&cfg).expect("keys"),
-        Arc::new(SystemClock),
-    )
-    .await
-    .expect("admin");
+    let (_db, admin, ids) = deployment(&["target@example.com"]).await;
+    let target = ids[0].clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -179,19 +158,8 @@ async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
         .await
         .expect("key");
     let as_key = |method: &'static str, path: String, body: Option<&'static str>| {
-        let mut req = request_as(method, &path, body, Some((&format!("apikey:{key_id}"), "")));
-        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(mut ctx)) =
-            lambda_http::RequestExt::request_context_ref(&req).cloned()
-        {
-            if let Some(a) = ctx.authorizer.as_mut() {
-                a.fields.insert("roles".into(), "".into());
-                a.fields.insert("api_key_id".into(), key_id.clone().into());
-            }
-            req = lambda_http::RequestExt::with_request_context(
-                req,
-                lambda_http::request::RequestContext::ApiGatewayV2(ctx),
-            );
-        }
+        let req = request_as(method, &path, body, Some((&format!("apikey:{key_id}"), "")));
+        let req = with_context(req, &[("roles", ""), ("api_key_id", &key_id)]);
         portcullis_admin::handle(&admin, req)
     };
     for role in ["admin", "support", "auditor"] {
