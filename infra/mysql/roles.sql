@@ -24,6 +24,8 @@
 CREATE ROLE IF NOT EXISTS portcullis_login;
 GRANT SELECT, INSERT ON portcullis.users TO portcullis_login;
 GRANT UPDATE (password_hash, updated_at) ON portcullis.users TO portcullis_login;
+-- Re-authentication checks the TOTP code itself and records its step (a code is accepted once).
+GRANT UPDATE (totp_last_step) ON portcullis.users TO portcullis_login;
 GRANT SELECT ON portcullis.roles TO portcullis_login;
 GRANT SELECT, INSERT ON portcullis.user_roles TO portcullis_login;
 GRANT INSERT ON portcullis.audit_log TO portcullis_login;

@@ -34,6 +34,8 @@ pub enum EventType {
     MfaRecoveryUsed,
     MfaDisabled,
     MfaReplay,
+    Reauthentication,
+    ReauthenticationFailure,
     LoginThrottled,
     ThrottleUnavailable,
 }
@@ -66,6 +68,8 @@ impl EventType {
             Self::MfaRecoveryUsed => "mfa_recovery_used",
             Self::MfaDisabled => "mfa_disabled",
             Self::MfaReplay => "mfa_replay",
+            Self::Reauthentication => "reauth_success",
+            Self::ReauthenticationFailure => "reauth_failure",
             Self::LoginThrottled => "login_throttled",
             Self::ThrottleUnavailable => "throttle_unavailable",
         }
@@ -80,6 +84,7 @@ impl EventType {
             | Self::AdminRefused
             | Self::MfaVerifyFailure
             | Self::MfaReplay
+            | Self::ReauthenticationFailure
             | Self::LoginThrottled
             | Self::ThrottleUnavailable => "failure",
             _ => "success",
@@ -191,6 +196,7 @@ mod tests {
             EventType::RefreshTokenReuse,
             EventType::MfaVerifyFailure,
             EventType::MfaReplay,
+            EventType::ReauthenticationFailure,
             EventType::LoginThrottled,
             EventType::ThrottleUnavailable,
         ] {

@@ -67,6 +67,8 @@ pub struct Config {
     /// `aud` of the tokens we issue and accept.
     pub audience: String,
     pub access_token_ttl_secs: u64,
+    /// How recent an authentication a sensitive change needs (`PORTCULLIS_REAUTH_MAX_AGE_SECS`).
+    pub reauth_max_age_secs: u64,
     pub password_min_length: usize,
     /// Base URL of a Have I Been Pwned compatible range API; `None` disables the check.
     pub hibp_url: Option<String>,
@@ -230,6 +232,7 @@ impl Config {
             }
         }
         let access_token_ttl_secs = number(&get, "PORTCULLIS_ACCESS_TOKEN_TTL_SECS", 900, 60, 86_400)?;
+        let reauth_max_age_secs = number(&get, "PORTCULLIS_REAUTH_MAX_AGE_SECS", 300, 30, 86_400)?;
         let password_min_length = number(&get, "PORTCULLIS_PASSWORD_MIN_LENGTH", 12, 8, 64)? as usize;
         let max_body_bytes = number(&get, "PORTCULLIS_MAX_BODY_BYTES", 16 * 1024, 1024, 1 << 20)? as usize;
         Ok(Self {
@@ -241,6 +244,7 @@ impl Config {
             issuer: get("PORTCULLIS_ISSUER").unwrap_or_else(|| "portcullis".into()),
             audience: get("PORTCULLIS_AUDIENCE").unwrap_or_else(|| "portcullis".into()),
             access_token_ttl_secs,
+            reauth_max_age_secs,
             password_min_length,
             hibp_url,
             max_body_bytes,

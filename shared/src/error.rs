@@ -39,6 +39,10 @@ pub enum ApiError {
     /// Wrong, replayed or expired second factor, or a dead `mfa_token`, alike.
     #[error("the second factor is invalid")]
     InvalidMfa,
+    /// A sensitive change needs a recent authentication (`POST /auth/reauth`):
+    /// the token's `auth_time` is too old, or the account's second factor is not in its `amr`.
+    #[error("a recent authentication is required")]
+    ReauthenticationRequired,
     #[error("the request conflicts with the current state")]
     Conflict,
     /// Unknown, spent, expired or revoked refresh token alike.
@@ -80,7 +84,8 @@ impl ApiError {
             Self::InvalidCredentials
             | Self::Unauthenticated
             | Self::InvalidRefreshToken
-            | Self::InvalidMfa => StatusCode::UNAUTHORIZED,
+            | Self::InvalidMfa
+            | Self::ReauthenticationRequired => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -103,6 +108,7 @@ impl ApiError {
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidRefreshToken => "invalid-refresh-token",
             Self::InvalidMfa => "invalid-mfa",
+            Self::ReauthenticationRequired => "reauthentication-required",
             Self::Conflict => "conflict",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",

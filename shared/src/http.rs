@@ -153,7 +153,13 @@ pub struct Caller {
     pub roles: Vec<String>,
     /// Set when the caller authenticated with an API key rather than as a person.
     pub api_key_id: Option<String>,
+    /// When the person last proved who they are (the token's `auth_time`), and how (`amr`).
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
 }
+
+/// The methods in `amr` that are a second factor.
+pub const SECOND_FACTORS: [&str; 4] = ["otp", "mfa", "hwk", "swk"];
 
 impl Caller {
     /// The authenticated caller, or `Unauthenticated` when no authorizer ran.
@@ -166,15 +172,43 @@ impl Caller {
         .ok_or(ApiError::Unauthenticated)?;
         let text = |key: &str| fields.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         let sub = text("sub").filter(|s| !s.is_empty()).ok_or(ApiError::Unauthenticated)?;
-        let roles = text("roles")
-            .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default();
+        let list = |key: &str| -> Vec<String> {
+            text(key)
+                .map(|r| r.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
         Ok(Self {
             sub,
             sid: text("sid").filter(|s| !s.is_empty()),
-            roles,
+            roles: list("roles"),
             api_key_id: text("api_key_id").filter(|s| !s.is_empty()),
+            auth_time: text("auth_time").and_then(|t| t.parse().ok()),
+            amr: list("amr"),
         })
+    }
+
+    /// Step-up (ASVS 5.0 V7.5.1, Kratos `privileged_session_max_age`): a sensitive
+    /// change needs a person whose last authentication is at most `max_age_secs`
+    /// old and, when the account has a second factor, included it. Anything else,
+    /// a missing or future `auth_time` or an API key included, is a 401
+    /// `reauthentication-required` (`POST /auth/reauth` mends it).
+    pub fn require_recent_auth(
+        &self,
+        now: i64,
+        max_age_secs: u64,
+        second_factor_enrolled: bool,
+    ) -> Result<(), ApiError> {
+        let recent = match self.auth_time {
+            Some(at) => at <= now + crate::tokens::LEEWAY_SECS && now - at <= max_age_secs as i64,
+            None => false,
+        };
+        let factors =
+            !second_factor_enrolled || self.amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_str()));
+        if recent && factors && self.api_key_id.is_none() {
+            Ok(())
+        } else {
+            Err(ApiError::ReauthenticationRequired)
+        }
     }
 }
 
@@ -197,4 +231,39 @@ pub fn request_id(req: &Request) -> String {
         .request_id
         .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
         .unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn person(auth_time: Option<i64>, amr: &[&str]) -> Caller {
+        Caller {
+            sub: "u".into(),
+            sid: Some("s".into()),
+            roles: vec!["user".into()],
+            api_key_id: None,
+            auth_time,
+            amr: amr.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn step_up_needs_a_recent_authentication_with_the_second_factor_when_enrolled() {
+        let now = 1_000_000;
+        let ok = |c: &Caller, mfa: bool| c.require_recent_auth(now, 300, mfa).is_ok();
+        assert!(ok(&person(Some(now - 300), &["pwd"]), false), "exactly at the window");
+        assert!(!ok(&person(Some(now - 301), &["pwd"]), false), "one second past it");
+        assert!(!ok(&person(None, &["pwd"]), false), "no auth_time fails closed");
+        assert!(ok(&person(Some(now + LEEWAY), &["pwd"]), false), "clock skew within the leeway");
+        assert!(!ok(&person(Some(now + LEEWAY + 1), &["pwd"]), false), "an auth_time in the future");
+        assert!(!ok(&person(Some(now), &["pwd"]), true), "the second factor is enrolled but not proven");
+        assert!(ok(&person(Some(now), &["pwd", "otp"]), true));
+        assert!(ok(&person(Some(now), &["pwd", "mfa"]), true), "a recovery code is a second factor");
+        let mut key = person(Some(now), &["pwd", "otp"]);
+        key.api_key_id = Some("k".into());
+        assert!(!ok(&key, false), "an API key is never a recent authentication");
+    }
+
+    const LEEWAY: i64 = crate::tokens::LEEWAY_SECS;
 }

@@ -39,7 +39,7 @@ macro_rules! route {
 }
 
 /// Every route of the HTTP contract (DESIGN.md).
-pub static ROUTES: [Route; 21] = [
+pub static ROUTES: [Route; 22] = [
     route!(GET "/health" => Login, Access::Public),
     route!(POST "/auth/register" => Login, Access::Public),
     route!(POST "/auth/login" => Login, Access::Public),
@@ -53,6 +53,7 @@ pub static ROUTES: [Route; 21] = [
     route!(POST "/auth/logout/all" => Refresh, Access::Bearer),
     route!(GET "/auth/sessions" => Refresh, Access::Bearer),
     route!(POST "/auth/password" => Login, Access::Bearer),
+    route!(POST "/auth/reauth" => Login, Access::Bearer),
     route!(GET "/.well-known/jwks.json" => Login, Access::Public),
     route!(GET "/me" => Login, Access::Bearer),
     route!(GET "/admin/users" => Admin, Access::Permission("users:read")),

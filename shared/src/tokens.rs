@@ -75,7 +75,7 @@ impl Grant {
             sid: session.sid.clone(),
             roles,
             amr: session.amr.clone(),
-            auth_time: session.created_at,
+            auth_time: session.auth_time,
         }
     }
 }

@@ -116,6 +116,32 @@ pub fn request(method: &str, path: &str, body: Option<&str>, sub: Option<&str>) 
 
 /// Like [`request`], with the authorizer context of `(sub, sid)`.
 pub fn request_as(method: &str, path: &str, body: Option<&str>, caller: Option<(&str, &str)>) -> Request {
+    // A person who has just logged in with both factors: step-up passes. The
+    // step-up tests build their contexts with `request_with_context`.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let fields = caller.map(|(sub, sid)| {
+        vec![
+            ("sub", sub.to_owned()),
+            ("sid", sid.to_owned()),
+            ("roles", "user".to_owned()),
+            ("auth_time", now),
+            ("amr", "pwd,otp".to_owned()),
+        ]
+    });
+    request_with_context(method, path, body, fields.as_deref())
+}
+
+/// A request with exactly these authorizer context fields (`None`: no authorizer ran).
+pub fn request_with_context(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    fields: Option<&[(&str, String)]>,
+) -> Request {
     let mut builder =
         http::Request::builder().method(method).uri(path).header("user-agent", "integration-test");
     if body.is_some() {
@@ -125,11 +151,11 @@ pub fn request_as(method: &str, path: &str, body: Option<&str>, caller: Option<(
     let mut context = aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
     context.request_id = Some(hex_token());
     context.http.source_ip = Some("198.51.100.7".into());
-    if let Some((sub, sid)) = caller {
+    if let Some(fields) = fields {
         let mut authorizer = aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
-        authorizer.fields.insert("sub".into(), sub.into());
-        authorizer.fields.insert("sid".into(), sid.into());
-        authorizer.fields.insert("roles".into(), "user".into());
+        for (name, value) in fields {
+            authorizer.fields.insert((*name).into(), value.clone().into());
+        }
         context.authorizer = Some(authorizer);
     }
     builder.body(body).expect("valid request").with_request_context(RequestContext::ApiGatewayV2(context))

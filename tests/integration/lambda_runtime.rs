@@ -290,8 +290,10 @@ async fn mfa_binary_answers_every_sample_event_through_the_runtime_api() {
     let events = MFA_EVENTS
         .iter()
         .map(|(name, text, _)| {
-            let text =
-                text.replace("REPLACE_WITH_USER_ID", &user).replace("REPLACE_WITH_WRONG_CODE", "000000");
+            let text = text
+                .replace("REPLACE_WITH_USER_ID", &user)
+                .replace("REPLACE_WITH_WRONG_CODE", "000000")
+                .replace("REPLACE_WITH_AUTH_TIME", &now_secs().to_string());
             (name.to_string(), serde_json::from_str(&text).expect("event"))
         })
         .collect();
@@ -386,4 +388,8 @@ async fn login_binary_answers_health_and_fails_closed_while_its_keys_cannot_load
     assert_eq!(answers["login"]["headers"]["content-type"], "application/problem+json");
     let body = answers["login"]["body"].as_str().unwrap_or_default();
     assert!(!body.contains("kms") && !body.contains("KMS"), "no internals leak: {body}");
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

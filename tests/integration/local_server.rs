@@ -309,6 +309,26 @@ async fn refresh_logout_and_revocation_work_through_the_local_server() {
     assert_eq!(status, 401);
 }
 
+/// The code `offset_secs` from now.
+fn oathtool_at(secret: &str, offset_secs: u64) -> String {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let at = format!("@{}", now + offset_secs);
+    let out = std::process::Command::new("oathtool")
+        .args(["--totp", "-b", "--now", &at, secret])
+        .output()
+        .expect("oathtool");
+    String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+}
+
+/// The claims of a JWT, unverified (the test reads what it was just given).
+fn payload(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+    serde_json::from_slice(&bytes).expect("claims")
+}
+
 pub(crate) fn oathtool(secret: &str) -> String {
     let out =
         std::process::Command::new("oathtool").args(["--totp", "-b", secret]).output().expect("oathtool");
@@ -337,6 +357,31 @@ async fn mfa_enrolment_and_login_work_through_the_local_server() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // Step-up: this token's login had no second factor, so it cannot remove the
+    // one just enrolled (a stolen token would otherwise turn it off with one code).
+    let (status, _, body) = call(
+        reqwest::Method::DELETE,
+        format!("{}/auth/mfa/totp", server.base),
+        Some(&token),
+        Some(serde_json::json!({"code": oathtool(&secret)})),
+    )
+    .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("urn:portcullis:problem:reauthentication-required"), "{body}");
+    // POST /auth/reauth with the password alone is refused now that TOTP is on;
+    // with the next step's code it answers fresh tokens for the same session.
+    let reauth = |body: serde_json::Value| {
+        call(reqwest::Method::POST, format!("{}/auth/reauth", server.base), Some(&token), Some(body))
+    };
+    let (status, _, body) = reauth(serde_json::json!({"password": PASSWORD})).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) =
+        reauth(serde_json::json!({"password": PASSWORD, "code": oathtool_at(&secret, 30)})).await;
+    assert_eq!(status, 200, "{body}");
+    let stepped: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let claims = payload(stepped["access_token"].as_str().expect("access token"));
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp"]), "{claims}");
+    assert_eq!(claims["sid"], payload(&token)["sid"], "the same session");
     let (status, _, _) =
         call(reqwest::Method::POST, format!("{}/auth/logout", server.base), Some(&token), None).await;
     assert_eq!(status, 204);
@@ -345,7 +390,7 @@ async fn mfa_enrolment_and_login_work_through_the_local_server() {
     assert_eq!(status, 200);
     let challenge: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(challenge["mfa_required"], true, "{body}");
-    // The confirmation consumed the current step; wait for the next one (real clock here).
+    // The re-authentication consumed the next step; wait for it, then use the one after (real clock here).
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     tokio::time::sleep(std::time::Duration::from_secs(30 - now % 30 + 1)).await;
@@ -353,7 +398,7 @@ async fn mfa_enrolment_and_login_work_through_the_local_server() {
         reqwest::Method::POST,
         format!("{}/auth/mfa/verify", server.base),
         None,
-        Some(serde_json::json!({"mfa_token": challenge["mfa_token"], "code": oathtool(&secret)})),
+        Some(serde_json::json!({"mfa_token": challenge["mfa_token"], "code": oathtool_at(&secret, 30)})),
     )
     .await;
     assert_eq!(status, 200, "{body}");

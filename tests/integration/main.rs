@@ -18,4 +18,5 @@ mod password_breach;
 mod providers;
 mod sessions;
 mod sql_check;
+mod step_up;
 mod throttle;

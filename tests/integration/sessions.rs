@@ -2,7 +2,7 @@
 //! detection, the concurrent race, idle and absolute timeouts, logout, session
 //! listing, password change, key rotation, and an unreachable DynamoDB.
 
-use crate::helpers::{new_table, parts, request, request_as};
+use crate::helpers::{new_table, parts, request, request_as, request_with_context};
 use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
 use portcullis_authorizer::Decision;
 use portcullis_shared::clock::{Clock, ManualClock};
@@ -261,12 +261,18 @@ async fn a_password_change_revokes_every_other_session() {
     let user = register(&h, "pw@example.com").await;
     let keep = login(&h, "pw@example.com").await;
     let other = login(&h, "pw@example.com").await;
-    let sid = identity(&h, &keep.access).await.expect("keep").sid;
+    let caller = identity(&h, &keep.access).await.expect("keep");
+    assert_eq!(caller.sub, user);
     let body = serde_json::json!({"current_password": GOOD_PASSWORD, "new_password": "amber-lantern-meridian-glacier-4"}).to_string();
+    // The context the authorizer derives from the token, as API Gateway forwards it.
+    let fields: Vec<(&str, String)> = portcullis_authorizer::context_of(&caller)
+        .into_iter()
+        .map(|(k, v)| (&*Box::leak(k.into_boxed_str()), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
     let (status, text, _) = parts(
         portcullis_login::handle(
             &h.login,
-            request_as("POST", "/auth/password", Some(&body), Some((&user, &sid))),
+            request_with_context("POST", "/auth/password", Some(&body), Some(&fields)),
         )
         .await,
     );

@@ -99,6 +99,9 @@ pub struct Identity {
     pub sid: String,
     pub roles: Vec<String>,
     pub api_key_id: Option<String>,
+    /// When and how the person last authenticated (step-up decisions; none for API keys).
+    pub auth_time: Option<i64>,
+    pub amr: Vec<String>,
 }
 
 /// The authorizer's verdict.
@@ -119,6 +122,12 @@ pub struct Ask<'a> {
     pub path: &'a str,
     pub authorization: Option<&'a str>,
     pub api_key: Option<&'a str>,
+}
+
+/// A session that does not let the request through, logged like any refusal.
+fn refused(reason: &str) -> Option<SessionRecord> {
+    refuse(Decision::Unauthorized, reason);
+    None
 }
 
 fn refuse(decision: Decision, reason: &str) -> Decision {
@@ -159,16 +168,19 @@ async fn cognito_decision(
         Ok(identity) => identity,
         Err(err) => return refuse(Decision::Unauthorized, &format!("Cognito token: {err}")),
     };
-    let sid = if deps.cognito_sessions {
+    // The pool's tokens carry no `amr`, and its `auth_time` survives refreshes:
+    // how and when the person authenticated is our session record's (a
+    // re-authentication starts a new pool session, see `POST /auth/reauth`).
+    let (sid, auth_time, amr) = if deps.cognito_sessions {
         let Some(sid) = identity.origin_jti else {
             return refuse(Decision::Unauthorized, "Cognito token without origin_jti");
         };
-        if let Err(refusal) = live_session(deps, &identity.sub, &sid).await {
-            return refusal;
+        match live_session(deps, &identity.sub, &sid).await {
+            Some(session) => (Some(sid), Some(session.auth_time), session.amr),
+            None => return Decision::Unauthorized,
         }
-        Some(sid)
     } else {
-        None
+        (None, None, Vec::new())
     };
     let roles: Vec<String> = identity.groups.into_iter().filter(|g| deps.policy.is_role(g)).collect();
     let allowed = match requirement {
@@ -178,30 +190,34 @@ async fn cognito_decision(
     if !allowed {
         return refuse(Decision::Forbidden, "Cognito groups lack the permission");
     }
-    Decision::Allow(Identity { sub: identity.sub, sid: sid.unwrap_or_default(), roles, api_key_id: None })
+    Decision::Allow(Identity {
+        sub: identity.sub,
+        sid: sid.unwrap_or_default(),
+        roles,
+        api_key_id: None,
+        auth_time,
+        amr,
+    })
 }
 
-/// The session, if it exists and is live; otherwise the refusal.
-async fn live_session(deps: &Deps, sub: &str, sid: &str) -> Result<SessionRecord, Decision> {
+/// The session, if it exists and is live; otherwise `None` (the refusal is logged).
+async fn live_session(deps: &Deps, sub: &str, sid: &str) -> Option<SessionRecord> {
     judge_session(deps, deps.sessions.get(sub, sid).await)
 }
 
 /// Judges a session read: it must exist and be live.
-fn judge_session(
-    deps: &Deps,
-    read: Result<Option<SessionRecord>, StoreError>,
-) -> Result<SessionRecord, Decision> {
+fn judge_session(deps: &Deps, read: Result<Option<SessionRecord>, StoreError>) -> Option<SessionRecord> {
     let session = match read {
         Ok(Some(session)) => session,
-        Ok(None) => return Err(refuse(Decision::Unauthorized, "unknown session")),
+        Ok(None) => return refused("unknown session"),
         Err(err) => {
             tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable");
-            return Err(refuse(Decision::Unauthorized, "session store unavailable"));
+            return refused("session store unavailable");
         }
     };
     match deps.session_policy.state(&session, deps.clock.now_secs()) {
-        SessionState::Live => Ok(session),
-        state => Err(refuse(Decision::Unauthorized, &format!("session {state:?}"))),
+        SessionState::Live => Some(session),
+        state => refused(&format!("session {state:?}")),
     }
 }
 
@@ -245,9 +261,8 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
         Some((sub, sid, read)) if sub == claims.sub && sid == claims.sid => read,
         _ => deps.sessions.get(&claims.sub, &claims.sid).await,
     };
-    let session = match judge_session(deps, read) {
-        Ok(session) => session,
-        Err(refusal) => return refusal,
+    let Some(session) = judge_session(deps, read) else {
+        return Decision::Unauthorized;
     };
     let allowed = match requirement {
         Requirement::Session => true,
@@ -256,7 +271,14 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
     if !allowed {
         return refuse(Decision::Forbidden, "role lacks the permission");
     }
-    Decision::Allow(Identity { sub: claims.sub, sid: claims.sid, roles: session.roles, api_key_id: None })
+    Decision::Allow(Identity {
+        sub: claims.sub,
+        sid: claims.sid,
+        roles: session.roles,
+        api_key_id: None,
+        auth_time: Some(claims.auth_time),
+        amr: claims.amr,
+    })
 }
 
 async fn key_decision(deps: &Deps, presented: &str, requirement: &Requirement) -> Decision {
@@ -288,6 +310,8 @@ async fn key_decision(deps: &Deps, presented: &str, requirement: &Requirement) -
         sid: String::new(),
         roles: Vec::new(),
         api_key_id: Some(record.key_id),
+        auth_time: None,
+        amr: Vec::new(),
     })
 }
 
@@ -300,6 +324,10 @@ pub fn context_of(identity: &Identity) -> serde_json::Map<String, serde_json::Va
     map.insert("roles".into(), identity.roles.join(",").into());
     if let Some(id) = &identity.api_key_id {
         map.insert("api_key_id".into(), id.clone().into());
+    }
+    if let Some(at) = identity.auth_time {
+        map.insert("auth_time".into(), at.to_string().into());
+        map.insert("amr".into(), identity.amr.join(",").into());
     }
     map
 }

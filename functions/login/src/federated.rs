@@ -4,7 +4,7 @@
 //! response shapes are the same as the native routes'.
 
 use crate::handlers::{
-    admit, admit_registration, parse_email, typed_email, Credentials, Deps, PasswordChange, Profile,
+    admit, admit_registration, parse_email, typed_email, Credentials, Deps, PasswordChange, Profile, Reauth,
 };
 use http::StatusCode;
 use lambda_http::Request;
@@ -111,6 +111,7 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
     let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
     let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
     let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, profile.mfa_enabled)?;
     let email = parse_email(&profile.email)?;
     deps.policy.check(&body.new_password, &email, "new_password").await?;
     // Counted with the login attempts of the same account (the keyed email).
@@ -143,4 +144,61 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
             .await;
     }
     no_content()
+}
+
+/// `POST /auth/reauth` with the pool: the password (and the TOTP code when the
+/// pool requires one) go through a fresh pool login, counted with the
+/// account's login attempts. The pool's `auth_time` survives refreshes, so a
+/// re-authentication is a new pool session: its session record (with `amr`
+/// and `auth_time` now) replaces the caller's, which is revoked.
+pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let caller = Caller::from_request(req)?;
+    let sid = caller.sid.clone().ok_or(ApiError::Unauthenticated)?;
+    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let body: Reauth = parse_json(req, deps.max_body_bytes)?;
+    let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    if profile.user_id != caller.sub {
+        return Err(ApiError::Unauthenticated);
+    }
+    let email = parse_email(&profile.email)?;
+    let keys = deps.keys.get().await?;
+    let account = hex::encode(typed_email(&keys, email.as_str()).1);
+    admit(deps, &account, Some(caller.sub.clone()), &meta).await?;
+    let failure = |reason: &'static str| {
+        deps.auditor.record(EventType::ReauthenticationFailure, Some(caller.sub.clone()), &meta, Some(reason))
+    };
+    let (issued, amr) = match idp.password_login(email.as_str(), &body.password).await {
+        Ok(PasswordLogin::Tokens(issued)) => (issued, vec!["pwd".to_owned()]),
+        Ok(PasswordLogin::TotpRequired { session }) => {
+            let Some(code) = body.code.as_ref() else {
+                failure("second_factor_missing").await;
+                return Err(ApiError::InvalidMfa);
+            };
+            match idp.answer_totp(email.as_str(), &session, secrecy::ExposeSecret::expose_secret(code)).await
+            {
+                Ok(issued) => (issued, vec!["pwd".to_owned(), "otp".to_owned()]),
+                Err(err) => {
+                    failure("wrong_code").await;
+                    return Err(identity::api_error(err, ApiError::InvalidMfa));
+                }
+            }
+        }
+        Err(IdentityError::Refused) => {
+            failure("wrong_password").await;
+            return Err(ApiError::InvalidCredentials);
+        }
+        Err(other) => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
+    };
+    deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
+    let now = deps.clock.now_secs();
+    let (user_id, response) =
+        identity::start_session(deps.sessions.as_ref(), &deps.session_policy, issued, amr, &meta, now)
+            .await?;
+    if user_id != caller.sub {
+        return Err(ApiError::internal(std::io::Error::other("the pool signed in another user")));
+    }
+    deps.sessions.revoke(&caller.sub, &sid, now).await?;
+    deps.auditor.record(EventType::Reauthentication, Some(user_id), &meta, None).await;
+    json(StatusCode::OK, &response)
 }

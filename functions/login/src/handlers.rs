@@ -24,6 +24,8 @@ use std::sync::Arc;
 /// Everything the login handlers use, built once at cold start.
 pub struct Deps {
     pub users: Arc<dyn UserStore>,
+    /// Re-authentication checks the account's TOTP code.
+    pub mfa: Arc<dyn portcullis_shared::store::MfaStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub session_policy: SessionPolicy,
     pub challenges: Arc<dyn portcullis_shared::mfa::ChallengeStore>,
@@ -35,6 +37,8 @@ pub struct Deps {
     pub policy: PasswordPolicy,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// How recent an authentication a password change needs.
+    pub reauth_max_age_secs: u64,
     /// Set when users live in an external provider (Cognito); `None` is native.
     pub identity: Option<Arc<dyn IdentityProvider>>,
 }
@@ -67,6 +71,7 @@ impl Deps {
         });
         Ok(Self {
             users: backends.users.clone(),
+            mfa: backends.mfa.clone(),
             sessions: backends.sessions.clone(),
             session_policy: config.session_policy(),
             challenges: backends.challenges.clone(),
@@ -77,6 +82,7 @@ impl Deps {
             policy: PasswordPolicy::new(config.password_min_length, config.hibp_url.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
+            reauth_max_age_secs: config.reauth_max_age_secs,
             identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
@@ -94,6 +100,15 @@ pub(crate) struct Credentials {
 pub(crate) struct PasswordChange {
     pub(crate) current_password: Password,
     pub(crate) new_password: Password,
+}
+
+/// `POST /auth/reauth`: the password again, and the TOTP code when enrolled.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reauth {
+    pub(crate) password: Password,
+    #[serde(default)]
+    pub(crate) code: Option<secrecy::SecretString>,
 }
 
 #[derive(Serialize)]
@@ -271,20 +286,18 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     // The last factor succeeded: only now are the account's failures forgotten
     // (with MFA on, the second step does it, on the same counter).
     deps.throttle.success(Some(&account), ip.as_deref()).await;
-    let roles: Vec<String> =
-        deps.users.roles_of(user.id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     // The session is written before any token exists: no token without its session.
-    let (session, refresh_token) = sessions::start(
+    let (session, refresh_token) = sessions::start_for_user(
         deps.sessions.as_ref(),
         &deps.session_policy,
-        &user.id.to_string(),
-        roles.clone(),
+        deps.users.as_ref(),
+        user.id,
         vec!["pwd".into()],
         &meta,
         now,
     )
     .await?;
-    let grant = Grant::for_session(&session, roles);
+    let grant = Grant::for_session(&session, session.roles.clone());
     let (access_token, _) = keys.tokens.issue(grant).map_err(ApiError::internal)?;
     deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
     json(
@@ -322,6 +335,7 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let (user, caller) = current_user(deps, req).await?;
     let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
+    caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, user.mfa_enabled)?;
     // The current password is guessable: counted with the account's login
     // attempts, so neither route is an unlimited oracle.
     let account = user.id.to_string();
@@ -369,6 +383,95 @@ pub async fn me(deps: &Deps, req: &Request) -> HandlerResult {
             email: email.as_str().to_owned(),
             roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
             mfa_enabled: user.mfa_enabled,
+        },
+    )
+}
+
+/// How often a re-authentication reads its session again when a refresh of the
+/// same session lands between its read and its write.
+const REAUTH_ATTEMPTS: usize = 3;
+
+/// `POST /auth/reauth` (step-up): the password, and the TOTP code when the
+/// account has one, proven again inside the caller's session. Counted with the
+/// account's login attempts (the same limiter, so neither route is an
+/// unlimited oracle). On success the session's `auth_time` and `amr` are now
+/// and what was proven, its live refresh token is replaced (the old one is
+/// spent: presented later it is reuse), and fresh tokens are returned.
+pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
+    let meta = ClientMeta::from_request(req);
+    let (user, caller) = current_user(deps, req).await?;
+    let sid = caller.sid.clone().ok_or(ApiError::Unauthenticated)?;
+    let body: Reauth = parse_json(req, deps.max_body_bytes)?;
+    let keys = deps.keys.get().await?;
+    let account = user.id.to_string();
+    admit(deps, &account, Some(account.clone()), &meta).await?;
+    let failure = |reason: &'static str| {
+        deps.auditor.record(EventType::ReauthenticationFailure, Some(account.clone()), &meta, Some(reason))
+    };
+    if !deps.hasher.verify(&body.password, &user.password_hash).await.map_err(ApiError::internal)? {
+        failure("wrong_password").await;
+        return Err(ApiError::InvalidCredentials);
+    }
+    let now = deps.clock.now_secs();
+    let mut amr = vec!["pwd".to_owned()];
+    if user.mfa_enabled {
+        let state = deps.mfa.mfa_state(user.id).await?.ok_or(ApiError::Unauthenticated)?;
+        let (Some(sealed), Some(code)) = (state.secret.as_deref(), body.code.as_ref()) else {
+            failure("second_factor_missing").await;
+            return Err(ApiError::InvalidMfa);
+        };
+        let check = portcullis_shared::mfa::check_totp(
+            deps.mfa.as_ref(),
+            &keys.fields,
+            user.id,
+            sealed,
+            code.expose_secret(),
+            now,
+        );
+        match check.await? {
+            portcullis_shared::mfa::TotpCheck::Accepted => amr.push("otp".to_owned()),
+            portcullis_shared::mfa::TotpCheck::Wrong => {
+                failure("wrong_code").await;
+                return Err(ApiError::InvalidMfa);
+            }
+            portcullis_shared::mfa::TotpCheck::Replayed => {
+                failure("replayed_code").await;
+                return Err(ApiError::InvalidMfa);
+            }
+        }
+    }
+    deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
+    let (refresh_token, hash) = sessions::new_refresh_token();
+    let mut attempt = 0;
+    let session = loop {
+        let session = deps.sessions.get(&account, &sid).await?.ok_or(ApiError::Unauthenticated)?;
+        if deps.session_policy.state(&session, now) != sessions::SessionState::Live {
+            return Err(ApiError::Unauthenticated);
+        }
+        let expires_at = deps.session_policy.expires_at(session.created_at);
+        match deps.sessions.reauthenticate(&session, &hash, &amr, now, expires_at).await? {
+            sessions::Rotation::Rotated => break session,
+            _ if attempt + 1 < REAUTH_ATTEMPTS => attempt += 1,
+            _ => return Err(ApiError::unavailable(std::io::Error::other("session kept changing"))),
+        }
+    };
+    let grant = Grant {
+        sub: account.clone(),
+        sid: session.sid.clone(),
+        roles: session.roles.clone(),
+        amr: amr.clone(),
+        auth_time: now,
+    };
+    let (access_token, _) = keys.tokens.issue(grant).map_err(ApiError::internal)?;
+    let how = if user.mfa_enabled { "password_and_totp" } else { "password" };
+    deps.auditor.record(EventType::Reauthentication, Some(account.clone()), &meta, Some(how)).await;
+    json(
+        StatusCode::OK,
+        &TokenResponse {
+            access_token,
+            refresh_token: refresh_token.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: keys.tokens.ttl_secs(),
         },
     )
 }

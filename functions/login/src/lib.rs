@@ -26,6 +26,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         (&Method::POST, "/auth/register", None) => handlers::register(deps, &req).await,
         (&Method::POST, "/auth/login", None) => handlers::login(deps, &req).await,
         (&Method::POST, "/auth/password", None) => handlers::change_password(deps, &req).await,
+        (&Method::POST, "/auth/reauth", Some(idp)) => federated::reauth(deps, idp, &req).await,
+        (&Method::POST, "/auth/reauth", None) => handlers::reauth(deps, &req).await,
         (&Method::GET, "/me", None) => handlers::me(deps, &req).await,
         (&Method::GET, "/.well-known/jwks.json", _) => handlers::jwks(deps).await,
         (
@@ -34,6 +36,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
             | "/auth/register"
             | "/auth/login"
             | "/auth/password"
+            | "/auth/reauth"
             | "/me"
             | "/.well-known/jwks.json",
             _,

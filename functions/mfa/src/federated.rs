@@ -23,6 +23,7 @@ pub async fn enroll(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     if profile.mfa_enabled {
         return Err(ApiError::Conflict);
     }
+    caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, profile.mfa_enabled)?;
     let secret =
         idp.begin_totp(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
     let (base32, uri, svg) =

@@ -32,6 +32,8 @@ pub struct Deps {
     pub auditor: Auditor,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// How recent an authentication enrolling or removing a factor needs.
+    pub reauth_max_age_secs: u64,
     /// Set when users live in an external provider (Cognito); `None` is native.
     pub identity: Option<Arc<dyn portcullis_shared::identity::IdentityProvider>>,
 }
@@ -64,6 +66,7 @@ impl Deps {
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
+            reauth_max_age_secs: config.reauth_max_age_secs,
             identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
@@ -89,12 +92,6 @@ struct RecoveryBody {
     recovery_code: SecretString,
 }
 
-/// Associated data binding a TOTP secret to its user: a ciphertext copied onto
-/// another user's row does not decrypt.
-fn secret_aad(id: UserId) -> Vec<u8> {
-    [b"totp-secret:".as_slice(), &id.as_bytes()].concat()
-}
-
 async fn caller_state(deps: &Deps, req: &Request) -> Result<(Caller, UserId, MfaState), ApiError> {
     let caller = Caller::from_request(req)?;
     let id = UserId::parse(&caller.sub).ok_or(ApiError::Unauthenticated)?;
@@ -102,28 +99,28 @@ async fn caller_state(deps: &Deps, req: &Request) -> Result<(Caller, UserId, Mfa
     Ok((caller, id, state))
 }
 
-/// The user's TOTP secret. A ciphertext that does not open for this user (moved
-/// from another row, tampered) is logged and fails closed as a wrong factor.
+/// The user's pending TOTP secret; one that does not open fails closed as a wrong factor.
 fn open_secret(keys: &MfaKeys, id: UserId, sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, ApiError> {
-    keys.fields.decrypt(sealed, &secret_aad(id)).map(zeroize::Zeroizing::new).map_err(|_| {
-        tracing::error!(user_id = %id, "TOTP secret does not decrypt for this user: refusing");
-        ApiError::InvalidMfa
-    })
+    mfa::open_secret(&keys.fields, id, sealed).ok_or(ApiError::InvalidMfa)
 }
 
 pub async fn enroll(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
-    let (_, id, state) = caller_state(deps, req).await?;
+    let (caller, id, state) = caller_state(deps, req).await?;
     if state.mfa_enabled {
         return Err(ApiError::Conflict);
     }
+    // Step-up: a stolen access token alone must not bind the account to the thief's authenticator.
+    caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, state.mfa_enabled)?;
     let keys = deps.keys.get().await?;
     let email = keys.fields.decrypt(&state.email_ciphertext, &id.as_bytes()).map_err(ApiError::internal)?;
     let email = String::from_utf8(email).map_err(ApiError::internal)?;
     let secret = mfa::new_totp_secret();
     let (base32, uri, svg) = mfa::enrolment(&secret, &email)
         .ok_or_else(|| ApiError::internal(std::io::Error::other("TOTP enrolment")))?;
-    deps.mfa.set_pending(id, &keys.fields.encrypt(&secret, &secret_aad(id)), deps.clock.now_secs()).await?;
+    deps.mfa
+        .set_pending(id, &keys.fields.encrypt(&secret, &mfa::secret_aad(id)), deps.clock.now_secs())
+        .await?;
     deps.auditor.record(EventType::MfaEnrol, Some(id.to_string()), &meta, None).await;
     json(StatusCode::OK, &serde_json::json!({ "secret": base32, "otpauth_uri": uri, "qr_svg": svg }))
 }
@@ -158,16 +155,13 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
     let keys = deps.keys.get().await?;
     let sealed = state.secret.as_deref().ok_or(ApiError::Conflict)?;
+    caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, true)?;
     // A code that turns the factor off is counted with the second-factor
     // attempts of the account: a stolen access token cannot guess it.
     admit(deps, &id.to_string(), &meta).await?;
-    let secret = open_secret(&keys, id, sealed)?;
     let now = deps.clock.now_secs();
-    let accepted = match mfa::matching_step(&secret, body.code.expose_secret(), now) {
-        Some(step) => deps.mfa.accept_step(id, step as i64).await?,
-        None => false,
-    };
-    if !accepted {
+    let check = mfa::check_totp(deps.mfa.as_ref(), &keys.fields, id, sealed, body.code.expose_secret(), now);
+    if check.await? != mfa::TotpCheck::Accepted {
         deps.auditor
             .record(EventType::MfaVerifyFailure, Some(id.to_string()), &meta, Some("disable_code"))
             .await;
@@ -188,19 +182,19 @@ async fn complete_login(
     amr: &[&str],
     meta: &ClientMeta,
 ) -> HandlerResult {
-    let roles: Vec<String> = deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect();
     let amr = amr.iter().map(|m| m.to_string()).collect();
     let now = deps.clock.now_secs();
-    let (session, refresh) = sessions::start(
+    let (session, refresh) = sessions::start_for_user(
         deps.sessions.as_ref(),
         &deps.session_policy,
-        &id.to_string(),
-        roles.clone(),
+        deps.users.as_ref(),
+        id,
         amr,
         meta,
         now,
     )
     .await?;
+    let roles = session.roles.clone();
     let (access_token, _) =
         keys.tokens.issue(Grant::for_session(&session, roles)).map_err(ApiError::internal)?;
     json(
@@ -265,13 +259,17 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     admit(deps, &id.to_string(), &meta).await?;
     let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
     let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
-    let secret = open_secret(&keys, id, sealed)?;
-    let Some(step) = mfa::matching_step(&secret, body.code.expose_secret(), deps.clock.now_secs()) else {
-        return wrong(deps, &hash, id, &meta, EventType::MfaVerifyFailure, "wrong_code").await;
-    };
-    // RFC 6238 §5.2: a code is accepted once; a step at or before the last accepted one is a replay.
-    if !deps.mfa.accept_step(id, step as i64).await? {
-        return wrong(deps, &hash, id, &meta, EventType::MfaReplay, "replayed_code").await;
+    let now = deps.clock.now_secs();
+    match mfa::check_totp(deps.mfa.as_ref(), &keys.fields, id, sealed, body.code.expose_secret(), now).await?
+    {
+        mfa::TotpCheck::Accepted => {}
+        mfa::TotpCheck::Wrong => {
+            return wrong(deps, &hash, id, &meta, EventType::MfaVerifyFailure, "wrong_code").await
+        }
+        // RFC 6238 §5.2: a code is accepted once.
+        mfa::TotpCheck::Replayed => {
+            return wrong(deps, &hash, id, &meta, EventType::MfaReplay, "replayed_code").await
+        }
     }
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);

@@ -41,7 +41,11 @@ pub async fn refresh(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
         // The pool rotated the token: ours rotates with it, so the old one is spent.
         Some(successor) if successor.expose_secret() != presented => {
             let next = hash_external(successor.expose_secret());
-            rotate(deps, &meta, &session, &hash, &next, &claims.groups, now).await?;
+            // The pool already rotated, so this cannot start again: a session
+            // revoked or changed meanwhile refuses (the client logs in again).
+            if !rotate(deps, &meta, &session, &hash, &next, &claims.groups, now).await? {
+                return Err(refuse(deps, &meta, Some(&session.user_id), "session_changed").await);
+            }
             successor.expose_secret().to_owned()
         }
         _ => {

@@ -150,9 +150,10 @@ pub(crate) async fn live_session(
     Ok(session)
 }
 
-/// Replaces the session's refresh token `old` by `new` (and records `roles`);
-/// otherwise the (audited) refusal. Losing a race with another use of the
-/// same token is reuse too.
+/// Replaces the session's refresh token `old` by `new` (and records `roles`):
+/// `Ok(true)` when done, `Ok(false)` when the session changed since it was read
+/// (read it again); otherwise the (audited) refusal. Losing a race with another
+/// use of the same token is reuse too.
 pub(crate) async fn rotate(
     deps: &Deps,
     meta: &ClientMeta,
@@ -161,14 +162,18 @@ pub(crate) async fn rotate(
     new: &TokenHash,
     roles: &[String],
     now: i64,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let expires_at = deps.policy.expires_at(session.created_at);
     match deps.sessions.rotate(session, old, new, roles, now, expires_at).await? {
-        Rotation::Rotated => Ok(()),
+        Rotation::Rotated => Ok(true),
         Rotation::AlreadySpent => Err(reuse_detected(deps, meta, session).await),
-        Rotation::SessionEnded => Err(refuse(deps, meta, Some(&session.user_id), "session_revoked").await),
+        Rotation::SessionChanged => Ok(false),
     }
 }
+
+/// How often a refresh reads the session and the roles again when an admin's
+/// role change keeps landing between its read and its rotation.
+const ROTATION_ATTEMPTS: usize = 3;
 
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
@@ -178,15 +183,29 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
         return Err(refuse(deps, &meta, None, "malformed_token").await);
     };
     let now = deps.clock.now_secs();
-    let session = live_session(deps, &meta, &hash, now).await?;
-    let roles: Vec<String> = match UserId::parse(&session.user_id) {
-        Some(id) => deps.users.roles_of(id).await?.iter().map(|r| r.as_str().to_owned()).collect(),
-        None => return Err(refuse(deps, &meta, Some(&session.user_id), "unknown_user").await),
-    };
     // Before the rotation: a rotated token without a new access token is a lost session.
     let tokens = deps.tokens.get().await?;
     let (successor, successor_hash) = new_refresh_token();
-    rotate(deps, &meta, &session, &hash, &successor_hash, &roles, now).await?;
+    // The session (and its roles_version) is read before the roles: a role change
+    // that lands after this read moves the version, and the rotation then fails
+    // and starts again rather than writing the roles it read before the change.
+    let mut attempt = 0;
+    let (session, roles) = loop {
+        let session = live_session(deps, &meta, &hash, now).await?;
+        let roles = match UserId::parse(&session.user_id) {
+            Some(id) => sessions::role_names(deps.users.as_ref(), id).await?,
+            None => return Err(refuse(deps, &meta, Some(&session.user_id), "unknown_user").await),
+        };
+        if rotate(deps, &meta, &session, &hash, &successor_hash, &roles, now).await? {
+            break (session, roles);
+        }
+        attempt += 1;
+        if attempt == ROTATION_ATTEMPTS {
+            return Err(ApiError::unavailable(std::io::Error::other(
+                "session kept changing during rotation",
+            )));
+        }
+    };
     let grant = Grant::for_session(&session, roles);
     let (access_token, _) = tokens.issue(grant).map_err(ApiError::internal)?;
     let response = TokenResponse {

@@ -21,6 +21,61 @@ pub const ISSUER: &str = "Portcullis";
 pub const CHALLENGE_TTL_SECS: i64 = 300;
 pub const RECOVERY_CODES: usize = 10;
 
+/// Associated data binding a TOTP secret to its user: a ciphertext copied onto
+/// another user's row does not decrypt.
+pub fn secret_aad(id: crate::domain::UserId) -> Vec<u8> {
+    [b"totp-secret:".as_slice(), &id.as_bytes()].concat()
+}
+
+/// A user's sealed TOTP secret, opened. A ciphertext that does not open for
+/// this user (moved from another row, tampered) is logged and is `None`: the
+/// caller fails closed, as for a wrong code.
+pub fn open_secret(
+    fields: &crate::crypto::FieldCipher,
+    id: crate::domain::UserId,
+    sealed: &[u8],
+) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    match fields.decrypt(sealed, &secret_aad(id)) {
+        Ok(secret) => Some(zeroize::Zeroizing::new(secret)),
+        Err(_) => {
+            tracing::error!(user_id = %id, "TOTP secret does not decrypt for this user: refusing");
+            None
+        }
+    }
+}
+
+/// The outcome of a TOTP code presented for an account's active secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpCheck {
+    /// Right, and not used before: its step is now the last accepted one.
+    Accepted,
+    /// Matches no step around now (or the secret does not open).
+    Wrong,
+    /// Matches a step at or before the last accepted one (RFC 6238 §5.2).
+    Replayed,
+}
+
+/// Checks `code` against the account's active TOTP secret and, when it is
+/// right, records its step so that it is accepted once. Every route that takes a
+/// code (the MFA step, turning TOTP off, re-authentication) checks it here; the
+/// attempt itself is counted by the caller's throttle before.
+pub async fn check_totp(
+    store: &dyn crate::store::MfaStore,
+    fields: &crate::crypto::FieldCipher,
+    id: crate::domain::UserId,
+    sealed: &[u8],
+    code: &str,
+    now: i64,
+) -> Result<TotpCheck, crate::store::StoreError> {
+    let Some(secret) = open_secret(fields, id, sealed) else {
+        return Ok(TotpCheck::Wrong);
+    };
+    let Some(step) = matching_step(&secret, code, now) else {
+        return Ok(TotpCheck::Wrong);
+    };
+    Ok(if store.accept_step(id, step as i64).await? { TotpCheck::Accepted } else { TotpCheck::Replayed })
+}
+
 /// A fresh 160-bit TOTP secret from the OS CSPRNG.
 pub fn new_totp_secret() -> zeroize::Zeroizing<Vec<u8>> {
     zeroize::Zeroizing::new(crate::crypto::random_bytes::<20>().to_vec())

@@ -82,16 +82,29 @@ fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
             .map(|l| l.iter().filter_map(|a| a.as_s().ok().cloned()).collect())
             .unwrap_or_default()
     };
+    let created_at = get_n(item, "created_at").ok_or_else(corrupt)?;
+    let head = match get_s(item, "head") {
+        None => None,
+        Some(text) => {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&text, &mut hash).map_err(|_| corrupt())?;
+            Some(TokenHash(hash))
+        }
+    };
     Ok(SessionRecord {
         user_id,
         sid,
-        created_at: get_n(item, "created_at").ok_or_else(corrupt)?,
+        created_at,
         last_used_at: get_n(item, "last_used_at").ok_or_else(corrupt)?,
         revoked_at: get_n(item, "revoked_at"),
         user_agent: get_s(item, "user_agent"),
         ip: get_s(item, "ip"),
         amr: strings("amr"),
+        // Sessions written before re-authentication existed: their login's time.
+        auth_time: get_n(item, "auth_time").unwrap_or(created_at),
         roles: strings("roles"),
+        roles_version: get_n(item, "roles_version").unwrap_or(0),
+        head,
     })
 }
 
@@ -149,6 +162,9 @@ impl SessionStore for DynamoSessionStore {
         item.insert("last_used_at".into(), n(session.last_used_at));
         item.insert("amr".into(), AttributeValue::L(session.amr.iter().map(s).collect()));
         item.insert("roles".into(), list(&session.roles));
+        item.insert("auth_time".into(), n(session.auth_time));
+        item.insert("roles_version".into(), n(session.roles_version));
+        item.insert("head".into(), s(first.hex()));
         item.insert("expires_at".into(), n(expires_at));
         if let Some(ua) = &session.user_agent {
             item.insert("user_agent".into(), s(ua));
@@ -239,11 +255,16 @@ impl SessionStore for DynamoSessionStore {
         let touch = Update::builder()
             .table_name(&self.table)
             .set_key(Some(session_key(&session.user_id, &session.sid)))
-            .update_expression("SET last_used_at = :now, #roles = :roles")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
+            .update_expression("SET last_used_at = :now, #roles = :roles, head = :new")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(revoked_at) \
+                 AND (attribute_not_exists(roles_version) OR roles_version = :version)",
+            )
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":roles", list(roles))
+            .expression_attribute_values(":new", s(new.hex()))
+            .expression_attribute_values(":version", n(session.roles_version))
             .build()
             .map_err(unavailable)?;
         let result = self
@@ -288,11 +309,68 @@ impl SessionStore for DynamoSessionStore {
         let update = self
             .update_session(user_id, sid)
             .await
-            .update_expression("SET #roles = :roles")
+            .update_expression("SET #roles = :roles ADD roles_version :one")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#roles", "roles")
-            .expression_attribute_values(":roles", list(roles));
+            .expression_attribute_values(":roles", list(roles))
+            .expression_attribute_values(":one", n(1));
         unless_condition_failed(update.send().await)
+    }
+
+    async fn reauthenticate(
+        &self,
+        session: &SessionRecord,
+        new: &TokenHash,
+        amr: &[String],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut touch = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(session_key(&session.user_id, &session.sid)))
+            .update_expression("SET last_used_at = :now, auth_time = :now, amr = :amr, head = :new")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":amr", list(amr))
+            .expression_attribute_values(":new", s(new.hex()));
+        let mut items = Vec::new();
+        match &session.head {
+            Some(old) => {
+                touch = touch
+                    .condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND head = :old",
+                    )
+                    .expression_attribute_values(":old", s(old.hex()));
+                let spend = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(token_key(old)))
+                    .update_expression("SET #state = :spent, spent_at = :now")
+                    .condition_expression("#state = :active")
+                    .expression_attribute_names("#state", "state")
+                    .expression_attribute_values(":spent", s("spent"))
+                    .expression_attribute_values(":active", s("active"))
+                    .expression_attribute_values(":now", n(now))
+                    .build()
+                    .map_err(unavailable)?;
+                items.push(TransactWriteItem::builder().update(spend).build());
+            }
+            None => {
+                touch = touch.condition_expression(
+                    "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND attribute_not_exists(head)",
+                );
+            }
+        }
+        items.push(self.token_put(new, session, expires_at)?);
+        items.push(TransactWriteItem::builder().update(touch.build().map_err(unavailable)?).build());
+        let result =
+            self.client.get().await.transact_write_items().set_transact_items(Some(items)).send().await;
+        match result {
+            Ok(_) => Ok(Rotation::Rotated),
+            // The live token moved on (a refresh won) or the session ended: read it again.
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                Ok(Rotation::SessionChanged)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError> {
@@ -379,7 +457,7 @@ fn cancelled_rotation(reasons: &[Option<String>]) -> Result<Rotation, StoreError
     match (reason(0), reason(2)) {
         _ if reasons.is_empty() => Ok(Rotation::AlreadySpent),
         (Some("ConditionalCheckFailed" | "TransactionConflict"), _) => Ok(Rotation::AlreadySpent),
-        (_, Some("ConditionalCheckFailed")) => Ok(Rotation::SessionEnded),
+        (_, Some("ConditionalCheckFailed" | "TransactionConflict")) => Ok(Rotation::SessionChanged),
         _ => Err(StoreError::Unavailable(format!("transaction cancelled: {reasons:?}").into())),
     }
 }
@@ -400,7 +478,7 @@ mod tests {
         assert!(spent(&[]));
         assert!(matches!(
             super::cancelled_rotation(&r(&["None", "None", "ConditionalCheckFailed"])),
-            Ok(super::Rotation::SessionEnded)
+            Ok(super::Rotation::SessionChanged)
         ));
         assert!(super::cancelled_rotation(&r(&["ThrottlingError", "None", "None"])).is_err());
     }

@@ -71,11 +71,12 @@ impl SessionStore for MemorySessionStore {
         }
         let key = (session.user_id.clone(), session.sid.clone());
         match inner.sessions.get_mut(&key) {
-            Some(s) if s.revoked_at.is_none() => {
+            Some(s) if s.revoked_at.is_none() && s.roles_version == session.roles_version => {
                 s.last_used_at = now;
                 s.roles = roles.to_vec();
+                s.head = Some(*new);
             }
-            _ => return Ok(Rotation::SessionEnded),
+            _ => return Ok(Rotation::SessionChanged),
         }
         if let Some(t) = inner.tokens.get_mut(old) {
             t.spent = true;
@@ -100,8 +101,38 @@ impl SessionStore for MemorySessionStore {
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
         if let Some(s) = self.lock()?.sessions.get_mut(&(user_id.to_owned(), sid.to_owned())) {
             s.roles = roles.to_vec();
+            s.roles_version += 1;
         }
         Ok(())
+    }
+
+    async fn reauthenticate(
+        &self,
+        session: &SessionRecord,
+        new: &TokenHash,
+        amr: &[String],
+        now: i64,
+        _expires_at: i64,
+    ) -> Result<Rotation, StoreError> {
+        let mut inner = self.lock()?;
+        let key = (session.user_id.clone(), session.sid.clone());
+        match inner.sessions.get_mut(&key) {
+            Some(s) if s.revoked_at.is_none() && s.head == session.head => {
+                s.last_used_at = now;
+                s.auth_time = now;
+                s.amr = amr.to_vec();
+                s.head = Some(*new);
+            }
+            _ => return Ok(Rotation::SessionChanged),
+        }
+        if let Some(old) = session.head.and_then(|h| inner.tokens.get_mut(&h)) {
+            old.spent = true;
+        }
+        inner.tokens.insert(
+            *new,
+            RefreshRecord { user_id: session.user_id.clone(), sid: session.sid.clone(), spent: false },
+        );
+        Ok(Rotation::Rotated)
     }
 
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError> {

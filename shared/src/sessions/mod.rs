@@ -71,11 +71,22 @@ pub struct SessionRecord {
     pub revoked_at: Option<i64>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
-    /// Authentication methods of the login that started it (`pwd`, `otp`, …).
+    /// Authentication methods of the latest authentication (`pwd`, `otp`, …):
+    /// the login that started it, or the last re-authentication.
     pub amr: Vec<String>,
+    /// When the person last proved who they are in this session (login or
+    /// `POST /auth/reauth`): the `auth_time` of every access token it issues.
+    pub auth_time: i64,
     /// The user's current roles. Refreshed at every rotation and rewritten when an
     /// admin changes them, so the authorizer applies role changes on the next request.
     pub roles: Vec<String>,
+    /// Counts the writes of `roles` other than rotations (an admin's change, a
+    /// login's correction). A rotation writes roles only while it is unchanged
+    /// since the rotation read the session, so a role change that lands while a
+    /// refresh is in flight is never undone by it.
+    pub roles_version: i64,
+    /// The hash of the session's live refresh token, when the store knows it.
+    pub head: Option<TokenHash>,
 }
 
 /// What a refresh-token hash refers to.
@@ -94,8 +105,9 @@ pub enum Rotation {
     Rotated,
     /// The old token was already spent (reuse, or a concurrent refresh won).
     AlreadySpent,
-    /// The session was revoked meanwhile; nothing was written.
-    SessionEnded,
+    /// The session was revoked, or its roles changed, since it was read; nothing
+    /// was written. Read it again: an ended session refuses, a changed one retries.
+    SessionChanged,
 }
 
 /// Why a session is no longer usable.
@@ -207,7 +219,10 @@ async fn record(
         user_agent: meta.user_agent.clone(),
         ip: meta.source_ip.clone(),
         amr: started.amr,
+        auth_time: now,
         roles: started.roles,
+        roles_version: 0,
+        head: Some(*started.hash),
     };
     store.create(&session, started.hash, policy.expires_at(now)).await?;
     Ok(session)
@@ -228,6 +243,38 @@ pub async fn revoke_all(
         }
     }
     Ok(revoked)
+}
+
+/// Starts the session of a completed login with the user's roles, read from
+/// the user store, and reads them again once the session exists: an admin's
+/// change that landed in between (after its write to the user store, before
+/// the session was there to be updated) is applied to it, not lost.
+pub async fn start_for_user(
+    store: &dyn SessionStore,
+    policy: &SessionPolicy,
+    users: &dyn crate::store::UserStore,
+    user_id: crate::domain::UserId,
+    amr: Vec<String>,
+    meta: &crate::http::ClientMeta,
+    now: i64,
+) -> Result<(SessionRecord, SecretString), StoreError> {
+    let roles = role_names(users, user_id).await?;
+    let (mut session, token) = start(store, policy, &user_id.to_string(), roles, amr, meta, now).await?;
+    let current = role_names(users, user_id).await?;
+    if current != session.roles {
+        store.set_roles(&session.user_id, &session.sid, &current).await?;
+        session.roles = current;
+        session.roles_version += 1;
+    }
+    Ok((session, token))
+}
+
+/// The names of a user's roles in the user store.
+pub async fn role_names(
+    users: &dyn crate::store::UserStore,
+    user_id: crate::domain::UserId,
+) -> Result<Vec<String>, StoreError> {
+    Ok(users.roles_of(user_id).await?.iter().map(|r| r.as_str().to_owned()).collect())
 }
 
 /// Records `roles` on every live session of a user (after an admin changed them).
@@ -258,8 +305,8 @@ pub trait SessionStore: Send + Sync {
     async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// Atomically: `old` active → spent, `new` written as active, the session's
     /// `last_used_at` set to `now` and its roles to `roles` — only if `old` is
-    /// still active and the session is not revoked. Two rotations of one token
-    /// never both succeed.
+    /// still active, the session is not revoked and its `roles_version` is still
+    /// `session.roles_version`. Two rotations of one token never both succeed.
     async fn rotate(
         &self,
         session: &SessionRecord,
@@ -273,8 +320,20 @@ pub trait SessionStore: Send + Sync {
     /// its current roles: for sessions whose refresh tokens another identity
     /// provider rotates. A revoked or unknown session is left as it is.
     async fn touch(&self, user_id: &str, sid: &str, roles: &[String], now: i64) -> Result<(), StoreError>;
-    /// Replaces the roles recorded on one session.
+    /// Replaces the roles recorded on one session and advances its `roles_version`.
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError>;
+    /// A re-authentication in a live session: atomically, the session's live
+    /// refresh token (`session.head`, when known) spent, `new` written as active,
+    /// and the session's `auth_time`, `amr` and `last_used_at` set — only if the
+    /// session is not revoked and `session.head` is still its live token.
+    async fn reauthenticate(
+        &self,
+        session: &SessionRecord,
+        new: &TokenHash,
+        amr: &[String],
+        now: i64,
+        expires_at: i64,
+    ) -> Result<Rotation, StoreError>;
     /// Marks a session revoked (idempotent).
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError>;
     /// Every session of a user, revoked and expired ones included.
@@ -310,7 +369,10 @@ mod tests {
             user_agent: None,
             ip: None,
             amr: vec!["pwd".into()],
+            auth_time: 0,
             roles: vec!["user".into()],
+            roles_version: 0,
+            head: None,
         };
         assert_eq!(policy.state(&s, 1799), SessionState::Live);
         assert_eq!(policy.state(&s, 1800), SessionState::IdleExpired);
