@@ -16,6 +16,7 @@ mod login_mysql;
 mod mfa;
 mod password_breach;
 mod providers;
+mod roles_race;
 mod sessions;
 mod sql_check;
 mod step_up;

@@ -15,6 +15,8 @@ pub(crate) struct World {
     pub(crate) mfa: portcullis_mfa::Deps,
     pub(crate) refresh: portcullis_refresh::Deps,
     authorizer: portcullis_authorizer::Deps,
+    /// What the admin function's database user and session store can do.
+    pub(crate) admin: Backends,
     pub(crate) clock: ManualClock,
 }
 
@@ -53,10 +55,11 @@ pub(crate) async fn world(extra: &[(&str, String)]) -> World {
     let backends = Backends::open(&cfg).await.expect("backends");
     let refresh =
         portcullis_refresh::Deps::build(&cfg, &backends, provider, c.clone()).await.expect("refresh");
+    let admin = Backends::open(&env("admin")).await.expect("admin backends");
     let cfg = env("authorizer");
     let backends = Backends::open(&cfg).await.expect("backends");
     let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, c).await.expect("authorizer");
-    World { _db: db, login, mfa, refresh, authorizer, clock }
+    World { _db: db, login, mfa, refresh, authorizer, admin, clock }
 }
 
 pub(crate) fn json(text: &str) -> serde_json::Value {

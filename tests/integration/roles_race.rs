@@ -1,0 +1,132 @@
+//! An admin's role change that lands while a login or a refresh is in flight
+//! (after it read the roles, before it wrote them to the session) must win.
+//! The delay is injected in the user store the function reads roles from; the
+//! change is the admin function's own mechanism (MySQL, then every live session).
+
+use crate::step_up::{claims, world};
+use async_trait::async_trait;
+use portcullis_shared::crypto::BlindIndex;
+use portcullis_shared::domain::{Role, UserId};
+use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// A user store whose first `roles_of` reads the roles, then waits for `go`
+/// before answering: the answer is what the roles were before anything the
+/// test does meanwhile.
+struct HeldRoles {
+    inner: Arc<dyn UserStore>,
+    armed: AtomicBool,
+    read: Notify,
+    go: Notify,
+}
+
+#[async_trait]
+impl UserStore for HeldRoles {
+    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        self.inner.insert_user(user).await
+    }
+    async fn find_by_email_index(&self, index: &BlindIndex) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.find_by_email_index(index).await
+    }
+    async fn find_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.find_by_id(id).await
+    }
+    async fn set_password_hash(&self, id: UserId, phc: &str, now: i64) -> Result<(), StoreError> {
+        self.inner.set_password_hash(id, phc, now).await
+    }
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, StoreError> {
+        let roles = self.inner.roles_of(id).await;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.read.notify_one();
+            self.go.notified().await;
+        }
+        roles
+    }
+    async fn grant_role(&self, id: UserId, role: &Role, now: i64) -> Result<(), StoreError> {
+        self.inner.grant_role(id, role, now).await
+    }
+    async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError> {
+        self.inner.revoke_role(id, role).await
+    }
+    async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
+        self.inner.exists(id).await
+    }
+    async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError> {
+        self.inner.list_users(after, limit).await
+    }
+}
+
+fn held(inner: Arc<dyn UserStore>) -> Arc<HeldRoles> {
+    Arc::new(HeldRoles { inner, armed: AtomicBool::new(true), read: Notify::new(), go: Notify::new() })
+}
+
+/// What the admin function does on `DELETE /admin/users/{id}/roles/admin`.
+async fn revoke_admin(w: &crate::step_up::World, id: UserId) {
+    w.admin.users.revoke_role(id, &Role::admin()).await.expect("revoke in MySQL");
+    let roles = portcullis_shared::sessions::role_names(w.admin.users.as_ref(), id).await.expect("roles");
+    portcullis_shared::sessions::update_roles(w.admin.sessions.as_ref(), &id.to_string(), &roles)
+        .await
+        .expect("update sessions");
+}
+
+async fn admin_user(w: &crate::step_up::World, email: &str) -> UserId {
+    w.register(email).await;
+    let tokens = w.login(email).await;
+    let id =
+        UserId::parse(claims(tokens["access_token"].as_str().expect("at"))["sub"].as_str().expect("sub"))
+            .expect("id");
+    w.admin.users.grant_role(id, &Role::admin(), 0).await.expect("grant");
+    id
+}
+
+async fn session_roles(w: &crate::step_up::World, id: UserId, sid: &str) -> Vec<String> {
+    w.admin.sessions.get(&id.to_string(), sid).await.expect("read").expect("session").roles
+}
+
+#[tokio::test]
+async fn a_role_revoked_during_a_refresh_stays_revoked() {
+    let mut w = world(&[]).await;
+    let id = admin_user(&w, "race-refresh@example.com").await;
+    let tokens = w.login("race-refresh@example.com").await;
+    let sid = claims(tokens["access_token"].as_str().expect("at"))["sid"].as_str().expect("sid").to_owned();
+    assert!(session_roles(&w, id, &sid).await.contains(&"admin".to_owned()));
+    let store = held(w.refresh.users.clone());
+    w.refresh.users = store.clone();
+    let w = Arc::new(w);
+    let refresh = {
+        let (w, rt) = (w.clone(), tokens["refresh_token"].as_str().expect("rt").to_owned());
+        tokio::spawn(async move { w.refresh_with(&rt).await })
+    };
+    store.read.notified().await; // the refresh has read [user, admin]
+    revoke_admin(&w, id).await;
+    store.go.notify_one();
+    let (status, body) = refresh.await.expect("refresh task");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        session_roles(&w, id, &sid).await,
+        vec!["user".to_owned()],
+        "the refresh undid the revocation"
+    );
+    assert_eq!(claims(body["access_token"].as_str().expect("at"))["roles"], serde_json::json!(["user"]));
+}
+
+#[tokio::test]
+async fn a_role_revoked_during_a_login_stays_revoked() {
+    let mut w = world(&[]).await;
+    let id = admin_user(&w, "race-login@example.com").await;
+    let store = held(w.login.users.clone());
+    w.login.users = store.clone();
+    let w = Arc::new(w);
+    let login = {
+        let w = w.clone();
+        tokio::spawn(async move { w.login("race-login@example.com").await })
+    };
+    store.read.notified().await; // the login has read [user, admin]; its session does not exist yet
+    revoke_admin(&w, id).await;
+    store.go.notify_one();
+    let tokens = login.await.expect("login task");
+    let sid = claims(tokens["access_token"].as_str().expect("at"))["sid"].as_str().expect("sid").to_owned();
+    assert_eq!(session_roles(&w, id, &sid).await, vec!["user".to_owned()], "the login undid the revocation");
+}
