@@ -171,3 +171,47 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_ten_seconds() {
         "20 unknown kids caused more than one fetch"
     );
 }
+
+/// Pool tokens get the README's 30 s leeway on `exp` and `iat`, no more, no
+/// less: probed 2 s inside and 2 s outside it with a clock set around a real
+/// moto-issued token.
+#[tokio::test]
+async fn pool_tokens_get_the_leeway_on_exp_and_iat_and_no_more() {
+    use base64::Engine;
+    use portcullis_shared::clock::{Clock, ManualClock};
+    use portcullis_shared::tokens::TokenError;
+    const DOCUMENTED_LEEWAY: i64 = 30;
+    let client = Client::new(aws_config().await);
+    let a = pool(&client, &format!("pc-leeway-{}", crate::helpers::hex_token())).await;
+    let token = user_token(&client, &a, "lee", None).await;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("payload"))
+            .expect("b64"),
+    )
+    .expect("claims");
+    let (exp, iat) = (claims["exp"].as_i64().expect("exp"), claims["iat"].as_i64().expect("iat"));
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
+    let verifier_at = |at: i64| {
+        let clock = ManualClock::new(at);
+        let cfg = portcullis_shared::cognito::CognitoConfig::for_pool(
+            "us-east-1",
+            &a.id,
+            vec![a.client_id.clone()],
+            Some(format!("{endpoint}/{}/.well-known/jwks.json", a.id)),
+            "access".into(),
+        );
+        (portcullis_shared::cognito::CognitoVerifier::new(cfg, Arc::new(clock.clone())), clock)
+    };
+    let (verifier, clock) = verifier_at(exp + DOCUMENTED_LEEWAY - 2);
+    let verdict = verifier.verify(&token).await;
+    assert!(verdict.is_ok(), "refused inside the leeway after exp: {verdict:?}");
+    clock.advance(4);
+    assert_eq!(verifier.verify(&token).await, Err(TokenError::Expired), "accepted past the leeway");
+    let (verifier, clock) = verifier_at(iat - DOCUMENTED_LEEWAY + 2);
+    let verdict = verifier.verify(&token).await;
+    assert!(verdict.is_ok(), "refused inside the leeway before iat: {verdict:?}");
+    clock.advance(-4);
+    assert_eq!(clock.now_secs(), iat - DOCUMENTED_LEEWAY - 2);
+    assert_eq!(verifier.verify(&token).await, Err(TokenError::NotYetValid), "accepted before the leeway");
+}

@@ -30,20 +30,72 @@ fn b64(v: &serde_json::Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-#[tokio::test]
-async fn issued_tokens_verify_until_they_expire() {
-    let (issuer, verifier, clock, _) = setup().await;
-    let (token, claims) = issuer.issue(grant()).expect("issues");
-    assert_eq!(verifier.verify(&token).expect("valid"), claims);
-    clock.advance(900 + LEEWAY_SECS);
-    assert_eq!(verifier.verify(&token), Err(TokenError::Expired));
+/// The leeway the README promises on `exp`, `nbf` and `iat`. Written out, not
+/// read from [`LEEWAY_SECS`]: the tests below fail if the leeway is removed or
+/// changed, so a change to it is a decision.
+const DOCUMENTED_LEEWAY: i64 = 30;
+
+/// A token over `header` and `claims` with a real ES256 signature by our key:
+/// whatever the verifier refuses in it, the signature is not the reason.
+fn signed(issuer: &TokenIssuer, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &issuer.key, Algorithm::ES256).expect("signs");
+    format!("{input}.{signature}")
+}
+
+fn our_header(key: &SigningKey) -> serde_json::Value {
+    serde_json::json!({"typ": "at+jwt", "alg": "ES256", "kid": key.kid})
+}
+
+/// The claims `issuer` would issue now, with `changes` applied.
+fn claims_with(issuer: &TokenIssuer, changes: serde_json::Value) -> serde_json::Value {
+    let (_, claims) = issuer.issue(grant()).expect("issues");
+    let mut claims = serde_json::to_value(claims).expect("claims");
+    for (name, value) in changes.as_object().expect("changes") {
+        claims[name] = value.clone();
+    }
+    claims
 }
 
 #[tokio::test]
-async fn tokens_from_the_future_are_refused() {
+async fn issued_tokens_verify_until_their_expiry_plus_the_leeway() {
     let (issuer, verifier, clock, _) = setup().await;
+    let (token, claims) = issuer.issue(grant()).expect("issues");
+    assert_eq!(verifier.verify(&token).expect("valid"), claims);
+    clock.advance(900 + DOCUMENTED_LEEWAY - 2);
+    assert_eq!(verifier.verify(&token), Ok(claims), "refused inside the leeway after exp");
+    clock.advance(4);
+    assert_eq!(verifier.verify(&token), Err(TokenError::Expired), "accepted past the leeway after exp");
+}
+
+#[tokio::test]
+async fn an_exp_just_inside_the_leeway_passes_and_just_outside_fails() {
+    let (issuer, verifier, clock, key) = setup().await;
+    let now = clock.now_secs();
+    let inside = claims_with(&issuer, serde_json::json!({"exp": now - DOCUMENTED_LEEWAY + 2}));
+    assert!(verifier.verify(&signed(&issuer, &our_header(&key), &inside)).is_ok());
+    let outside = claims_with(&issuer, serde_json::json!({"exp": now - DOCUMENTED_LEEWAY - 2}));
+    assert_eq!(verifier.verify(&signed(&issuer, &our_header(&key), &outside)), Err(TokenError::Expired));
+}
+
+#[tokio::test]
+async fn an_nbf_or_iat_just_inside_the_leeway_passes_and_just_outside_fails() {
+    let (issuer, verifier, clock, key) = setup().await;
+    let now = clock.now_secs();
+    for claim in ["nbf", "iat"] {
+        let inside = claims_with(&issuer, serde_json::json!({ claim: now + DOCUMENTED_LEEWAY - 2 }));
+        let verdict = verifier.verify(&signed(&issuer, &our_header(&key), &inside));
+        assert!(verdict.is_ok(), "{claim} inside the leeway refused: {verdict:?}");
+        let outside = claims_with(&issuer, serde_json::json!({ claim: now + DOCUMENTED_LEEWAY + 2 }));
+        let verdict = verifier.verify(&signed(&issuer, &our_header(&key), &outside));
+        assert_eq!(verdict, Err(TokenError::NotYetValid), "{claim} past the leeway");
+    }
+    // The same through the clock: an issued token, read by a verifier running behind.
     let (token, _) = issuer.issue(grant()).expect("issues");
-    clock.advance(-(LEEWAY_SECS + 5));
+    clock.advance(-(DOCUMENTED_LEEWAY - 2));
+    assert!(verifier.verify(&token).is_ok(), "refused with the verifier's clock inside the leeway");
+    clock.advance(-4);
     assert_eq!(verifier.verify(&token), Err(TokenError::NotYetValid));
 }
 
