@@ -38,6 +38,7 @@ def main() -> None:
     header = {"typ": "at+jwt", "kid": kid}
     attacker = ec.generate_private_key(ec.SECP256R1())
     attacker_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(attacker.public_key()))
+    our_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
 
     def ours(payload=None, headers=None):
         return jwt.encode(payload if payload is not None else claims, key, algorithm="ES256", headers=headers or header)
@@ -86,6 +87,16 @@ def main() -> None:
         ("attacker key, our kid", theirs(header)),
         ("crit exp", ours(headers={**header, "crit": ["exp"], "exp": 1})),
         ("crit unknown", ours(headers={**header, "crit": ["urn:x"], "urn:x": True})),
+        # The same header edits signed with our own key and of the types a JOSE
+        # library parses: only the header allow-list can refuse these.
+        ("jku, signed by us", ours(headers={**header, "jku": "https://attacker.example/jwks.json"})),
+        ("x5u, signed by us", ours(headers={**header, "x5u": "https://attacker.example/cert.pem"})),
+        ("our own jwk embedded, signed by us", ours(headers={**header, "jwk": our_jwk})),
+        ("x5c, signed by us", ours(headers={**header, "x5c": ["MIIB"]})),
+        ("crit alone, signed by us", ours(headers={**header, "crit": ["exp"]})),
+        ("crit with a string extension, signed by us", ours(headers={**header, "crit": ["urn:x"], "urn:x": "1"})),
+        ("cty, signed by us", ours(headers={**header, "cty": "JWT"})),
+        ("unknown string parameter, signed by us", ours(headers={**header, "urn:x": "1"})),
         ("typ JWT", ours(headers={"typ": "JWT", "kid": kid})),
         ("no typ", ours(headers={"kid": kid})),
         ("expired", ours(with_claims(exp=claims["iat"] - 3600))),

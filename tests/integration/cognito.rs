@@ -171,3 +171,140 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_ten_seconds() {
         "20 unknown kids caused more than one fetch"
     );
 }
+
+/// Pool tokens get the README's 30 s leeway on `exp` and `iat`, no more, no
+/// less: probed 2 s inside and 2 s outside it with a clock set around a real
+/// moto-issued token.
+#[tokio::test]
+async fn pool_tokens_get_the_leeway_on_exp_and_iat_and_no_more() {
+    use base64::Engine;
+    use portcullis_shared::clock::{Clock, ManualClock};
+    use portcullis_shared::tokens::TokenError;
+    const DOCUMENTED_LEEWAY: i64 = 30;
+    let client = Client::new(aws_config().await);
+    let a = pool(&client, &format!("pc-leeway-{}", crate::helpers::hex_token())).await;
+    let token = user_token(&client, &a, "lee", None).await;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).expect("payload"))
+            .expect("b64"),
+    )
+    .expect("claims");
+    let (exp, iat) = (claims["exp"].as_i64().expect("exp"), claims["iat"].as_i64().expect("iat"));
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
+    let verifier_at = |at: i64| {
+        let clock = ManualClock::new(at);
+        let cfg = portcullis_shared::cognito::CognitoConfig::for_pool(
+            "us-east-1",
+            &a.id,
+            vec![a.client_id.clone()],
+            Some(format!("{endpoint}/{}/.well-known/jwks.json", a.id)),
+            "access".into(),
+        );
+        (portcullis_shared::cognito::CognitoVerifier::new(cfg, Arc::new(clock.clone())), clock)
+    };
+    let (verifier, clock) = verifier_at(exp + DOCUMENTED_LEEWAY - 2);
+    let verdict = verifier.verify(&token).await;
+    assert!(verdict.is_ok(), "refused inside the leeway after exp: {verdict:?}");
+    clock.advance(4);
+    assert_eq!(verifier.verify(&token).await, Err(TokenError::Expired), "accepted past the leeway");
+    let (verifier, clock) = verifier_at(iat - DOCUMENTED_LEEWAY + 2);
+    let verdict = verifier.verify(&token).await;
+    assert!(verdict.is_ok(), "refused inside the leeway before iat: {verdict:?}");
+    clock.advance(-4);
+    assert_eq!(clock.now_secs(), iat - DOCUMENTED_LEEWAY - 2);
+    assert_eq!(verifier.verify(&token).await, Err(TokenError::NotYetValid), "accepted before the leeway");
+}
+
+/// The `(n, e)` of a DER `RSAPublicKey` (RFC 8017 A.1.1): a SEQUENCE of two INTEGERs.
+fn rsa_components(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    fn item(der: &[u8], tag: u8) -> (&[u8], &[u8]) {
+        assert_eq!(der[0], tag, "unexpected DER tag");
+        let (len, start) = match der[1] {
+            short if short < 0x80 => (short as usize, 2),
+            long => {
+                let n = (long & 0x7f) as usize;
+                (der[2..2 + n].iter().fold(0usize, |acc, b| acc << 8 | *b as usize), 2 + n)
+            }
+        };
+        (&der[start..start + len], &der[start + len..])
+    }
+    let (body, _) = item(der, 0x30);
+    let (n, rest) = item(body, 0x02);
+    let (e, _) = item(rest, 0x02);
+    let strip = |v: &[u8]| v.iter().skip_while(|b| **b == 0).copied().collect::<Vec<u8>>();
+    (strip(n), strip(e))
+}
+
+/// The pool verifier's header allow-list (`alg`, `kid`, `typ`): each edited
+/// header is signed with the pool's own RSA key (served as its JWKS), so the
+/// signature and `kid` are good and only the header check can refuse it.
+#[tokio::test]
+async fn pool_tokens_with_edited_headers_signed_by_the_pool_key_are_refused() {
+    use aws_lc_rs::signature::KeyPair as _;
+    use base64::Engine;
+    use portcullis_shared::clock::Clock;
+    use portcullis_shared::tokens::TokenError;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key");
+    let (n, e) = rsa_components(pair.public_key().as_ref());
+    let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "pool-key", "alg": "RS256", "use": "sig", "n": b64(&n), "e": b64(&e)}]});
+    let app =
+        axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { jwks.to_string() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let cfg = portcullis_shared::cognito::CognitoConfig::for_pool(
+        "us-east-1",
+        "us-east-1_headers",
+        vec!["client".into()],
+        Some(format!("http://{addr}/jwks.json")),
+        "access".into(),
+    );
+    let now = SystemClock.now_secs();
+    let claims = serde_json::json!({
+        "iss": cfg.issuer, "sub": "pool-user", "token_use": "access", "client_id": "client",
+        "exp": now + 600, "iat": now,
+    });
+    let verifier = portcullis_shared::cognito::CognitoVerifier::new(cfg, Arc::new(SystemClock));
+    let sign = |header: &serde_json::Value| {
+        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let mut signature = vec![0u8; pair.public_modulus_len()];
+        pair.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input.as_bytes(),
+            &mut signature,
+        )
+        .expect("sign");
+        format!("{input}.{}", b64(&signature))
+    };
+    let with = |name: &str, value: serde_json::Value| {
+        let mut header = serde_json::json!({"alg": "RS256", "kid": "pool-key", "typ": "JWT"});
+        header[name] = value;
+        header
+    };
+    let control = verifier.verify(&sign(&with("typ", "JWT".into()))).await;
+    assert!(control.is_ok(), "the pool-signed control token was refused: {control:?}");
+    let jwk = serde_json::json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)});
+    const EXTRA: TokenError = TokenError::Header("unexpected header parameter");
+    let cases = [
+        (with("jku", "https://attacker.example/jwks.json".into()), EXTRA),
+        (with("x5u", "https://attacker.example/cert.pem".into()), EXTRA),
+        (with("jwk", jwk), EXTRA),
+        (with("x5c", serde_json::json!(["MIIB"])), EXTRA),
+        (with("crit", serde_json::json!(["exp"])), EXTRA),
+        (with("cty", "JWT".into()), EXTRA),
+        (with("urn:x", "1".into()), EXTRA),
+        (with("alg", "RS384".into()), TokenError::Header("alg must be RS256")),
+        (with("kid", "".into()), TokenError::Header("kid is required")),
+    ];
+    let mut wrong = Vec::new();
+    for (header, refusal) in cases {
+        let verdict = verifier.verify(&sign(&header)).await.map(|_| "accepted");
+        if verdict != Err(refusal) {
+            wrong.push(format!("{header}: {verdict:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused by the header check:\n{}", wrong.join("\n"));
+}

@@ -213,6 +213,84 @@ async fn wrong_codes_after_the_password_lock_the_account() {
     assert_eq!(m.verify(&fresh, &oathtool(&secret, m.clock.now_secs())).await.0, 200);
 }
 
+/// The `mfa_token` burns at its fifth wrong code (the README's contract), whatever the account's
+/// limit: here the account locks only after 20 attempts, so every refusal
+/// below is the token's. Four wrong codes leave a token alive (the right code
+/// then works); after the fifth, the right code is refused for that token, and
+/// a fresh token from a new login still works.
+#[tokio::test]
+async fn the_fifth_wrong_code_burns_the_mfa_token_and_only_that_token() {
+    let m = setup_with(&[("PORTCULLIS_LOCKOUT_MAX_FAILURES", "20".into())]).await;
+    let user = m.register("burn-only@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let survivor = m.mfa_token("burn-only@example.com").await;
+    for attempt in 1..=4 {
+        assert_eq!(m.verify(&survivor, wrong).await.0, 401, "wrong code {attempt}");
+    }
+    let (status, body) = m.verify(&survivor, &right).await;
+    assert_eq!(status, 200, "four wrong codes burned the mfa_token: {body}");
+
+    m.clock.advance(30);
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let burned = m.mfa_token("burn-only@example.com").await;
+    for attempt in 1..=5 {
+        assert_eq!(m.verify(&burned, wrong).await.0, 401, "wrong code {attempt}");
+    }
+    let (status, body) = m.verify(&burned, &right).await;
+    assert_eq!(status, 401, "the right code worked on an mfa_token after five wrong ones: {body}");
+    assert_eq!(body["type"], "urn:portcullis:problem:invalid-mfa", "{body}");
+    let mut owner = m.db.owner_conn().await;
+    let reasons: Vec<Option<String>> = owner
+        .query("SELECT reason FROM audit_log WHERE event_type = 'mfa_verify_failure' ORDER BY id")
+        .await
+        .expect("audit");
+    let burns = reasons.iter().filter(|r| r.as_deref() == Some("mfa_token_burned")).count();
+    assert_eq!(burns, 1, "{reasons:?}");
+    assert_eq!(reasons.last().cloned().flatten().as_deref(), Some("dead_mfa_token"), "{reasons:?}");
+    // The burn is the token's, not the account's: a new login's token takes the same code.
+    let fresh = m.mfa_token("burn-only@example.com").await;
+    let (status, body) = m.verify(&fresh, &right).await;
+    assert_eq!(status, 200, "a fresh mfa_token was refused after another one burned: {body}");
+}
+
+/// The account lock, set here to 8 attempts (apart from the token's 5): the
+/// password step and every code count, the eighth attempt is still answered
+/// (401), and the ninth is refused with 429 and `Retry-After` (the base lock),
+/// even with the right code on a live token; once the lock lifts that token works.
+#[tokio::test]
+async fn the_account_locks_at_its_own_limit_apart_from_the_token_burn() {
+    let m = setup_with(&[("PORTCULLIS_LOCKOUT_MAX_FAILURES", "8".into())]).await;
+    let user = m.register("lock-apart@example.com").await;
+    let (secret, _) = m.enrol(&user).await;
+    m.clock.advance(30);
+    let right = oathtool(&secret, m.clock.now_secs());
+    let wrong = if right == "000000" { "111111" } else { "000000" };
+    let first = m.mfa_token("lock-apart@example.com").await; // attempt 1
+    for attempt in 2..=6 {
+        assert_eq!(m.verify(&first, wrong).await.0, 401, "attempt {attempt}");
+    }
+    let second = m.mfa_token("lock-apart@example.com").await; // attempt 7
+    let (status, body) = m.verify(&second, wrong).await; // attempt 8
+    assert_eq!(status, 401, "the eighth attempt was refused before the limit: {body}");
+    let text = serde_json::json!({"mfa_token": second, "code": right}).to_string();
+    let (status, body, headers) =
+        parts(portcullis_mfa::handle(&m.mfa, request("POST", "/auth/mfa/verify", Some(&text), None)).await);
+    assert_eq!(status, 429, "the ninth attempt, the right code, was not throttled: {body}");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("60"));
+    let creds = serde_json::json!({"email": "lock-apart@example.com", "password": GOOD_PASSWORD}).to_string();
+    let (status, _, _) =
+        parts(portcullis_login::handle(&m.login, request("POST", "/auth/login", Some(&creds), None)).await);
+    assert_eq!(status, 429, "the lock is the account's");
+    // The refused attempt spent neither the token nor the code's step.
+    m.clock.advance(61);
+    let (status, body) = m.verify(&second, &oathtool(&secret, m.clock.now_secs())).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn a_recovery_code_works_once() {
     let m = setup().await;
@@ -320,27 +398,29 @@ async fn disabling_totp_needs_a_current_code_and_ends_other_sessions() {
     assert!(sessions.iter().any(|s| s.sid == sid && s.revoked_at.is_some()));
 }
 
-/// A stolen access token alone cannot guess the code that turns TOTP off: the
-/// wrong codes count with the account's second-factor attempts, then 429 with
-/// `Retry-After`, even for the right code; the password step is locked too.
+/// A stolen access token alone cannot guess the code that turns TOTP off: each
+/// wrong code counts once with the account's second-factor attempts (limit set
+/// to 3 here, apart from the default and the token burn), so the fourth attempt
+/// is refused with 429 and `Retry-After`, even for the right code; the password
+/// step is locked too.
 #[tokio::test]
 async fn wrong_codes_to_disable_totp_lock_the_account() {
-    let m = setup().await;
+    let m = setup_with(&[("PORTCULLIS_LOCKOUT_MAX_FAILURES", "3".into())]).await;
     let user = m.register("guess-off@example.com").await;
     let (secret, _) = m.enrol(&user).await;
     m.clock.advance(30);
     let me = Some((user.as_str(), "stolen-token-session"));
     let right = oathtool(&secret, m.clock.now_secs());
     let wrong = if right == "000000" { "111111" } else { "000000" };
-    for attempt in 1..=5 {
+    for attempt in 1..=3 {
         let (status, body) = m.call("DELETE", "/auth/mfa/totp", serde_json::json!({"code": wrong}), me).await;
         assert_eq!(status, 401, "attempt {attempt}: {body}");
     }
     let text = serde_json::json!({"code": right}).to_string();
     let (status, _, headers) =
         parts(portcullis_mfa::handle(&m.mfa, request_as("DELETE", "/auth/mfa/totp", Some(&text), me)).await);
-    assert_eq!(status, 429, "the sixth attempt was not throttled");
-    assert!(headers.contains_key("retry-after"));
+    assert_eq!(status, 429, "the fourth attempt was not throttled: the wrong codes were not counted");
+    assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("60"));
     let body = serde_json::json!({"email": "guess-off@example.com", "password": GOOD_PASSWORD}).to_string();
     let (status, _, _) =
         parts(portcullis_login::handle(&m.login, request("POST", "/auth/login", Some(&body), None)).await);

@@ -30,42 +30,129 @@ fn b64(v: &serde_json::Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
+/// The leeway the README promises on `exp`, `nbf` and `iat`. Written out, not
+/// read from [`LEEWAY_SECS`]: the tests below fail if the leeway is removed or
+/// changed, so a change to it is a decision.
+const DOCUMENTED_LEEWAY: i64 = 30;
+
+/// A token over `header` and `claims` with a real ES256 signature by our key:
+/// whatever the verifier refuses in it, the signature is not the reason.
+fn signed(issuer: &TokenIssuer, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    let input = format!("{}.{}", b64(header), b64(claims));
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &issuer.key, Algorithm::ES256).expect("signs");
+    format!("{input}.{signature}")
+}
+
+fn our_header(key: &SigningKey) -> serde_json::Value {
+    serde_json::json!({"typ": "at+jwt", "alg": "ES256", "kid": key.kid})
+}
+
+/// The claims `issuer` would issue now, with `changes` applied.
+fn claims_with(issuer: &TokenIssuer, changes: serde_json::Value) -> serde_json::Value {
+    let (_, claims) = issuer.issue(grant()).expect("issues");
+    let mut claims = serde_json::to_value(claims).expect("claims");
+    for (name, value) in changes.as_object().expect("changes") {
+        claims[name] = value.clone();
+    }
+    claims
+}
+
 #[tokio::test]
-async fn issued_tokens_verify_until_they_expire() {
+async fn issued_tokens_verify_until_their_expiry_plus_the_leeway() {
     let (issuer, verifier, clock, _) = setup().await;
     let (token, claims) = issuer.issue(grant()).expect("issues");
     assert_eq!(verifier.verify(&token).expect("valid"), claims);
-    clock.advance(900 + LEEWAY_SECS);
-    assert_eq!(verifier.verify(&token), Err(TokenError::Expired));
+    clock.advance(900 + DOCUMENTED_LEEWAY - 2);
+    assert_eq!(verifier.verify(&token), Ok(claims), "refused inside the leeway after exp");
+    clock.advance(4);
+    assert_eq!(verifier.verify(&token), Err(TokenError::Expired), "accepted past the leeway after exp");
 }
 
 #[tokio::test]
-async fn tokens_from_the_future_are_refused() {
-    let (issuer, verifier, clock, _) = setup().await;
+async fn an_exp_just_inside_the_leeway_passes_and_just_outside_fails() {
+    let (issuer, verifier, clock, key) = setup().await;
+    let now = clock.now_secs();
+    let inside = claims_with(&issuer, serde_json::json!({"exp": now - DOCUMENTED_LEEWAY + 2}));
+    assert!(verifier.verify(&signed(&issuer, &our_header(&key), &inside)).is_ok());
+    let outside = claims_with(&issuer, serde_json::json!({"exp": now - DOCUMENTED_LEEWAY - 2}));
+    assert_eq!(verifier.verify(&signed(&issuer, &our_header(&key), &outside)), Err(TokenError::Expired));
+}
+
+#[tokio::test]
+async fn an_nbf_or_iat_just_inside_the_leeway_passes_and_just_outside_fails() {
+    let (issuer, verifier, clock, key) = setup().await;
+    let now = clock.now_secs();
+    for claim in ["nbf", "iat"] {
+        let inside = claims_with(&issuer, serde_json::json!({ claim: now + DOCUMENTED_LEEWAY - 2 }));
+        let verdict = verifier.verify(&signed(&issuer, &our_header(&key), &inside));
+        assert!(verdict.is_ok(), "{claim} inside the leeway refused: {verdict:?}");
+        let outside = claims_with(&issuer, serde_json::json!({ claim: now + DOCUMENTED_LEEWAY + 2 }));
+        let verdict = verifier.verify(&signed(&issuer, &our_header(&key), &outside));
+        assert_eq!(verdict, Err(TokenError::NotYetValid), "{claim} past the leeway");
+    }
+    // The same through the clock: an issued token, read by a verifier running behind.
     let (token, _) = issuer.issue(grant()).expect("issues");
-    clock.advance(-(LEEWAY_SECS + 5));
+    clock.advance(-(DOCUMENTED_LEEWAY - 2));
+    assert!(verifier.verify(&token).is_ok(), "refused with the verifier's clock inside the leeway");
+    clock.advance(-4);
     assert_eq!(verifier.verify(&token), Err(TokenError::NotYetValid));
 }
 
+/// RFC 8725 §3.1/§3.10: the header allow-list. Every edited header is signed
+/// again with our own key, so the signature is good and the `kid` ours; only
+/// the header check can refuse them, and each refusal names its reason. The
+/// values are of the types `jsonwebtoken` parses (it would otherwise refuse
+/// them itself and hide a missing check).
 #[tokio::test]
-async fn forged_headers_are_refused() {
+async fn edited_headers_signed_with_our_key_are_refused_by_the_header_check() {
     let (issuer, verifier, _, key) = setup().await;
-    let (token, _) = issuer.issue(grant()).expect("issues");
-    let mut parts = token.split('.');
-    let (_, payload, sig) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let claims = claims_with(&issuer, serde_json::json!({}));
+    let control = signed(&issuer, &our_header(&key), &claims);
+    assert!(verifier.verify(&control).is_ok(), "the re-signing itself is broken");
+    let jwk = jwks(std::slice::from_ref(&key.public))["keys"][0].clone();
+    let with = |name: &str, value: serde_json::Value| {
+        let mut header = our_header(&key);
+        header[name] = value;
+        header
+    };
+    const REMOTE: TokenError = TokenError::Header("embedded or remote keys are never trusted");
     let cases = [
-        serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": key.kid}),
-        serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": key.kid}),
-        serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": key.kid}),
-        serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "unknown"}),
-        serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid, "jku": "https://evil"}),
-        serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid, "crit": ["exp"]}),
-        serde_json::json!({"alg": "ES256", "typ": "at+jwt"}),
+        (with("jku", "https://attacker.example/jwks.json".into()), REMOTE),
+        (with("x5u", "https://attacker.example/cert.pem".into()), REMOTE),
+        (with("jwk", jwk), REMOTE),
+        (with("x5c", serde_json::json!(["MIIB"])), REMOTE),
+        (with("crit", serde_json::json!(["exp"])), TokenError::Header("crit is not supported")),
+        (with("cty", "JWT".into()), TokenError::Header("unexpected header parameter")),
+        (with("x5t", "AAAA".into()), TokenError::Header("unexpected header parameter")),
+        (with("urn:x", "1".into()), TokenError::Header("unexpected header parameter")),
+        (with("typ", "JWT".into()), TokenError::Header("typ must be at+jwt")),
+        (serde_json::json!({"alg": "ES256", "kid": key.kid}), TokenError::Header("typ must be at+jwt")),
+        (with("alg", "none".into()), TokenError::Header("alg must be ES256")),
+        (with("alg", "HS256".into()), TokenError::Header("alg must be ES256")),
+        (serde_json::json!({"alg": "ES256", "typ": "at+jwt"}), TokenError::Header("kid is required")),
+        (with("kid", "".into()), TokenError::Header("kid is required")),
+        (with("kid", "k".repeat(65).into()), TokenError::Header("kid is required")),
+        (with("kid", "unknown".into()), TokenError::UnknownKey),
     ];
-    for header in cases {
-        let forged = format!("{}.{payload}.{sig}", b64(&header));
-        assert!(verifier.verify(&forged).is_err(), "accepted {header}");
+    let wrong: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(header, refusal)| {
+            let verdict = verifier.verify(&signed(&issuer, &header, &claims)).map(|_| "accepted");
+            (verdict != Err(refusal)).then(|| format!("{header}: {verdict:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "not refused by the header check:\n{}", wrong.join("\n"));
+    // RFC 9068 §4: the media type, in any case, is the same typ.
+    for typ in ["application/at+jwt", "AT+JWT"] {
+        assert!(verifier.verify(&signed(&issuer, &with("typ", typ.into()), &claims)).is_ok(), "{typ}");
     }
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_tokens_are_refused_before_parsing() {
+    let (issuer, verifier, _, _) = setup().await;
+    let (token, _) = issuer.issue(grant()).expect("issues");
     assert_eq!(verifier.verify(&format!("{token}.x")), Err(TokenError::Malformed));
     assert_eq!(verifier.verify(&"a".repeat(MAX_TOKEN_BYTES + 1)), Err(TokenError::Malformed));
 }
