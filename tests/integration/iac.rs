@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use yaml::Value;
 
+mod alarms;
 mod least_privilege;
 mod yaml;
 
