@@ -152,7 +152,8 @@ fn app_key_serves_each_role_only_the_purposes_its_code_uses() {
                 let arn = condition(statement, "ArnLike", "kms:EncryptionContext:SecretARN");
                 let stack = "!Sub arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${AWS::StackName}/database/*";
                 assert_eq!(arn, one(stack), "other secrets: {statement}");
-                assert_eq!(actions, ["kms:Decrypt"], "{statement}");
+                // Created by the deployer, read by the operator and each function.
+                assert_eq!(actions, ["kms:Decrypt", "kms:GenerateDataKey"], "{statement}");
             }
             Some(via) => {
                 assert_eq!(via, one(VIA_DYNAMODB).expect("one"), "through another service: {statement}")
