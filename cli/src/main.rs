@@ -116,10 +116,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Backup { command } => {
             let config = Config::from_env()?;
-            let portcullis_shared::config::StoreBackend::Mysql { url } = &config.store else {
+            let portcullis_shared::config::StoreBackend::Mysql { .. } = &config.store else {
                 anyhow::bail!("PORTCULLIS_STORE must be `mysql` (with PORTCULLIS_DATABASE_URL) for backups");
             };
-            let opts = mysql_opts(url)?;
+            let opts = portcullis_shared::runtime::database_opts(&config).await?;
             let database = opts
                 .db_name()
                 .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_DATABASE_URL must name the database"))?;

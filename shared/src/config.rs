@@ -1,7 +1,7 @@
 //! Typed configuration read once from the environment at cold start. A bad value
 //! stops the process with a message naming the variable (fail fast).
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 
 /// A configuration problem, naming the variable at fault.
@@ -18,8 +18,10 @@ pub enum ConfigError {
 pub enum StoreBackend {
     /// In-process store: the local server and unit tests only.
     Memory,
-    /// MySQL/MariaDB at this URL.
-    Mysql { url: SecretString },
+    /// MySQL/MariaDB at this URL; with `password_secret`, the password (and user)
+    /// come from that Secrets Manager secret, read at cold start, and the URL
+    /// carries none (how the template deploys every function).
+    Mysql { url: SecretString, password_secret: Option<String> },
 }
 
 /// Who holds the master key that wraps data keys.
@@ -97,12 +99,7 @@ impl Config {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let store = match get("PORTCULLIS_STORE").as_deref().unwrap_or("memory") {
             "memory" => StoreBackend::Memory,
-            "mysql" => StoreBackend::Mysql {
-                url: get("PORTCULLIS_DATABASE_URL").map(SecretString::from).ok_or(ConfigError::Missing {
-                    var: "PORTCULLIS_DATABASE_URL",
-                    why: " when PORTCULLIS_STORE=mysql",
-                })?,
-            },
+            "mysql" => mysql_backend(&get)?,
             other => {
                 return Err(ConfigError::Invalid {
                     var: "PORTCULLIS_STORE",
@@ -287,6 +284,26 @@ impl Config {
     }
 }
 
+fn mysql_backend(get: &impl Fn(&str) -> Option<String>) -> Result<StoreBackend, ConfigError> {
+    let url = get("PORTCULLIS_DATABASE_URL").map(SecretString::from).ok_or(ConfigError::Missing {
+        var: "PORTCULLIS_DATABASE_URL",
+        why: " when PORTCULLIS_STORE=mysql",
+    })?;
+    let password_secret = get("PORTCULLIS_DATABASE_PASSWORD_SECRET");
+    // Two passwords would leave it unclear which one is in use, and the one in
+    // the URL is the one that should not be there.
+    let has_password = url::Url::parse(url.expose_secret()).is_ok_and(|u| u.password().is_some());
+    if password_secret.is_some() && has_password {
+        return Err(ConfigError::Invalid {
+            var: "PORTCULLIS_DATABASE_URL",
+            reason:
+                "carries a password while PORTCULLIS_DATABASE_PASSWORD_SECRET names one; drop it from the URL"
+                    .into(),
+        });
+    }
+    Ok(StoreBackend::Mysql { url, password_secret })
+}
+
 fn number(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -364,6 +381,31 @@ mod tests {
     fn mysql_without_url_names_the_missing_variable() {
         let err = config(&[("PORTCULLIS_STORE", "mysql")]).expect_err("must fail");
         assert!(err.to_string().contains("PORTCULLIS_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn a_password_secret_excludes_a_password_in_the_url() {
+        let url = "mysql://portcullis_login@db:3306/portcullis";
+        let secret = "arn:aws:secretsmanager:eu-west-1:1:secret:s/database/login-AbCdEf";
+        let c = config(&[
+            ("PORTCULLIS_STORE", "mysql"),
+            ("PORTCULLIS_DATABASE_URL", url),
+            ("PORTCULLIS_DATABASE_PASSWORD_SECRET", secret),
+        ])
+        .expect("valid");
+        assert!(matches!(&c.store, StoreBackend::Mysql { password_secret: Some(s), .. } if s == secret));
+        let err = config(&[
+            ("PORTCULLIS_STORE", "mysql"),
+            ("PORTCULLIS_DATABASE_URL", "mysql://portcullis_login:hunter2@db:3306/portcullis"),
+            ("PORTCULLIS_DATABASE_PASSWORD_SECRET", secret),
+        ])
+        .expect_err("two passwords");
+        assert!(err.to_string().contains("PORTCULLIS_DATABASE_URL"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // Local and development use: a password in the URL, no secret.
+        let c = config(&[("PORTCULLIS_STORE", "mysql"), ("PORTCULLIS_DATABASE_URL", "mysql://u:p@db/x")])
+            .expect("valid");
+        assert!(matches!(c.store, StoreBackend::Mysql { password_secret: None, .. }));
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl SdkClient for aws_sdk_kms::Client {
     }
 }
 
+impl SdkClient for aws_sdk_secretsmanager::Client {
+    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(config)
+    }
+}
+
 impl SdkClient for aws_sdk_cognitoidentityprovider::Client {
     fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
         Self::new(config)
@@ -179,11 +185,9 @@ impl Backends {
         };
         let backends = match &config.store {
             StoreBackend::Memory => Ok(Self::memory(Arc::new(MemoryStore::new()), sessions)),
-            StoreBackend::Mysql { url } => {
+            StoreBackend::Mysql { .. } => {
                 // A Lambda instance serves one request at a time: a few connections suffice.
-                let store = config
-                    .mysql_opts(url)
-                    .and_then(|opts| MySqlStore::connect(opts, 4))
+                let store = MySqlStore::connect(database_opts(config).await?, 4)
                     .map_err(|e| BootError::from_error("PORTCULLIS_DATABASE_URL", &e))?;
                 Ok(Self::mysql(store, sessions))
             }
@@ -219,6 +223,51 @@ impl Backends {
             mfa: shared,
             memory: None,
             mysql: Some(store),
+        }
+    }
+}
+
+/// Database credentials by secret ARN, each read once per process: the first
+/// call fetches (a failed fetch is tried again by the next call), later ones
+/// reuse it. The pool keeps the options built from it for the process lifetime.
+static DATABASE_SECRETS: std::sync::Mutex<
+    std::collections::BTreeMap<String, Arc<OnceCell<crate::store::credentials::DatabaseCredentials>>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The credentials in the Secrets Manager secret `arn` (endpoint from
+/// `AWS_ENDPOINT_URL` when set), cached for the process lifetime.
+pub async fn database_credentials(
+    arn: &str,
+) -> Result<crate::store::credentials::DatabaseCredentials, BootError> {
+    let var = "PORTCULLIS_DATABASE_PASSWORD_SECRET";
+    let cell = DATABASE_SECRETS
+        .lock()
+        .map_err(|_| BootError(format!("{var}: secret cache poisoned")))?
+        .entry(arn.to_owned())
+        .or_default()
+        .clone();
+    let read = cell
+        .get_or_try_init(|| async {
+            let client = aws_sdk_secretsmanager::Client::new(aws_config().await);
+            crate::store::credentials::read_credentials(&client, arn).await
+        })
+        .await;
+    read.cloned().map_err(|e| BootError::from_error(var, &e))
+}
+
+/// The MySQL connection options of this process: `PORTCULLIS_DATABASE_URL` (and
+/// the CA bundle), with the password from `PORTCULLIS_DATABASE_PASSWORD_SECRET`
+/// when that names a secret.
+pub async fn database_opts(config: &Config) -> Result<mysql_async::Opts, BootError> {
+    let StoreBackend::Mysql { url, password_secret } = &config.store else {
+        return Err(BootError("PORTCULLIS_STORE must be `mysql`".into()));
+    };
+    let opts = config.mysql_opts(url).map_err(|e| BootError::from_error("PORTCULLIS_DATABASE_URL", &e))?;
+    match password_secret {
+        None => Ok(opts),
+        Some(arn) => {
+            let credentials = database_credentials(arn).await?;
+            Ok(crate::store::credentials::with_credentials(opts, &credentials))
         }
     }
 }

@@ -85,6 +85,18 @@ impl TestDb {
         format!("mysql://{}_{}:{}@{}/{}", self.name, function, password, hostport, self.name)
     }
 
+    /// The same URL without the password, as the template writes it: the function
+    /// reads the password from its Secrets Manager secret.
+    pub fn user_url_without_password(&self, function: &str) -> String {
+        let hostport = admin_url().rsplit_once('@').map(|(_, h)| h.to_owned()).expect("url has a host");
+        format!("mysql://{}_{}@{}/{}", self.name, function, hostport, self.name)
+    }
+
+    /// One function user's name and password, as its secret holds them.
+    pub fn user_secret(&self, function: &str) -> serde_json::Value {
+        serde_json::json!({ "username": format!("{}_{}", self.name, function), "password": self.passwords[function] })
+    }
+
     pub async fn owner_conn(&self) -> Conn {
         Conn::new(Opts::from_url(&self.owner_url()).expect("url")).await.expect("connect as owner")
     }

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use yaml::Value;
 
+mod alarms;
+mod least_privilege;
 mod yaml;
 
 fn template() -> String {
@@ -91,6 +93,7 @@ const OPERATOR_ROLE: &str = "!GetAtt BackupOperatorRole.Arn";
 const ACCOUNT_ROOT: &str = "!Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:root";
 const VIA_S3: &str = "!Sub s3.${AWS::Region}.amazonaws.com";
 const VIA_LAMBDA: &str = "!Sub lambda.${AWS::Region}.amazonaws.com";
+const VIA_SECRETS: &str = "!Sub secretsmanager.${AWS::Region}.amazonaws.com";
 /// The encryption context of a backup's data key (`functions/backup/src/envelope.rs`).
 const BACKUP_CONTEXT_KEYS: [&str; 4] = ["app", "purpose", "database", "backup_id"];
 
@@ -251,28 +254,51 @@ fn the_backup_function_creates_backup_data_keys_but_can_never_unwrap_one() {
         assert!(via_s3.iter().any(|s| allows(s, action)), "S3 cannot {action} for the backup function");
     }
 
-    // Other keys only decrypt the function's own environment, through Lambda.
-    let function_name =
-        properties(&template, "BackupFunction").get("FunctionName").expect("BackupFunction name");
-    let Value::Tag(_, name) = function_name else { panic!("FunctionName: {function_name}") };
-    let function_arn =
-        format!("!Sub arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}");
+    // Of the other keys, the backup role may use only AppKey, and only through
+    // Lambda for its environment and through Secrets Manager for its password:
+    // in the key policies (whoever they name, the role by !GetAtt or by path) ...
+    let function_arn = backup_function_arn(&template);
     for (resource, value) in template.get("Resources").expect("Resources").entries() {
         if resource == "BackupKey" || value.get("Type").and_then(Value::as_str) != Some("AWS::KMS::Key") {
             continue;
         }
         for statement in key_policy(&template, resource) {
-            if !names(statement, FUNCTION_ROLE) {
+            let applies = names(statement, FUNCTION_ROLE)
+                || least_privilege::covers(&template, statement, "BackupFunction");
+            if !applies || !least_privilege::uses_key(statement) {
                 continue;
             }
-            let actions = statement.get("Action").map(Value::items).unwrap_or_default();
-            assert!(actions.iter().all(|a| a.as_str() == Some("kms:Decrypt")), "{resource}: {statement}");
-            assert_eq!(condition(statement, "StringEquals", "kms:ViaService"), one(VIA_LAMBDA), "{resource}");
-            let context =
-                condition(statement, "StringEquals", "kms:EncryptionContext:aws:lambda:FunctionArn");
-            assert_eq!(context, one(&function_arn), "{resource}: only the backup function's environment");
+            assert_eq!(resource, "AppKey", "{resource}: {statement}");
+            let via = condition(statement, "StringEquals", "kms:ViaService");
+            assert!(
+                via == one(VIA_LAMBDA) || via == one(VIA_SECRETS),
+                "AppKey for the backup role: {statement}"
+            );
         }
     }
+    // ... and in its own policies: its environment and its secret, nothing else.
+    for statement in backup_function_identity_statements(&template) {
+        let resources = statement.get("Resource").map(Value::items).unwrap_or_default();
+        if !resources.iter().any(|r| r.to_string().contains("AppKey")) {
+            continue;
+        }
+        let actions = statement.get("Action").map(Value::items).unwrap_or_default();
+        assert!(actions.iter().all(|a| a.as_str() == Some("kms:Decrypt")), "{statement}");
+        let environment = condition(statement, "StringEquals", "kms:ViaService") == one(VIA_LAMBDA)
+            && condition(statement, "StringEquals", "kms:EncryptionContext:aws:lambda:FunctionArn")
+                == one(&function_arn);
+        let secret = condition(statement, "StringEquals", "kms:ViaService") == one(VIA_SECRETS)
+            && condition(statement, "StringEquals", "kms:EncryptionContext:SecretARN")
+                == one("!Ref BackupDatabaseSecret");
+        assert!(environment || secret, "AppKey for the backup function: {statement}");
+    }
+}
+
+fn backup_function_arn(template: &Value) -> String {
+    let function_name =
+        properties(template, "BackupFunction").get("FunctionName").expect("BackupFunction name");
+    let Value::Tag(_, name) = function_name else { panic!("FunctionName: {function_name}") };
+    format!("!Sub arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}")
 }
 
 /// Verify and restore run as BackupOperatorRole, assumed with MFA; no other
@@ -367,12 +393,14 @@ fn denies_uploads_for_all(statement: &Value) -> bool {
 }
 
 /// CloudFormation refuses resources that depend on each other in a circle, such as
-/// a key policy naming a role whose own policy names the key.
+/// a key policy naming a role whose own policy names the key (or the table the
+/// key encrypts). Checked over every resource, with the roles SAM generates.
 #[test]
-fn the_backup_resources_are_in_no_dependency_cycle() {
+fn no_resource_is_in_a_dependency_cycle() {
     let template = parsed();
     let graph = dependencies(&template);
-    for start in graph.keys().filter(|name| name.starts_with("Backup")) {
+    assert!(graph.contains_key("LoginFunctionRole"), "SAM's generated roles are in the graph");
+    for start in graph.keys() {
         let mut path = vec![start.clone()];
         let mut seen = BTreeSet::new();
         assert!(

@@ -6,19 +6,19 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use portcullis_backup::{Backup, S3Store};
 use portcullis_shared::clock::SystemClock;
 use portcullis_shared::config::{Config, StoreBackend};
-use portcullis_shared::runtime::{aws_config, key_provider};
+use portcullis_shared::runtime::{aws_config, database_opts, key_provider};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     portcullis_shared::telemetry::init();
     let config = Config::from_env()?;
-    let StoreBackend::Mysql { url } = &config.store else {
+    let StoreBackend::Mysql { .. } = &config.store else {
         return Err("PORTCULLIS_STORE must be `mysql` for backups".into());
     };
     let bucket =
         std::env::var("PORTCULLIS_BACKUP_BUCKET").map_err(|_| "PORTCULLIS_BACKUP_BUCKET is required")?;
-    let opts = config.mysql_opts(url)?;
+    let opts = database_opts(&config).await?;
     let database = opts.db_name().ok_or("PORTCULLIS_DATABASE_URL must name the database")?.to_owned();
     let backup = Arc::new(Backup {
         database,

@@ -1,6 +1,7 @@
 //! Storage ports (one narrow trait per capability) and their implementations:
 //! MySQL for production, in-memory for the local server and unit tests.
 
+pub mod credentials;
 mod memory;
 mod migrate;
 mod mysql;
