@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use yaml::Value;
 
+mod cognito;
 mod yaml;
 
 fn template() -> String {
