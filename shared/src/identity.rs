@@ -3,9 +3,10 @@
 //! The native provider is Portcullis' own (MySQL users, argon2id, our TOTP and
 //! ES256 tokens); the functions implement it directly. [`CognitoProvider`] puts
 //! an Amazon Cognito user pool behind the same HTTP contract: the pool checks
-//! passwords and TOTP codes and issues the tokens, while throttling, audit,
-//! input validation, the password policy, security headers, sessions (idle and
-//! absolute timeouts, revocation) and RBAC stay Portcullis'.
+//! passwords and TOTP codes, while throttling, audit, input validation, the
+//! password policy, security headers, sessions (idle and absolute timeouts,
+//! revocation), RBAC and the tokens the client holds stay Portcullis'. The
+//! pool's own tokens never leave the functions unsealed (see [`crate::cognito_app`]).
 
 use crate::domain::Password;
 use async_trait::async_trait;
@@ -17,6 +18,8 @@ use aws_sdk_cognitoidentityprovider::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
+
+pub use crate::cognito_app::AppClient;
 
 /// Tokens a provider issued.
 #[derive(Debug)]
@@ -75,7 +78,13 @@ pub trait IdentityProvider: Send + Sync {
         session: &SecretString,
         code: &str,
     ) -> Result<ProviderTokens, IdentityError>;
-    async fn refresh(&self, refresh_token: &SecretString) -> Result<ProviderTokens, IdentityError>;
+    /// `username` is the provider's own name for the account (Cognito's
+    /// `username` claim), which its refresh flow's `SECRET_HASH` is computed over.
+    async fn refresh(
+        &self,
+        username: &str,
+        refresh_token: &SecretString,
+    ) -> Result<ProviderTokens, IdentityError>;
     /// Ends every session of the account at the provider.
     async fn sign_out_everywhere(&self, access_token: &str) -> Result<(), IdentityError>;
     async fn change_password(
@@ -89,32 +98,64 @@ pub trait IdentityProvider: Send + Sync {
     /// Confirms enrolment with a first code and makes TOTP required at login.
     async fn confirm_totp(&self, access_token: &str, code: &str) -> Result<(), IdentityError>;
     async fn profile(&self, access_token: &str) -> Result<Profile, IdentityError>;
+    /// Seals one of the provider's tokens for the client, bound to `owner`.
+    async fn seal(&self, token: &str, owner: &str) -> Result<String, IdentityError>;
+    /// Opens what [`IdentityProvider::seal`] sealed for the same owner.
+    async fn open(&self, sealed: &str, owner: &str) -> Result<SecretString, IdentityError>;
 }
 
-/// An Amazon Cognito user pool, through an app client without a secret that
-/// allows `USER_PASSWORD_AUTH` and `REFRESH_TOKEN_AUTH`. Usernames are emails.
+/// An Amazon Cognito user pool, through a confidential app client (see
+/// [`AppClient`]) that allows `USER_PASSWORD_AUTH` and `REFRESH_TOKEN_AUTH`;
+/// accounts are created with the admin APIs (the pool refuses self sign-up).
+/// Usernames are emails.
 pub struct CognitoProvider {
-    client: crate::runtime::AwsClient<Client>,
-    client_id: String,
+    app: AppClient,
 }
 
 impl CognitoProvider {
-    pub fn new(client: impl Into<crate::runtime::AwsClient<Client>>, client_id: String) -> Self {
-        Self { client: client.into(), client_id }
+    pub fn new(app: AppClient) -> Self {
+        Self { app }
     }
 
-    /// `InitiateAuth` through our app client: the password and the refresh flows.
+    async fn sdk(&self) -> &Client {
+        self.app.sdk().get().await
+    }
+
+    /// `InitiateAuth` through our app client, with the `SECRET_HASH` of `username`.
     async fn initiate_auth(
         &self,
         flow: AuthFlowType,
+        username: &str,
         parameters: &[(&str, &str)],
     ) -> Result<aws_sdk_cognitoidentityprovider::operation::initiate_auth::InitiateAuthOutput, IdentityError>
     {
-        let mut call = self.client.get().await.initiate_auth().client_id(&self.client_id).auth_flow(flow);
+        let hash = self.app.secret_hash(username).await?;
+        let mut call = self
+            .sdk()
+            .await
+            .initiate_auth()
+            .client_id(self.app.client_id())
+            .auth_flow(flow)
+            .auth_parameters("SECRET_HASH", hash);
         for (name, value) in parameters {
             call = call.auth_parameters(*name, *value);
         }
         call.send().await.map_err(classify)
+    }
+
+    /// Deletes an account whose creation did not complete (best effort: logged).
+    async fn undo_create(&self, email: &str) {
+        let deleted = self
+            .sdk()
+            .await
+            .admin_delete_user()
+            .user_pool_id(self.app.pool_id())
+            .username(email)
+            .send()
+            .await;
+        if let Err(err) = deleted {
+            tracing::error!(error = %crate::http::error_chain(&err), "could not delete a half-created Cognito user");
+        }
     }
 }
 
@@ -158,32 +199,63 @@ fn tokens(result: Option<&AuthenticationResultType>) -> Result<ProviderTokens, I
 
 #[async_trait]
 impl IdentityProvider for CognitoProvider {
+    /// `AdminCreateUser` with the password as its (policy-checked) temporary one and
+    /// no invitation, then `AdminSetUserPassword` to make it permanent: the account
+    /// exists only once our policy and the pool's have both accepted the password.
     async fn sign_up(&self, email: &str, password: &Password) -> Result<String, IdentityError> {
-        let out = self
-            .client
-            .get()
+        use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
+        let attribute = |name: &str, value: &str| {
+            AttributeType::builder()
+                .name(name)
+                .value(value)
+                .build()
+                .map_err(|e| IdentityError::Unavailable(e.to_string()))
+        };
+        let created = self
+            .sdk()
             .await
-            .sign_up()
-            .client_id(&self.client_id)
+            .admin_create_user()
+            .user_pool_id(self.app.pool_id())
             .username(email)
-            .password(password.expose())
-            .user_attributes(
-                aws_sdk_cognitoidentityprovider::types::AttributeType::builder()
-                    .name("email")
-                    .value(email)
-                    .build()
-                    .map_err(|e| IdentityError::Unavailable(e.to_string()))?,
-            )
+            .temporary_password(password.expose())
+            .message_action(MessageActionType::Suppress)
+            .user_attributes(attribute("email", email)?)
             .send()
             .await
             .map_err(classify)?;
-        Ok(out.user_sub().to_owned())
+        let sub = created
+            .user()
+            .and_then(|u| u.attributes().iter().find(|a| a.name() == "sub").and_then(|a| a.value()))
+            .map(str::to_owned);
+        let permanent = self
+            .sdk()
+            .await
+            .admin_set_user_password()
+            .user_pool_id(self.app.pool_id())
+            .username(email)
+            .password(password.expose())
+            .permanent(true)
+            .send()
+            .await
+            .map_err(classify);
+        match (permanent, sub) {
+            (Ok(_), Some(sub)) => Ok(sub),
+            (Ok(_), None) => {
+                self.undo_create(email).await;
+                Err(IdentityError::Unavailable("AdminCreateUser returned no sub".into()))
+            }
+            (Err(err), _) => {
+                self.undo_create(email).await;
+                Err(err)
+            }
+        }
     }
 
     async fn password_login(&self, email: &str, password: &Password) -> Result<PasswordLogin, IdentityError> {
         let out = self
             .initiate_auth(
                 AuthFlowType::UserPasswordAuth,
+                email,
                 &[("USERNAME", email), ("PASSWORD", password.expose())],
             )
             .await?;
@@ -206,14 +278,15 @@ impl IdentityProvider for CognitoProvider {
         session: &SecretString,
         code: &str,
     ) -> Result<ProviderTokens, IdentityError> {
+        let hash = self.app.secret_hash(email).await?;
         let out = self
-            .client
-            .get()
+            .sdk()
             .await
             .respond_to_auth_challenge()
-            .client_id(&self.client_id)
+            .client_id(self.app.client_id())
             .challenge_name(ChallengeNameType::SoftwareTokenMfa)
             .session(session.expose_secret())
+            .challenge_responses("SECRET_HASH", hash)
             .challenge_responses("USERNAME", email)
             .challenge_responses("SOFTWARE_TOKEN_MFA_CODE", code)
             .send()
@@ -226,10 +299,15 @@ impl IdentityProvider for CognitoProvider {
         tokens(out.authentication_result())
     }
 
-    async fn refresh(&self, refresh_token: &SecretString) -> Result<ProviderTokens, IdentityError> {
+    async fn refresh(
+        &self,
+        username: &str,
+        refresh_token: &SecretString,
+    ) -> Result<ProviderTokens, IdentityError> {
         let out = self
             .initiate_auth(
                 AuthFlowType::RefreshTokenAuth,
+                username,
                 &[("REFRESH_TOKEN", refresh_token.expose_secret())],
             )
             .await?;
@@ -237,14 +315,7 @@ impl IdentityProvider for CognitoProvider {
     }
 
     async fn sign_out_everywhere(&self, access_token: &str) -> Result<(), IdentityError> {
-        self.client
-            .get()
-            .await
-            .global_sign_out()
-            .access_token(access_token)
-            .send()
-            .await
-            .map_err(classify)?;
+        self.sdk().await.global_sign_out().access_token(access_token).send().await.map_err(classify)?;
         Ok(())
     }
 
@@ -254,8 +325,7 @@ impl IdentityProvider for CognitoProvider {
         current: &Password,
         new: &Password,
     ) -> Result<(), IdentityError> {
-        self.client
-            .get()
+        self.sdk()
             .await
             .change_password()
             .access_token(access_token)
@@ -269,8 +339,7 @@ impl IdentityProvider for CognitoProvider {
 
     async fn begin_totp(&self, access_token: &str) -> Result<SecretString, IdentityError> {
         let out = self
-            .client
-            .get()
+            .sdk()
             .await
             .associate_software_token()
             .access_token(access_token)
@@ -283,8 +352,7 @@ impl IdentityProvider for CognitoProvider {
 
     async fn confirm_totp(&self, access_token: &str, code: &str) -> Result<(), IdentityError> {
         let out = self
-            .client
-            .get()
+            .sdk()
             .await
             .verify_software_token()
             .access_token(access_token)
@@ -295,8 +363,7 @@ impl IdentityProvider for CognitoProvider {
         if out.status().map(|s| s.as_str()) != Some("SUCCESS") {
             return Err(IdentityError::WrongCode);
         }
-        self.client
-            .get()
+        self.sdk()
             .await
             .set_user_mfa_preference()
             .access_token(access_token)
@@ -310,8 +377,7 @@ impl IdentityProvider for CognitoProvider {
     }
 
     async fn profile(&self, access_token: &str) -> Result<Profile, IdentityError> {
-        let out =
-            self.client.get().await.get_user().access_token(access_token).send().await.map_err(classify)?;
+        let out = self.sdk().await.get_user().access_token(access_token).send().await.map_err(classify)?;
         let attribute =
             |name: &str| out.user_attributes().iter().find(|a| a.name() == name).and_then(|a| a.value());
         Ok(Profile {
@@ -319,6 +385,14 @@ impl IdentityProvider for CognitoProvider {
             email: attribute("email").unwrap_or(out.username()).to_owned(),
             mfa_enabled: out.user_mfa_setting_list().iter().any(|m| m == "SOFTWARE_TOKEN_MFA"),
         })
+    }
+
+    async fn seal(&self, token: &str, owner: &str) -> Result<String, IdentityError> {
+        self.app.seal(token, owner).await
+    }
+
+    async fn open(&self, sealed: &str, owner: &str) -> Result<SecretString, IdentityError> {
+        self.app.open(sealed, owner).await
     }
 }
 
@@ -331,12 +405,18 @@ pub struct IssuedClaims {
     /// The provider's session id (Cognito's `origin_jti`, stable across refreshes).
     pub sid: String,
     pub groups: Vec<String>,
+    /// The provider's own name for the account (Cognito's `username` claim: the
+    /// sub in a pool whose usernames are emails); the refresh flow's `SECRET_HASH`
+    /// is computed over it.
+    pub username: String,
 }
 
 pub fn issued_claims(access_token: &str) -> Option<IssuedClaims> {
     let value: serde_json::Value = crate::tokens::unverified_payload(access_token)?;
+    let sub = value.get("sub")?.as_str()?.to_owned();
     Some(IssuedClaims {
-        sub: value.get("sub")?.as_str()?.to_owned(),
+        username: value.get("username").and_then(|u| u.as_str()).unwrap_or(&sub).to_owned(),
+        sub,
         sid: value.get("origin_jti")?.as_str()?.to_owned(),
         groups: value
             .get("cognito:groups")
@@ -359,40 +439,6 @@ pub fn open_challenge(token: &str) -> Option<(String, SecretString)> {
     let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix("pcx_")?).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Some((value.get("u")?.as_str()?.to_owned(), SecretString::from(value.get("s")?.as_str()?.to_owned())))
-}
-
-/// Turns a provider's tokens into the contract's token response, after writing
-/// Portcullis' session record for them (no token leaves without its session).
-/// The provider's roles are its groups.
-pub async fn start_session(
-    sessions: &dyn crate::sessions::SessionStore,
-    policy: &crate::sessions::SessionPolicy,
-    issued: ProviderTokens,
-    amr: Vec<String>,
-    meta: &crate::http::ClientMeta,
-    now: i64,
-) -> Result<(String, crate::tokens::TokenResponse), crate::ApiError> {
-    let internal = |what: &'static str| crate::ApiError::internal(std::io::Error::other(what));
-    let claims = issued_claims(issued.access_token.expose_secret())
-        .ok_or_else(|| internal("provider token claims"))?;
-    let refresh = issued.refresh_token.ok_or_else(|| internal("provider issued no refresh token"))?;
-    let external = crate::sessions::External {
-        user_id: &claims.sub,
-        sid: &claims.sid,
-        refresh_token: refresh.expose_secret(),
-        roles: claims.groups,
-        amr,
-    };
-    crate::sessions::record_external(sessions, policy, external, meta, now).await?;
-    Ok((
-        claims.sub,
-        crate::tokens::TokenResponse {
-            access_token: issued.access_token.expose_secret().to_owned(),
-            refresh_token: refresh.expose_secret().to_owned(),
-            token_type: "Bearer",
-            expires_in: issued.expires_in,
-        },
-    ))
 }
 
 /// The answer for provider failures every route treats alike; `refused` is the
@@ -434,7 +480,13 @@ mod tests {
             serde_json::json!({"sub": "u1", "origin_jti": "o1", "cognito:groups": ["admin"]}),
         ))
         .expect("claims");
-        assert_eq!(claims, IssuedClaims { sub: "u1".into(), sid: "o1".into(), groups: vec!["admin".into()] });
+        let expected = IssuedClaims {
+            sub: "u1".into(),
+            sid: "o1".into(),
+            groups: vec!["admin".into()],
+            username: "u1".into(),
+        };
+        assert_eq!(claims, expected);
         assert!(issued_claims(&token(serde_json::json!({"sub": "u1"}))).is_none());
         assert!(issued_claims("not-a-jwt").is_none());
     }

@@ -276,8 +276,10 @@ pub async fn database_opts(config: &Config) -> Result<mysql_async::Opts, BootErr
 pub fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identity::IdentityProvider>> {
     match &config.identity {
         crate::config::IdentityBackend::Native => None,
-        crate::config::IdentityBackend::Cognito { client_id, .. } => {
-            Some(Arc::new(crate::identity::CognitoProvider::new(AwsClient::lazy(), client_id.clone())))
+        crate::config::IdentityBackend::Cognito { pool_id, client_id } => {
+            let app =
+                crate::cognito_app::AppClient::new(AwsClient::lazy(), pool_id.clone(), client_id.clone());
+            Some(Arc::new(crate::identity::CognitoProvider::new(app)))
         }
     }
 }

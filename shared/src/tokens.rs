@@ -36,6 +36,10 @@ pub struct AccessClaims {
     pub roles: Vec<String>,
     pub amr: Vec<String>,
     pub auth_time: i64,
+    /// With an external identity provider: the provider's own access token,
+    /// sealed by the functions (see `cognito_app`), so the client never holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvt: Option<String>,
 }
 
 /// Why a token was refused (logged; the client only ever learns "unauthenticated").
@@ -124,6 +128,15 @@ impl TokenIssuer {
 
     /// A signed access token for `grant`, valid from now for the configured TTL.
     pub fn issue(&self, grant: Grant) -> Result<(String, AccessClaims), TokenError> {
+        self.issue_carrying(grant, None)
+    }
+
+    /// [`TokenIssuer::issue`], carrying a sealed provider token in `pvt`.
+    pub fn issue_carrying(
+        &self,
+        grant: Grant,
+        sealed_provider_token: Option<String>,
+    ) -> Result<(String, AccessClaims), TokenError> {
         let now = self.clock.now_secs();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
@@ -137,6 +150,7 @@ impl TokenIssuer {
             roles: grant.roles,
             amr: grant.amr,
             auth_time: grant.auth_time,
+            pvt: sealed_provider_token,
         };
         let mut header = Header::new(Algorithm::ES256);
         header.typ = Some(TOKEN_TYPE.into());

@@ -4,7 +4,8 @@
 
 use crate::login_mysql::{config, key_file};
 use aws_sdk_cognitoidentityprovider::types::{
-    AuthFlowType, ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType,
+    AdminCreateUserConfigType, AuthFlowType, ExplicitAuthFlowsType, PasswordPolicyType,
+    PreventUserExistenceErrorTypes, UserPoolPolicyType,
 };
 use aws_sdk_cognitoidentityprovider::Client;
 use portcullis_authorizer::{authorize, Ask, Decision};
@@ -15,10 +16,21 @@ use std::sync::Arc;
 pub(crate) struct Pool {
     pub(crate) id: String,
     pub(crate) client_id: String,
+    /// The app client's secret, which only the functions (and these tests) hold.
+    pub(crate) secret: String,
+}
+
+/// `SECRET_HASH` as Cognito documents it: Base64(HMAC-SHA256(secret, username + client id)).
+pub(crate) fn secret_hash(secret: &str, client_id: &str, username: &str) -> String {
+    use base64::Engine;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, format!("{username}{client_id}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
 }
 
 /// A user pool like the SAM template's: 12-character minimum and no composition
-/// rules (our own policy runs first), and an app client without a secret.
+/// rules (our own policy runs first), self sign-up off, and a confidential app
+/// client (with a secret) allowing only the password and refresh flows.
 pub(crate) async fn pool(client: &Client, name: &str) -> Pool {
     let policy = PasswordPolicyType::builder()
         .minimum_length(12)
@@ -31,6 +43,9 @@ pub(crate) async fn pool(client: &Client, name: &str) -> Pool {
         .create_user_pool()
         .pool_name(name)
         .policies(UserPoolPolicyType::builder().password_policy(policy).build())
+        .admin_create_user_config(
+            AdminCreateUserConfigType::builder().allow_admin_create_user_only(true).build(),
+        )
         .send()
         .await
         .expect("CreateUserPool");
@@ -39,13 +54,19 @@ pub(crate) async fn pool(client: &Client, name: &str) -> Pool {
         .create_user_pool_client()
         .user_pool_id(&id)
         .client_name("portcullis")
+        .generate_secret(true)
         .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
         .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+        .prevent_user_existence_errors(PreventUserExistenceErrorTypes::Enabled)
+        .enable_token_revocation(true)
+        .allowed_o_auth_flows_user_pool_client(false)
         .send()
         .await
         .expect("CreateUserPoolClient");
-    let client_id = app.user_pool_client().and_then(|c| c.client_id()).expect("client id").to_owned();
-    Pool { id, client_id }
+    let created = app.user_pool_client().expect("client");
+    let client_id = created.client_id().expect("client id").to_owned();
+    let secret = created.client_secret().expect("a confidential client has a secret").to_owned();
+    Pool { id, client_id, secret }
 }
 
 async fn user_token(client: &Client, pool: &Pool, username: &str, group: Option<&str>) -> String {
@@ -83,6 +104,7 @@ async fn user_token(client: &Client, pool: &Pool, username: &str, group: Option<
         .auth_flow(AuthFlowType::UserPasswordAuth)
         .auth_parameters("USERNAME", username)
         .auth_parameters("PASSWORD", password)
+        .auth_parameters("SECRET_HASH", secret_hash(&pool.secret, &pool.client_id, username))
         .send()
         .await
         .expect("InitiateAuth");

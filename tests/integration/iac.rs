@@ -9,6 +9,7 @@ use std::path::Path;
 use yaml::Value;
 
 mod alarms;
+mod cognito;
 mod least_privilege;
 mod yaml;
 

@@ -5,6 +5,7 @@ mod admin_mysql;
 mod attacks;
 mod backup;
 mod cognito;
+mod cognito_direct;
 mod database_secret;
 mod database_tls;
 mod helpers;

@@ -10,25 +10,25 @@ use portcullis_shared::runtime::aws_config;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
+pub(crate) const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
 const NEW_PASSWORD: &str = "granite-heron-solstice-ember-58";
 
 #[derive(Clone)]
-enum Provider {
+pub(crate) enum Provider {
     Native,
-    Cognito { pool_id: String, client_id: String },
+    Cognito { pool_id: String, client_id: String, secret: String },
 }
 
 /// A fresh pool (see [`crate::cognito::pool`]) as a provider.
-async fn cognito_pool() -> (Provider, Client) {
+pub(crate) async fn cognito_pool() -> (Provider, Client) {
     let client = Client::new(aws_config().await);
     let pool = crate::cognito::pool(&client, &format!("pc-http-{}", crate::helpers::hex_token())).await;
-    (Provider::Cognito { pool_id: pool.id, client_id: pool.client_id }, client)
+    (Provider::Cognito { pool_id: pool.id, client_id: pool.client_id, secret: pool.secret }, client)
 }
 
-async fn server(provider: &Provider, extra: &[(&str, String)]) -> Server {
+pub(crate) async fn server(provider: &Provider, extra: &[(&str, String)]) -> Server {
     let mut env: Vec<(&str, String)> = extra.to_vec();
-    if let Provider::Cognito { pool_id, client_id } = provider {
+    if let Provider::Cognito { pool_id, client_id, .. } = provider {
         let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
         env.extend([
             ("PORTCULLIS_IDENTITY_PROVIDER", "cognito".to_owned()),
@@ -41,9 +41,9 @@ async fn server(provider: &Provider, extra: &[(&str, String)]) -> Server {
     serve(&env).await
 }
 
-/// Registers through the contract; a Cognito sign-up is then confirmed the way
-/// the pool's administrator (or its email verification) would.
-async fn register(server: &Server, provider: &Provider, email: &str) {
+/// Registers through the contract (with Cognito, the account is created with the
+/// admin APIs and can sign in at once, as a native one).
+pub(crate) async fn register(server: &Server, _provider: &Provider, email: &str) {
     let (status, _, body) = call(
         Method::POST,
         format!("{}/auth/register", server.base),
@@ -52,18 +52,13 @@ async fn register(server: &Server, provider: &Provider, email: &str) {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    if let Provider::Cognito { pool_id, .. } = provider {
-        Client::new(aws_config().await)
-            .admin_confirm_sign_up()
-            .user_pool_id(pool_id)
-            .username(email)
-            .send()
-            .await
-            .expect("AdminConfirmSignUp");
-    }
 }
 
-async fn login(server: &Server, email: &str, password: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+pub(crate) async fn login(
+    server: &Server,
+    email: &str,
+    password: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let (status, headers, body) = call(
         Method::POST,
         format!("{}/auth/login", server.base),
@@ -420,7 +415,7 @@ async fn cognito_tokens_need_our_pool_and_our_session() {
     let email = format!("di-{}@example.com", crate::helpers::hex_token());
     register(&server, &provider, &email).await;
     for (pool, who) in [(&provider, email.as_str()), (&other, "someone-else@example.com")] {
-        let Provider::Cognito { pool_id, client_id } = pool else { unreachable!() };
+        let Provider::Cognito { pool_id, client_id, secret } = pool else { unreachable!() };
         if who != email {
             client.admin_create_user().user_pool_id(pool_id).username(who).send().await.expect("user");
             client
@@ -440,6 +435,7 @@ async fn cognito_tokens_need_our_pool_and_our_session() {
             .auth_flow(aws_sdk_cognitoidentityprovider::types::AuthFlowType::UserPasswordAuth)
             .auth_parameters("USERNAME", who)
             .auth_parameters("PASSWORD", PASSWORD)
+            .auth_parameters("SECRET_HASH", crate::cognito::secret_hash(secret, client_id, who))
             .send()
             .await
             .expect("InitiateAuth");

@@ -1,6 +1,7 @@
 //! The login routes when users live in an external identity provider (an Amazon
-//! Cognito user pool): the provider checks the password and issues the tokens;
-//! validation, the password policy, throttling, audit, session records and the
+//! Cognito user pool): the provider checks the password; validation, the password
+//! policy, throttling, audit, session records, the tokens the client holds (ours,
+//! carrying the provider's sealed: `portcullis_shared::federated`) and the
 //! response shapes are the same as the native routes'.
 
 use crate::handlers::{
@@ -9,10 +10,12 @@ use crate::handlers::{
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
-use portcullis_shared::http::{bearer, json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::federated::{provider_access, start_session};
+use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityError, IdentityProvider, PasswordLogin};
 use portcullis_shared::sessions;
 use portcullis_shared::ApiError;
+use secrecy::ExposeSecret;
 
 pub async fn register(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
@@ -72,7 +75,9 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
             // The last factor succeeded (with TOTP on, the MFA step resets this counter).
             deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
             let now = deps.clock.now_secs();
-            let (user_id, response) = identity::start_session(
+            let (user_id, response) = start_session(
+                idp,
+                &keys.tokens,
                 deps.sessions.as_ref(),
                 &deps.session_policy,
                 issued,
@@ -89,8 +94,11 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
 
 pub async fn me(idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let caller = Caller::from_request(req)?;
-    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
-    let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    let token = provider_access(idp, req).await?;
+    let profile = idp
+        .profile(token.expose_secret())
+        .await
+        .map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
     if profile.user_id != caller.sub {
         return Err(ApiError::Unauthenticated);
     }
@@ -108,7 +116,8 @@ pub async fn me(idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
 pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let caller = Caller::from_request(req)?;
-    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let token = provider_access(idp, req).await?;
+    let token = token.expose_secret();
     let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
     let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
     caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, profile.mfa_enabled)?;
@@ -155,9 +164,12 @@ pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     let meta = ClientMeta::from_request(req);
     let caller = Caller::from_request(req)?;
     let sid = caller.sid.clone().ok_or(ApiError::Unauthenticated)?;
-    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let token = provider_access(idp, req).await?;
     let body: Reauth = parse_json(req, deps.max_body_bytes)?;
-    let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
+    let profile = idp
+        .profile(token.expose_secret())
+        .await
+        .map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
     if profile.user_id != caller.sub {
         return Err(ApiError::Unauthenticated);
     }
@@ -175,8 +187,7 @@ pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
                 failure("second_factor_missing").await;
                 return Err(ApiError::InvalidMfa);
             };
-            match idp.answer_totp(email.as_str(), &session, secrecy::ExposeSecret::expose_secret(code)).await
-            {
+            match idp.answer_totp(email.as_str(), &session, code.expose_secret()).await {
                 Ok(issued) => (issued, vec!["pwd".to_owned(), "otp".to_owned()]),
                 Err(err) => {
                     failure("wrong_code").await;
@@ -192,9 +203,17 @@ pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     };
     deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
     let now = deps.clock.now_secs();
-    let (user_id, response) =
-        identity::start_session(deps.sessions.as_ref(), &deps.session_policy, issued, amr, &meta, now)
-            .await?;
+    let (user_id, response) = start_session(
+        idp,
+        &keys.tokens,
+        deps.sessions.as_ref(),
+        &deps.session_policy,
+        issued,
+        amr,
+        &meta,
+        now,
+    )
+    .await?;
     if user_id != caller.sub {
         return Err(ApiError::internal(std::io::Error::other("the pool signed in another user")));
     }

@@ -1,8 +1,8 @@
 //! The MFA routes when users live in an external identity provider (an Amazon
 //! Cognito user pool): the pool holds the TOTP secret and checks the codes
 //! (`AssociateSoftwareToken`, `VerifySoftwareToken`, `SetUserMFAPreference`,
-//! `RespondToAuthChallenge`); throttling, audit, sessions and response shapes
-//! stay Portcullis'. The pool keeps no recovery codes, so the recovery route
+//! `RespondToAuthChallenge`), called with the pool's access token sealed inside
+//! ours; throttling, audit, sessions, tokens and response shapes stay Portcullis'. The pool keeps no recovery codes, so the recovery route
 //! refuses (the pool's own account recovery applies), and turning TOTP off is
 //! left to the pool's administrators: neither can be checked here.
 
@@ -10,7 +10,8 @@ use crate::handlers::{admit, CodeBody, Deps, VerifyBody};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::EventType;
-use portcullis_shared::http::{bearer, json, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::federated::{provider_access, start_session};
+use portcullis_shared::http::{json, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityProvider};
 use portcullis_shared::ApiError;
 use secrecy::ExposeSecret;
@@ -18,7 +19,8 @@ use secrecy::ExposeSecret;
 pub async fn enroll(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let caller = Caller::from_request(req)?;
-    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let token = provider_access(idp, req).await?;
+    let token = token.expose_secret();
     let profile = idp.profile(token).await.map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
     if profile.mfa_enabled {
         return Err(ApiError::Conflict);
@@ -36,7 +38,8 @@ pub async fn enroll(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
 pub async fn confirm(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let caller = Caller::from_request(req)?;
-    let token = bearer(req).ok_or(ApiError::Unauthenticated)?;
+    let token = provider_access(idp, req).await?;
+    let token = token.expose_secret();
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
     admit(deps, &caller.sub, &meta).await?;
     if let Err(err) = idp.confirm_totp(token, body.code.expose_secret()).await {
@@ -77,7 +80,9 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     };
     deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
     let now = deps.clock.now_secs();
-    let (user_id, response) = identity::start_session(
+    let (user_id, response) = start_session(
+        idp,
+        &keys.tokens,
         deps.sessions.as_ref(),
         &deps.session_policy,
         issued,
