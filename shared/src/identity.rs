@@ -426,17 +426,25 @@ pub fn issued_claims(access_token: &str) -> Option<IssuedClaims> {
     })
 }
 
-/// The MFA challenge handed to the client as `mfa_token`: the account and the
-/// provider's challenge session, opaque to the client (base64url JSON). Tampering
-/// gains nothing: the provider binds its session to the account.
-pub fn seal_challenge(email: &str, session: &SecretString) -> String {
-    let json = serde_json::json!({ "u": email, "s": session.expose_secret() });
-    format!("pcx_{}", URL_SAFE_NO_PAD.encode(json.to_string()))
+/// Associated data of a sealed MFA challenge: a ciphertext sealed for another purpose does not open as one.
+const CHALLENGE_AAD: &[u8] = b"portcullis-mfa-challenge";
+
+/// The MFA challenge handed to the client as `mfa_token`: the account (as the
+/// password step verified it) and the provider's challenge session, sealed with
+/// the field key (AEAD). The client can neither read nor edit it: the second
+/// step counts its attempts under the account inside, which only the password
+/// step could have put there.
+pub fn seal_challenge(fields: &crate::crypto::FieldCipher, email: &str, session: &SecretString) -> String {
+    let json =
+        zeroize::Zeroizing::new(serde_json::json!({ "u": email, "s": session.expose_secret() }).to_string());
+    format!("pcx_{}", URL_SAFE_NO_PAD.encode(fields.encrypt(json.as_bytes(), CHALLENGE_AAD)))
 }
 
-/// The (account, session) inside an `mfa_token` from [`seal_challenge`].
-pub fn open_challenge(token: &str) -> Option<(String, SecretString)> {
-    let bytes = URL_SAFE_NO_PAD.decode(token.strip_prefix("pcx_")?).ok()?;
+/// The (account, session) inside an `mfa_token` from [`seal_challenge`]; `None`
+/// for anything else (edited, forged, sealed under another key).
+pub fn open_challenge(fields: &crate::crypto::FieldCipher, token: &str) -> Option<(String, SecretString)> {
+    let sealed = URL_SAFE_NO_PAD.decode(token.strip_prefix("pcx_")?).ok()?;
+    let bytes = zeroize::Zeroizing::new(fields.decrypt(&sealed, CHALLENGE_AAD).ok()?);
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Some((value.get("u")?.as_str()?.to_owned(), SecretString::from(value.get("s")?.as_str()?.to_owned())))
 }
@@ -465,12 +473,23 @@ mod tests {
 
     #[test]
     fn a_challenge_round_trips_and_garbage_does_not_open() {
-        let token = seal_challenge("ada@example.com", &SecretString::from("session-1".to_owned()));
-        let (email, session) = open_challenge(&token).expect("opens");
+        let fields = crate::crypto::FieldCipher::new(&[3u8; 32]);
+        let token = seal_challenge(&fields, "ada@example.com", &SecretString::from("session-1".to_owned()));
+        let (email, session) = open_challenge(&fields, &token).expect("opens");
         assert_eq!((email.as_str(), session.expose_secret()), ("ada@example.com", "session-1"));
-        assert!(open_challenge("pcx_!!").is_none());
-        assert!(open_challenge(&token[1..]).is_none());
-        assert!(open_challenge("pcx_e30").is_none()); // {}
+        assert!(!token.contains("ada"), "the client cannot read the account");
+        assert!(open_challenge(&fields, "pcx_!!").is_none());
+        assert!(open_challenge(&fields, &token[1..]).is_none());
+        assert!(open_challenge(&fields, "pcx_e30").is_none()); // {}
+                                                               // What the client could make of it before: the account in the clear, any address it likes.
+        let forged = format!(
+            "pcx_{}",
+            URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"u": "victim@example.com", "s": "session-1"}).to_string())
+        );
+        assert!(open_challenge(&fields, &forged).is_none(), "an edited or forged challenge");
+        let other = crate::crypto::FieldCipher::new(&[4u8; 32]);
+        assert!(open_challenge(&other, &token).is_none(), "another deployment's key");
     }
 
     #[test]

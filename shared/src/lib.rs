@@ -14,6 +14,7 @@ pub mod cognito_app;
 pub mod config;
 pub mod crypto;
 pub mod deferred;
+pub mod device;
 pub mod domain;
 pub mod error;
 pub mod federated;

@@ -8,6 +8,7 @@ mod cognito;
 mod cognito_direct;
 mod database_secret;
 mod database_tls;
+mod device_cookie;
 mod helpers;
 mod iac;
 mod kms;

@@ -65,7 +65,7 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
                 StatusCode::OK,
                 &serde_json::json!({
                     "mfa_required": true,
-                    "mfa_token": identity::seal_challenge(email.as_str(), &session),
+                    "mfa_token": identity::seal_challenge(&keys.fields, email.as_str(), &session),
                     // The pool keeps no recovery codes: its own recovery flow applies.
                     "methods": ["totp"],
                 }),

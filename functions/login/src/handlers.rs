@@ -239,9 +239,13 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     // an unknown one under its keyed email hash, so it locks exactly the same way.
     let account = user.as_ref().map(|u| u.id.to_string()).unwrap_or_else(|| hex::encode(index));
     let ip = meta.source_ip.clone();
+    // A device that completed a login for this account before has a budget of
+    // its own; every other attempt counts on the account's (see `device`).
+    let now = deps.clock.now_secs();
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
     // A refused attempt checks nothing and so costs no argon2: known and unknown
     // accounts lock alike and get the same 429, so its speed tells nothing.
-    admit(deps, &account, user.as_ref().map(|u| u.id.to_string()), &meta).await?;
+    admit(deps, &bucket, user.as_ref().map(|u| u.id.to_string()), &meta).await?;
     let verified = match &user {
         Some(u) => deps.hasher.verify(&body.password, &u.password_hash).await,
         None => deps.hasher.verify_dummy(&body.password).await,
@@ -259,9 +263,8 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     };
     if deps.hasher.needs_rehash(&user.password_hash) {
         let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
-        deps.users.set_password_hash(user.id, &phc, deps.clock.now_secs()).await?;
+        deps.users.set_password_hash(user.id, &phc, now).await?;
     }
-    let now = deps.clock.now_secs();
     if user.mfa_enabled {
         // The password was right; the second factor decides. No session, no token
         // yet, and the account's count stands until that factor succeeds.
@@ -271,6 +274,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             user_id: user.id.to_string(),
             attempts: 0,
             expires_at: now + portcullis_shared::mfa::CHALLENGE_TTL_SECS,
+            throttle_key: Some(bucket),
         };
         deps.challenges.create(&hash, &challenge).await?;
         deps.auditor.record(EventType::MfaChallenge, Some(user.id.to_string()), &meta, None).await;
@@ -285,7 +289,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     }
     // The last factor succeeded: only now are the account's failures forgotten
     // (with MFA on, the second step does it, on the same counter).
-    deps.throttle.success(Some(&account), ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), ip.as_deref()).await;
     // The session is written before any token exists: no token without its session.
     let (session, refresh_token) = sessions::start_for_user(
         deps.sessions.as_ref(),
@@ -300,7 +304,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let grant = Grant::for_session(&session, session.roles.clone());
     let (access_token, _) = keys.tokens.issue(grant).map_err(ApiError::internal)?;
     deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
-    json(
+    let resp = json(
         StatusCode::OK,
         &TokenResponse {
             access_token,
@@ -308,7 +312,8 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             token_type: "Bearer",
             expires_in: keys.tokens.ttl_secs(),
         },
-    )
+    )?;
+    Ok(portcullis_shared::device::remember(resp, &keys.fields, &account, now))
 }
 
 async fn current_user(deps: &Deps, req: &Request) -> Result<(UserRecord, Caller), ApiError> {
@@ -339,7 +344,9 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     // The current password is guessable: counted with the account's login
     // attempts, so neither route is an unlimited oracle.
     let account = user.id.to_string();
-    admit(deps, &account, Some(account.clone()), &meta).await?;
+    let keys = deps.keys.get().await?;
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, deps.clock.now_secs());
+    admit(deps, &bucket, Some(account.clone()), &meta).await?;
     let ok =
         deps.hasher.verify(&body.current_password, &user.password_hash).await.map_err(ApiError::internal)?;
     if !ok {
@@ -404,7 +411,9 @@ pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
     let body: Reauth = parse_json(req, deps.max_body_bytes)?;
     let keys = deps.keys.get().await?;
     let account = user.id.to_string();
-    admit(deps, &account, Some(account.clone()), &meta).await?;
+    let now = deps.clock.now_secs();
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    admit(deps, &bucket, Some(account.clone()), &meta).await?;
     let failure = |reason: &'static str| {
         deps.auditor.record(EventType::ReauthenticationFailure, Some(account.clone()), &meta, Some(reason))
     };
@@ -412,7 +421,6 @@ pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
         failure("wrong_password").await;
         return Err(ApiError::InvalidCredentials);
     }
-    let now = deps.clock.now_secs();
     let mut amr = vec!["pwd".to_owned()];
     if user.mfa_enabled {
         let state = deps.mfa.mfa_state(user.id).await?.ok_or(ApiError::Unauthenticated)?;
@@ -440,7 +448,7 @@ pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
             }
         }
     }
-    deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     let (refresh_token, hash) = sessions::new_refresh_token();
     let mut attempt = 0;
     let session = loop {

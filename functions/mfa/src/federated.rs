@@ -41,7 +41,7 @@ pub async fn confirm(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
     let token = provider_access(idp, req).await?;
     let token = token.expose_secret();
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
-    admit(deps, &caller.sub, &meta).await?;
+    admit(deps, &caller.sub, None, &meta).await?;
     if let Err(err) = idp.confirm_totp(token, body.code.expose_secret()).await {
         deps.auditor
             .record(EventType::MfaVerifyFailure, Some(caller.sub), &meta, Some("confirm_wrong_code"))
@@ -56,21 +56,19 @@ pub async fn confirm(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> 
 pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
-    let Some((email, session)) = identity::open_challenge(body.mfa_token.expose_secret()) else {
-        deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("unknown_mfa_token")).await;
-        return Err(ApiError::InvalidMfa);
-    };
-    // The same bucket as the password step: the keyed hash of the normalized
-    // email. The token is the client's to edit, so a variant of the address
-    // (another case) must land in the same bucket, and reach the pool as is.
-    let Ok(email) = portcullis_shared::domain::Email::parse(&email) else {
-        deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("unknown_mfa_token")).await;
-        return Err(ApiError::InvalidMfa);
-    };
-    let email = email.as_str().to_owned();
     let keys = deps.keys.get().await?;
+    // The account the password step verified, sealed in the token (the client
+    // cannot edit it): the same keyed-email bucket, or this device's own.
+    let opened = identity::open_challenge(&keys.fields, body.mfa_token.expose_secret());
+    let Some((email, session)) = opened.filter(|(e, _)| portcullis_shared::domain::Email::parse(e).is_ok())
+    else {
+        deps.auditor.record(EventType::MfaVerifyFailure, None, &meta, Some("unknown_mfa_token")).await;
+        return Err(ApiError::InvalidMfa);
+    };
     let account = hex::encode(keys.fields.blind_index(&email));
-    admit(deps, &account, &meta).await?;
+    let now = deps.clock.now_secs();
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    admit(deps, &bucket, None, &meta).await?;
     let issued = match idp.answer_totp(&email, &session, body.code.expose_secret()).await {
         Ok(issued) => issued,
         Err(err) => {
@@ -78,8 +76,7 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
             return Err(identity::api_error(err, ApiError::InvalidMfa));
         }
     };
-    deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
-    let now = deps.clock.now_secs();
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     let (user_id, response) = start_session(
         idp,
         &keys.tokens,
@@ -92,5 +89,5 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     )
     .await?;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(user_id), &meta, None).await;
-    json(StatusCode::OK, &response)
+    Ok(portcullis_shared::device::remember(json(StatusCode::OK, &response)?, &keys.fields, &account, now))
 }

@@ -158,7 +158,9 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
     caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, true)?;
     // A code that turns the factor off is counted with the second-factor
     // attempts of the account: a stolen access token cannot guess it.
-    admit(deps, &id.to_string(), &meta).await?;
+    let bucket =
+        portcullis_shared::device::throttle_key(&keys.fields, req, &id.to_string(), deps.clock.now_secs());
+    admit(deps, &bucket, Some(id), &meta).await?;
     let now = deps.clock.now_secs();
     let check = mfa::check_totp(deps.mfa.as_ref(), &keys.fields, id, sealed, body.code.expose_secret(), now);
     if check.await? != mfa::TotpCheck::Accepted {
@@ -167,7 +169,7 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
             .await;
         return Err(ApiError::InvalidMfa);
     }
-    deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     deps.mfa.disable(id, now).await?;
     sessions::revoke_all(deps.sessions.as_ref(), &id.to_string(), caller.sid.as_deref(), now).await?;
     deps.auditor.record(EventType::MfaDisabled, Some(id.to_string()), &meta, None).await;
@@ -197,7 +199,7 @@ async fn complete_login(
     let roles = session.roles.clone();
     let (access_token, _) =
         keys.tokens.issue(Grant::for_session(&session, roles)).map_err(ApiError::internal)?;
-    json(
+    let resp = json(
         StatusCode::OK,
         &TokenResponse {
             access_token,
@@ -205,7 +207,9 @@ async fn complete_login(
             token_type: "Bearer",
             expires_in: keys.tokens.ttl_secs(),
         },
-    )
+    )?;
+    // The login is complete: this client is now a known device of the account.
+    Ok(portcullis_shared::device::remember(resp, &keys.fields, &id.to_string(), now))
 }
 
 /// A wrong second factor: counted against the `mfa_token` (burned at the fifth).
@@ -223,26 +227,34 @@ async fn wrong(
     Err(ApiError::InvalidMfa)
 }
 
-/// Counts a second-factor attempt against the account and the source IP
-/// (they share the password step's limiter); a lock answers 429, an
-/// unreachable counter store 503.
-pub(crate) async fn admit(deps: &Deps, id: &str, meta: &ClientMeta) -> Result<(), ApiError> {
-    deps.throttle.admit_audited(&deps.auditor, id, Some(id.to_owned()), meta, |_| "second_factor").await
+/// Counts a second-factor attempt under `bucket` (the account's, or the known
+/// device's its password step counted under) and the source IP; a lock answers
+/// 429, an unreachable counter store 503.
+pub(crate) async fn admit(
+    deps: &Deps,
+    bucket: &str,
+    subject: Option<UserId>,
+    meta: &ClientMeta,
+) -> Result<(), ApiError> {
+    let subject = subject.map(|id| id.to_string()).or_else(|| Some(bucket.to_owned()));
+    deps.throttle.admit_audited(&deps.auditor, bucket, subject, meta, |_| "second_factor").await
 }
 
-/// The live challenge of an `mfa_token`, or the uniform refusal.
+/// The live challenge of an `mfa_token` (its hash, its user, and the throttle
+/// key its password step counted under), or the uniform refusal.
 async fn challenge(
     deps: &Deps,
     token: &SecretString,
     meta: &ClientMeta,
-) -> Result<([u8; 32], UserId), ApiError> {
+) -> Result<([u8; 32], UserId, String), ApiError> {
     let hash = mfa::hash_mfa_token(token.expose_secret());
     let found = match &hash {
         Some(h) => deps.challenges.get(h, deps.clock.now_secs()).await?,
         None => None,
     };
-    match (hash, found.and_then(|c| UserId::parse(&c.user_id))) {
-        (Some(hash), Some(id)) => Ok((hash, id)),
+    let found = found.and_then(|c| UserId::parse(&c.user_id).map(|id| (id, c.throttle_key)));
+    match (hash, found) {
+        (Some(hash), Some((id, bucket))) => Ok((hash, id, bucket.unwrap_or_else(|| id.to_string()))),
         _ => {
             deps.auditor.record(EventType::MfaVerifyFailure, None, meta, Some("dead_mfa_token")).await;
             Err(ApiError::InvalidMfa)
@@ -253,10 +265,10 @@ async fn challenge(
 pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
-    let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    let (hash, id, bucket) = challenge(deps, &body.mfa_token, &meta).await?;
     // Before anything is spent (an attempt, the challenge): without keys, a 503 and nothing used.
     let keys = deps.keys.get().await?;
-    admit(deps, &id.to_string(), &meta).await?;
+    admit(deps, &bucket, Some(id), &meta).await?;
     let state = deps.mfa.mfa_state(id).await?.ok_or(ApiError::InvalidMfa)?;
     let sealed = state.secret.as_deref().ok_or(ApiError::InvalidMfa)?;
     let now = deps.clock.now_secs();
@@ -274,7 +286,7 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
-    deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
     complete_login(deps, &keys, id, &["pwd", "otp"], &meta).await
 }
@@ -282,9 +294,9 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
 pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
-    let (hash, id) = challenge(deps, &body.mfa_token, &meta).await?;
+    let (hash, id, bucket) = challenge(deps, &body.mfa_token, &meta).await?;
     let keys = deps.keys.get().await?;
-    admit(deps, &id.to_string(), &meta).await?;
+    admit(deps, &bucket, Some(id), &meta).await?;
     let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
         Some(code) => deps.mfa.use_recovery_code(id, &code, deps.clock.now_secs()).await?,
         None => false,
@@ -295,7 +307,7 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     if !deps.challenges.consume(&hash, deps.clock.now_secs()).await? {
         return Err(ApiError::InvalidMfa);
     }
-    deps.throttle.success(Some(&id.to_string()), meta.source_ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
     complete_login(deps, &keys, id, &["pwd", "mfa"], &meta).await
 }

@@ -17,6 +17,9 @@ pub struct Challenge {
     pub user_id: String,
     pub attempts: i64,
     pub expires_at: i64,
+    /// The throttle key the password step counted under (the account's, or a
+    /// known device's: `crate::device`); the second step counts there too.
+    pub throttle_key: Option<String>,
 }
 
 #[async_trait]
@@ -110,6 +113,9 @@ impl ChallengeStore for DynamoChallengeStore {
         item.insert("user_id".into(), AttributeValue::S(c.user_id.clone()));
         item.insert("attempts".into(), n(c.attempts));
         item.insert("expires_at".into(), n(c.expires_at));
+        if let Some(key) = &c.throttle_key {
+            item.insert("throttle_key".into(), AttributeValue::S(key.clone()));
+        }
         self.client
             .get()
             .await
@@ -145,6 +151,7 @@ impl ChallengeStore for DynamoChallengeStore {
                 .ok_or(StoreError::Corrupt("challenge"))?,
             attempts: num("attempts").ok_or(StoreError::Corrupt("challenge"))?,
             expires_at: num("expires_at").ok_or(StoreError::Corrupt("challenge"))?,
+            throttle_key: item.get("throttle_key").and_then(|v| v.as_s().ok()).cloned(),
         };
         Ok((challenge.expires_at > now && challenge.attempts < MAX_ATTEMPTS).then_some(challenge))
     }
