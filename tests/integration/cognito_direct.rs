@@ -111,7 +111,7 @@ async fn cognito_the_client_holds_no_token_the_pool_accepts() {
 #[tokio::test]
 async fn cognito_a_challenge_cannot_be_answered_at_the_pool_directly() {
     let (provider, client) = cognito_pool().await;
-    let Provider::Cognito { client_id, .. } = &provider else { unreachable!() };
+    let Provider::Cognito { pool_id, client_id, secret } = &provider else { unreachable!() };
     let server = server(&provider, &[]).await;
     let email = format!("ja-{}@example.com", crate::helpers::hex_token());
     register(&server, &provider, &email).await;
@@ -132,17 +132,30 @@ async fn cognito_a_challenge_cannot_be_answered_at_the_pool_directly() {
 
     let (_, _, challenge) = login(&server, &email, PASSWORD).await;
     let mfa_token = challenge["mfa_token"].as_str().expect("mfa_token").to_owned();
-    let inside: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(mfa_token.trim_start_matches("pcx_"))
-            .expect("b64"),
-    )
-    .expect("json");
+    // The pool's challenge session is sealed inside the token (AEAD under the
+    // field key): the client has nothing to answer at the pool with.
+    let opened = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(mfa_token.trim_start_matches("pcx_"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
+    assert!(opened.is_none(), "the mfa_token shows the pool session: {opened:?}");
+    // Even with a challenge session in hand, the pool wants the client secret's SECRET_HASH.
+    let started = client
+        .admin_initiate_auth()
+        .user_pool_id(pool_id)
+        .client_id(client_id)
+        .auth_flow(aws_sdk_cognitoidentityprovider::types::AuthFlowType::AdminUserPasswordAuth)
+        .auth_parameters("USERNAME", &email)
+        .auth_parameters("PASSWORD", PASSWORD)
+        .auth_parameters("SECRET_HASH", crate::cognito::secret_hash(secret, client_id, &email))
+        .send()
+        .await
+        .expect("a challenge started with the secret");
     let direct = client
         .respond_to_auth_challenge()
         .client_id(client_id)
         .challenge_name(ChallengeNameType::SoftwareTokenMfa)
-        .session(inside["s"].as_str().expect("session"))
+        .session(started.session().expect("challenge session"))
         .challenge_responses("USERNAME", &email)
         .challenge_responses("SOFTWARE_TOKEN_MFA_CODE", oathtool(&totp))
         .send()

@@ -288,10 +288,12 @@ async fn a_correct_password_keeps_second_factor_failures(provider: Provider) {
     assert!(headers.contains_key("retry-after"));
 }
 
-/// The Cognito `mfa_token` is the client's to edit: another spelling of the
-/// address inside it (another case) counts in the same bucket.
+/// The Cognito `mfa_token` is sealed: the client can neither read the account
+/// in it nor edit it (before, another spelling of the address inside it got a
+/// bucket of its own). An edited token is refused before the pool is asked;
+/// the genuine one still counts on the account's bucket and completes.
 #[tokio::test]
-async fn cognito_an_edited_mfa_token_email_counts_in_the_same_bucket() {
+async fn cognito_an_edited_mfa_token_is_refused_and_the_genuine_one_counts_on_the_account() {
     use base64::Engine;
     let provider = cognito_pool().await.0;
     let server = server(&provider, &[]).await;
@@ -302,22 +304,32 @@ async fn cognito_an_edited_mfa_token_email_counts_in_the_same_bucket() {
     let (_, _, challenge) = login(&server, &email, PASSWORD).await;
     let token = challenge["mfa_token"].as_str().expect("mfa_token").to_owned();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let mut inside: Value =
-        serde_json::from_slice(&b64.decode(token.trim_start_matches("pcx_")).expect("b64")).expect("json");
-    inside["u"] = Value::String(email.to_uppercase());
-    let edited = format!("pcx_{}", b64.encode(inside.to_string()));
-    let mut statuses = Vec::new();
-    for mfa_token in [&token, &token, &token, &token, &edited] {
-        let (status, _, _) = call(
+    let sealed = b64.decode(token.trim_start_matches("pcx_")).expect("b64");
+    assert!(!String::from_utf8_lossy(&sealed).contains("example.com"), "the account shows in the token");
+    let mut flipped = sealed.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let forged =
+        format!("pcx_{}", b64.encode(json!({"u": email.to_uppercase(), "s": "anything"}).to_string()));
+    let verify = |mfa_token: String, code: &str| {
+        call(
             Method::POST,
             format!("{}/auth/mfa/verify", server.base),
             None,
-            Some(json!({"mfa_token": mfa_token, "code": wrong})),
+            Some(json!({"mfa_token": mfa_token, "code": code})),
         )
-        .await;
-        statuses.push(status);
+    };
+    for edited in [format!("pcx_{}", b64.encode(&flipped)), forged] {
+        let (status, _, body) = verify(edited, &right).await;
+        assert_eq!(status, 401, "an edited mfa_token was accepted: {body}");
     }
-    assert_eq!(statuses, [401, 401, 401, 401, 429], "the edited token got a fresh bucket");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(verify(token.clone(), wrong).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 401, 401], "counted on the account, with the password step: 5 in all");
+    let (status, _, _) = verify(token.clone(), &right).await;
+    assert_eq!(status, 429, "the account's fifth failure locked it");
 }
 
 /// Registering a taken address is throttled per address (before any hashing):
