@@ -310,7 +310,7 @@ async fn refresh_logout_and_revocation_work_through_the_local_server() {
 }
 
 /// The code `offset_secs` from now.
-fn oathtool_at(secret: &str, offset_secs: u64) -> String {
+pub(crate) fn oathtool_at(secret: &str, offset_secs: u64) -> String {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let at = format!("@{}", now + offset_secs);
@@ -322,7 +322,7 @@ fn oathtool_at(secret: &str, offset_secs: u64) -> String {
 }
 
 /// The claims of a JWT, unverified (the test reads what it was just given).
-fn payload(jwt: &str) -> serde_json::Value {
+pub(crate) fn payload(jwt: &str) -> serde_json::Value {
     use base64::Engine;
     let part = jwt.split('.').nth(1).expect("a JWT");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");

@@ -4,7 +4,7 @@
 //! Each scenario runs once per provider; where Cognito differs on purpose (no
 //! recovery codes) the scenario says so.
 
-use crate::local_server::{call, oathtool, serve, Server};
+use crate::local_server::{call, oathtool, oathtool_at, payload, serve, Server};
 use aws_sdk_cognitoidentityprovider::Client;
 use portcullis_shared::runtime::aws_config;
 use reqwest::Method;
@@ -330,6 +330,62 @@ async fn cognito_an_edited_mfa_token_is_refused_and_the_genuine_one_counts_on_th
     assert_eq!(statuses, [401, 401, 401, 401], "counted on the account, with the password step: 5 in all");
     let (status, _, _) = verify(token.clone(), &right).await;
     assert_eq!(status, 429, "the account's fifth failure locked it");
+}
+
+/// Step-up on both backends: a token whose login had no second factor cannot
+/// change the password once TOTP is on; `POST /auth/reauth` with the password
+/// alone is refused, with the code it answers a token that can.
+async fn step_up_once_totp_is_on(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("su-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    let (_, _, tokens) = login(&server, &email, PASSWORD).await;
+    let access = tokens["access_token"].as_str().expect("access token").to_owned();
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/totp/enroll", server.base), Some(&access), None).await;
+    assert_eq!(status, 200, "{body}");
+    let secret =
+        serde_json::from_str::<Value>(&body).expect("json")["secret"].as_str().expect("secret").to_owned();
+    let confirm = json!({"code": oathtool(&secret)});
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/totp/confirm", server.base), Some(&access), Some(confirm))
+            .await;
+    assert_eq!(status, 200, "{body}");
+    let change = json!({"current_password": PASSWORD, "new_password": "quartz-lantern-meadow-9413"});
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/password", server.base), Some(&access), Some(change.clone()))
+            .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("reauthentication-required"), "{body}");
+    let reauth =
+        |body: Value| call(Method::POST, format!("{}/auth/reauth", server.base), Some(&access), Some(body));
+    let (status, _, body) = reauth(json!({"password": PASSWORD})).await;
+    assert_eq!(status, 401, "the second factor is required: {body}");
+    let (status, _, body) = reauth(json!({"password": "not-my-password-at-all"})).await;
+    assert_eq!(status, 401, "{body}");
+    // Ours accepts a code once (the next step's, as confirm took this one); the pool checks the current step.
+    let code = match provider {
+        Provider::Native => oathtool_at(&secret, 30),
+        Provider::Cognito { .. } => oathtool(&secret),
+    };
+    let (status, _, body) = reauth(json!({"password": PASSWORD, "code": code})).await;
+    assert_eq!(status, 200, "{body}");
+    let stepped: Value = serde_json::from_str(&body).expect("json");
+    let stepped = stepped["access_token"].as_str().expect("access token").to_owned();
+    assert_eq!(payload(&stepped)["amr"], json!(["pwd", "otp"]));
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/password", server.base), Some(&stepped), Some(change)).await;
+    assert_eq!(status, 204, "{body}");
+}
+
+#[tokio::test]
+async fn native_step_up_once_totp_is_on() {
+    step_up_once_totp_is_on(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_step_up_once_totp_is_on() {
+    step_up_once_totp_is_on(cognito_pool().await.0).await;
 }
 
 /// Registering a taken address is throttled per address (before any hashing):
