@@ -130,3 +130,45 @@ async fn a_role_revoked_during_a_login_stays_revoked() {
     let sid = claims(tokens["access_token"].as_str().expect("at"))["sid"].as_str().expect("sid").to_owned();
     assert_eq!(session_roles(&w, id, &sid).await, vec!["user".to_owned()], "the login undid the revocation");
 }
+
+#[tokio::test]
+async fn a_role_revoked_during_the_second_factor_step_stays_revoked() {
+    use crate::step_up::oathtool;
+    use portcullis_shared::clock::Clock;
+    let mut w = world(&[]).await;
+    let id = admin_user(&w, "race-mfa@example.com").await;
+    let tokens = w.login("race-mfa@example.com").await;
+    let token = tokens["access_token"].as_str().expect("at").to_owned();
+    let (_, enrolment) = w.call("POST", "/auth/mfa/totp/enroll", serde_json::json!({}), &token).await;
+    let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+    let code = oathtool(&secret, w.clock.now_secs());
+    let (status, _) =
+        w.call("POST", "/auth/mfa/totp/confirm", serde_json::json!({"code": code}), &token).await;
+    assert_eq!(status, 200);
+    let challenge = w.login("race-mfa@example.com").await;
+    w.clock.advance(30);
+    let store = held(w.mfa.users.clone());
+    w.mfa.users = store.clone();
+    let w = Arc::new(w);
+    let verify = {
+        let w = w.clone();
+        let body = serde_json::json!({"mfa_token": challenge["mfa_token"], "code": oathtool(&secret, w.clock.now_secs())})
+            .to_string();
+        tokio::spawn(async move {
+            let req = crate::helpers::request("POST", "/auth/mfa/verify", Some(&body), None);
+            crate::helpers::parts(portcullis_mfa::handle(&w.mfa, req).await)
+        })
+    };
+    store.read.notified().await; // the second step has read [user, admin]
+    revoke_admin(&w, id).await;
+    store.go.notify_one();
+    let (status, text, _) = verify.await.expect("verify task");
+    assert_eq!(status, 200, "{text}");
+    let access = crate::step_up::json(&text)["access_token"].as_str().expect("at").to_owned();
+    let sid = claims(&access)["sid"].as_str().expect("sid").to_owned();
+    assert_eq!(
+        session_roles(&w, id, &sid).await,
+        vec!["user".to_owned()],
+        "the MFA step undid the revocation"
+    );
+}
