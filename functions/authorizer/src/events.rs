@@ -2,7 +2,7 @@
 //! and REST API REQUEST authorizers (IAM policy documents). Anything else is
 //! refused, never an invocation error.
 
-use crate::{authorize, context_of, Ask, Decision, Deps};
+use crate::{authorize, context_of, refuse, Ask, Decision, Deps};
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerV2Request,
 };
@@ -11,6 +11,16 @@ use serde_json::{json, Value};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The prefix of the only resources a REST policy may name.
+const EXECUTE_API_ARN: &str = "arn:aws:execute-api:";
+
+/// The HTTP method as the event states it at `pointer`, if it states one. The
+/// event types read a missing or empty method as GET; nothing is decided on a
+/// method the request did not name.
+fn stated_method(event: &Value, pointer: &str) -> Option<String> {
+    event.pointer(pointer).and_then(Value::as_str).filter(|m| !m.is_empty()).map(str::to_owned)
 }
 
 /// Any authorizer event: HTTP API 2.0 or REST REQUEST, told apart by shape.
@@ -28,22 +38,26 @@ pub async fn handle_event(deps: &Deps, event: Value) -> Value {
 
 /// HTTP API simple response: `{isAuthorized, context}`.
 pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
+    let stated = stated_method(&event, "/requestContext/http/method");
     let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
         Ok(request) => {
             // The route template when API Gateway matched one, else the raw path.
             let route =
                 request.route_key.as_deref().filter(|r| *r != "$default").and_then(|r| r.split_once(' '));
-            let method = route
-                .map(|(m, _)| m.to_owned())
-                .unwrap_or_else(|| request.request_context.http.method.to_string());
-            let path = route.map(|(_, p)| p.to_owned()).or(request.raw_path.clone()).unwrap_or_default();
-            let ask = Ask {
-                method: &method,
-                path: &path,
-                authorization: header(&request.headers, "authorization"),
-                api_key: header(&request.headers, "x-api-key"),
-            };
-            authorize(deps, ask).await
+            match route.map(|(m, _)| m.to_owned()).or(stated) {
+                Some(method) => {
+                    let path =
+                        route.map(|(_, p)| p.to_owned()).or(request.raw_path.clone()).unwrap_or_default();
+                    let ask = Ask {
+                        method: &method,
+                        path: &path,
+                        authorization: header(&request.headers, "authorization"),
+                        api_key: header(&request.headers, "x-api-key"),
+                    };
+                    authorize(deps, ask).await
+                }
+                None => refuse(Decision::Unauthorized, "no HTTP method"),
+            }
         }
         Err(_) => Decision::Unauthorized,
     };
@@ -57,28 +71,42 @@ pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
 /// Allowing only that ARN keeps a cached policy from granting other routes: a
 /// cached Allow is never wider than what this caller was checked for.
 pub async fn handle_rest(deps: &Deps, event: Value) -> Value {
+    let stated = stated_method(&event, "/httpMethod");
     let parsed = serde_json::from_value::<ApiGatewayCustomAuthorizerRequestTypeRequest>(event);
     let (decision, method_arn) = match parsed {
         Ok(request) => {
-            let method = request.http_method.as_ref().map(|m| m.to_string()).unwrap_or_default();
-            let path = request.resource.clone().or(request.path.clone()).unwrap_or_default();
-            let ask = Ask {
-                method: &method,
-                path: &path,
-                authorization: header(&request.headers, "authorization"),
-                api_key: header(&request.headers, "x-api-key"),
+            let method_arn = request.method_arn.clone().unwrap_or_default();
+            let decision = match stated {
+                // Without an ARN to name, nothing can be allowed: no decision is made.
+                _ if !method_arn.starts_with(EXECUTE_API_ARN) => {
+                    refuse(Decision::Unauthorized, "methodArn is not an execute-api ARN")
+                }
+                None => refuse(Decision::Unauthorized, "no HTTP method"),
+                Some(method) => {
+                    let path = request.resource.clone().or(request.path.clone()).unwrap_or_default();
+                    let ask = Ask {
+                        method: &method,
+                        path: &path,
+                        authorization: header(&request.headers, "authorization"),
+                        api_key: header(&request.headers, "x-api-key"),
+                    };
+                    authorize(deps, ask).await
+                }
             };
-            (authorize(deps, ask).await, request.method_arn.unwrap_or_default())
+            (decision, method_arn)
         }
         Err(_) => (Decision::Unauthorized, String::new()),
     };
-    let (principal, effect, context) = match &decision {
-        Decision::Allow(identity) => (identity.sub.clone(), "Allow", Value::Object(context_of(identity))),
-        _ => ("anonymous".to_owned(), "Deny", json!({})),
+    // Every Deny is the same anonymous answer, on everything when the ARN is unusable.
+    let (principal, effect, context, resource) = match &decision {
+        Decision::Allow(identity) => {
+            (identity.sub.clone(), "Allow", Value::Object(context_of(identity)), method_arn)
+        }
+        _ => {
+            let resource = if method_arn.starts_with(EXECUTE_API_ARN) { method_arn } else { "*".to_owned() };
+            ("anonymous".to_owned(), "Deny", json!({}), resource)
+        }
     };
-    // An unparseable ARN gets a Deny on everything.
-    let resource = if method_arn.starts_with("arn:aws:execute-api:") { method_arn } else { "*".to_owned() };
-    let effect = if resource == "*" { "Deny" } else { effect };
     json!({
         "principalId": principal,
         "policyDocument": {
@@ -87,4 +115,109 @@ pub async fn handle_rest(deps: &Deps, event: Value) -> Value {
         },
         "context": context
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_shared::clock::{Clock, SystemClock};
+    use portcullis_shared::config::Config;
+    use portcullis_shared::http::ClientMeta;
+    use portcullis_shared::runtime::{key_provider, token_issuer, Backends};
+    use portcullis_shared::sessions;
+    use portcullis_shared::tokens::Grant;
+    use std::sync::Arc;
+
+    /// The authorizer's dependencies on in-memory stores, and a valid token of a
+    /// live session with the `user` role.
+    async fn world() -> (Deps, String) {
+        let dir = std::env::temp_dir().join(format!("portcullis-authorizer-events-{}", uuid::Uuid::new_v4()));
+        let key_file = dir.join("master.key").display().to_string();
+        let config = Config::from_lookup(|v| (v == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.clone()))
+            .expect("config");
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let backends = Backends::open(&config).await.expect("backends");
+        let provider = key_provider(&config).expect("keys");
+        let issuer =
+            token_issuer(&config, &backends, provider.as_ref(), clock.clone()).await.expect("issuer");
+        let (session, _) = sessions::start(
+            backends.sessions.as_ref(),
+            &config.session_policy(),
+            "user-1",
+            vec!["user".into()],
+            vec!["pwd".into()],
+            &ClientMeta::default(),
+            clock.now_secs(),
+        )
+        .await
+        .expect("session");
+        let token = issuer.issue(Grant::for_session(&session, vec!["user".into()])).expect("token").0;
+        let deps = Deps::build(&config, &backends, clock).await.expect("deps");
+        let _ = std::fs::remove_dir_all(&dir);
+        (deps, token)
+    }
+
+    fn rest_event(method: Option<&str>, method_arn: &str, token: &str) -> Value {
+        let mut event = json!({
+            "type": "REQUEST",
+            "methodArn": method_arn,
+            "resource": "/me",
+            "path": "/me",
+            "headers": { "Authorization": format!("Bearer {token}") },
+            "requestContext": {}
+        });
+        if let Some(method) = method {
+            event["httpMethod"] = method.into();
+        }
+        event
+    }
+
+    fn v2_event(route_key: &str, method: &str, token: &str) -> Value {
+        json!({
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeKey": route_key,
+            "rawPath": "/me",
+            "headers": { "authorization": format!("Bearer {token}") },
+            "requestContext": { "http": { "method": method, "path": "/me" } }
+        })
+    }
+
+    const ME_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/me";
+
+    #[tokio::test]
+    async fn a_rest_deny_for_an_unusable_method_arn_names_no_one() {
+        let (deps, token) = world().await;
+        let allowed = handle_event(&deps, rest_event(Some("GET"), ME_ARN, &token)).await;
+        assert_eq!(allowed["policyDocument"]["Statement"][0]["Effect"], "Allow", "{allowed}");
+        assert_eq!(allowed["principalId"], "user-1");
+        for arn in ["", "not-an-arn", "arn:aws:s3:::bucket/GET/me"] {
+            let denied = handle_event(&deps, rest_event(Some("GET"), arn, &token)).await;
+            let statement = &denied["policyDocument"]["Statement"][0];
+            assert_eq!(
+                (&statement["Effect"], &statement["Resource"]),
+                (&json!("Deny"), &json!("*")),
+                "{denied}"
+            );
+            // A Deny is the same for everyone: no principal, no context from the token.
+            assert_eq!(denied["principalId"], "anonymous", "{arn:?}: {denied}");
+            assert_eq!(denied["context"], json!({}), "{arn:?}: {denied}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_empty_method_is_refused_not_read_as_get() {
+        let (deps, token) = world().await;
+        let effect = |response: &Value| response["policyDocument"]["Statement"][0]["Effect"].clone();
+        assert_eq!(effect(&handle_event(&deps, rest_event(Some("GET"), ME_ARN, &token)).await), "Allow");
+        for method in [Some(""), None] {
+            let response = handle_event(&deps, rest_event(method, ME_ARN, &token)).await;
+            assert_eq!(effect(&response), "Deny", "REST httpMethod {method:?}: {response}");
+        }
+        let v2 = |route_key, method| handle_event(&deps, v2_event(route_key, method, &token));
+        assert_eq!(v2("$default", "GET").await["isAuthorized"], true);
+        assert_eq!(v2("GET /me", "").await["isAuthorized"], true, "the route key states the method");
+        let response = v2("$default", "").await;
+        assert_eq!(response["isAuthorized"], false, "HTTP API method \"\" on $default: {response}");
+    }
 }
