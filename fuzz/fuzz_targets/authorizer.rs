@@ -143,6 +143,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         let mut live = HashMap::new();
         for &(user, sid, roles, created_at, last_used_at, revoked_at) in SESSIONS {
             let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+            let first = new_refresh_token().1;
             let session = SessionRecord {
                 user_id: user.into(),
                 sid: sid.into(),
@@ -152,9 +153,11 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 user_agent: None,
                 ip: None,
                 amr: vec!["pwd".into()],
+                auth_time: created_at,
                 roles: roles.clone(),
+                roles_version: 0,
+                head: Some(first),
             };
-            let first = new_refresh_token().1;
             backends.sessions.create(&session, &first, policy.expires_at(created_at)).await.expect("session");
             if policy.state(&session, NOW) == portcullis_shared::sessions::SessionState::Live {
                 live.insert((user.to_owned(), sid.to_owned()), roles);
