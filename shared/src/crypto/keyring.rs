@@ -74,6 +74,7 @@ pub async fn load_field_cipher(
             wrapped_key: dk.wrapped,
             sealed: Vec::new(),
             created_at: now,
+            revoked_at: None,
         })
     })
     .await?;
@@ -110,6 +111,7 @@ async fn new_signing_record(
         wrapped_key: dk.wrapped,
         sealed,
         created_at: now,
+        revoked_at: None,
     })
 }
 
@@ -123,8 +125,10 @@ pub async fn rotate_signing_key(
 ) -> Result<String, KeyringError> {
     let next = store.keys(SIGNING).await?.first().map(|k| k.generation + 1).unwrap_or(1);
     let kid = uuid::Uuid::new_v4().simple().to_string();
-    store.insert_if_absent(&new_signing_record(provider, kid.clone(), next, now).await?).await?;
-    Ok(kid)
+    store.insert_if_absent(&new_signing_record(provider, kid, next, now).await?).await?;
+    // A concurrent rotation may have won this generation: report the key that is current.
+    let current = store.keys(SIGNING).await?.into_iter().next();
+    current.map(|k| k.kid).ok_or(KeyringError::Invalid("token-signing"))
 }
 
 /// The current token-signing key (private), creating an ES256 key on first start.
@@ -164,6 +168,107 @@ pub async fn load_verifying_keys(store: &dyn KeyMaterialStore) -> Result<Vec<Ver
         .await?
         .into_iter()
         .take(2)
-        .map(|(kid, point)| VerifyingKey { kid, point })
+        .map(|k| VerifyingKey { kid: k.kid, point: k.public_key })
         .collect())
+}
+
+/// Where a signing key stands, for operators (`portcullis keys list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// The newest generation: signers sign with it.
+    Current,
+    /// The generation before: still published, so its tokens verify until they expire.
+    Previous,
+    /// Older: no longer published, its tokens are refused.
+    Retired,
+    /// Revoked by an operator: never published, never used, its tokens are refused.
+    Revoked,
+}
+
+/// One token-signing key as operators see it: no private material.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub generation: u32,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub state: KeyState,
+}
+
+/// Every token-signing key, newest first, with its state.
+pub async fn signing_keys(store: &dyn KeyMaterialStore) -> Result<Vec<KeyInfo>, KeyringError> {
+    Ok(store
+        .keys(SIGNING)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| KeyInfo {
+            state: match (k.revoked_at, i) {
+                (Some(_), _) => KeyState::Revoked,
+                (None, 0) => KeyState::Current,
+                (None, 1) => KeyState::Previous,
+                (None, _) => KeyState::Retired,
+            },
+            kid: k.kid,
+            generation: k.generation,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        })
+        .collect())
+}
+
+/// Why a revocation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("no token-signing key has the kid {0}")]
+    UnknownKey(String),
+    #[error(
+        "{0} is the current signing key: revoking it alone would leave nothing to sign with; \
+         pass --rotate to add a new key and then revoke this one"
+    )]
+    CurrentKey(String),
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
+
+impl From<StoreError> for RevokeError {
+    fn from(err: StoreError) -> Self {
+        Self::Keyring(err.into())
+    }
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub kid: String,
+    /// False when the key was revoked already (nothing changed).
+    pub newly_revoked: bool,
+    /// The key added first when the revoked one was current (`rotate`).
+    pub rotated_to: Option<String>,
+}
+
+/// Revokes the token-signing key `kid`. The current key is revoked only with
+/// `rotate`: a new key is added first (so signers always have an unrevoked
+/// current key to move to), then the old one is revoked. Revoking twice is not
+/// an error.
+pub async fn revoke_signing_key(
+    store: &dyn KeyMaterialStore,
+    provider: &dyn KeyProvider,
+    kid: &str,
+    rotate: bool,
+    now: i64,
+) -> Result<Revocation, RevokeError> {
+    let keys = store.keys(SIGNING).await?;
+    let position =
+        keys.iter().position(|k| k.kid == kid).ok_or_else(|| RevokeError::UnknownKey(kid.into()))?;
+    let mut rotated_to = None;
+    if position == 0 && keys[0].revoked_at.is_none() {
+        if !rotate {
+            return Err(RevokeError::CurrentKey(kid.into()));
+        }
+        rotated_to = Some(rotate_signing_key(store, provider, now).await?);
+    }
+    let newly_revoked = store.revoke(SIGNING, kid, now).await?;
+    Ok(Revocation { kid: kid.into(), newly_revoked, rotated_to })
 }
