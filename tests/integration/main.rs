@@ -10,6 +10,7 @@ mod database_secret;
 mod database_tls;
 mod helpers;
 mod iac;
+mod key_revocation;
 mod kms;
 mod lambda_runtime;
 mod least_privilege;
