@@ -360,3 +360,16 @@ async fn the_cli_revokes_a_key_end_to_end_and_refuses_the_current_key_without_ro
     let (ok, out, err) = cli(&h, &["keys", "revoke", &old]).await;
     assert!(ok && out.contains("already revoked"), "revoking twice: {out} {err}");
 }
+
+#[test]
+fn the_bounds_these_tests_use_are_the_ones_the_code_applies_and_the_docs_state() {
+    assert_eq!(BOUND_SECS, portcullis_shared::crypto::KEY_RECHECK_SECS);
+    assert_eq!(TRUST_SECS, portcullis_shared::crypto::KEY_TRUST_SECS);
+    let docs = include_str!("../../docs/security/keys.md");
+    for secs in [BOUND_SECS, TRUST_SECS] {
+        assert!(
+            docs.contains(&format!("**{secs} seconds**")),
+            "docs/security/keys.md does not state {secs} s"
+        );
+    }
+}
