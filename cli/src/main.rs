@@ -52,6 +52,19 @@ enum KeysCommand {
     /// Add a new signing key. Functions that start afterwards sign with it; the JWKS
     /// publishes it with the previous key, so earlier tokens stay valid until they expire.
     Rotate,
+    /// List the signing keys, newest first: kid, generation, state (current, previous,
+    /// retired, revoked).
+    List,
+    /// Revoke a compromised signing key: it leaves the JWKS, its tokens are refused and
+    /// no function signs with it again, everywhere within 60 seconds (docs/security/keys.md).
+    /// Run it with the schema owner's PORTCULLIS_DATABASE_URL: no function may revoke keys.
+    Revoke {
+        /// The key's `kid` (see `portcullis keys list`).
+        kid: String,
+        /// Required to revoke the current key: add a new key first, then revoke this one.
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,22 +111,7 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::from_env()?;
             gateway::serve(config, addr).await
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
-            let config = Config::from_env()?;
-            if let portcullis_shared::config::StoreBackend::Memory = config.store {
-                anyhow::bail!(
-                    "PORTCULLIS_STORE=memory keeps keys in the server process; rotate against mysql"
-                );
-            }
-            let backends = portcullis_shared::runtime::Backends::open(&config).await?;
-            let provider = portcullis_shared::runtime::key_provider(&config)?;
-            let now = portcullis_shared::clock::Clock::now_secs(&portcullis_shared::clock::SystemClock);
-            let kid =
-                portcullis_shared::crypto::rotate_signing_key(backends.keys.as_ref(), provider.as_ref(), now)
-                    .await?;
-            println!("new signing key: {kid}");
-            Ok(())
-        }
+        Command::Keys { command } => keys(command).await,
         Command::Backup { command } => {
             let config = Config::from_env()?;
             let portcullis_shared::config::StoreBackend::Mysql { .. } = &config.store else {
@@ -202,6 +200,41 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `portcullis keys …`: against the configured key store (MySQL) and key provider.
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    use portcullis_shared::crypto;
+    let config = Config::from_env()?;
+    if let portcullis_shared::config::StoreBackend::Memory = config.store {
+        anyhow::bail!("PORTCULLIS_STORE=memory keeps keys in the server process; manage keys against mysql");
+    }
+    let backends = portcullis_shared::runtime::Backends::open(&config).await?;
+    let store = backends.keys.as_ref();
+    let now = portcullis_shared::clock::Clock::now_secs(&portcullis_shared::clock::SystemClock);
+    match command {
+        KeysCommand::Rotate => {
+            let provider = portcullis_shared::runtime::key_provider(&config)?;
+            let kid = crypto::rotate_signing_key(store, provider.as_ref(), now).await?;
+            println!("new signing key: {kid}");
+        }
+        KeysCommand::List => {
+            println!("{}", serde_json::to_string_pretty(&crypto::signing_keys(store).await?)?)
+        }
+        KeysCommand::Revoke { kid, rotate } => {
+            let provider = portcullis_shared::runtime::key_provider(&config)?;
+            let done = crypto::revoke_signing_key(store, provider.as_ref(), &kid, rotate, now).await?;
+            if let Some(new) = &done.rotated_to {
+                println!("new signing key: {new}");
+            }
+            if done.newly_revoked {
+                println!("revoked signing key: {kid}");
+            } else {
+                println!("signing key {kid} was already revoked");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Connection options for a URL, with the CA bundle named by

@@ -47,9 +47,11 @@ GRANT SELECT ON portcullis.user_roles TO portcullis_refresh;
 GRANT INSERT ON portcullis.audit_log TO portcullis_refresh;
 GRANT SELECT ON portcullis.key_material TO portcullis_refresh;
 
--- The authorizer reads public verification keys only: never wrapped or sealed material.
+-- The authorizer reads public verification keys and whether they are revoked:
+-- never wrapped or sealed material. No function may revoke a key or undo a
+-- revocation (UPDATE): `portcullis keys revoke` runs as the schema owner.
 CREATE ROLE IF NOT EXISTS portcullis_authorizer;
-GRANT SELECT (purpose, generation, kid, public_key, created_at) ON portcullis.key_material TO portcullis_authorizer;
+GRANT SELECT (purpose, generation, kid, public_key, created_at, revoked_at) ON portcullis.key_material TO portcullis_authorizer;
 
 CREATE ROLE IF NOT EXISTS portcullis_admin;
 GRANT SELECT (id, email_ciphertext, mfa_enabled, created_at) ON portcullis.users TO portcullis_admin;

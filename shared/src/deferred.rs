@@ -8,17 +8,33 @@
 //! missing token) is answered at once. A failed fetch is not cached: the next request
 //! that needs the keys tries again, and meanwhile those requests get a 503,
 //! never a guess. A loaded value can be reloaded, at most once per interval
-//! (the authorizer does so for a token signed by a key published since).
+//! (the authorizer does so for a token signed by a key published since), and
+//! a value that must stay current (keys that can be revoked) has a [`MaxAge`]:
+//! it is rechecked once it is that old, and refused once it could not be
+//! rechecked for longer than a hard bound.
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::ApiError;
 use crate::runtime::BootError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Mutex;
 
-type Loader<T> = dyn Fn() -> Pin<Box<dyn Future<Output = Result<T, BootError>> + Send>> + Send + Sync;
+type Loader<T> =
+    dyn Fn(Option<Arc<T>>) -> Pin<Box<dyn Future<Output = Result<Arc<T>, BootError>> + Send>> + Send + Sync;
+
+/// How long a loaded value may serve: past `recheck_secs` the next caller loads
+/// it again (the loader gets the current value, to keep what has not changed);
+/// when that fails, the current value serves on until it is `trust_secs` old,
+/// and from then on callers get the failure (fail closed) until a load succeeds.
+#[derive(Clone)]
+pub struct MaxAge {
+    pub clock: Arc<dyn Clock>,
+    pub recheck_secs: i64,
+    pub trust_secs: i64,
+}
 
 /// A value loaded at most once (until it succeeds, or until a reload), shared by clones.
 pub struct Deferred<T> {
@@ -26,11 +42,13 @@ pub struct Deferred<T> {
 }
 
 struct Inner<T> {
-    /// The value and when it was loaded.
-    value: RwLock<Option<(Arc<T>, Instant)>>,
+    /// The value and when it was loaded (seconds by `clock`).
+    value: RwLock<Option<(Arc<T>, i64)>>,
     /// One load at a time; concurrent callers wait for it and share its result.
     loading: Mutex<()>,
     load: Box<Loader<T>>,
+    clock: Arc<dyn Clock>,
+    max_age: Option<MaxAge>,
 }
 
 impl<T> Clone for Deferred<T> {
@@ -46,7 +64,7 @@ impl<T> std::fmt::Debug for Deferred<T> {
 }
 
 impl<T> Deferred<T> {
-    fn current(&self) -> Option<(Arc<T>, Instant)> {
+    fn current(&self) -> Option<(Arc<T>, i64)> {
         match self.inner.value.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -54,11 +72,16 @@ impl<T> Deferred<T> {
     }
 
     fn store(&self, value: Arc<T>) {
-        let entry = Some((value, Instant::now()));
+        let entry = Some((value, self.inner.clock.now_secs()));
         match self.inner.value.write() {
             Ok(mut guard) => *guard = entry,
             Err(poisoned) => *poisoned.into_inner() = entry,
         }
+    }
+
+    /// Seconds since the current value was loaded.
+    fn age(&self, loaded_at: i64) -> i64 {
+        self.inner.clock.now_secs().saturating_sub(loaded_at)
     }
 }
 
@@ -69,13 +92,7 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BootError>> + Send + 'static,
     {
-        let this = Self::lazy(load);
-        let background = this.clone();
-        tokio::spawn(async move {
-            // An error is logged by `get`; the first request that needs the value retries.
-            let _ = background.get().await;
-        });
-        this
+        Self::lazy(load).start()
     }
 
     /// Loads on first use: for a value only some requests need, when a
@@ -85,30 +102,85 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, BootError>> + Send + 'static,
     {
+        Self::build(None, move |_| {
+            let loading = load();
+            async move { loading.await.map(Arc::new) }
+        })
+    }
+
+    /// [`Deferred::prefetch`] for a value that must stay current ([`MaxAge`]).
+    pub fn prefetch_current<F, Fut>(max_age: MaxAge, load: F) -> Self
+    where
+        F: Fn(Option<Arc<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Arc<T>, BootError>> + Send + 'static,
+    {
+        Self::lazy_current(max_age, load).start()
+    }
+
+    /// [`Deferred::lazy`] for a value that must stay current ([`MaxAge`]).
+    pub fn lazy_current<F, Fut>(max_age: MaxAge, load: F) -> Self
+    where
+        F: Fn(Option<Arc<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Arc<T>, BootError>> + Send + 'static,
+    {
+        Self::build(Some(max_age), load)
+    }
+
+    fn build<F, Fut>(max_age: Option<MaxAge>, load: F) -> Self
+    where
+        F: Fn(Option<Arc<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Arc<T>, BootError>> + Send + 'static,
+    {
+        let clock = max_age.as_ref().map(|m| m.clock.clone()).unwrap_or_else(|| Arc::new(SystemClock));
         Self {
             inner: Arc::new(Inner {
                 value: RwLock::new(None),
                 loading: Mutex::new(()),
-                load: Box::new(move || Box::pin(load())),
+                load: Box::new(move |current| Box::pin(load(current))),
+                clock,
+                max_age,
             }),
         }
     }
 
-    /// The value if a load has succeeded, without waiting or loading.
-    pub fn loaded(&self) -> Option<Arc<T>> {
-        self.current().map(|(value, _)| value)
+    fn start(self) -> Self {
+        let background = self.clone();
+        tokio::spawn(async move {
+            // An error is logged by `get`; the first request that needs the value retries.
+            let _ = background.get().await;
+        });
+        self
     }
 
-    /// The value, loading it if no load has succeeded yet. Concurrent callers
-    /// share one load. A failure is a 503 to the client, with the cause logged.
+    /// The value if a load has succeeded and it is not due for a recheck,
+    /// without waiting or loading.
+    pub fn loaded(&self) -> Option<Arc<T>> {
+        let (value, loaded_at) = self.current()?;
+        match &self.inner.max_age {
+            Some(max) if self.age(loaded_at) >= max.recheck_secs => None,
+            _ => Some(value),
+        }
+    }
+
+    /// The value, loading it if no load has succeeded yet or (with a
+    /// [`MaxAge`]) if it is due for a recheck. Concurrent callers share one
+    /// load. A failure is a 503 to the client, with the cause logged.
     pub async fn get(&self) -> Result<Arc<T>, ApiError> {
         if let Some(value) = self.loaded() {
             return Ok(value);
         }
         let _one_at_a_time = self.inner.loading.lock().await;
-        match self.loaded() {
-            Some(value) => Ok(value),
-            None => self.load_now().await,
+        if let Some(value) = self.loaded() {
+            return Ok(value);
+        }
+        match (self.current(), &self.inner.max_age) {
+            (Some((value, loaded_at)), Some(max)) => match self.load_now(Some(value.clone())).await {
+                Ok(fresh) => Ok(fresh),
+                // Availability within the hard bound, refusal past it.
+                Err(_) if self.age(loaded_at) < max.trust_secs => Ok(value),
+                Err(e) => Err(e),
+            },
+            (current, _) => self.load_now(current.map(|(value, _)| value)).await,
         }
     }
 
@@ -118,17 +190,17 @@ impl<T: Send + Sync + 'static> Deferred<T> {
     /// per interval. A failed reload keeps the current value.
     pub async fn reload_if_older(&self, min_age: Duration) -> Result<Arc<T>, ApiError> {
         let _one_at_a_time = self.inner.loading.lock().await;
+        let min_age = i64::try_from(min_age.as_secs()).unwrap_or(i64::MAX);
         match self.current() {
-            Some((value, loaded_at)) if loaded_at.elapsed() < min_age => Ok(value),
-            Some((value, _)) => Ok(self.load_now().await.unwrap_or(value)),
-            None => self.load_now().await,
+            Some((value, loaded_at)) if self.age(loaded_at) < min_age => Ok(value),
+            Some((value, _)) => Ok(self.load_now(Some(value.clone())).await.unwrap_or(value)),
+            None => self.load_now(None).await,
         }
     }
 
-    async fn load_now(&self) -> Result<Arc<T>, ApiError> {
-        match (self.inner.load)().await {
+    async fn load_now(&self, current: Option<Arc<T>>) -> Result<Arc<T>, ApiError> {
+        match (self.inner.load)(current).await {
             Ok(value) => {
-                let value = Arc::new(value);
                 self.store(value.clone());
                 Ok(value)
             }
@@ -212,5 +284,73 @@ mod tests {
         assert_eq!(*d.reload_if_older(now).await.expect("failed reload"), 1, "the current value stays");
         assert_eq!(*d.get().await.expect("current"), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// A value with a max age of 60/300 s over a manual clock, whose loads fail
+    /// while `down` is set; each successful load returns the number of loads so far.
+    fn current_value(
+        clock: &crate::clock::ManualClock,
+        down: &Arc<std::sync::atomic::AtomicBool>,
+    ) -> (Deferred<usize>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (counter, down) = (calls.clone(), down.clone());
+        let max_age = MaxAge { clock: Arc::new(clock.clone()), recheck_secs: 60, trust_secs: 300 };
+        let d = Deferred::lazy_current(max_age, move |_previous| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let down = down.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    Err(BootError("MySQL unreachable".into()))
+                } else {
+                    Ok(Arc::new(n))
+                }
+            }
+        });
+        (d, calls)
+    }
+
+    #[tokio::test]
+    async fn a_current_value_is_reloaded_once_it_is_older_than_the_recheck_age() {
+        let clock = crate::clock::ManualClock::new(1_000);
+        let (d, calls) = current_value(&clock, &Arc::default());
+        assert_eq!(*d.get().await.expect("first load"), 0);
+        clock.advance(59);
+        assert_eq!(*d.get().await.expect("young"), 0, "no reload before the recheck age");
+        assert!(d.loaded().is_some());
+        clock.advance(1);
+        assert!(d.loaded().is_none(), "a value due for its recheck is not handed out unchecked");
+        assert_eq!(*d.get().await.expect("rechecked"), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_value_that_cannot_be_rechecked_serves_until_the_hard_bound_then_fails_closed() {
+        let clock = crate::clock::ManualClock::new(1_000);
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, _) = current_value(&clock, &down);
+        assert_eq!(*d.get().await.expect("first load"), 0);
+        down.store(true, Ordering::SeqCst);
+        clock.advance(61);
+        assert_eq!(*d.get().await.expect("within the hard bound"), 0, "the loaded value serves on");
+        clock.advance(238);
+        assert_eq!(*d.get().await.expect("still within"), 0);
+        clock.advance(1);
+        let refused = d.get().await.expect_err("past the hard bound");
+        assert!(matches!(refused, ApiError::Unavailable(_)));
+        down.store(false, Ordering::SeqCst);
+        assert!(d.get().await.is_ok(), "a successful load restores service");
+    }
+
+    #[tokio::test]
+    async fn the_loader_gets_the_current_value_to_keep_what_has_not_changed() {
+        let clock = crate::clock::ManualClock::new(1_000);
+        let max_age = MaxAge { clock: Arc::new(clock.clone()), recheck_secs: 60, trust_secs: 300 };
+        let d = Deferred::lazy_current(max_age, |previous: Option<Arc<String>>| async move {
+            Ok(previous.unwrap_or_else(|| Arc::new("loaded once".to_owned())))
+        });
+        let first = d.get().await.expect("first");
+        clock.advance(61);
+        let second = d.get().await.expect("rechecked");
+        assert!(Arc::ptr_eq(&first, &second));
     }
 }

@@ -314,6 +314,15 @@ pub async fn token_issuer(
     ))
 }
 
+/// The freshness policy of token-signing keys held by a warm process.
+pub fn key_max_age(clock: &Arc<dyn crate::clock::Clock>) -> crate::deferred::MaxAge {
+    crate::deferred::MaxAge {
+        clock: clock.clone(),
+        recheck_secs: crate::crypto::KEY_RECHECK_SECS,
+        trust_secs: crate::crypto::KEY_TRUST_SECS,
+    }
+}
+
 /// The attempt limiter of a function that checks credentials.
 pub fn throttle(
     config: &Config,
@@ -367,6 +376,39 @@ impl KeySource {
         Fut: std::future::Future<Output = Result<T, BootError>> + Send + 'static,
     {
         crate::deferred::Deferred::prefetch(move || load(self.clone()))
+    }
+
+    /// Like [`KeySource::prefetch`], for key material that must stay current:
+    /// rechecked once it is [`KEY_RECHECK_SECS`](crate::crypto::KEY_RECHECK_SECS)
+    /// old, refused once it could not be rechecked for
+    /// [`KEY_TRUST_SECS`](crate::crypto::KEY_TRUST_SECS). `load` gets the value
+    /// it loaded last, to keep what has not changed.
+    pub fn prefetch_current<T, F, Fut>(self, load: F) -> crate::deferred::Deferred<T>
+    where
+        T: Send + Sync + 'static,
+        F: Fn(KeySource, Option<Arc<T>>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Arc<T>, BootError>> + Send + 'static,
+    {
+        let max_age = key_max_age(&self.clock);
+        crate::deferred::Deferred::prefetch_current(max_age, move |current| load(self.clone(), current))
+    }
+
+    /// The token issuer for the current signing key: `previous` when it still
+    /// signs with that key (one read of the key table's public columns), else a
+    /// new one ([`KeySource::tokens`]). Fails rather than sign with a revoked key.
+    pub async fn current_tokens(
+        &self,
+        previous: Option<&Arc<crate::tokens::TokenIssuer>>,
+    ) -> Result<Arc<crate::tokens::TokenIssuer>, BootError> {
+        if let Some(previous) = previous {
+            let current = crate::crypto::current_signing_kid(self.backends.keys.as_ref())
+                .await
+                .map_err(|e| BootError::from_error("token-signing key", &e))?;
+            if current.as_deref() == Some(previous.kid()) {
+                return Ok(previous.clone());
+            }
+        }
+        self.tokens().await.map(Arc::new)
     }
 
     /// The field-encryption cipher ([`field_cipher`]).

@@ -126,6 +126,11 @@ impl TokenIssuer {
         self.ttl_secs
     }
 
+    /// The `kid` of the key this issuer signs with.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
     /// A signed access token for `grant`, valid from now for the configured TTL.
     pub fn issue(&self, grant: Grant) -> Result<(String, AccessClaims), TokenError> {
         self.issue_carrying(grant, None)

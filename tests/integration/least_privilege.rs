@@ -17,6 +17,10 @@ const REWRITE_AUDIT: &str = "UPDATE audit_log SET outcome = 'forged'";
 const ERASE_AUDIT: &str = "DELETE FROM audit_log";
 const READ_PUBLIC_KEYS: &str = "SELECT kid, public_key FROM key_material";
 const READ_WRAPPED_KEYS: &str = "SELECT wrapped_key, sealed FROM key_material";
+/// What a verifier reads: the public keys and which of them are revoked.
+const READ_KEY_REVOCATIONS: &str = "SELECT kid, public_key, revoked_at FROM key_material";
+/// Undoing a revocation (or revoking a key): the schema owner's alone (`portcullis keys revoke`).
+const UNREVOKE_KEYS: &str = "UPDATE key_material SET revoked_at = NULL";
 const DELETE_ROLE_GRANTS: &str = "DELETE FROM user_roles WHERE user_id = 0x00";
 const GRANT_ROLES: &str = "INSERT INTO user_roles (user_id, role, granted_at) SELECT id, 'admin', NOW(6) FROM users WHERE id = 0x00";
 const DROP_TABLE: &str = "DROP TABLE users";
@@ -42,7 +46,8 @@ async fn check(db: &TestDb, function: &str, allowed: &[&str], denied: &[&str]) {
     }
 }
 
-const ALWAYS_DENIED: [&str; 5] = [REWRITE_AUDIT, ERASE_AUDIT, DROP_TABLE, CREATE_TABLE, READ_MYSQL_USERS];
+const ALWAYS_DENIED: [&str; 6] =
+    [REWRITE_AUDIT, ERASE_AUDIT, DROP_TABLE, CREATE_TABLE, READ_MYSQL_USERS, UNREVOKE_KEYS];
 
 #[tokio::test]
 async fn login_user_manages_credentials_but_cannot_touch_the_audit_trail() {
@@ -71,7 +76,7 @@ async fn refresh_user_reads_ids_only() {
 #[tokio::test]
 async fn authorizer_user_reads_public_keys_and_nothing_else() {
     let db = TestDb::create().await;
-    let allowed = [READ_PUBLIC_KEYS];
+    let allowed = [READ_PUBLIC_KEYS, READ_KEY_REVOCATIONS];
     let denied = [READ_WRAPPED_KEYS, SELECT_USER_IDS, APPEND_AUDIT, GRANT_ROLES];
     check(&db, "authorizer", &allowed, &[&denied[..], &ALWAYS_DENIED[..]].concat()).await;
 }

@@ -11,6 +11,7 @@ mod database_tls;
 mod device_cookie;
 mod helpers;
 mod iac;
+mod key_revocation;
 mod kms;
 mod lambda_runtime;
 mod least_privilege;

@@ -30,7 +30,8 @@ use std::sync::Arc;
 /// What the authorizer needs, built once at cold start.
 pub struct Deps {
     /// Our published keys, read from MySQL when the first of our tokens arrives
-    /// (together with that token's session), then kept. Requests without one of
+    /// (together with that token's session), then kept for up to the key bound
+    /// (then read again, the same way). Requests without one of
     /// our tokens (API keys, Cognito tokens, refusals) never wait for them, and
     /// no background read competes with answering them on a cold instance.
     pub verifier: Deferred<TokenVerifier>,
@@ -61,7 +62,11 @@ impl Deps {
         let policy = Policy::bundled().map_err(|e| BootError(e.to_string()))?;
         let (store, issuer, audience, verifier_clock) =
             (backends.keys.clone(), config.issuer.clone(), config.audience.clone(), clock.clone());
-        let verifier = Deferred::lazy(move || {
+        // Reread within the key bound even when every token's kid is known, so a
+        // revoked key stops verifying on warm instances too; past the hard bound
+        // without a successful read, our tokens are refused (docs/security/keys.md).
+        let max_age = portcullis_shared::runtime::key_max_age(&clock);
+        let verifier = Deferred::lazy_current(max_age, move |_| {
             let (store, issuer, audience, clock) =
                 (store.clone(), issuer.clone(), audience.clone(), verifier_clock.clone());
             async move {
@@ -72,7 +77,7 @@ impl Deps {
                     // Not cached: the next token tries again, once login has published a key.
                     return Err(BootError("no token-signing key is published yet".into()));
                 }
-                Ok(TokenVerifier::new(&keys, &issuer, &audience, clock))
+                Ok(Arc::new(TokenVerifier::new(&keys, &issuer, &audience, clock)))
             }
         });
         Ok(Self {
@@ -227,8 +232,8 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
             return cognito_decision(deps, cognito, token, requirement).await;
         }
     }
-    // On a cold instance the keys are not loaded yet: read them and, at the same
-    // time, the session the token names. That early read decides nothing: it is
+    // On a cold instance the keys are not loaded yet (or they are due for their
+    // recheck): read them and, at the same time, the session the token names. That early read decides nothing: it is
     // used only once the signature has verified and named the same session.
     let (verifier, early) = match deps.verifier.loaded() {
         Some(verifier) => (Ok(verifier), None),

@@ -44,10 +44,12 @@ pub struct Deps {
 }
 
 /// The login function's key material: the email field key, the signing key and
-/// the JWKS it publishes.
+/// the JWKS it publishes. The signing key and the JWKS are rechecked against
+/// the key table within the key bound, so a warm instance stops using and
+/// publishing a revoked or retired key (docs/security/keys.md).
 pub struct LoginKeys {
-    pub fields: FieldCipher,
-    pub tokens: TokenIssuer,
+    pub fields: Arc<FieldCipher>,
+    pub tokens: Arc<TokenIssuer>,
     pub jwks: serde_json::Value,
 }
 
@@ -61,14 +63,19 @@ impl Deps {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
         let hasher = PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
-        let keys = KeySource::new(config, backends, provider, &clock).prefetch(|keys| async move {
-            let fields = keys.fields().await?;
-            let tokens = keys.tokens().await?;
-            let published = portcullis_shared::crypto::load_verifying_keys(keys.backends.keys.as_ref())
-                .await
-                .map_err(|e| BootError::from_error("verification keys", &e))?;
-            Ok(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) })
-        });
+        let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
+            |keys, previous: Option<Arc<LoginKeys>>| async move {
+                let fields = match &previous {
+                    Some(previous) => previous.fields.clone(),
+                    None => Arc::new(keys.fields().await?),
+                };
+                let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
+                let published = portcullis_shared::crypto::load_verifying_keys(keys.backends.keys.as_ref())
+                    .await
+                    .map_err(|e| BootError::from_error("verification keys", &e))?;
+                Ok(Arc::new(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) }))
+            },
+        );
         Ok(Self {
             users: backends.users.clone(),
             mfa: backends.mfa.clone(),

@@ -41,8 +41,8 @@ pub struct Deps {
 /// The MFA function's key material: the field key sealing TOTP secrets, and
 /// the signing key for the tokens a completed challenge earns.
 pub struct MfaKeys {
-    pub fields: FieldCipher,
-    pub tokens: TokenIssuer,
+    pub fields: Arc<FieldCipher>,
+    pub tokens: Arc<TokenIssuer>,
 }
 
 impl Deps {
@@ -52,9 +52,18 @@ impl Deps {
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let keys = KeySource::new(config, backends, provider, &clock).prefetch(|keys| async move {
-            Ok(MfaKeys { fields: keys.fields().await?, tokens: keys.tokens().await? })
-        });
+        // The signing key is rechecked within the key bound (a warm instance moves
+        // off a revoked or retired key); the field key is kept.
+        let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
+            |keys, previous: Option<Arc<MfaKeys>>| async move {
+                let fields = match &previous {
+                    Some(previous) => previous.fields.clone(),
+                    None => Arc::new(keys.fields().await?),
+                };
+                let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
+                Ok(Arc::new(MfaKeys { fields, tokens }))
+            },
+        );
         Ok(Self {
             users: backends.users.clone(),
             mfa: backends.mfa.clone(),

@@ -43,8 +43,10 @@ impl Deps {
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
+        // Rechecked against the key table within the key bound: a warm instance
+        // moves off a revoked or retired key (docs/security/keys.md).
         let tokens = KeySource::new(config, backends, provider, &clock)
-            .prefetch(|keys| async move { keys.tokens().await });
+            .prefetch_current(|keys, previous| async move { keys.current_tokens(previous.as_ref()).await });
         Ok(Self {
             sessions: backends.sessions.clone(),
             users: backends.users.clone(),

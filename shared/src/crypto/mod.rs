@@ -7,8 +7,9 @@ mod passwords;
 
 pub use field::{BlindIndex, FieldCipher};
 pub use keyring::{
-    load_field_cipher, load_signing_key, load_verifying_keys, rotate_signing_key, KeyringError, SigningKey,
-    VerifyingKey,
+    current_signing_kid, load_field_cipher, load_signing_key, load_verifying_keys, revoke_signing_key,
+    rotate_signing_key, signing_keys, KeyInfo, KeyState, KeyringError, Revocation, RevokeError, SigningKey,
+    VerifyingKey, KEY_RECHECK_SECS, KEY_TRUST_SECS,
 };
 pub use keys::{DataKey, EncryptionContext, KeyError, KeyProvider, KmsKeyProvider, LocalKeyProvider};
 pub use passwords::{HashError, PasswordHasher};

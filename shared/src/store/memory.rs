@@ -2,7 +2,8 @@
 //! MySQL store (unique emails, idempotent role grants, first key writer wins).
 
 use super::{
-    AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore, UserSummary,
+    AuditStore, KeyMaterialStore, KeyRecord, NewUser, PublicKeyRecord, StoreError, UserRecord, UserStore,
+    UserSummary,
 };
 use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;
@@ -135,8 +136,24 @@ impl KeyMaterialStore for MemoryStore {
         Ok(keys)
     }
 
-    async fn public_keys(&self, purpose: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self.keys(purpose).await?.into_iter().map(|k| (k.kid, k.public_key)).collect())
+    async fn public_keys(&self, purpose: &str) -> Result<Vec<PublicKeyRecord>, StoreError> {
+        Ok(self
+            .keys(purpose)
+            .await?
+            .into_iter()
+            .map(|k| PublicKeyRecord {
+                kid: k.kid,
+                public_key: k.public_key,
+                revoked: k.revoked_at.is_some(),
+            })
+            .collect())
+    }
+
+    async fn revoke(&self, purpose: &str, kid: &str, now: i64) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let key =
+            inner.keys.iter_mut().find(|k| k.purpose == purpose && k.kid == kid && k.revoked_at.is_none());
+        Ok(key.map(|k| k.revoked_at = Some(now)).is_some())
     }
 
     async fn insert_if_absent(&self, record: &KeyRecord) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(u32, &str)] = &[
     (1, include_str!("../../../infra/mysql/migrations/0001_init.sql")),
     (2, include_str!("../../../infra/mysql/migrations/0002_audit_actor.sql")),
     (3, include_str!("../../../infra/mysql/migrations/0003_mfa.sql")),
+    (4, include_str!("../../../infra/mysql/migrations/0004_key_revocation.sql")),
 ];
 
 /// The tables the migrations themselves write rows into (`schema_migrations`,

@@ -136,6 +136,17 @@ pub struct KeyRecord {
     /// Private material sealed with the data key (empty when the data key is the key).
     pub sealed: Vec<u8>,
     pub created_at: i64,
+    /// When the key was revoked (`portcullis keys revoke`); `None` while it is not.
+    pub revoked_at: Option<i64>,
+}
+
+/// The public half of a key: what a verifier may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyRecord {
+    pub kid: String,
+    /// SEC1 uncompressed point.
+    pub public_key: Vec<u8>,
+    pub revoked: bool,
 }
 
 /// Storage of wrapped key material.
@@ -143,10 +154,13 @@ pub struct KeyRecord {
 pub trait KeyMaterialStore: Send + Sync {
     /// Every key of a purpose, newest generation first.
     async fn keys(&self, purpose: &str) -> Result<Vec<KeyRecord>, StoreError>;
-    /// `(kid, public key)` of every key of a purpose, newest first: the only
-    /// columns the authorizer may read.
-    async fn public_keys(&self, purpose: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// The public half of every key of a purpose, revoked ones included, newest
+    /// generation first: the only columns the authorizer may read.
+    async fn public_keys(&self, purpose: &str) -> Result<Vec<PublicKeyRecord>, StoreError>;
     /// Inserts unless that purpose already has this generation (the first writer
     /// wins a cold-start race; the loser reads the winner's key).
     async fn insert_if_absent(&self, record: &KeyRecord) -> Result<(), StoreError>;
+    /// Marks a key revoked at `now`; true if this call revoked it, false when the
+    /// purpose has no such key or it was revoked already (the first time stays).
+    async fn revoke(&self, purpose: &str, kid: &str, now: i64) -> Result<bool, StoreError>;
 }

@@ -3,7 +3,8 @@
 //! into SQL (OWASP A03; the test command rejects `format!`-built SQL).
 
 use super::{
-    AuditStore, KeyMaterialStore, KeyRecord, NewUser, StoreError, UserRecord, UserStore, UserSummary,
+    AuditStore, KeyMaterialStore, KeyRecord, NewUser, PublicKeyRecord, StoreError, UserRecord, UserStore,
+    UserSummary,
 };
 use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;
@@ -250,7 +251,7 @@ impl AuditStore for MySqlStore {
     }
 }
 
-type KeyRow = (String, u32, String, Vec<u8>, Vec<u8>, Vec<u8>, i64);
+type KeyRow = (String, u32, String, Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<i64>);
 
 #[async_trait]
 impl KeyMaterialStore for MySqlStore {
@@ -258,34 +259,55 @@ impl KeyMaterialStore for MySqlStore {
         let mut conn = self.conn().await?;
         let rows: Vec<KeyRow> = conn
             .exec(
-                "SELECT purpose, generation, kid, public_key, wrapped_key, sealed, CAST(UNIX_TIMESTAMP(created_at) AS SIGNED) \
-                 FROM key_material WHERE purpose = ? ORDER BY generation DESC",
+                "SELECT purpose, generation, kid, public_key, wrapped_key, sealed, CAST(UNIX_TIMESTAMP(created_at) AS SIGNED), \
+                 CAST(UNIX_TIMESTAMP(revoked_at) AS SIGNED) FROM key_material WHERE purpose = ? ORDER BY generation DESC",
                 (purpose,),
             )
             .await
             .map_err(classify)?;
         Ok(rows
             .into_iter()
-            .map(|(purpose, generation, kid, public_key, wrapped_key, sealed, created_at)| KeyRecord {
-                purpose,
-                generation,
-                kid,
-                public_key,
-                wrapped_key,
-                sealed,
-                created_at,
+            .map(|(purpose, generation, kid, public_key, wrapped_key, sealed, created_at, revoked_at)| {
+                KeyRecord {
+                    purpose,
+                    generation,
+                    kid,
+                    public_key,
+                    wrapped_key,
+                    sealed,
+                    created_at,
+                    revoked_at,
+                }
             })
             .collect())
     }
 
-    async fn public_keys(&self, purpose: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    async fn public_keys(&self, purpose: &str) -> Result<Vec<PublicKeyRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        conn.exec(
-            "SELECT kid, public_key FROM key_material WHERE purpose = ? ORDER BY generation DESC",
-            (purpose,),
+        let rows: Vec<(String, Vec<u8>, bool)> = conn
+            .exec(
+                "SELECT kid, public_key, revoked_at IS NOT NULL FROM key_material WHERE purpose = ? \
+                 ORDER BY generation DESC",
+                (purpose,),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, public_key, revoked)| PublicKeyRecord { kid, public_key, revoked })
+            .collect())
+    }
+
+    async fn revoke(&self, purpose: &str, kid: &str, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "UPDATE key_material SET revoked_at = FROM_UNIXTIME(?) \
+             WHERE purpose = ? AND kid = ? AND revoked_at IS NULL",
+            (now, purpose, kid),
         )
         .await
-        .map_err(classify)
+        .map_err(classify)?;
+        Ok(conn.affected_rows() == 1)
     }
 
     async fn insert_if_absent(&self, r: &KeyRecord) -> Result<(), StoreError> {

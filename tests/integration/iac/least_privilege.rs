@@ -74,12 +74,17 @@ fn role_statements<'a>(template: &'a Value, function: &str) -> Vec<&'a Value> {
 }
 
 /// The purposes a function's code unwraps envelope keys for: `KeySource::fields`
-/// (field encryption) and `KeySource::tokens` (token signing).
+/// (field encryption) and `KeySource::tokens`/`current_tokens` (token signing).
 fn purposes_in_code(short: &str) -> BTreeSet<String> {
     let keyring = std::fs::read_to_string(repo("shared/src/crypto/keyring.rs")).expect("keyring");
     let code = source(&repo(&format!("functions/{short}/src")));
     let mut purposes = BTreeSet::new();
-    for (call, purpose) in [(".fields()", "field-encryption"), (".tokens()", "token-signing")] {
+    let calls = [
+        (".fields()", "field-encryption"),
+        (".tokens()", "token-signing"),
+        (".current_tokens(", "token-signing"),
+    ];
+    for (call, purpose) in calls {
         assert!(keyring.contains(&format!("\"{purpose}\"")), "keyring.rs no longer names {purpose}");
         if code.contains(call) {
             purposes.insert(purpose.to_owned());
