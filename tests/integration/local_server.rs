@@ -409,38 +409,3 @@ async fn mfa_enrolment_and_login_work_through_the_local_server() {
     assert_eq!(status, 200);
     assert!(body.contains("\"mfa_enabled\":true"), "{body}");
 }
-
-#[tokio::test]
-async fn a_known_device_logs_in_through_the_local_server_while_the_account_is_locked() {
-    let server = serve(&[]).await;
-    let creds = serde_json::json!({"email": "device@example.com", "password": PASSWORD});
-    call(reqwest::Method::POST, format!("{}/auth/register", server.base), None, Some(creds.clone())).await;
-    let attempt = |password: &str, cookie: Option<String>| {
-        let client = reqwest::Client::new();
-        let mut req = client
-            .post(format!("{}/auth/login", server.base))
-            .json(&serde_json::json!({"email": "device@example.com", "password": password}));
-        if let Some(cookie) = cookie {
-            req = req.header(reqwest::header::COOKIE, cookie);
-        }
-        async move {
-            let resp = req.send().await.expect("request");
-            let cookie = resp
-                .headers()
-                .get(reqwest::header::SET_COOKIE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(';').next())
-                .map(str::to_owned);
-            (resp.status().as_u16(), cookie)
-        }
-    };
-    let (status, cookie) = attempt(PASSWORD, None).await;
-    assert_eq!(status, 200);
-    let cookie = cookie.expect("device cookie");
-    assert!(cookie.starts_with("__Host-portcullis-device="), "{cookie}");
-    for i in 0..5 {
-        assert_eq!(attempt(&format!("guess-number-{i}"), None).await.0, 401);
-    }
-    assert_eq!(attempt(PASSWORD, None).await.0, 429, "locked for unknown clients");
-    assert_eq!(attempt(PASSWORD, Some(cookie)).await.0, 200, "not for the owner's device");
-}

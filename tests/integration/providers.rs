@@ -332,6 +332,53 @@ async fn cognito_an_edited_mfa_token_is_refused_and_the_genuine_one_counts_on_th
     assert_eq!(status, 429, "the account's fifth failure locked it");
 }
 
+/// Device cookies on both backends, through the local server: a guesser
+/// locks the account for every client without one; the owner's known device
+/// still logs in (#16 item 6).
+async fn a_known_device_logs_in_while_the_account_is_locked(provider: Provider) {
+    let server = server(&provider, &[]).await;
+    let email = format!("dv-{}@example.com", crate::helpers::hex_token());
+    register(&server, &provider, &email).await;
+    let attempt = |password: String, cookie: Option<String>| {
+        let client = reqwest::Client::new();
+        let mut req = client
+            .post(format!("{}/auth/login", server.base))
+            .json(&json!({"email": email, "password": password}));
+        if let Some(cookie) = cookie {
+            req = req.header(reqwest::header::COOKIE, cookie);
+        }
+        async move {
+            let resp = req.send().await.expect("request");
+            let cookie = resp
+                .headers()
+                .get(reqwest::header::SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .map(str::to_owned);
+            (resp.status().as_u16(), cookie)
+        }
+    };
+    let (status, cookie) = attempt(PASSWORD.to_owned(), None).await;
+    assert_eq!(status, 200);
+    let cookie = cookie.expect("a completed login sets the device cookie");
+    assert!(cookie.starts_with("__Host-portcullis-device="), "{cookie}");
+    for i in 0..5 {
+        assert_eq!(attempt(format!("guess-number-{i}"), None).await.0, 401);
+    }
+    assert_eq!(attempt(PASSWORD.to_owned(), None).await.0, 429, "locked for unknown clients");
+    assert_eq!(attempt(PASSWORD.to_owned(), Some(cookie)).await.0, 200, "not for the owner's device");
+}
+
+#[tokio::test]
+async fn native_a_known_device_logs_in_while_the_account_is_locked() {
+    a_known_device_logs_in_while_the_account_is_locked(Provider::Native).await;
+}
+
+#[tokio::test]
+async fn cognito_a_known_device_logs_in_while_the_account_is_locked() {
+    a_known_device_logs_in_while_the_account_is_locked(cognito_pool().await.0).await;
+}
+
 /// Step-up on both backends: a token whose login had no second factor cannot
 /// change the password once TOTP is on; `POST /auth/reauth` with the password
 /// alone is refused, with the code it answers a token that can.

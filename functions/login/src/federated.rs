@@ -41,7 +41,10 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
     let keys = deps.keys.get().await?;
     let (email, index) = typed_email(&keys, &body.email);
     let account = hex::encode(index);
-    admit(deps, &account, None, &meta).await?;
+    // A known device of this account counts on its own budget (see `device`).
+    let now = deps.clock.now_secs();
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    admit(deps, &bucket, None, &meta).await?;
     let outcome = match &email {
         Some(email) => idp.password_login(email.as_str(), &body.password).await,
         None => Err(IdentityError::Refused),
@@ -73,8 +76,7 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
         }
         PasswordLogin::Tokens(issued) => {
             // The last factor succeeded (with TOTP on, the MFA step resets this counter).
-            deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
-            let now = deps.clock.now_secs();
+            deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
             let (user_id, response) = start_session(
                 idp,
                 &keys.tokens,
@@ -87,7 +89,12 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
             )
             .await?;
             deps.auditor.record(EventType::LoginSuccess, Some(user_id), &meta, None).await;
-            json(StatusCode::OK, &response)
+            Ok(portcullis_shared::device::remember(
+                json(StatusCode::OK, &response)?,
+                &keys.fields,
+                &account,
+                now,
+            ))
         }
     }
 }
@@ -126,7 +133,8 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
     // Counted with the login attempts of the same account (the keyed email).
     let keys = deps.keys.get().await?;
     let account = hex::encode(typed_email(&keys, email.as_str()).1);
-    admit(deps, &account, Some(caller.sub.clone()), &meta).await?;
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, deps.clock.now_secs());
+    admit(deps, &bucket, Some(caller.sub.clone()), &meta).await?;
     if let Err(err) = idp.change_password(token, &body.current_password, &body.new_password).await {
         if matches!(err, IdentityError::Refused) {
             deps.auditor
@@ -176,7 +184,8 @@ pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     let email = parse_email(&profile.email)?;
     let keys = deps.keys.get().await?;
     let account = hex::encode(typed_email(&keys, email.as_str()).1);
-    admit(deps, &account, Some(caller.sub.clone()), &meta).await?;
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, deps.clock.now_secs());
+    admit(deps, &bucket, Some(caller.sub.clone()), &meta).await?;
     let failure = |reason: &'static str| {
         deps.auditor.record(EventType::ReauthenticationFailure, Some(caller.sub.clone()), &meta, Some(reason))
     };
@@ -201,7 +210,7 @@ pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
         }
         Err(other) => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
     };
-    deps.throttle.success(Some(&account), meta.source_ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     let now = deps.clock.now_secs();
     let (user_id, response) = start_session(
         idp,
