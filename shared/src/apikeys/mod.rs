@@ -1,0 +1,147 @@
+//! API keys for machine callers: `pck_<key id>_<secret>` where the secret is 256
+//! bits from the OS CSPRNG. Only a SHA-256 of the whole key is stored, found by
+//! its key id (the lookup prefix) and compared in constant time. Keys carry
+//! explicit permissions, an expiry, and can be revoked.
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::DynamoApiKeyStore;
+pub use memory::MemoryApiKeyStore;
+
+use crate::sessions::TokenHash;
+use crate::store::StoreError;
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+
+pub const API_KEY_PREFIX: &str = "pck_";
+const KEY_ID_LEN: usize = 16;
+const SECRET_LEN: usize = 43; // 32 bytes, base64url without padding
+
+/// A stored API key (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub name: String,
+    pub hash: TokenHash,
+    pub permissions: Vec<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub valid_until: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn sha256(text: &str) -> TokenHash {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    TokenHash(out)
+}
+
+/// A new key: `(key id, the key shown once, its hash)`.
+pub fn new_api_key() -> (String, SecretString, TokenHash) {
+    let key_id = hex::encode(crate::crypto::random_bytes::<8>());
+    let mut secret = crate::crypto::random_bytes::<32>();
+    let key = format!("{API_KEY_PREFIX}{key_id}_{}", URL_SAFE_NO_PAD.encode(secret));
+    zeroize::Zeroize::zeroize(&mut secret);
+    let hash = sha256(&key);
+    (key_id, SecretString::from(key), hash)
+}
+
+/// `(key id, hash)` of a presented key, or `None` when it is not shaped like one.
+pub fn parse_presented(key: &str) -> Option<(String, TokenHash)> {
+    let body = key.strip_prefix(API_KEY_PREFIX)?;
+    if body.len() != KEY_ID_LEN + 1 + SECRET_LEN || !body.is_char_boundary(KEY_ID_LEN) {
+        return None;
+    }
+    let (key_id, rest) = body.split_at(KEY_ID_LEN);
+    let secret = rest.strip_prefix('_')?;
+    let ok_id = key_id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase());
+    let ok_secret = URL_SAFE_NO_PAD.decode(secret).is_ok_and(|b| b.len() == 32);
+    (ok_id && ok_secret).then(|| (key_id.to_owned(), sha256(key)))
+}
+
+/// Why a presented key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyVerdict {
+    Valid,
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+impl ApiKeyRecord {
+    /// Checks a presented key's hash (constant time), revocation and expiry.
+    pub fn check(&self, presented: &TokenHash, now: i64) -> KeyVerdict {
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&self.hash.0, &presented.0).is_err() {
+            KeyVerdict::Unknown
+        } else if self.revoked_at.is_some() {
+            KeyVerdict::Revoked
+        } else if now >= self.valid_until {
+            KeyVerdict::Expired
+        } else {
+            KeyVerdict::Valid
+        }
+    }
+}
+
+/// Storage of API keys.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn create(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Marks a key revoked; false when no such key exists.
+    async fn revoke(&self, key_id: &str, now: i64) -> Result<bool, StoreError>;
+}
+
+/// Exposes a new key once, for the creation response.
+pub fn reveal(key: &SecretString) -> String {
+    key.expose_secret().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_malformed_keys_are_refused() {
+        let (id, key, hash) = new_api_key();
+        assert_eq!(parse_presented(key.expose_secret()), Some((id.clone(), hash)));
+        let text = key.expose_secret();
+        for bad in [
+            "",
+            "pck_",
+            &text[..text.len() - 1],
+            &format!("{text}A"),
+            &text.replace("pck_", "pcx_"),
+            &format!("pck_{}_{}", "Z".repeat(16), &text[21..]),
+        ] {
+            assert_eq!(parse_presented(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_valid_until_revoked_or_expired() {
+        let (id, key, hash) = new_api_key();
+        let mut rec = ApiKeyRecord {
+            key_id: id,
+            name: "ci".into(),
+            hash,
+            permissions: vec!["users:read".into()],
+            created_by: "admin".into(),
+            created_at: 0,
+            valid_until: 100,
+            revoked_at: None,
+        };
+        let presented = parse_presented(key.expose_secret()).expect("parses").1;
+        assert_eq!(rec.check(&presented, 99), KeyVerdict::Valid);
+        assert_eq!(rec.check(&presented, 100), KeyVerdict::Expired);
+        let (_, other, _) = new_api_key();
+        let other = parse_presented(other.expose_secret()).expect("parses").1;
+        assert_eq!(rec.check(&other, 1), KeyVerdict::Unknown);
+        rec.revoked_at = Some(5);
+        assert_eq!(rec.check(&presented, 6), KeyVerdict::Revoked);
+    }
+}
