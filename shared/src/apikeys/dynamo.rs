@@ -1,14 +1,22 @@
 //! API keys in the DynamoDB table.
+//!
+//! Items:
+//! - key: `pk = APIKEY#<key id>`, `sk = APIKEY`; `hash`, `name`, `permissions`,
+//!   `created_by`, `created_at`, `valid_until`, optional `revoked_at`;
+//! - creator index: `pk = APIKEY#BY#<creator>`, `sk = <key id>`, written in the
+//!   same transaction as the key, so every key its creator's role changes must
+//!   re-evaluate is found by one consistent query. Both live under `APIKEY#`,
+//!   which only the admin function may write (`dynamodb:LeadingKeys`).
 
 use super::{ApiKeyRecord, ApiKeyStore};
 use crate::sessions::TokenHash;
 use crate::store::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use std::collections::HashMap;
 
-/// API keys in the DynamoDB table: `pk = APIKEY#<key id>`, `sk = APIKEY`.
+/// API keys in the DynamoDB table (see the module docs for the items).
 #[derive(Clone)]
 pub struct DynamoApiKeyStore {
     client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
@@ -31,6 +39,13 @@ fn key_of(key_id: &str) -> HashMap<String, AttributeValue> {
     ])
 }
 
+fn index_of(creator: &str, key_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("APIKEY#BY#{creator}"))),
+        ("sk".to_owned(), AttributeValue::S(key_id.to_owned())),
+    ])
+}
+
 fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(err))
 }
@@ -49,20 +64,31 @@ impl ApiKeyStore for DynamoApiKeyStore {
         item.insert("created_by".into(), AttributeValue::S(k.created_by.clone()));
         item.insert("created_at".into(), n(k.created_at));
         item.insert("valid_until".into(), n(k.valid_until));
-        item.insert("expires_at".into(), n(k.valid_until + 86_400));
+        let expires_at = n(k.valid_until + 86_400);
+        item.insert("expires_at".into(), expires_at.clone());
+        let mut index = index_of(&k.created_by, &k.key_id);
+        index.insert("expires_at".into(), expires_at);
+        let put = |item, condition: Option<&str>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build())
+                .map_err(unavailable)
+        };
         let result = self
             .client
             .get()
             .await
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .transact_write_items()
+            .transact_items(put(item, Some("attribute_not_exists(pk)"))?)
+            .transact_items(put(index, None)?)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
                 Err(StoreError::Duplicate)
             }
             Err(e) => Err(unavailable(e)),
@@ -123,5 +149,36 @@ impl ApiKeyStore for DynamoApiKeyStore {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn list_by_creator(&self, creator: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .get()
+                .await
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("APIKEY#BY#{creator}")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            ids.extend(page.items().iter().filter_map(|i| i.get("sk")?.as_s().ok().cloned()));
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        let mut keys = Vec::new();
+        for id in ids {
+            // A key that expiry has already removed needs no revocation.
+            keys.extend(self.get(&id).await?.filter(|k| k.created_by == creator));
+        }
+        Ok(keys)
     }
 }

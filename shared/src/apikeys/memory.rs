@@ -29,4 +29,9 @@ impl ApiKeyStore for MemoryApiKeyStore {
         let mut map = self.0.lock().map_err(|_| StoreError::Corrupt("api key lock"))?;
         Ok(map.get_mut(key_id).map(|k| k.revoked_at.get_or_insert(now)).is_some())
     }
+
+    async fn list_by_creator(&self, creator: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let map = self.0.lock().map_err(|_| StoreError::Corrupt("api key lock"))?;
+        Ok(map.values().filter(|k| k.created_by == creator).cloned().collect())
+    }
 }

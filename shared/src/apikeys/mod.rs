@@ -2,6 +2,12 @@
 //! bits from the OS CSPRNG. Only a SHA-256 of the whole key is stored, found by
 //! its key id (the lookup prefix) and compared in constant time. Keys carry
 //! explicit permissions, an expiry, and can be revoked.
+//!
+//! A key never carries more than its creator (a person) holds: creation checks
+//! it, and every removal of a role from the creator revokes the creator's keys
+//! that exceed what remains ([`revoke_beyond`]). The authorizer has no access
+//! to roles; it trusts the key record, which the admin function keeps within
+//! those bounds (`docs/security/api-keys.md`).
 
 mod dynamo;
 mod memory;
@@ -73,6 +79,19 @@ pub enum KeyVerdict {
 }
 
 impl ApiKeyRecord {
+    /// True while the key is neither revoked nor expired.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.valid_until
+    }
+
+    /// The key's permissions that `holds` denies, each once: empty when the
+    /// key is within its creator's bounds.
+    pub fn beyond(&self, holds: impl Fn(&str) -> bool) -> Vec<String> {
+        let set: std::collections::BTreeSet<&str> =
+            self.permissions.iter().map(String::as_str).filter(|p| !holds(p)).collect();
+        set.into_iter().map(str::to_owned).collect()
+    }
+
     /// Checks a presented key's hash (constant time), revocation and expiry.
     pub fn check(&self, presented: &TokenHash, now: i64) -> KeyVerdict {
         if aws_lc_rs::constant_time::verify_slices_are_equal(&self.hash.0, &presented.0).is_err() {
@@ -94,6 +113,41 @@ pub trait ApiKeyStore: Send + Sync {
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// Marks a key revoked; false when no such key exists.
     async fn revoke(&self, key_id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Every stored key `creator` made (live or not), read consistently: a key
+    /// whose `create` has returned is in the answer.
+    async fn list_by_creator(&self, creator: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+}
+
+/// A key revoked because its creator no longer holds some of its permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeding {
+    pub key_id: String,
+    /// The permissions the creator lacks.
+    pub lacking: Vec<String>,
+}
+
+/// Revokes every live key of `creator` that carries a permission `holds` (the
+/// creator's current permissions) denies, whole: a key is the contract its
+/// automation was built against, so it is not narrowed into something that
+/// half works. Returns what it revoked, for the audit trail.
+pub async fn revoke_beyond(
+    store: &dyn ApiKeyStore,
+    creator: &str,
+    holds: impl Fn(&str) -> bool + Sync,
+    now: i64,
+) -> Result<Vec<Exceeding>, StoreError> {
+    let exceeding: Vec<Exceeding> = store
+        .list_by_creator(creator)
+        .await?
+        .into_iter()
+        .filter(|k| k.is_live(now))
+        .map(|k| Exceeding { lacking: k.beyond(&holds), key_id: k.key_id })
+        .filter(|e| !e.lacking.is_empty())
+        .collect();
+    for key in &exceeding {
+        store.revoke(&key.key_id, now).await?;
+    }
+    Ok(exceeding)
 }
 
 /// Exposes a new key once, for the creation response.
@@ -143,5 +197,44 @@ mod tests {
         assert_eq!(rec.check(&other, 1), KeyVerdict::Unknown);
         rec.revoked_at = Some(5);
         assert_eq!(rec.check(&presented, 6), KeyVerdict::Revoked);
+    }
+
+    fn record(creator: &str, permissions: &[&str], valid_until: i64) -> ApiKeyRecord {
+        let (key_id, _, hash) = new_api_key();
+        ApiKeyRecord {
+            key_id,
+            name: "automation".into(),
+            hash,
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            created_by: creator.into(),
+            created_at: 0,
+            valid_until,
+            revoked_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_creators_live_keys_beyond_its_permissions_are_revoked() {
+        let store = MemoryApiKeyStore::default();
+        let within = record("ada", &["users:read"], 100);
+        let beyond = record("ada", &["users:read", "users:manage", "users:manage"], 100);
+        let expired = record("ada", &["users:manage"], 10);
+        let other = record("bob", &["users:manage"], 100);
+        for key in [&within, &beyond, &expired, &other] {
+            store.create(key).await.expect("create");
+        }
+        let holds = |p: &str| p == "users:read";
+        let revoked = revoke_beyond(&store, "ada", holds, 50).await.expect("revoke");
+        assert_eq!(
+            revoked,
+            [Exceeding { key_id: beyond.key_id.clone(), lacking: vec!["users:manage".into()] }]
+        );
+        let store = &store;
+        let state = |id: String| async move { store.get(&id).await.expect("get").expect("key").revoked_at };
+        assert_eq!(state(beyond.key_id.clone()).await, Some(50));
+        for untouched in [&within, &expired, &other] {
+            assert_eq!(state(untouched.key_id.clone()).await, None);
+        }
+        assert!(revoke_beyond(store, "ada", holds, 60).await.expect("again").is_empty(), "idempotent");
     }
 }
