@@ -39,10 +39,12 @@ pub(crate) async fn bound_by_creator(
 ) -> Result<(), ApiError> {
     let roles = sessions::role_names(deps.users.as_ref(), creator).await?;
     let holds = |p: &str| deps.policy.allows(&roles, p);
-    let revoked =
-        apikeys::revoke_beyond(deps.api_keys.as_ref(), &creator.to_string(), holds, deps.clock.now_secs())
-            .await?;
-    for key in revoked {
+    let now = deps.clock.now_secs();
+    let exceeding = apikeys::exceeding(deps.api_keys.as_ref(), &creator.to_string(), holds, now).await?;
+    // Each revocation is audited before the next is tried, so a failure part
+    // way leaves no revoked key unrecorded (a repeated request finds the rest).
+    for key in exceeding {
+        deps.api_keys.revoke(&key.key_id, now).await?;
         deps.auditor
             .record_admin(
                 EventType::ApiKeyRevoked,

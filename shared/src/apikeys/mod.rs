@@ -5,7 +5,7 @@
 //!
 //! A key never carries more than its creator (a person) holds: creation checks
 //! it, and every removal of a role from the creator revokes the creator's keys
-//! that exceed what remains ([`revoke_beyond`]). The authorizer has no access
+//! that exceed what remains ([`exceeding`]). The authorizer has no access
 //! to roles; it trusts the key record, which the admin function keeps within
 //! those bounds (`docs/security/api-keys.md`).
 
@@ -126,28 +126,24 @@ pub struct Exceeding {
     pub lacking: Vec<String>,
 }
 
-/// Revokes every live key of `creator` that carries a permission `holds` (the
-/// creator's current permissions) denies, whole: a key is the contract its
-/// automation was built against, so it is not narrowed into something that
-/// half works. Returns what it revoked, for the audit trail.
-pub async fn revoke_beyond(
+/// Every live key of `creator` that carries a permission `holds` (the
+/// creator's current permissions) denies. The caller revokes each whole: a
+/// key is the contract its automation was built against, so it is not
+/// narrowed into something that half works.
+pub async fn exceeding(
     store: &dyn ApiKeyStore,
     creator: &str,
     holds: impl Fn(&str) -> bool + Sync,
     now: i64,
 ) -> Result<Vec<Exceeding>, StoreError> {
-    let exceeding: Vec<Exceeding> = store
+    Ok(store
         .list_by_creator(creator)
         .await?
         .into_iter()
         .filter(|k| k.is_live(now))
         .map(|k| Exceeding { lacking: k.beyond(&holds), key_id: k.key_id })
         .filter(|e| !e.lacking.is_empty())
-        .collect();
-    for key in &exceeding {
-        store.revoke(&key.key_id, now).await?;
-    }
-    Ok(exceeding)
+        .collect())
 }
 
 /// Exposes a new key once, for the creation response.
@@ -214,7 +210,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_creators_live_keys_beyond_its_permissions_are_revoked() {
+    async fn only_the_creators_live_keys_beyond_its_permissions_exceed() {
         let store = MemoryApiKeyStore::default();
         let within = record("ada", &["users:read"], 100);
         let beyond = record("ada", &["users:read", "users:manage", "users:manage"], 100);
@@ -224,17 +220,18 @@ mod tests {
             store.create(key).await.expect("create");
         }
         let holds = |p: &str| p == "users:read";
-        let revoked = revoke_beyond(&store, "ada", holds, 50).await.expect("revoke");
+        let found = exceeding(&store, "ada", holds, 50).await.expect("list");
         assert_eq!(
-            revoked,
+            found,
             [Exceeding { key_id: beyond.key_id.clone(), lacking: vec!["users:manage".into()] }]
         );
+        store.revoke(&beyond.key_id, 50).await.expect("revoke");
         let store = &store;
         let state = |id: String| async move { store.get(&id).await.expect("get").expect("key").revoked_at };
         assert_eq!(state(beyond.key_id.clone()).await, Some(50));
         for untouched in [&within, &expired, &other] {
             assert_eq!(state(untouched.key_id.clone()).await, None);
         }
-        assert!(revoke_beyond(store, "ada", holds, 60).await.expect("again").is_empty(), "idempotent");
+        assert!(exceeding(store, "ada", holds, 60).await.expect("again").is_empty(), "a revoked key is done");
     }
 }
