@@ -45,6 +45,10 @@ pub enum ApiError {
     ReauthenticationRequired,
     #[error("the request conflicts with the current state")]
     Conflict,
+    /// Removing the role would leave nobody holding these permissions, and a
+    /// permission nobody holds can never be granted again.
+    #[error("this role is the last grant of a permission")]
+    LastHolder(Vec<String>),
     /// Unknown, spent, expired or revoked refresh token alike.
     #[error("the refresh token is invalid")]
     InvalidRefreshToken,
@@ -80,7 +84,7 @@ impl ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::WeakPassword(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::EmailUnavailable | Self::Conflict => StatusCode::CONFLICT,
+            Self::EmailUnavailable | Self::Conflict | Self::LastHolder(_) => StatusCode::CONFLICT,
             Self::InvalidCredentials
             | Self::Unauthenticated
             | Self::InvalidRefreshToken
@@ -110,6 +114,7 @@ impl ApiError {
             Self::InvalidMfa => "invalid-mfa",
             Self::ReauthenticationRequired => "reauthentication-required",
             Self::Conflict => "conflict",
+            Self::LastHolder(_) => "last-holder",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -125,6 +130,13 @@ impl ApiError {
             Self::Validation(v) | Self::WeakPassword(v) => (None, Some(v.clone())),
             Self::MalformedBody(e) => (Some(public_serde_detail(e)), None),
             Self::PayloadTooLarge { .. } => (Some(self.to_string()), None),
+            Self::LastHolder(permissions) => (
+                Some(format!(
+                    "nobody else would hold {}: first give another person a role with these permissions",
+                    permissions.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                )),
+                None,
+            ),
             _ => (None, None),
         };
         Problem {

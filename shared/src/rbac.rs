@@ -152,6 +152,43 @@ impl Policy {
         self.is_role(role) && self.permissions_of(role).into_iter().all(holds)
     }
 
+    /// The roles that grant some permission `role` grants (`role` among them
+    /// when it grants any): the assignments a removal of `role` must see to
+    /// know whether anyone else still holds each of its permissions.
+    pub fn roles_sharing(&self, role: &str) -> Vec<crate::domain::Role> {
+        let own = self.permissions_of(role);
+        self.roles
+            .keys()
+            .filter(|other| self.permissions_of(other).iter().any(|p| own.contains(p)))
+            .filter_map(|other| crate::domain::Role::parse(other).ok())
+            .collect()
+    }
+
+    /// The permissions of `role` that nobody would hold any more once `user`
+    /// loses it, given every assignment of [`Policy::roles_sharing`]: the
+    /// last-holder guard. A permission nobody holds can never be granted
+    /// again (granting a role needs every permission of it), so such a removal
+    /// would lock the deployment out of part of itself.
+    pub fn last_held<U: PartialEq>(
+        &self,
+        assignments: &[(U, crate::domain::Role)],
+        user: &U,
+        role: &str,
+    ) -> Vec<&str> {
+        let grants = |r: &crate::domain::Role, p: &str| {
+            self.roles.get(r.as_str()).is_some_and(|gs| gs.iter().any(|g| covers(g, p)))
+        };
+        self.permissions_of(role)
+            .into_iter()
+            .filter(|p| {
+                let held =
+                    |(u, r): &&(U, crate::domain::Role)| grants(r, p) && !(u == user && r.as_str() == role);
+                let before = assignments.iter().any(|(_, r)| grants(r, p));
+                before && !assignments.iter().any(|a| held(&a))
+            })
+            .collect()
+    }
+
     pub fn is_permission(&self, permission: &str) -> bool {
         self.permissions.contains(permission)
     }
@@ -187,7 +224,27 @@ mod tests {
     }
 
     use super::*;
+    use crate::domain::Role;
     use crate::routes::{Access, ROUTES};
+
+    #[test]
+    fn removing_a_role_may_not_leave_a_permission_without_holder() {
+        let p = policy();
+        let role = |r: &str| Role::parse(r).expect("role");
+        let names = |roles: Vec<Role>| roles.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(p.roles_sharing("support")), ["admin", "support"]);
+        assert_eq!(names(p.roles_sharing("admin")), ["admin", "auditor", "support"]);
+        assert!(p.roles_sharing("user").is_empty());
+        let one_admin = [(1, role("admin")), (2, role("support"))];
+        // Support still holds users:read and sessions:revoke; nobody else the rest.
+        assert_eq!(p.last_held(&one_admin, &1, "admin"), ["apikeys:manage", "audit:read", "users:manage"]);
+        assert!(p.last_held(&one_admin, &2, "support").is_empty(), "the admin still holds them");
+        assert!(p.last_held(&one_admin, &2, "admin").is_empty(), "2 does not hold admin: nothing changes");
+        let two_admins = [(1, role("admin")), (2, role("admin"))];
+        assert!(p.last_held(&two_admins, &1, "admin").is_empty());
+        assert!(p.last_held::<i32>(&[], &1, "admin").is_empty(), "nobody held them before either");
+        assert!(p.last_held(&one_admin, &1, "user").is_empty());
+    }
 
     fn policy() -> Policy {
         Policy::bundled().expect("the bundled policy is valid")

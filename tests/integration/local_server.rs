@@ -240,6 +240,86 @@ async fn rbac_role_changes_revocations_and_api_keys_apply_on_the_next_request() 
     assert_eq!(call_with_key(reqwest::Method::GET, users_url, &tampered).await, 401);
 }
 
+/// The README's flow for keys and roles on the local server's embedded
+/// stores: a key dies with its creator's admin role, and the last admin
+/// cannot remove its own.
+#[tokio::test]
+async fn a_key_dies_with_its_creators_role_and_the_last_admin_stays() {
+    let server = serve(&[]).await;
+    let (_, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/auth/register", server.base),
+        None,
+        Some(serde_json::json!({"email": "kim@example.com", "password": PASSWORD})),
+    )
+    .await;
+    let kim_id = serde_json::from_str::<serde_json::Value>(&body).expect("json")["user_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let root = login(&server, "root@example.com", ADMIN_PASSWORD).await;
+    let users_url = format!("{}/admin/users", server.base);
+    let (_, _, body) = call(reqwest::Method::GET, users_url.clone(), Some(&root), None).await;
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let root_id = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|u| u["email"] == "root@example.com")
+        .and_then(|u| u["user_id"].as_str())
+        .expect("root listed")
+        .to_owned();
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/admin/users/{kim_id}/roles", server.base),
+        Some(&root),
+        Some(serde_json::json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    let kim = login(&server, "kim@example.com", PASSWORD).await;
+    let (status, _, body) = call(
+        reqwest::Method::POST,
+        format!("{}/admin/api-keys", server.base),
+        Some(&kim),
+        Some(serde_json::json!({"name": "sync", "permissions": ["users:read"], "expires_in_days": 7})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let key = serde_json::from_str::<serde_json::Value>(&body).expect("json")["api_key"]
+        .as_str()
+        .expect("key")
+        .to_owned();
+    assert_eq!(call_with_key(reqwest::Method::GET, users_url.clone(), &key).await, 200);
+
+    let (status, _, _) = call(
+        reqwest::Method::DELETE,
+        format!("{}/admin/users/{kim_id}/roles/admin", server.base),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        call_with_key(reqwest::Method::GET, users_url, &key).await,
+        401,
+        "the key outlived its creator's admin role"
+    );
+
+    let (status, headers, body) = call(
+        reqwest::Method::DELETE,
+        format!("{}/admin/users/{root_id}/roles/admin", server.base),
+        Some(&root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "the last admin removed its own role: {body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let (status, _, _) =
+        call(reqwest::Method::GET, format!("{}/admin/users", server.base), Some(&root), None).await;
+    assert_eq!(status, 200, "root is still an admin");
+}
+
 #[tokio::test]
 async fn the_mysql_switch_keeps_users_across_restarts() {
     let db = TestDb::create().await;

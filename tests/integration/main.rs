@@ -2,6 +2,7 @@
 //! `scripts/test.sh`. One binary; every test makes its own database.
 
 mod admin_mysql;
+mod api_key_bounds;
 mod attacks;
 mod backup;
 mod cognito;

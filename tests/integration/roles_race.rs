@@ -50,6 +50,15 @@ impl UserStore for HeldRoles {
     async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError> {
         self.inner.revoke_role(id, role).await
     }
+    async fn revoke_role_checked(
+        &self,
+        id: UserId,
+        role: &Role,
+        watched: &[Role],
+        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
+    ) -> Result<bool, StoreError> {
+        self.inner.revoke_role_checked(id, role, watched, may_revoke).await
+    }
     async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
         self.inner.exists(id).await
     }

@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 use lambda_http::{Request, RequestExt};
-use portcullis_shared::apikeys::{new_api_key, reveal, ApiKeyRecord, ApiKeyStore};
+use portcullis_shared::apikeys::ApiKeyStore;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
@@ -59,7 +59,7 @@ impl Deps {
 }
 
 /// The caller, re-checked against the policy (the authorizer already did).
-fn require(deps: &Deps, req: &Request, permission: &str) -> Result<Caller, ApiError> {
+pub(crate) fn require(deps: &Deps, req: &Request, permission: &str) -> Result<Caller, ApiError> {
     let caller = Caller::from_request(req)?;
     if caller.api_key_id.is_none() && !deps.policy.allows(&caller.roles, permission) {
         return Err(ApiError::Forbidden);
@@ -67,7 +67,7 @@ fn require(deps: &Deps, req: &Request, permission: &str) -> Result<Caller, ApiEr
     Ok(caller)
 }
 
-fn actor(caller: &Caller) -> String {
+pub(crate) fn actor(caller: &Caller) -> String {
     caller.api_key_id.as_ref().map(|k| format!("apikey:{k}")).unwrap_or_else(|| caller.sub.clone())
 }
 
@@ -200,7 +200,21 @@ pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> 
     let role = known_role(deps, role)?;
     may_assign(deps, &caller, &role).await?;
     let user = target_user(deps, user).await?;
-    deps.users.revoke_role(user, &role).await?;
+    // The last-holder guard, decided under MySQL's lock on the assignments it reads.
+    let refused = std::sync::Mutex::new(Vec::new());
+    let check = |assignments: &[(UserId, Role)]| {
+        let last = deps.policy.last_held(assignments, &user, role.as_str());
+        let allowed = last.is_empty();
+        if let Ok(mut refused) = refused.lock() {
+            *refused = last.into_iter().map(str::to_owned).collect();
+        }
+        allowed
+    };
+    let watched = deps.policy.roles_sharing(role.as_str());
+    if !deps.users.revoke_role_checked(user, &role, &watched, &check).await? {
+        let permissions = refused.into_inner().unwrap_or_default();
+        return Err(ApiError::LastHolder(permissions));
+    }
     sync_session_roles(deps, user).await?;
     let meta = ClientMeta::from_request(req);
     deps.auditor
@@ -212,6 +226,7 @@ pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> 
             &meta,
         )
         .await;
+    crate::api_keys::bound_by_creator(deps, &caller, user, &meta).await?;
     no_content()
 }
 
@@ -234,102 +249,6 @@ pub async fn revoke_sessions(deps: &Deps, req: &Request, user: &str) -> HandlerR
             Some(format!("{count} sessions")),
             &meta,
         )
-        .await;
-    no_content()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKeyBody {
-    name: String,
-    permissions: Vec<String>,
-    expires_in_days: u32,
-}
-
-#[derive(Serialize)]
-struct NewKeyView {
-    key_id: String,
-    api_key: String,
-}
-
-/// Creates an API key whose permissions the creating person holds (no key can
-/// carry more than its creator, and keys cannot mint keys).
-pub async fn create_api_key(deps: &Deps, req: &Request) -> HandlerResult {
-    let caller = require(deps, req, "apikeys:manage")?;
-    if caller.api_key_id.is_some() {
-        return Err(ApiError::Forbidden);
-    }
-    let body: NewKeyBody = parse_json(req, deps.max_body_bytes)?;
-    let mut broken = Vec::new();
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        broken.push(Violation {
-            rule: "invalid_name",
-            field: "name",
-            message: "1 to 64 printable characters".into(),
-        });
-    }
-    if !(1..=365).contains(&body.expires_in_days) {
-        broken.push(Violation {
-            rule: "out_of_range",
-            field: "expires_in_days",
-            message: "1 to 365 days".into(),
-        });
-    }
-    if body.permissions.is_empty() || body.permissions.len() > 16 {
-        broken.push(Violation {
-            rule: "invalid_permissions",
-            field: "permissions",
-            message: "1 to 16 permissions".into(),
-        });
-    }
-    for p in &body.permissions {
-        if !deps.policy.is_permission(p) {
-            broken.push(Violation {
-                rule: "unknown_permission",
-                field: "permissions",
-                message: format!("`{p}` is not a permission"),
-            });
-        } else if !deps.policy.allows(&caller.roles, p) {
-            broken.push(Violation {
-                rule: "not_held",
-                field: "permissions",
-                message: format!("you do not hold `{p}`"),
-            });
-        }
-    }
-    if !broken.is_empty() {
-        return Err(ApiError::Validation(broken));
-    }
-    let now = deps.clock.now_secs();
-    let (key_id, key, hash) = new_api_key();
-    let record = ApiKeyRecord {
-        key_id: key_id.clone(),
-        name: name.to_owned(),
-        hash,
-        permissions: body.permissions,
-        created_by: caller.sub.clone(),
-        created_at: now,
-        valid_until: now + i64::from(body.expires_in_days) * 86_400,
-        revoked_at: None,
-    };
-    deps.api_keys.create(&record).await?;
-    let meta = ClientMeta::from_request(req);
-    deps.auditor
-        .record_admin(EventType::ApiKeyCreated, &actor(&caller), None, Some(key_id.clone()), &meta)
-        .await;
-    json(StatusCode::CREATED, &NewKeyView { key_id, api_key: reveal(&key) })
-}
-
-pub async fn revoke_api_key(deps: &Deps, req: &Request, key_id: &str) -> HandlerResult {
-    let caller = require(deps, req, "apikeys:manage")?;
-    let valid_id = key_id.len() == 16 && key_id.chars().all(|c| c.is_ascii_hexdigit());
-    if !valid_id || !deps.api_keys.revoke(key_id, deps.clock.now_secs()).await? {
-        return Err(ApiError::NotFound);
-    }
-    let meta = ClientMeta::from_request(req);
-    deps.auditor
-        .record_admin(EventType::ApiKeyRevoked, &actor(&caller), None, Some(key_id.to_owned()), &meta)
         .await;
     no_content()
 }

@@ -3,6 +3,7 @@
 //! depth). Every action is an audit event naming the actor; role changes and
 //! revocations apply on the target's next request.
 
+mod api_keys;
 mod handlers;
 
 pub use handlers::Deps;
@@ -25,8 +26,8 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         (&Method::POST, ["admin", "users", user, "sessions", "revoke"]) => {
             handlers::revoke_sessions(deps, &req, user).await
         }
-        (&Method::POST, ["admin", "api-keys"]) => handlers::create_api_key(deps, &req).await,
-        (&Method::DELETE, ["admin", "api-keys", key]) => handlers::revoke_api_key(deps, &req, key).await,
+        (&Method::POST, ["admin", "api-keys"]) => api_keys::create_api_key(deps, &req).await,
+        (&Method::DELETE, ["admin", "api-keys", key]) => api_keys::revoke_api_key(deps, &req, key).await,
         (_, ["admin", ..]) => Err(ApiError::NotFound),
         _ => Err(ApiError::NotFound),
     };

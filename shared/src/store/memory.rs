@@ -96,6 +96,30 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
+    async fn revoke_role_checked(
+        &self,
+        id: UserId,
+        role: &Role,
+        watched: &[Role],
+        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let assignments: Vec<(UserId, Role)> = inner
+            .roles
+            .iter()
+            .flat_map(|(user, roles)| {
+                roles.iter().filter(|r| watched.contains(r)).map(|r| (*user, r.clone()))
+            })
+            .collect();
+        if !may_revoke(&assignments) {
+            return Ok(false);
+        }
+        if let Some(roles) = inner.roles.get_mut(&id) {
+            roles.remove(role);
+        }
+        Ok(true)
+    }
+
     async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
         Ok(self.lock()?.users.contains_key(&id))
     }

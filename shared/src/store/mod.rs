@@ -80,6 +80,18 @@ pub trait UserStore: Send + Sync {
     async fn grant_role(&self, id: UserId, role: &Role, now: i64) -> Result<(), StoreError>;
     /// Removes a role; removing one the user does not have is not an error.
     async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError>;
+    /// Removes a role unless `may_revoke` refuses. It is shown every assignment
+    /// of the `watched` roles as it stands, read under a lock held until the
+    /// removal commits: two removals that watch a common role run one after the
+    /// other, and the second sees the first's outcome. False when refused
+    /// (nothing changed).
+    async fn revoke_role_checked(
+        &self,
+        id: UserId,
+        role: &Role,
+        watched: &[Role],
+        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
+    ) -> Result<bool, StoreError>;
     async fn exists(&self, id: UserId) -> Result<bool, StoreError>;
     /// Up to `limit` users ordered by id, starting after `after`.
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError>;

@@ -184,6 +184,48 @@ impl UserStore for MySqlStore {
         .map_err(classify)
     }
 
+    async fn revoke_role_checked(
+        &self,
+        id: UserId,
+        role: &Role,
+        watched: &[Role],
+        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(classify)?;
+        // Locking reads (latest committed rows, locked until commit), one role
+        // at a time in name order, so concurrent removals queue instead of
+        // deadlocking. `FOR UPDATE` needs DELETE on the table in MySQL 8, which
+        // the admin role has.
+        let mut sorted: Vec<&Role> = watched.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut assignments = Vec::new();
+        for watched_role in sorted {
+            let users: Vec<Vec<u8>> = tx
+                .exec("SELECT user_id FROM user_roles WHERE role = ? FOR UPDATE", (watched_role.as_str(),))
+                .await
+                .map_err(classify)?;
+            for user in users {
+                let user: [u8; 16] =
+                    user.try_into().map_err(|_| StoreError::Corrupt("user_roles.user_id"))?;
+                assignments.push((UserId::from_bytes(user), watched_role.clone()));
+            }
+        }
+        if !may_revoke(&assignments) {
+            tx.rollback().await.map_err(classify)?;
+            return Ok(false);
+        }
+        tx.exec_drop(
+            "DELETE FROM user_roles WHERE user_id = ? AND role = ?",
+            (id.as_bytes().to_vec(), role.as_str()),
+        )
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
     async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         let found: Option<Vec<u8>> = conn
