@@ -112,3 +112,37 @@ async fn the_second_factor_step_of_a_known_device_counts_on_the_device() {
     let (status, text, _) = parts(portcullis_mfa::handle(&w.mfa, req).await);
     assert_eq!(status, 200, "the second step of the known device is not locked out: {text}");
 }
+
+/// Device tokens are bound to the password hash: cookies collected by someone
+/// who knew the old password count as no device once the owner changes it, so
+/// they cannot multiply the guessing budget.
+#[tokio::test]
+async fn a_password_change_voids_the_device_cookies_collected_before_it() {
+    let w = world(&[]).await;
+    w.register("harvest@example.com").await;
+    let mut cookies = Vec::new();
+    for _ in 0..4 {
+        let (status, _, cookie) = login(&w, "harvest@example.com", GOOD_PASSWORD, None).await;
+        assert_eq!(status, 200);
+        cookies.push(cookie.expect("cookie"));
+    }
+    let token = w.login("harvest@example.com").await["access_token"].as_str().expect("token").to_owned();
+    let change =
+        serde_json::json!({"current_password": GOOD_PASSWORD, "new_password": "quartz-lantern-meadow-9413"});
+    let (status, body) = w.call("POST", "/auth/password", change, &token).await;
+    assert_eq!(status, 204, "{body}");
+    let mut statuses = Vec::new();
+    for (i, cookie) in cookies.iter().enumerate() {
+        for j in 0..2 {
+            statuses.push(login(&w, "harvest@example.com", &format!("guess-{i}-{j}"), Some(cookie)).await.0);
+        }
+    }
+    // The password change was itself the account's first attempt in the window (a
+    // right current password gives back only the IP's slot): four guesses are
+    // left, for all the old cookies together.
+    assert_eq!(
+        statuses,
+        [401, 401, 401, 401, 429, 429, 429, 429],
+        "the old cookies share the account's budget"
+    );
+}

@@ -18,6 +18,7 @@ pub(crate) struct World {
     /// What the admin function's database user and session store can do.
     pub(crate) admin: Backends,
     pub(crate) clock: ManualClock,
+    pub(crate) table: String,
 }
 
 pub(crate) async fn world(extra: &[(&str, String)]) -> World {
@@ -59,7 +60,7 @@ pub(crate) async fn world(extra: &[(&str, String)]) -> World {
     let cfg = env("authorizer");
     let backends = Backends::open(&cfg).await.expect("backends");
     let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, c).await.expect("authorizer");
-    World { _db: db, login, mfa, refresh, authorizer, admin, clock }
+    World { _db: db, login, mfa, refresh, authorizer, admin, clock, table }
 }
 
 pub(crate) fn json(text: &str) -> serde_json::Value {
@@ -301,4 +302,39 @@ async fn reauthentication_guesses_are_counted_with_the_logins() {
     let (status, _, _) =
         parts(portcullis_login::handle(&w.login, request("POST", "/auth/login", Some(&body), None)).await);
     assert_eq!(status, 429);
+}
+
+/// A session written before sessions recorded their live refresh token has no
+/// `head`: re-authenticating in it would leave its old token live beside the new
+/// one (two chains, neither's use ever reuse of the other). It is refused, and
+/// the login's refresh token stays the session's only chain.
+#[tokio::test]
+async fn reauthentication_in_a_session_without_a_recorded_live_token_is_refused() {
+    let w = world(&[]).await;
+    w.register("legacy@example.com").await;
+    let tokens = w.login("legacy@example.com").await;
+    let access = tokens["access_token"].as_str().expect("at").to_owned();
+    let sid = claims(&access)["sid"].as_str().expect("sid").to_owned();
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+    let items = client.scan().table_name(&w.table).send().await.expect("scan");
+    let (pk, sk) = items
+        .items()
+        .iter()
+        .find(|i| i.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|s| s == &format!("SESSION#{sid}")))
+        .map(|i| (i["pk"].clone(), i["sk"].clone()))
+        .expect("the session item");
+    client
+        .update_item()
+        .table_name(&w.table)
+        .key("pk", pk)
+        .key("sk", sk)
+        .update_expression("REMOVE head")
+        .send()
+        .await
+        .expect("remove head");
+    let (status, body) =
+        w.call("POST", "/auth/reauth", serde_json::json!({"password": GOOD_PASSWORD}), &access).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = w.refresh_with(tokens["refresh_token"].as_str().expect("rt")).await;
+    assert_eq!(status, 200, "the login's chain is the only one, and still live: {body}");
 }

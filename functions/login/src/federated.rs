@@ -43,7 +43,8 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
     let account = hex::encode(index);
     // A known device of this account counts on its own budget (see `device`).
     let now = deps.clock.now_secs();
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    // The pool keeps the password hash: no binding to it here (docs/security/README.md).
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, b"", now);
     admit(deps, &bucket, None, &meta).await?;
     let outcome = match &email {
         Some(email) => idp.password_login(email.as_str(), &body.password).await,
@@ -89,12 +90,8 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
             )
             .await?;
             deps.auditor.record(EventType::LoginSuccess, Some(user_id), &meta, None).await;
-            Ok(portcullis_shared::device::remember(
-                json(StatusCode::OK, &response)?,
-                &keys.fields,
-                &account,
-                now,
-            ))
+            let device = portcullis_shared::device::issue(&keys.fields, &account, b"", now);
+            Ok(portcullis_shared::device::remember(json(StatusCode::OK, &response)?, &device))
         }
     }
 }
@@ -133,7 +130,8 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
     // Counted with the login attempts of the same account (the keyed email).
     let keys = deps.keys.get().await?;
     let account = hex::encode(typed_email(&keys, email.as_str()).1);
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, deps.clock.now_secs());
+    let bucket =
+        portcullis_shared::device::throttle_key(&keys.fields, req, &account, b"", deps.clock.now_secs());
     admit(deps, &bucket, Some(caller.sub.clone()), &meta).await?;
     if let Err(err) = idp.change_password(token, &body.current_password, &body.new_password).await {
         if matches!(err, IdentityError::Refused) {
@@ -184,7 +182,8 @@ pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     let email = parse_email(&profile.email)?;
     let keys = deps.keys.get().await?;
     let account = hex::encode(typed_email(&keys, email.as_str()).1);
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, deps.clock.now_secs());
+    let bucket =
+        portcullis_shared::device::throttle_key(&keys.fields, req, &account, b"", deps.clock.now_secs());
     admit(deps, &bucket, Some(caller.sub.clone()), &meta).await?;
     let failure = |reason: &'static str| {
         deps.auditor.record(EventType::ReauthenticationFailure, Some(caller.sub.clone()), &meta, Some(reason))

@@ -7,6 +7,7 @@ use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::{BlindIndex, FieldCipher, KeyProvider, PasswordHasher};
 use portcullis_shared::deferred::Deferred;
+use portcullis_shared::device;
 use portcullis_shared::domain::{Email, Password, Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
@@ -249,7 +250,8 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     // A device that completed a login for this account before has a budget of
     // its own; every other attempt counts on the account's (see `device`).
     let now = deps.clock.now_secs();
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    let binding = user.as_ref().map(|u| device::password_binding(&u.password_hash)).unwrap_or_default();
+    let bucket = device::throttle_key(&keys.fields, req, &account, &binding, now);
     // A refused attempt checks nothing and so costs no argon2: known and unknown
     // accounts lock alike and get the same 429, so its speed tells nothing.
     admit(deps, &bucket, user.as_ref().map(|u| u.id.to_string()), &meta).await?;
@@ -268,10 +270,14 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             return Err(ApiError::InvalidCredentials);
         }
     };
+    let mut binding = binding;
     if deps.hasher.needs_rehash(&user.password_hash) {
         let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
         deps.users.set_password_hash(user.id, &phc, now).await?;
+        binding = device::password_binding(&phc);
     }
+    // This client's device token once the login completes (the MFA step hands it out).
+    let device_token = device::issue(&keys.fields, &account, &binding, now);
     if user.mfa_enabled {
         // The password was right; the second factor decides. No session, no token
         // yet, and the account's count stands until that factor succeeds.
@@ -282,6 +288,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             attempts: 0,
             expires_at: now + portcullis_shared::mfa::CHALLENGE_TTL_SECS,
             throttle_key: Some(bucket),
+            device_token: Some(device_token),
         };
         deps.challenges.create(&hash, &challenge).await?;
         deps.auditor.record(EventType::MfaChallenge, Some(user.id.to_string()), &meta, None).await;
@@ -320,7 +327,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             expires_in: keys.tokens.ttl_secs(),
         },
     )?;
-    Ok(portcullis_shared::device::remember(resp, &keys.fields, &account, now))
+    Ok(device::remember(resp, &device_token))
 }
 
 async fn current_user(deps: &Deps, req: &Request) -> Result<(UserRecord, Caller), ApiError> {
@@ -352,7 +359,8 @@ pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     // attempts, so neither route is an unlimited oracle.
     let account = user.id.to_string();
     let keys = deps.keys.get().await?;
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, deps.clock.now_secs());
+    let binding = device::password_binding(&user.password_hash);
+    let bucket = device::throttle_key(&keys.fields, req, &account, &binding, deps.clock.now_secs());
     admit(deps, &bucket, Some(account.clone()), &meta).await?;
     let ok =
         deps.hasher.verify(&body.current_password, &user.password_hash).await.map_err(ApiError::internal)?;
@@ -419,7 +427,8 @@ pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
     let keys = deps.keys.get().await?;
     let account = user.id.to_string();
     let now = deps.clock.now_secs();
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    let binding = device::password_binding(&user.password_hash);
+    let bucket = device::throttle_key(&keys.fields, req, &account, &binding, now);
     admit(deps, &bucket, Some(account.clone()), &meta).await?;
     let failure = |reason: &'static str| {
         deps.auditor.record(EventType::ReauthenticationFailure, Some(account.clone()), &meta, Some(reason))
@@ -461,6 +470,12 @@ pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
     let session = loop {
         let session = deps.sessions.get(&account, &sid).await?.ok_or(ApiError::Unauthenticated)?;
         if deps.session_policy.state(&session, now) != sessions::SessionState::Live {
+            return Err(ApiError::Unauthenticated);
+        }
+        // A session from before the store recorded its live refresh token: its
+        // token cannot be spent here, and a second live chain would hide reuse.
+        // Such a session only re-authenticates by logging in again.
+        if session.head.is_none() {
             return Err(ApiError::Unauthenticated);
         }
         let expires_at = deps.session_policy.expires_at(session.created_at);

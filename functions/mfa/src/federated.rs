@@ -67,7 +67,7 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     };
     let account = hex::encode(keys.fields.blind_index(&email));
     let now = deps.clock.now_secs();
-    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, now);
+    let bucket = portcullis_shared::device::throttle_key(&keys.fields, req, &account, b"", now);
     admit(deps, &bucket, None, &meta).await?;
     let issued = match idp.answer_totp(&email, &session, body.code.expose_secret()).await {
         Ok(issued) => issued,
@@ -89,5 +89,6 @@ pub async fn verify(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> H
     )
     .await?;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(user_id), &meta, None).await;
-    Ok(portcullis_shared::device::remember(json(StatusCode::OK, &response)?, &keys.fields, &account, now))
+    let device = portcullis_shared::device::issue(&keys.fields, &account, b"", now);
+    Ok(portcullis_shared::device::remember(json(StatusCode::OK, &response)?, &device))
 }

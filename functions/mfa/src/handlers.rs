@@ -167,8 +167,9 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
     caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, true)?;
     // A code that turns the factor off is counted with the second-factor
     // attempts of the account: a stolen access token cannot guess it.
-    let bucket =
-        portcullis_shared::device::throttle_key(&keys.fields, req, &id.to_string(), deps.clock.now_secs());
+    // Counted on the account: this function cannot read the password hash a
+    // device token is bound to, so a device cookie buys no budget here.
+    let bucket = id.to_string();
     admit(deps, &bucket, Some(id), &meta).await?;
     let now = deps.clock.now_secs();
     let check = mfa::check_totp(deps.mfa.as_ref(), &keys.fields, id, sealed, body.code.expose_secret(), now);
@@ -192,6 +193,7 @@ async fn complete_login(
     id: UserId,
     amr: &[&str],
     meta: &ClientMeta,
+    device_token: Option<String>,
 ) -> HandlerResult {
     let amr = amr.iter().map(|m| m.to_string()).collect();
     let now = deps.clock.now_secs();
@@ -218,7 +220,10 @@ async fn complete_login(
         },
     )?;
     // The login is complete: this client is now a known device of the account.
-    Ok(portcullis_shared::device::remember(resp, &keys.fields, &id.to_string(), now))
+    Ok(match device_token {
+        Some(token) => portcullis_shared::device::remember(resp, &token),
+        None => resp,
+    })
 }
 
 /// A wrong second factor: counted against the `mfa_token` (burned at the fifth).
@@ -249,21 +254,31 @@ pub(crate) async fn admit(
     deps.throttle.admit_audited(&deps.auditor, bucket, subject, meta, |_| "second_factor").await
 }
 
-/// The live challenge of an `mfa_token` (its hash, its user, and the throttle
-/// key its password step counted under), or the uniform refusal.
-async fn challenge(
-    deps: &Deps,
-    token: &SecretString,
-    meta: &ClientMeta,
-) -> Result<([u8; 32], UserId, String), ApiError> {
+/// What a live `mfa_token` stands for.
+struct Live {
+    hash: [u8; 32],
+    id: UserId,
+    /// The throttle key its password step counted under.
+    bucket: String,
+    /// The device token to hand out once the second factor succeeds.
+    device_token: Option<String>,
+}
+
+/// The live challenge of an `mfa_token`, or the uniform refusal.
+async fn challenge(deps: &Deps, token: &SecretString, meta: &ClientMeta) -> Result<Live, ApiError> {
     let hash = mfa::hash_mfa_token(token.expose_secret());
     let found = match &hash {
         Some(h) => deps.challenges.get(h, deps.clock.now_secs()).await?,
         None => None,
     };
-    let found = found.and_then(|c| UserId::parse(&c.user_id).map(|id| (id, c.throttle_key)));
+    let found = found.and_then(|c| UserId::parse(&c.user_id).map(|id| (id, c)));
     match (hash, found) {
-        (Some(hash), Some((id, bucket))) => Ok((hash, id, bucket.unwrap_or_else(|| id.to_string()))),
+        (Some(hash), Some((id, c))) => Ok(Live {
+            hash,
+            id,
+            bucket: c.throttle_key.unwrap_or_else(|| id.to_string()),
+            device_token: c.device_token,
+        }),
         _ => {
             deps.auditor.record(EventType::MfaVerifyFailure, None, meta, Some("dead_mfa_token")).await;
             Err(ApiError::InvalidMfa)
@@ -274,7 +289,7 @@ async fn challenge(
 pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: VerifyBody = parse_json(req, deps.max_body_bytes)?;
-    let (hash, id, bucket) = challenge(deps, &body.mfa_token, &meta).await?;
+    let Live { hash, id, bucket, device_token } = challenge(deps, &body.mfa_token, &meta).await?;
     // Before anything is spent (an attempt, the challenge): without keys, a 503 and nothing used.
     let keys = deps.keys.get().await?;
     admit(deps, &bucket, Some(id), &meta).await?;
@@ -297,13 +312,13 @@ pub async fn verify(deps: &Deps, req: &Request) -> HandlerResult {
     }
     deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaVerifySuccess, Some(id.to_string()), &meta, None).await;
-    complete_login(deps, &keys, id, &["pwd", "otp"], &meta).await
+    complete_login(deps, &keys, id, &["pwd", "otp"], &meta, device_token).await
 }
 
 pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RecoveryBody = parse_json(req, deps.max_body_bytes)?;
-    let (hash, id, bucket) = challenge(deps, &body.mfa_token, &meta).await?;
+    let Live { hash, id, bucket, device_token } = challenge(deps, &body.mfa_token, &meta).await?;
     let keys = deps.keys.get().await?;
     admit(deps, &bucket, Some(id), &meta).await?;
     let used = match mfa::hash_recovery_code(body.recovery_code.expose_secret()) {
@@ -318,5 +333,5 @@ pub async fn recovery(deps: &Deps, req: &Request) -> HandlerResult {
     }
     deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaRecoveryUsed, Some(id.to_string()), &meta, None).await;
-    complete_login(deps, &keys, id, &["pwd", "mfa"], &meta).await
+    complete_login(deps, &keys, id, &["pwd", "mfa"], &meta, device_token).await
 }

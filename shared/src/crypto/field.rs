@@ -21,6 +21,9 @@ impl hkdf::KeyType for Len {
 pub struct FieldCipher {
     aead: RandomizedNonceKey,
     index: hmac::Key,
+    /// Tags of device tokens (`crate::device`): its own subkey, so no blind index
+    /// (which the throttle stores as a counter key) is ever a valid tag.
+    device: hmac::Key,
 }
 
 /// The ciphertext is not valid for this key and owner.
@@ -34,6 +37,7 @@ impl FieldCipher {
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portcullis field keys v1").extract(data_key);
         let mut enc = [0u8; 32];
         let mut idx = [0u8; 32];
+        let mut dev = [0u8; 32];
         // HKDF-Expand of 32 bytes from SHA-256 cannot exceed its 255*32 output limit.
         #[allow(clippy::expect_used)]
         {
@@ -43,13 +47,18 @@ impl FieldCipher {
             prk.expand(&[b"blind-index"], Len(32))
                 .and_then(|okm| okm.fill(&mut idx))
                 .expect("HKDF expand of 32 bytes");
+            prk.expand(&[b"device-token"], Len(32))
+                .and_then(|okm| okm.fill(&mut dev))
+                .expect("HKDF expand of 32 bytes");
         }
         #[allow(clippy::expect_used)]
         let aead = RandomizedNonceKey::new(&AES_256_GCM, &enc).expect("32-byte AES key");
         let index = hmac::Key::new(hmac::HMAC_SHA256, &idx);
+        let device = hmac::Key::new(hmac::HMAC_SHA256, &dev);
         zeroize::Zeroize::zeroize(&mut enc);
         zeroize::Zeroize::zeroize(&mut idx);
-        Self { aead, index }
+        zeroize::Zeroize::zeroize(&mut dev);
+        Self { aead, index, device }
     }
 
     /// `nonce || ciphertext || tag`, bound to `owner` (e.g. the user id) so a
@@ -79,6 +88,19 @@ impl FieldCipher {
         let plain =
             self.aead.open_in_place(nonce, Aad::from(owner), &mut in_out).map_err(|_| FieldDecryptError)?;
         Ok(plain.to_vec())
+    }
+
+    /// HMAC-SHA256, under the device-token subkey, of `parts`, each framed by its
+    /// length (so no two different part lists give the same input).
+    pub fn device_tag(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.device);
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
     }
 
     /// HMAC-SHA256 of an already-normalized value.

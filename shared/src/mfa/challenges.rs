@@ -20,6 +20,10 @@ pub struct Challenge {
     /// The throttle key the password step counted under (the account's, or a
     /// known device's: `crate::device`); the second step counts there too.
     pub throttle_key: Option<String>,
+    /// The device token the password step minted, handed out only once the
+    /// second factor succeeds (the mfa function cannot read the password hash
+    /// it is bound to).
+    pub device_token: Option<String>,
 }
 
 #[async_trait]
@@ -116,6 +120,9 @@ impl ChallengeStore for DynamoChallengeStore {
         if let Some(key) = &c.throttle_key {
             item.insert("throttle_key".into(), AttributeValue::S(key.clone()));
         }
+        if let Some(token) = &c.device_token {
+            item.insert("device_token".into(), AttributeValue::S(token.clone()));
+        }
         self.client
             .get()
             .await
@@ -152,6 +159,7 @@ impl ChallengeStore for DynamoChallengeStore {
             attempts: num("attempts").ok_or(StoreError::Corrupt("challenge"))?,
             expires_at: num("expires_at").ok_or(StoreError::Corrupt("challenge"))?,
             throttle_key: item.get("throttle_key").and_then(|v| v.as_s().ok()).cloned(),
+            device_token: item.get("device_token").and_then(|v| v.as_s().ok()).cloned(),
         };
         Ok((challenge.expires_at > now && challenge.attempts < MAX_ATTEMPTS).then_some(challenge))
     }

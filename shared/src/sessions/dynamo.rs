@@ -325,40 +325,33 @@ impl SessionStore for DynamoSessionStore {
         now: i64,
         expires_at: i64,
     ) -> Result<Rotation, StoreError> {
-        let mut touch = Update::builder()
+        let touch = Update::builder()
             .table_name(&self.table)
             .set_key(Some(session_key(&session.user_id, &session.sid)))
             .update_expression("SET last_used_at = :now, auth_time = :now, amr = :amr, head = :new")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":amr", list(amr))
             .expression_attribute_values(":new", s(new.hex()));
-        let mut items = Vec::new();
-        match &session.head {
-            Some(old) => {
-                touch = touch
-                    .condition_expression(
-                        "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND head = :old",
-                    )
-                    .expression_attribute_values(":old", s(old.hex()));
-                let spend = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(token_key(old)))
-                    .update_expression("SET #state = :spent, spent_at = :now")
-                    .condition_expression("#state = :active")
-                    .expression_attribute_names("#state", "state")
-                    .expression_attribute_values(":spent", s("spent"))
-                    .expression_attribute_values(":active", s("active"))
-                    .expression_attribute_values(":now", n(now))
-                    .build()
-                    .map_err(unavailable)?;
-                items.push(TransactWriteItem::builder().update(spend).build());
-            }
-            None => {
-                touch = touch.condition_expression(
-                    "attribute_exists(pk) AND attribute_not_exists(revoked_at) AND attribute_not_exists(head)",
-                );
-            }
-        }
+        // No recorded live token (a session from before `head`): nothing to spend,
+        // and a second live chain would hide reuse. Refused; the caller logs in again.
+        let Some(old) = &session.head else {
+            return Ok(Rotation::SessionChanged);
+        };
+        let touch = touch
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at) AND head = :old")
+            .expression_attribute_values(":old", s(old.hex()));
+        let spend = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(token_key(old)))
+            .update_expression("SET #state = :spent, spent_at = :now")
+            .condition_expression("#state = :active")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":spent", s("spent"))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(unavailable)?;
+        let mut items = vec![TransactWriteItem::builder().update(spend).build()];
         items.push(self.token_put(new, session, expires_at)?);
         items.push(TransactWriteItem::builder().update(touch.build().map_err(unavailable)?).build());
         let result =

@@ -114,6 +114,9 @@ impl SessionStore for MemorySessionStore {
         now: i64,
         _expires_at: i64,
     ) -> Result<Rotation, StoreError> {
+        if session.head.is_none() {
+            return Ok(Rotation::SessionChanged);
+        }
         let mut inner = self.lock()?;
         let key = (session.user_id.clone(), session.sid.clone());
         match inner.sessions.get_mut(&key) {

@@ -323,7 +323,7 @@ pub trait SessionStore: Send + Sync {
     /// Replaces the roles recorded on one session and advances its `roles_version`.
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError>;
     /// A re-authentication in a live session: atomically, the session's live
-    /// refresh token (`session.head`, when known) spent, `new` written as active,
+    /// refresh token (`session.head`; a session without one is `SessionChanged`) spent, `new` written as active,
     /// and the session's `auth_time`, `amr` and `last_used_at` set — only if the
     /// session is not revoked and `session.head` is still its live token.
     async fn reauthenticate(
