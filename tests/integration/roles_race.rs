@@ -74,8 +74,7 @@ fn held(inner: Arc<dyn UserStore>) -> Arc<HeldRoles> {
 /// What the admin function does on `DELETE /admin/users/{id}/roles/admin`.
 async fn revoke_admin(w: &crate::step_up::World, id: UserId) {
     w.admin.users.revoke_role(id, &Role::admin()).await.expect("revoke in MySQL");
-    let roles = portcullis_shared::sessions::role_names(w.admin.users.as_ref(), id).await.expect("roles");
-    portcullis_shared::sessions::update_roles(w.admin.sessions.as_ref(), &id.to_string(), &roles)
+    portcullis_shared::sessions::update_roles(w.admin.sessions.as_ref(), w.admin.users.as_ref(), id)
         .await
         .expect("update sessions");
 }
@@ -180,4 +179,34 @@ async fn a_role_revoked_during_the_second_factor_step_stays_revoked() {
         vec!["user".to_owned()],
         "the MFA step undid the revocation"
     );
+}
+
+/// Two admin changes of one user at once: A grants `support` and reads the
+/// roles, B revokes it and writes the sessions first, then A writes what it read.
+/// A reads again after its write and corrects it: the revocation stands.
+#[tokio::test]
+async fn of_two_role_changes_at_once_the_revocation_is_not_undone() {
+    let w = world(&[]).await;
+    let id = admin_user(&w, "race-admins@example.com").await;
+    let tokens = w.login("race-admins@example.com").await;
+    let sid = claims(tokens["access_token"].as_str().expect("at"))["sid"].as_str().expect("sid").to_owned();
+    let support = Role::parse("support").expect("role");
+    w.admin.users.grant_role(id, &support, 0).await.expect("grant in MySQL");
+    let held_store = held(w.admin.users.clone());
+    let w = Arc::new(w);
+    let grant = {
+        let (w, store) = (w.clone(), held_store.clone());
+        tokio::spawn(async move {
+            portcullis_shared::sessions::update_roles(w.admin.sessions.as_ref(), store.as_ref(), id).await
+        })
+    };
+    held_store.read.notified().await; // A has read [admin, support, user]
+    w.admin.users.revoke_role(id, &support).await.expect("revoke in MySQL");
+    portcullis_shared::sessions::update_roles(w.admin.sessions.as_ref(), w.admin.users.as_ref(), id)
+        .await
+        .expect("B updates the sessions");
+    held_store.go.notify_one();
+    grant.await.expect("task").expect("A updates the sessions");
+    let roles = session_roles(&w, id, &sid).await;
+    assert!(!roles.contains(&"support".to_owned()), "the earlier read undid the revocation: {roles:?}");
 }

@@ -142,8 +142,7 @@ fn known_role(deps: &Deps, raw: &str) -> Result<Role, ApiError> {
 
 /// Rewrites the target's live sessions with its roles as now stored.
 async fn sync_session_roles(deps: &Deps, user: UserId) -> Result<(), ApiError> {
-    let roles: Vec<String> = deps.users.roles_of(user).await?.iter().map(|r| r.as_str().to_owned()).collect();
-    sessions::update_roles(deps.sessions.as_ref(), &user.to_string(), &roles).await?;
+    sessions::update_roles(deps.sessions.as_ref(), deps.users.as_ref(), user).await?;
     Ok(())
 }
 

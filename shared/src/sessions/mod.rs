@@ -260,13 +260,16 @@ pub async fn start_for_user(
 ) -> Result<(SessionRecord, SecretString), StoreError> {
     let roles = role_names(users, user_id).await?;
     let (mut session, token) = start(store, policy, &user_id.to_string(), roles, amr, meta, now).await?;
-    let current = role_names(users, user_id).await?;
-    if current != session.roles {
+    for _ in 0..ROLE_SYNC_ROUNDS {
+        let current = role_names(users, user_id).await?;
+        if current == session.roles {
+            return Ok((session, token));
+        }
         store.set_roles(&session.user_id, &session.sid, &current).await?;
         session.roles = current;
         session.roles_version += 1;
     }
-    Ok((session, token))
+    Err(StoreError::Unavailable("the user's roles kept changing while the session started".into()))
 }
 
 /// The names of a user's roles in the user store.
@@ -277,19 +280,35 @@ pub async fn role_names(
     Ok(users.roles_of(user_id).await?.iter().map(|r| r.as_str().to_owned()).collect())
 }
 
-/// Records `roles` on every live session of a user (after an admin changed them).
+/// Records the user's roles, as the user store holds them now, on every live
+/// session of the user (after an admin changed them), and reads them again until
+/// they stand still: of two changes landing at once, the one whose write to the
+/// sessions comes last may have read the roles before the other's change, so it
+/// checks and writes again. Returns the roles written.
 pub async fn update_roles(
     store: &dyn SessionStore,
-    user_id: &str,
-    roles: &[String],
-) -> Result<(), StoreError> {
-    for session in store.list(user_id).await? {
-        if session.revoked_at.is_none() {
-            store.set_roles(user_id, &session.sid, roles).await?;
+    users: &dyn crate::store::UserStore,
+    user_id: crate::domain::UserId,
+) -> Result<Vec<String>, StoreError> {
+    let mut roles = role_names(users, user_id).await?;
+    for _ in 0..ROLE_SYNC_ROUNDS {
+        for session in store.list(&user_id.to_string()).await? {
+            if session.revoked_at.is_none() && session.roles != roles {
+                store.set_roles(&session.user_id, &session.sid, &roles).await?;
+            }
         }
+        let now = role_names(users, user_id).await?;
+        if now == roles {
+            return Ok(roles);
+        }
+        roles = now;
     }
-    Ok(())
+    Err(StoreError::Unavailable("the user's roles kept changing while the sessions were updated".into()))
 }
+
+/// How often [`update_roles`] and [`start_for_user`] write again when the roles
+/// changed under them.
+const ROLE_SYNC_ROUNDS: usize = 4;
 
 /// The session store (DynamoDB in AWS, in-memory locally).
 #[async_trait]
