@@ -176,8 +176,14 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         match (self.current(), &self.inner.max_age) {
             (Some((value, loaded_at)), Some(max)) => match self.load_now(Some(value.clone())).await {
                 Ok(fresh) => Ok(fresh),
-                // Availability within the hard bound, refusal past it.
-                Err(_) if self.age(loaded_at) < max.trust_secs => Ok(value),
+                // Availability within the hard bound, refusal past it; a load
+                // that was answered "no" is a refusal at once.
+                Err(e)
+                    if !matches!(&e, ApiError::Unavailable(cause) if is_refusal(cause.as_ref()))
+                        && self.age(loaded_at) < max.trust_secs =>
+                {
+                    Ok(value)
+                }
                 Err(e) => Err(e),
             },
             (current, _) => self.load_now(current.map(|(value, _)| value)).await,
@@ -210,6 +216,11 @@ impl<T: Send + Sync + 'static> Deferred<T> {
             }
         }
     }
+}
+
+/// True when a load's error is a [`BootError::refused`].
+fn is_refusal(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    cause.downcast_ref::<BootError>().is_some_and(BootError::is_refusal)
 }
 
 #[cfg(test)]

@@ -88,6 +88,22 @@ pub fn throttle_key(
     }
 }
 
+/// Associated data of a device token kept in an MFA challenge.
+const IN_CHALLENGE: &[u8] = b"portcullis-device-token-in-challenge";
+
+/// A device token sealed (AEAD, field key) for the MFA challenge that hands it
+/// out once the second factor succeeds: the challenge table never holds it in
+/// the clear.
+pub fn seal_for_challenge(fields: &FieldCipher, token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(fields.encrypt(token.as_bytes(), IN_CHALLENGE))
+}
+
+/// The device token [`seal_for_challenge`] sealed; `None` for anything else.
+pub fn open_from_challenge(fields: &FieldCipher, sealed: &str) -> Option<String> {
+    let bytes = fields.decrypt(&URL_SAFE_NO_PAD.decode(sealed).ok()?, IN_CHALLENGE).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// `resp` with `token` (from [`issue`]) set as the device cookie.
 pub fn remember(
     mut resp: lambda_http::Response<lambda_http::Body>,

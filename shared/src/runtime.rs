@@ -134,9 +134,24 @@ fn aws_http_client() -> aws_sdk_kms::config::SharedHttpClient {
 #[error("startup failed: {0}")]
 pub struct BootError(pub String);
 
+/// Marks a [`BootError`] that is an answer, not an outage (see [`BootError::refused`]).
+const REFUSAL: &str = "refused: ";
+
 impl BootError {
     pub fn from_error(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
         Self(format!("{context}: {}", crate::http::error_chain(err)))
+    }
+
+    /// A load that read what it needed and was told no (the key it holds was
+    /// revoked or retired): a value kept from before must not stand in for it,
+    /// unlike after an outage (`crate::deferred::MaxAge`).
+    pub fn refused(what: impl std::fmt::Display) -> Self {
+        Self(format!("{REFUSAL}{what}"))
+    }
+
+    /// True for [`BootError::refused`].
+    pub fn is_refusal(&self) -> bool {
+        self.0.starts_with(REFUSAL)
     }
 }
 
@@ -407,6 +422,15 @@ impl KeySource {
             if current.as_deref() == Some(previous.kid()) {
                 return Ok(previous.clone());
             }
+            // The table answered: the key held is no longer current (revoked or
+            // retired). Whatever the next load does, it must not be used again.
+            return self.tokens().await.map(Arc::new).map_err(|e| {
+                BootError::refused(format_args!(
+                    "the held signing key {} is no longer current: {}",
+                    previous.kid(),
+                    e.0
+                ))
+            });
         }
         self.tokens().await.map(Arc::new)
     }

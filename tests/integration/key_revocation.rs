@@ -373,3 +373,135 @@ fn the_bounds_these_tests_use_are_the_ones_the_code_applies_and_the_docs_state()
         );
     }
 }
+
+/// The login function's database user may INSERT into `key_material` (it
+/// creates the first key). A compromised login function that re-publishes a
+/// revoked public key under a fresh kid as the newest generation does not bring
+/// it back: a revoked point stays revoked under any kid.
+#[tokio::test]
+async fn a_revoked_key_published_again_under_another_kid_stays_revoked() {
+    let h = Harness::new().await;
+    h.register("leak@example.com").await;
+    let (access, _) = h.login("leak@example.com").await;
+    let leaked_kid = kid_of(&access);
+    // The attacker holds the private key of the current kid.
+    let owner_cfg = h.env.config("owner");
+    let owner = Backends::open(&owner_cfg).await.expect("backends");
+    let provider = key_provider(&owner_cfg).expect("keys");
+    let leaked = portcullis_shared::crypto::load_signing_key(owner.keys.as_ref(), provider.as_ref(), 0)
+        .await
+        .expect("key");
+    assert_eq!(leaked.kid, leaked_kid);
+
+    // The operator revokes it; every warm authorizer drops it within the bound.
+    h.revoke(&leaked_kid, true).await.expect("rotated");
+    h.advance(BOUND_SECS + 1);
+    assert!(!h.allowed(&access).await, "revoked");
+
+    // The compromised login function, with its own database user, re-publishes the point.
+    let mut login = h.env.db.user_conn("login").await;
+    let point: Vec<u8> = login
+        .exec_first("SELECT public_key FROM key_material WHERE kid = ?", (leaked_kid.as_str(),))
+        .await
+        .expect("select")
+        .expect("row");
+    let top: u32 = login
+        .query_first("SELECT MAX(generation) FROM key_material WHERE purpose = 'token-signing'")
+        .await
+        .expect("select")
+        .expect("max");
+    login
+        .exec_drop(
+            "INSERT INTO key_material (purpose, generation, kid, public_key, wrapped_key, sealed, created_at) \
+             VALUES ('token-signing', ?, 'evil', ?, x'00', x'00', NOW(6))",
+            (top + 1, point.clone()),
+        )
+        .await
+        .expect("the login user may insert a key");
+    h.advance(BOUND_SECS + 1);
+
+    let forger = portcullis_shared::tokens::TokenIssuer::new(
+        &portcullis_shared::crypto::SigningKey {
+            kid: "evil".into(),
+            pkcs8: leaked.pkcs8.clone(),
+            public: leaked.public.clone(),
+        },
+        owner_cfg.issuer.clone(),
+        owner_cfg.audience.clone(),
+        600,
+        h.env.clock(),
+    );
+    let (sub, sid) = portcullis_shared::tokens::peek_session(&access).expect("claims");
+    let grant = portcullis_shared::tokens::Grant {
+        sub,
+        sid,
+        roles: vec!["user".into()],
+        amr: vec!["pwd".into(), "otp".into()],
+        auth_time: h.env.clock.now_secs(),
+    };
+    let (forged, _) = forger.issue(grant).expect("forged");
+    assert!(
+        !h.allowed(&forged).await,
+        "a token signed by the revoked key verifies again once the login user re-published its point"
+    );
+}
+
+/// A compromised login function inserts generation u32::MAX: rotation answers
+/// with an error (it used to overflow: a panic, or a wrap to generation 0 that
+/// left the attacker's row newest). Removing the row takes the schema owner.
+#[tokio::test]
+async fn a_top_generation_makes_rotation_fail_cleanly() {
+    let h = Harness::new().await;
+    h.register("top@example.com").await;
+    let _ = h.login("top@example.com").await;
+    let mut login = h.env.db.user_conn("login").await;
+    login
+        .query_drop(
+            "INSERT INTO key_material (purpose, generation, kid, public_key, wrapped_key, sealed, created_at) \
+             VALUES ('token-signing', 4294967295, 'top', x'04', x'00', x'00', NOW(6))",
+        )
+        .await
+        .expect("the login user may insert a key");
+    let cfg = h.env.config("owner");
+    let rotation = tokio::spawn(async move {
+        let backends = Backends::open(&cfg).await.expect("backends");
+        let provider = key_provider(&cfg).expect("keys");
+        portcullis_shared::crypto::rotate_signing_key(backends.keys.as_ref(), provider.as_ref(), 1)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(
+        matches!(&rotation, Ok(Err(message)) if message.contains("generation")),
+        "rotation after a top generation: {rotation:?}"
+    );
+}
+
+/// A signer whose newest key is revoked (here by hand, without a successor)
+/// answers 503 once it rechecks: a table read that says "revoked" is an answer,
+/// not an outage, so the 300 s hard bound does not stretch it.
+#[tokio::test]
+async fn a_warm_signer_whose_newest_key_is_revoked_answers_503_after_the_recheck() {
+    let h = Harness::new().await;
+    h.register("hand@example.com").await;
+    let (access, _) = h.login("hand@example.com").await;
+    let kid = kid_of(&access);
+    let mut owner = h.env.db.owner_conn().await;
+    owner
+        .exec_drop("UPDATE key_material SET revoked_at = NOW(6) WHERE kid = ?", (kid.as_str(),))
+        .await
+        .expect("revoke by hand");
+    h.advance(BOUND_SECS + 1);
+    let (status, body, _) = parts(
+        portcullis_login::handle(
+            &h.login,
+            request("POST", "/auth/login", Some(&creds("hand@example.com")), None),
+        )
+        .await,
+    );
+    let jwks = h.jwks_kids().await;
+    assert!(
+        status == 503 && !jwks.contains(&kid),
+        "61 s after revocation: login {status} {body}; JWKS {jwks:?} (revoked {kid})"
+    );
+}

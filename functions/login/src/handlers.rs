@@ -27,6 +27,8 @@ pub struct Deps {
     pub users: Arc<dyn UserStore>,
     /// Re-authentication checks the account's TOTP code.
     pub mfa: Arc<dyn portcullis_shared::store::MfaStore>,
+    /// The key table's public side, for the JWKS.
+    pub key_store: Arc<dyn portcullis_shared::store::KeyMaterialStore>,
     pub sessions: Arc<dyn SessionStore>,
     pub session_policy: SessionPolicy,
     pub challenges: Arc<dyn portcullis_shared::mfa::ChallengeStore>,
@@ -80,6 +82,7 @@ impl Deps {
         Ok(Self {
             users: backends.users.clone(),
             mfa: backends.mfa.clone(),
+            key_store: backends.keys.clone(),
             sessions: backends.sessions.clone(),
             session_policy: config.session_policy(),
             challenges: backends.challenges.clone(),
@@ -131,8 +134,19 @@ pub fn health() -> HandlerResult {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
+/// The published keys. When the signing side cannot load (its key was revoked
+/// and no successor opens yet), the JWKS is still served, read from the table,
+/// so verifiers elsewhere drop the revoked key rather than keep a cached set.
 pub async fn jwks(deps: &Deps) -> HandlerResult {
-    json(StatusCode::OK, &deps.keys.get().await?.jwks)
+    match deps.keys.get().await {
+        Ok(keys) => json(StatusCode::OK, &keys.jwks),
+        Err(_) => {
+            let published = portcullis_shared::crypto::load_verifying_keys(deps.key_store.as_ref())
+                .await
+                .map_err(ApiError::unavailable)?;
+            json(StatusCode::OK, &portcullis_shared::tokens::jwks(&published))
+        }
+    }
 }
 
 pub(crate) fn parse_email(raw: &str) -> Result<Email, ApiError> {
@@ -288,7 +302,7 @@ pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
             attempts: 0,
             expires_at: now + portcullis_shared::mfa::CHALLENGE_TTL_SECS,
             throttle_key: Some(bucket),
-            device_token: Some(device_token),
+            device_token: Some(device::seal_for_challenge(&keys.fields, &device_token)),
         };
         deps.challenges.create(&hash, &challenge).await?;
         deps.auditor.record(EventType::MfaChallenge, Some(user.id.to_string()), &meta, None).await;

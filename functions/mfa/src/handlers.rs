@@ -220,7 +220,9 @@ async fn complete_login(
         },
     )?;
     // The login is complete: this client is now a known device of the account.
-    Ok(match device_token {
+    let device =
+        device_token.and_then(|sealed| portcullis_shared::device::open_from_challenge(&keys.fields, &sealed));
+    Ok(match device {
         Some(token) => portcullis_shared::device::remember(resp, &token),
         None => resp,
     })

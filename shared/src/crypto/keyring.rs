@@ -135,7 +135,11 @@ pub async fn rotate_signing_key(
     provider: &dyn KeyProvider,
     now: i64,
 ) -> Result<String, KeyringError> {
-    let next = store.keys(SIGNING).await?.first().map(|k| k.generation + 1).unwrap_or(1);
+    let next = match store.keys(SIGNING).await?.first() {
+        // A generation at the top of the range (only a hand-made row gets there) ends rotation here.
+        Some(k) => k.generation.checked_add(1).ok_or(KeyringError::Invalid("token-signing generation"))?,
+        None => 1,
+    };
     let kid = uuid::Uuid::new_v4().simple().to_string();
     store.insert_if_absent(&new_signing_record(provider, kid, next, now).await?).await?;
     // A concurrent rotation may have won this generation: report the key that is current.
@@ -152,6 +156,10 @@ pub async fn load_signing_key(
     let rec = current_or_create(store, SIGNING, |kid| new_signing_record(provider, kid, 1, now)).await?;
     if rec.revoked_at.is_some() {
         // Never sign with a revoked key; `keys revoke --rotate` adds its successor first.
+        return Err(KeyringError::Revoked(rec.kid));
+    }
+    // Nor with a revoked key inserted again under another kid.
+    if revoked_points(store).await?.contains(&rec.public_key) {
         return Err(KeyringError::Revoked(rec.kid));
     }
     let dk = provider.decrypt_data_key(&rec.wrapped_key, &context(SIGNING, &rec.kid)).await?;
@@ -179,23 +187,35 @@ pub async fn load_signing_key(
 /// (newest first), less any that is revoked. A revoked key does not make room
 /// for an older one: a retired key is never published again. Needs no key
 /// provider: the authorizer never touches private material.
+/// A revoked key stays revoked under any kid: a row that carries a revoked
+/// key's public point again (inserted by a compromised function that may insert
+/// keys) is revoked too.
 pub async fn load_verifying_keys(store: &dyn KeyMaterialStore) -> Result<Vec<VerifyingKey>, KeyringError> {
-    Ok(store
-        .public_keys(SIGNING)
-        .await?
+    let keys = store.public_keys(SIGNING).await?;
+    let revoked: std::collections::HashSet<Vec<u8>> =
+        keys.iter().filter(|k| k.revoked).map(|k| k.public_key.clone()).collect();
+    Ok(keys
         .into_iter()
         .take(2)
-        .filter(|k| !k.revoked)
+        .filter(|k| !k.revoked && !revoked.contains(&k.public_key))
         .map(|k| VerifyingKey { kid: k.kid, point: k.public_key })
         .collect())
+}
+
+/// The public points of every revoked signing key.
+async fn revoked_points(
+    store: &dyn KeyMaterialStore,
+) -> Result<std::collections::HashSet<Vec<u8>>, KeyringError> {
+    Ok(store.public_keys(SIGNING).await?.into_iter().filter(|k| k.revoked).map(|k| k.public_key).collect())
 }
 
 /// The `kid` signers must sign with now: the newest generation, unless it is
 /// revoked (then none). One read of public columns: cheap enough for a warm
 /// signer to check before it keeps using the key it holds.
 pub async fn current_signing_kid(store: &dyn KeyMaterialStore) -> Result<Option<String>, KeyringError> {
-    let newest = store.public_keys(SIGNING).await?.into_iter().next();
-    Ok(newest.filter(|k| !k.revoked).map(|k| k.kid))
+    let keys = store.public_keys(SIGNING).await?;
+    let revoked = |point: &Vec<u8>| keys.iter().any(|k| k.revoked && &k.public_key == point);
+    Ok(keys.first().filter(|k| !k.revoked && !revoked(&k.public_key)).map(|k| k.kid.clone()))
 }
 
 /// Where a signing key stands, for operators (`portcullis keys list`).

@@ -20,9 +20,9 @@ pub struct Challenge {
     /// The throttle key the password step counted under (the account's, or a
     /// known device's: `crate::device`); the second step counts there too.
     pub throttle_key: Option<String>,
-    /// The device token the password step minted, handed out only once the
-    /// second factor succeeds (the mfa function cannot read the password hash
-    /// it is bound to).
+    /// The device token the password step minted, sealed
+    /// (`crate::device::seal_for_challenge`), handed out only once the second
+    /// factor succeeds (the mfa function cannot read the password hash it is bound to).
     pub device_token: Option<String>,
 }
 
