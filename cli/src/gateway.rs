@@ -87,8 +87,7 @@ impl Gateway {
         let path = parts.uri.path().to_owned();
         let route = match routes::find(&parts.method, &path) {
             Ok(route) => route,
-            Err(true) => return finish(Err(ApiError::MethodNotAllowed)),
-            Err(false) => return finish(Err(ApiError::NotFound)),
+            Err(_) => return finish(Err(routes::unrouted(&parts.method, &path))),
         };
         let mut context = ApiGatewayV2httpRequestContext::default();
         context.request_id = Some(uuid::Uuid::new_v4().to_string());

@@ -56,8 +56,9 @@ pub enum ApiError {
     Forbidden,
     #[error("no such resource")]
     NotFound,
+    /// The path exists with other methods: those (for the `Allow` header).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: String },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("a dependency is unavailable")]
@@ -92,7 +93,7 @@ impl ApiError {
             | Self::ReauthenticationRequired => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -117,7 +118,7 @@ impl ApiError {
             Self::LastHolder(_) => "last-holder",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
-            Self::MethodNotAllowed => "method-not-allowed",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::TooManyRequests { .. } => "too-many-requests",
             Self::Unavailable(_) => "service-unavailable",
             Self::Internal(_) => "internal-error",

@@ -66,8 +66,10 @@ pub fn problem_response(err: &ApiError) -> Response<Body> {
     if let ApiError::TooManyRequests { retry_after_secs } = err {
         headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
-    if let ApiError::MethodNotAllowed = err {
-        headers.insert(http::header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+    if let ApiError::MethodNotAllowed { allow } = err {
+        if let Ok(value) = HeaderValue::from_str(allow) {
+            headers.insert(http::header::ALLOW, value);
+        }
     }
     resp
 }

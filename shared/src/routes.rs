@@ -98,6 +98,23 @@ pub fn find(method: &Method, path: &str) -> Result<&'static Route, bool> {
     Err(path_known)
 }
 
+/// The answer for a request no handler took, from the route table: 405 with
+/// the methods the path has (the `Allow` header), else 404. Every function's
+/// router and the local server end with it, so they answer alike.
+pub fn unrouted(method: &Method, path: &str) -> crate::ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| matches(r.template, path) && r.method != method)
+        .map(|r| r.method.as_str())
+        .collect();
+    if allowed.is_empty() || find(method, path).is_ok() {
+        // Unknown, or another function's route: this one does not serve it.
+        crate::ApiError::NotFound
+    } else {
+        crate::ApiError::MethodNotAllowed { allow: allowed.join(", ") }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +134,18 @@ mod tests {
         assert_eq!(find(&Method::GET, "/nope").map(|r| r.function), Err(false));
         let admin = find(&Method::DELETE, "/admin/users/u1/roles/admin").map(|r| r.access);
         assert_eq!(admin, Ok(Access::Permission("users:manage")));
+    }
+
+    #[test]
+    fn an_unrouted_request_gets_405_with_the_paths_methods_or_404() {
+        let allow = |m: Method, p: &str| match unrouted(&m, p) {
+            crate::ApiError::MethodNotAllowed { allow } => Some(allow),
+            _ => None,
+        };
+        assert_eq!(allow(Method::DELETE, "/me").as_deref(), Some("GET"));
+        assert_eq!(allow(Method::GET, "/admin/api-keys").as_deref(), Some("POST"));
+        assert_eq!(allow(Method::GET, "/auth/mfa/totp").as_deref(), Some("DELETE"));
+        assert_eq!(allow(Method::GET, "/nope"), None);
+        assert_eq!(allow(Method::GET, "/me"), None, "a route another function serves is not a 405");
     }
 }

@@ -181,3 +181,23 @@ async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
         admin.users.roles_of(id).await.expect("roles").iter().map(|r| r.as_str().to_owned()).collect();
     assert!(roles.is_empty(), "only the role without permissions changed (it was revoked): {roles:?}");
 }
+
+/// A path the admin function serves, with a method it does not: 405 with the
+/// methods the route table lists for the path (it answered 404 before, and every
+/// function sent `Allow: GET, POST, DELETE` whatever the path).
+#[tokio::test]
+async fn a_wrong_method_on_an_admin_route_is_a_405_with_its_methods() {
+    let (_db, admin, _) = deployment(&[]).await;
+    for (method, path, allow) in [
+        ("GET", "/admin/api-keys", "POST"),
+        ("PUT", "/admin/users/u1/roles/admin", "DELETE"),
+        ("DELETE", "/admin/users", "GET"),
+    ] {
+        let req = crate::helpers::request(method, path, None, None);
+        let (status, text, headers) = crate::helpers::parts(portcullis_admin::handle(&admin, req).await);
+        assert_eq!(status, 405, "{method} {path}: {text}");
+        assert_eq!(headers["allow"], allow, "{method} {path}");
+    }
+    let req = crate::helpers::request("GET", "/admin/nowhere", None, None);
+    assert_eq!(crate::helpers::parts(portcullis_admin::handle(&admin, req).await).0, 404);
+}

@@ -114,9 +114,13 @@ async fn register_login_and_me_work_through_the_local_server() {
         call(reqwest::Method::GET, format!("{}/nowhere", server.base), None, None).await;
     assert_eq!(status, 404);
     assert_eq!(headers["cache-control"], "no-store");
-    let (status, _, _) =
+    let (status, headers, _) =
         call(reqwest::Method::DELETE, format!("{}/auth/login", server.base), None, None).await;
     assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "POST", "the methods of this path, from the route table");
+    let (status, headers, _) =
+        call(reqwest::Method::GET, format!("{}/admin/api-keys", server.base), None, None).await;
+    assert_eq!((status, headers["allow"].to_str().ok()), (405, Some("POST")));
 }
 
 async fn call_with_key(method: reqwest::Method, url: String, key: &str) -> u16 {

@@ -11,7 +11,6 @@ pub use handlers::Deps;
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use portcullis_shared::http::{finish, HandlerResult};
-use portcullis_shared::ApiError;
 
 /// Routes one request to its handler; always answers, never panics.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
@@ -28,8 +27,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         }
         (&Method::POST, ["admin", "api-keys"]) => api_keys::create_api_key(deps, &req).await,
         (&Method::DELETE, ["admin", "api-keys", key]) => api_keys::revoke_api_key(deps, &req, key).await,
-        (_, ["admin", ..]) => Err(ApiError::NotFound),
-        _ => Err(ApiError::NotFound),
+        _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
     };
     finish(result)
 }

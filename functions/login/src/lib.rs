@@ -12,7 +12,6 @@ pub use handlers::{register_user, Deps};
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use portcullis_shared::http::{finish, HandlerResult};
-use portcullis_shared::ApiError;
 
 /// Routes one request to its handler; always answers, never panics.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
@@ -30,18 +29,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         (&Method::POST, "/auth/reauth", None) => handlers::reauth(deps, &req).await,
         (&Method::GET, "/me", None) => handlers::me(deps, &req).await,
         (&Method::GET, "/.well-known/jwks.json", _) => handlers::jwks(deps).await,
-        (
-            _,
-            "/health"
-            | "/auth/register"
-            | "/auth/login"
-            | "/auth/password"
-            | "/auth/reauth"
-            | "/me"
-            | "/.well-known/jwks.json",
-            _,
-        ) => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound),
+        _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
     };
     finish(result)
 }

@@ -26,16 +26,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         (&Method::DELETE, "/auth/mfa/totp", None) => handlers::disable(deps, &req).await,
         (&Method::POST, "/auth/mfa/verify", None) => handlers::verify(deps, &req).await,
         (&Method::POST, "/auth/mfa/recovery", None) => handlers::recovery(deps, &req).await,
-        (
-            _,
-            "/auth/mfa/totp/enroll"
-            | "/auth/mfa/totp/confirm"
-            | "/auth/mfa/totp"
-            | "/auth/mfa/verify"
-            | "/auth/mfa/recovery",
-            _,
-        ) => Err(ApiError::MethodNotAllowed),
-        _ => Err(ApiError::NotFound),
+        _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
     };
     finish(result)
 }

@@ -12,7 +12,6 @@ pub use handlers::Deps;
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use portcullis_shared::http::{finish, HandlerResult};
-use portcullis_shared::ApiError;
 
 /// Routes one request to its handler; always answers, never panics.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
@@ -25,10 +24,7 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
         // Our session records serve both providers.
         (&Method::POST, "/auth/logout", _) => handlers::logout(deps, &req).await,
         (&Method::GET, "/auth/sessions", _) => handlers::list(deps, &req).await,
-        (_, "/auth/token/refresh" | "/auth/logout" | "/auth/logout/all" | "/auth/sessions", _) => {
-            Err(ApiError::MethodNotAllowed)
-        }
-        _ => Err(ApiError::NotFound),
+        _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
     };
     finish(result)
 }
