@@ -7,6 +7,7 @@ mod attacks;
 mod backup;
 mod cognito;
 mod cognito_direct;
+mod config_docs;
 mod database_secret;
 mod database_tls;
 mod device_cookie;

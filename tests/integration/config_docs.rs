@@ -1,0 +1,64 @@
+//! The configuration table in the README lists exactly the `PORTCULLIS_*`
+//! variables the shipped code reads (shared crate, functions, CLI): none
+//! undocumented, none documented that nothing reads.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every `"PORTCULLIS_…"` string literal in `text`.
+fn literals(text: &str, into: &mut BTreeSet<String>) {
+    for (i, _) in text.match_indices("\"PORTCULLIS_") {
+        let name: String = text[i + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        into.insert(name);
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_readme_lists_exactly_the_variables_the_code_reads() {
+    let root = root();
+    let mut files = Vec::new();
+    rust_files(&root.join("shared/src"), &mut files);
+    rust_files(&root.join("cli/src"), &mut files);
+    for function in std::fs::read_dir(root.join("functions")).expect("functions").flatten() {
+        rust_files(&function.path().join("src"), &mut files);
+    }
+    let mut read = BTreeSet::new();
+    for file in &files {
+        literals(&std::fs::read_to_string(file).expect("source"), &mut read);
+    }
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let section = readme.split("\n## Configuration\n").nth(1).expect("a Configuration section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let mut documented = BTreeSet::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let first_cell = row.split('|').nth(1).unwrap_or_default();
+        for name in first_cell.split('`').filter(|s| s.starts_with("PORTCULLIS_")) {
+            documented.insert(name.to_owned());
+        }
+    }
+    let undocumented: Vec<_> = read.difference(&documented).collect();
+    let unread: Vec<_> = documented.difference(&read).collect();
+    assert!(
+        undocumented.is_empty() && unread.is_empty(),
+        "undocumented: {undocumented:?}; documented but never read: {unread:?}"
+    );
+    assert!(read.len() > 30, "the scan found the variables ({})", read.len());
+}
