@@ -201,3 +201,33 @@ async fn a_wrong_method_on_an_admin_route_is_a_405_with_its_methods() {
     let req = crate::helpers::request("GET", "/admin/nowhere", None, None);
     assert_eq!(crate::helpers::parts(portcullis_admin::handle(&admin, req).await).0, 404);
 }
+
+/// Defence in depth: the admin function checks the permission the route table
+/// gives each route itself, so a person whose roles lack it is refused even if a
+/// request reaches the function past the authorizer.
+#[tokio::test]
+async fn the_admin_function_checks_each_routes_permission_itself() {
+    let (_db, admin, ids) = deployment(&["plain@example.com"]).await;
+    let user = ids[0].as_str();
+    let grant = format!("/admin/users/{user}/roles");
+    let revoke = format!("/admin/users/{user}/roles/admin");
+    let sessions = format!("/admin/users/{user}/sessions/revoke");
+    let cases: [(&str, &str, Option<&str>, &str); 5] = [
+        ("GET", "/admin/users", None, "support,user"),
+        ("POST", &grant, Some(r#"{"role":"admin"}"#), "support"),
+        ("DELETE", &revoke, None, "support"),
+        ("POST", &sessions, None, "user"),
+        (
+            "POST",
+            "/admin/api-keys",
+            Some(r#"{"name":"k","permissions":["users:read"],"expires_in_days":1}"#),
+            "support",
+        ),
+    ];
+    for (method, path, body, roles) in cases {
+        let req = with_context(crate::helpers::request(method, path, body, Some(user)), &[("roles", roles)]);
+        let (status, text, _) = crate::helpers::parts(portcullis_admin::handle(&admin, req).await);
+        let expected = if roles.contains("support") && method == "GET" { 200 } else { 403 };
+        assert_eq!(status, expected, "{method} {path} as {roles}: {text}");
+    }
+}

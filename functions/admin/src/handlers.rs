@@ -59,7 +59,17 @@ impl Deps {
 }
 
 /// The caller, re-checked against the policy (the authorizer already did).
-pub(crate) fn require(deps: &Deps, req: &Request, permission: &str) -> Result<Caller, ApiError> {
+/// The caller, if its roles grant the permission the route table gives this
+/// request's route (defence in depth: the authorizer checked it already). A
+/// request the table gives no permission to is refused.
+pub(crate) fn require(deps: &Deps, req: &Request) -> Result<Caller, ApiError> {
+    let permission = match portcullis_shared::routes::find(req.method(), req.uri().path()) {
+        Ok(route) => match route.access {
+            portcullis_shared::routes::Access::Permission(permission) => permission,
+            _ => return Err(ApiError::Forbidden),
+        },
+        Err(_) => return Err(ApiError::Forbidden),
+    };
     let caller = Caller::from_request(req)?;
     if caller.api_key_id.is_none() && !deps.policy.allows(&caller.roles, permission) {
         return Err(ApiError::Forbidden);
@@ -95,7 +105,7 @@ struct UserView {
 
 /// `GET /admin/users?after=<user_id>&limit=<1..100>`: emails decrypted for the caller.
 pub async fn list_users(deps: &Deps, req: &Request) -> HandlerResult {
-    require(deps, req, "users:read")?;
+    require(deps, req)?;
     let query = req.query_string_parameters();
     let after = match query.first("after") {
         Some(raw) => {
@@ -174,7 +184,7 @@ async fn may_assign(deps: &Deps, caller: &Caller, role: &Role) -> Result<(), Api
 }
 
 pub async fn grant_role(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
-    let caller = require(deps, req, "users:manage")?;
+    let caller = require(deps, req)?;
     let body: RoleBody = parse_json(req, deps.max_body_bytes)?;
     let role = known_role(deps, &body.role)?;
     may_assign(deps, &caller, &role).await?;
@@ -195,7 +205,7 @@ pub async fn grant_role(deps: &Deps, req: &Request, user: &str) -> HandlerResult
 }
 
 pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> HandlerResult {
-    let caller = require(deps, req, "users:manage")?;
+    let caller = require(deps, req)?;
     let role = known_role(deps, role)?;
     may_assign(deps, &caller, &role).await?;
     let user = target_user(deps, user).await?;
@@ -230,7 +240,7 @@ pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> 
 }
 
 pub async fn revoke_sessions(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
-    let caller = require(deps, req, "sessions:revoke")?;
+    let caller = require(deps, req)?;
     let user = if deps.external_users {
         // A pool user: our session records are keyed by the pool's sub.
         UserId::parse(user).ok_or(ApiError::NotFound)?
