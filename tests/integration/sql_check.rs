@@ -174,6 +174,7 @@ fn no_sql_is_assembled_from_strings() {
 
 #[test]
 fn the_check_catches_formatted_and_concatenated_sql_in_any_case() {
+    // sql-splice-reviewed: these are samples the checker must flag, never executed SQL.
     let splices = [
         r#"let q = format!("SELECT * FROM users WHERE id = {id}");"#,
         r#"let q = format!("select * from users where id = {id}");"#,

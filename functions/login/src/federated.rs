@@ -96,7 +96,12 @@ pub async fn login(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> Ha
     }
 }
 
-pub async fn me(idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+/// The caller and the pool's profile of it, through the pool token sealed in
+/// the caller's access token; a profile of anyone else is unauthenticated.
+async fn caller_profile(
+    idp: &dyn IdentityProvider,
+    req: &Request,
+) -> Result<(Caller, identity::Profile), ApiError> {
     let caller = Caller::from_request(req)?;
     let token = provider_access(idp, req).await?;
     let profile = idp
@@ -106,6 +111,11 @@ pub async fn me(idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     if profile.user_id != caller.sub {
         return Err(ApiError::Unauthenticated);
     }
+    Ok((caller, profile))
+}
+
+pub async fn me(idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
+    let (caller, profile) = caller_profile(idp, req).await?;
     json(
         StatusCode::OK,
         &Profile {
@@ -168,17 +178,9 @@ pub async fn change_password(deps: &Deps, idp: &dyn IdentityProvider, req: &Requ
 /// and `auth_time` now) replaces the caller's, which is revoked.
 pub async fn reauth(deps: &Deps, idp: &dyn IdentityProvider, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
-    let caller = Caller::from_request(req)?;
+    let (caller, profile) = caller_profile(idp, req).await?;
     let sid = caller.sid.clone().ok_or(ApiError::Unauthenticated)?;
-    let token = provider_access(idp, req).await?;
     let body: Reauth = parse_json(req, deps.max_body_bytes)?;
-    let profile = idp
-        .profile(token.expose_secret())
-        .await
-        .map_err(|e| identity::api_error(e, ApiError::Unauthenticated))?;
-    if profile.user_id != caller.sub {
-        return Err(ApiError::Unauthenticated);
-    }
     let email = parse_email(&profile.email)?;
     let keys = deps.keys.get().await?;
     let account = hex::encode(typed_email(&keys, email.as_str()).1);

@@ -128,6 +128,22 @@ impl DynamoSessionStore {
         self.client.get().await.update_item().table_name(&self.table).set_key(Some(session_key(user_id, sid)))
     }
 
+    /// The transaction item that spends refresh token `old` (only while it is active).
+    fn spend(&self, old: &TokenHash, now: i64) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(token_key(old)))
+            .update_expression("SET #state = :spent, spent_at = :now")
+            .condition_expression("#state = :active")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":spent", s("spent"))
+            .expression_attribute_values(":active", s("active"))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(unavailable)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     fn token_put(
         &self,
         hash: &TokenHash,
@@ -241,17 +257,7 @@ impl SessionStore for DynamoSessionStore {
         now: i64,
         expires_at: i64,
     ) -> Result<Rotation, StoreError> {
-        let spend = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(token_key(old)))
-            .update_expression("SET #state = :spent, spent_at = :now")
-            .condition_expression("#state = :active")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":spent", s("spent"))
-            .expression_attribute_values(":active", s("active"))
-            .expression_attribute_values(":now", n(now))
-            .build()
-            .map_err(unavailable)?;
+        let spend = self.spend(old, now)?;
         let touch = Update::builder()
             .table_name(&self.table)
             .set_key(Some(session_key(&session.user_id, &session.sid)))
@@ -272,7 +278,7 @@ impl SessionStore for DynamoSessionStore {
             .get()
             .await
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(spend).build())
+            .transact_items(spend)
             .transact_items(self.token_put(new, session, expires_at)?)
             .transact_items(TransactWriteItem::builder().update(touch).build())
             .send()
@@ -340,18 +346,8 @@ impl SessionStore for DynamoSessionStore {
         let touch = touch
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at) AND head = :old")
             .expression_attribute_values(":old", s(old.hex()));
-        let spend = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(token_key(old)))
-            .update_expression("SET #state = :spent, spent_at = :now")
-            .condition_expression("#state = :active")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":spent", s("spent"))
-            .expression_attribute_values(":active", s("active"))
-            .expression_attribute_values(":now", n(now))
-            .build()
-            .map_err(unavailable)?;
-        let mut items = vec![TransactWriteItem::builder().update(spend).build()];
+        let spend = self.spend(old, now)?;
+        let mut items = vec![spend];
         items.push(self.token_put(new, session, expires_at)?);
         items.push(TransactWriteItem::builder().update(touch.build().map_err(unavailable)?).build());
         let result =
