@@ -68,6 +68,12 @@ impl Gateway {
         {
             Ok(id) => tracing::info!(user_id = %id, "bootstrap admin created"),
             Err(ApiError::EmailUnavailable) => tracing::info!("bootstrap admin already exists"),
+            // A pool's roles are its groups: its administrators are made there.
+            Err(ApiError::Unsupported) => {
+                tracing::warn!(
+                    "bootstrap admin not created: with Cognito, add the admin to the pool's admin group"
+                )
+            }
             Err(ApiError::WeakPassword(rules)) => {
                 let names: Vec<_> = rules.iter().map(|r| r.rule).collect();
                 anyhow::bail!("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD breaks the password policy: {names:?}")

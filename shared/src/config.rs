@@ -88,6 +88,13 @@ pub struct Config {
     pub database_ca: Option<std::sync::Arc<[u8]>>,
 }
 
+impl IdentityBackend {
+    /// True when accounts are Portcullis' own (not a pool's).
+    pub fn is_native(&self) -> bool {
+        matches!(self, Self::Native)
+    }
+}
+
 impl Config {
     /// Reads every `PORTCULLIS_*` variable; see README for the table.
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -54,6 +54,9 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("the caller lacks the permission for this action")]
     Forbidden,
+    /// The configured identity provider does not offer this (Cognito keeps no recovery codes).
+    #[error("the identity provider does not support this")]
+    Unsupported,
     #[error("no such resource")]
     NotFound,
     /// The path exists with other methods: those (for the `Allow` header).
@@ -96,6 +99,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unsupported => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +121,7 @@ impl ApiError {
             Self::Conflict => "conflict",
             Self::LastHolder(_) => "last-holder",
             Self::Forbidden => "forbidden",
+            Self::Unsupported => "unsupported",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::TooManyRequests { .. } => "too-many-requests",

@@ -287,16 +287,24 @@ pub async fn database_opts(config: &Config) -> Result<mysql_async::Opts, BootErr
     }
 }
 
-/// The configured external identity provider; `None` for the native one.
-pub fn identity_provider(config: &Config) -> Option<Arc<dyn crate::identity::IdentityProvider>> {
-    match &config.identity {
-        crate::config::IdentityBackend::Native => None,
-        crate::config::IdentityBackend::Cognito { pool_id, client_id } => {
-            let app =
-                crate::cognito_app::AppClient::new(AwsClient::lazy(), pool_id.clone(), client_id.clone());
-            Some(Arc::new(crate::identity::CognitoProvider::new(app)))
+/// The configured identity provider: the native one over the opened stores,
+/// or a Cognito user pool.
+pub fn identity_provider(
+    config: &Config,
+    backends: &Backends,
+) -> Result<Arc<dyn crate::identity::IdentityProvider>, BootError> {
+    use crate::identity::{AppClient, CognitoProvider, NativeProvider};
+    Ok(match &config.identity {
+        crate::config::IdentityBackend::Native => {
+            let hasher = crate::crypto::PasswordHasher::new()
+                .map_err(|e| BootError::from_error("password hasher", &e))?;
+            Arc::new(NativeProvider::new(config, backends, hasher))
         }
-    }
+        crate::config::IdentityBackend::Cognito { pool_id, client_id } => {
+            let app = AppClient::new(AwsClient::lazy(), pool_id.clone(), client_id.clone());
+            Arc::new(CognitoProvider::new(app, backends.sessions.clone(), config.session_policy()))
+        }
+    })
 }
 
 /// The configured key provider: KMS (endpoint from `AWS_ENDPOINT_URL` when set) or the local file.

@@ -37,7 +37,7 @@ pub struct AccessClaims {
     pub amr: Vec<String>,
     pub auth_time: i64,
     /// With an external identity provider: the provider's own access token,
-    /// sealed by the functions (see `cognito_app`), so the client never holds it.
+    /// sealed by the functions (see `identity::cognito`), so the client never holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pvt: Option<String>,
 }

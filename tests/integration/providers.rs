@@ -602,3 +602,40 @@ async fn cognito_admin_revocation_reaches_the_authorizer() {
     let (status, _, _) = call(Method::GET, format!("{}/me", server.base), Some(user_access), None).await;
     assert_eq!(status, 401);
 }
+
+/// What the pool cannot do answers one clear problem, 501 `unsupported`,
+/// before anything is counted or checked: it keeps no recovery codes (its own
+/// account recovery applies), and its administrators turn TOTP off.
+#[tokio::test]
+async fn cognito_recovery_codes_and_removing_totp_are_unsupported() {
+    let provider = cognito_pool().await.0;
+    let server = server(&provider, &[]).await;
+    let email = format!("un-{}@example.com", crate::helpers::hex_token());
+    let secret = with_totp(&server, &provider, &email).await;
+    let (_, _, challenge) = login(&server, &email, PASSWORD).await;
+    let recovery = json!({"mfa_token": challenge["mfa_token"], "recovery_code": "aaaa-bbbb-cccc-dddd"});
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/recovery", server.base), None, Some(recovery)).await;
+    assert_eq!(status, 501, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("problem");
+    assert_eq!(body["type"], "urn:portcullis:problem:unsupported");
+    let verify = json!({"mfa_token": challenge["mfa_token"], "code": oathtool(&secret)});
+    // The confirmation used the current step: wait for the next one.
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(30 - now % 30 + 1)).await;
+    let verify = json!({"mfa_token": verify["mfa_token"], "code": oathtool(&secret)});
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/verify", server.base), None, Some(verify)).await;
+    assert_eq!(status, 200, "{body}");
+    let tokens: Value = serde_json::from_str(&body).expect("tokens");
+    let (status, _, body) = call(
+        Method::DELETE,
+        format!("{}/auth/mfa/totp", server.base),
+        tokens["access_token"].as_str(),
+        Some(json!({"code": oathtool(&secret)})),
+    )
+    .await;
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("urn:portcullis:problem:unsupported"), "{body}");
+}

@@ -71,6 +71,22 @@ fn held(inner: Arc<dyn UserStore>) -> Arc<HeldRoles> {
     Arc::new(HeldRoles { inner, armed: AtomicBool::new(true), read: Notify::new(), go: Notify::new() })
 }
 
+/// Holds the user store `function`'s identity provider reads, and gives it back.
+fn held_in(w: &mut crate::step_up::World, function: &str) -> Arc<HeldRoles> {
+    let (cfg, backends) = w.opened[function].clone();
+    let store = held(backends.users.clone());
+    let backends = portcullis_shared::runtime::Backends { users: store.clone(), ..backends };
+    let hasher = portcullis_shared::crypto::PasswordHasher::new().expect("hasher");
+    let native: Arc<dyn portcullis_shared::identity::IdentityProvider> =
+        Arc::new(portcullis_shared::identity::NativeProvider::new(&cfg, &backends, hasher));
+    match function {
+        "login" => w.login.identity = native,
+        "mfa" => w.mfa.identity = native,
+        _ => w.refresh.identity = native,
+    }
+    store
+}
+
 /// What the admin function does on `DELETE /admin/users/{id}/roles/admin`.
 async fn revoke_admin(w: &crate::step_up::World, id: UserId) {
     w.admin.users.revoke_role(id, &Role::admin()).await.expect("revoke in MySQL");
@@ -100,8 +116,7 @@ async fn a_role_revoked_during_a_refresh_stays_revoked() {
     let tokens = w.login("race-refresh@example.com").await;
     let sid = claims(tokens["access_token"].as_str().expect("at"))["sid"].as_str().expect("sid").to_owned();
     assert!(session_roles(&w, id, &sid).await.contains(&"admin".to_owned()));
-    let store = held(w.refresh.users.clone());
-    w.refresh.users = store.clone();
+    let store = held_in(&mut w, "refresh");
     let w = Arc::new(w);
     let refresh = {
         let (w, rt) = (w.clone(), tokens["refresh_token"].as_str().expect("rt").to_owned());
@@ -124,8 +139,7 @@ async fn a_role_revoked_during_a_refresh_stays_revoked() {
 async fn a_role_revoked_during_a_login_stays_revoked() {
     let mut w = world(&[]).await;
     let id = admin_user(&w, "race-login@example.com").await;
-    let store = held(w.login.users.clone());
-    w.login.users = store.clone();
+    let store = held_in(&mut w, "login");
     let w = Arc::new(w);
     let login = {
         let w = w.clone();
@@ -155,8 +169,7 @@ async fn a_role_revoked_during_the_second_factor_step_stays_revoked() {
     assert_eq!(status, 200);
     let challenge = w.login("race-mfa@example.com").await;
     w.clock.advance(30);
-    let store = held(w.mfa.users.clone());
-    w.mfa.users = store.clone();
+    let store = held_in(&mut w, "mfa");
     let w = Arc::new(w);
     let verify = {
         let w = w.clone();

@@ -17,6 +17,8 @@ pub(crate) struct World {
     authorizer: portcullis_authorizer::Deps,
     /// What the admin function's database user and session store can do.
     pub(crate) admin: Backends,
+    /// Each function's configuration and opened stores, by function name.
+    pub(crate) opened: std::collections::HashMap<&'static str, (portcullis_shared::config::Config, Backends)>,
     pub(crate) clock: ManualClock,
     pub(crate) table: String,
 }
@@ -43,24 +45,28 @@ pub(crate) async fn world(extra: &[(&str, String)]) -> World {
         pairs.extend(extra.iter().cloned());
         config(&pairs)
     };
+    let mut opened = std::collections::HashMap::new();
     let cfg = env("login");
     let backends = Backends::open(&cfg).await.expect("backends");
+    opened.insert("login", (cfg.clone(), backends.clone()));
     let provider = key_provider(&cfg).expect("keys");
     let login =
         portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("login");
     login.keys.get().await.expect("signing key created");
     let cfg = env("mfa");
     let backends = Backends::open(&cfg).await.expect("backends");
+    opened.insert("mfa", (cfg.clone(), backends.clone()));
     let mfa = portcullis_mfa::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("mfa");
     let cfg = env("refresh");
     let backends = Backends::open(&cfg).await.expect("backends");
+    opened.insert("refresh", (cfg.clone(), backends.clone()));
     let refresh =
         portcullis_refresh::Deps::build(&cfg, &backends, provider, c.clone()).await.expect("refresh");
     let admin = Backends::open(&env("admin")).await.expect("admin backends");
     let cfg = env("authorizer");
     let backends = Backends::open(&cfg).await.expect("backends");
     let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, c).await.expect("authorizer");
-    World { _db: db, login, mfa, refresh, authorizer, admin, clock, table }
+    World { _db: db, login, mfa, refresh, authorizer, admin, opened, clock, table }
 }
 
 pub(crate) fn json(text: &str) -> serde_json::Value {

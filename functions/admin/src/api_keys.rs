@@ -70,7 +70,7 @@ async fn confirm_within_creator(
     record: &ApiKeyRecord,
     meta: &ClientMeta,
 ) -> Result<(), ApiError> {
-    if deps.external_users {
+    if !deps.identity.is_native() {
         // Pool users' roles are their Cognito groups, which this function does
         // not read (docs/security/api-keys.md, "Limits").
         return Ok(());

@@ -30,9 +30,9 @@ pub struct Deps {
     pub auditor: Auditor,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
-    /// True when users live in an external provider (Cognito): user ids are the
-    /// pool's subs, not rows of our users table.
-    pub external_users: bool,
+    /// Where accounts live: with a Cognito pool, user ids are the pool's subs,
+    /// not rows of our users table, and roles are the pool's groups.
+    pub identity: portcullis_shared::config::IdentityBackend,
 }
 
 impl Deps {
@@ -53,7 +53,7 @@ impl Deps {
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
-            external_users: config.identity != portcullis_shared::config::IdentityBackend::Native,
+            identity: config.identity.clone(),
         })
     }
 }
@@ -241,7 +241,7 @@ pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> 
 
 pub async fn revoke_sessions(deps: &Deps, req: &Request, user: &str) -> HandlerResult {
     let caller = require(deps, req)?;
-    let user = if deps.external_users {
+    let user = if !deps.identity.is_native() {
         // A pool user: our session records are keyed by the pool's sub.
         UserId::parse(user).ok_or(ApiError::NotFound)?
     } else {

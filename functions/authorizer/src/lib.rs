@@ -42,8 +42,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// Set when a Cognito user pool's tokens are accepted too.
     pub cognito: Option<CognitoVerifier>,
-    /// True when the pool is the identity provider: its tokens need a live session record.
-    pub cognito_sessions: bool,
+    /// Where accounts live: when it is the pool, its tokens need a live session record.
+    pub identity: portcullis_shared::config::IdentityBackend,
     /// The least time between two reloads of our keys caused by unknown `kid`s.
     pub key_reload_interval: std::time::Duration,
 }
@@ -88,10 +88,7 @@ impl Deps {
             session_policy: config.session_policy(),
             cognito: config.cognito.clone().map(|c| CognitoVerifier::new(c, clock.clone())),
             key_reload_interval: KEY_RELOAD_INTERVAL,
-            cognito_sessions: matches!(
-                config.identity,
-                portcullis_shared::config::IdentityBackend::Cognito { .. }
-            ),
+            identity: config.identity.clone(),
             clock,
         })
     }
@@ -176,7 +173,7 @@ async fn cognito_decision(
     // The pool's tokens carry no `amr`, and its `auth_time` survives refreshes:
     // how and when the person authenticated is our session record's (a
     // re-authentication starts a new pool session, see `POST /auth/reauth`).
-    let (sid, auth_time, amr) = if deps.cognito_sessions {
+    let (sid, auth_time, amr) = if !deps.identity.is_native() {
         let Some(sid) = identity.origin_jti else {
             return refuse(Decision::Unauthorized, "Cognito token without origin_jti");
         };

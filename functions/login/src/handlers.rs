@@ -5,45 +5,40 @@ use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{BlindIndex, FieldCipher, KeyProvider, PasswordHasher};
+use portcullis_shared::crypto::{FieldCipher, KeyProvider};
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::device;
-use portcullis_shared::domain::{Email, Password, Role, UserId};
+use portcullis_shared::domain::{Email, Password, Role};
 use portcullis_shared::error::Violation;
-use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
-use portcullis_shared::identity::IdentityProvider;
+use portcullis_shared::http::{json, no_content, parse_json, ClientMeta, HandlerResult};
+use portcullis_shared::identity::{
+    self, ChallengeSeed, IdentityError, IdentityProvider, Need, Next, Principal,
+};
 use portcullis_shared::policy::PasswordPolicy;
 use portcullis_shared::runtime::{Backends, BootError, KeySource};
-use portcullis_shared::sessions::{self, SessionPolicy, SessionStore};
-use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore};
-use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
+use portcullis_shared::sessions::{self, SessionStore};
+use portcullis_shared::throttle::Refusal;
+use portcullis_shared::tokens::TokenIssuer;
 use portcullis_shared::ApiError;
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// Everything the login handlers use, built once at cold start.
 pub struct Deps {
-    pub users: Arc<dyn UserStore>,
-    /// Re-authentication checks the account's TOTP code.
-    pub mfa: Arc<dyn portcullis_shared::store::MfaStore>,
+    /// Where accounts live (native or a Cognito pool): the one backend switch.
+    pub identity: Arc<dyn IdentityProvider>,
     /// The key table's public side, for the JWKS.
     pub key_store: Arc<dyn portcullis_shared::store::KeyMaterialStore>,
     pub sessions: Arc<dyn SessionStore>,
-    pub session_policy: SessionPolicy,
-    pub challenges: Arc<dyn portcullis_shared::mfa::ChallengeStore>,
     pub throttle: portcullis_shared::throttle::Throttle,
     pub auditor: Auditor,
     /// Unwrapped in the background from cold start on (see [`Deferred`]).
     pub keys: Deferred<LoginKeys>,
-    pub hasher: PasswordHasher,
     pub policy: PasswordPolicy,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
     /// How recent an authentication a password change needs.
     pub reauth_max_age_secs: u64,
-    /// Set when users live in an external provider (Cognito); `None` is native.
-    pub identity: Option<Arc<dyn IdentityProvider>>,
 }
 
 /// The login function's key material: the email field key, the signing key and
@@ -65,7 +60,6 @@ impl Deps {
         provider: Arc<dyn KeyProvider>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let hasher = PasswordHasher::new().map_err(|e| BootError::from_error("password hasher", &e))?;
         let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
             |keys, previous: Option<Arc<LoginKeys>>| async move {
                 let fields = match &previous {
@@ -80,54 +74,49 @@ impl Deps {
             },
         );
         Ok(Self {
-            users: backends.users.clone(),
-            mfa: backends.mfa.clone(),
+            identity: portcullis_shared::runtime::identity_provider(config, backends)?,
             key_store: backends.keys.clone(),
             sessions: backends.sessions.clone(),
-            session_policy: config.session_policy(),
-            challenges: backends.challenges.clone(),
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             keys,
-            hasher,
             policy: PasswordPolicy::new(config.password_min_length, config.hibp_url.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
             reauth_max_age_secs: config.reauth_max_age_secs,
-            identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Credentials {
-    pub(crate) email: String,
-    pub(crate) password: Password,
+struct Credentials {
+    email: String,
+    password: Password,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PasswordChange {
-    pub(crate) current_password: Password,
-    pub(crate) new_password: Password,
+struct PasswordChange {
+    current_password: Password,
+    new_password: Password,
 }
 
 /// `POST /auth/reauth`: the password again, and the TOTP code when enrolled.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Reauth {
-    pub(crate) password: Password,
+struct Reauth {
+    password: Password,
     #[serde(default)]
-    pub(crate) code: Option<secrecy::SecretString>,
+    code: Option<secrecy::SecretString>,
 }
 
 #[derive(Serialize)]
-pub(crate) struct Profile {
-    pub(crate) user_id: String,
-    pub(crate) email: String,
-    pub(crate) roles: Vec<String>,
-    pub(crate) mfa_enabled: bool,
+struct Profile {
+    user_id: String,
+    email: String,
+    roles: Vec<String>,
+    mfa_enabled: bool,
 }
 
 pub fn health() -> HandlerResult {
@@ -166,24 +155,15 @@ pub async fn register_user(
     email: &Email,
     password: &Password,
     roles: Vec<Role>,
-) -> Result<UserId, ApiError> {
+) -> Result<String, ApiError> {
+    // Our policy first (breached passwords, the email's local part); a pool's own after.
     deps.policy.check(password, email, "password").await?;
-    let id = UserId::generate();
     let keys = deps.keys.get().await?;
-    let password_hash = deps.hasher.hash(password).await.map_err(ApiError::internal)?;
-    let user = NewUser {
-        id,
-        email_index: keys.fields.blind_index(email.as_str()),
-        email_ciphertext: keys.fields.encrypt(email.as_str().as_bytes(), &id.as_bytes()),
-        password_hash,
-        roles,
-        created_at: deps.clock.now_secs(),
-    };
-    match deps.users.insert_user(&user).await {
-        Ok(()) => Ok(id),
-        Err(StoreError::Duplicate) => Err(ApiError::EmailUnavailable),
-        Err(other) => Err(other.into()),
-    }
+    let now = deps.clock.now_secs();
+    deps.identity
+        .register(&keys.fields, email, password, roles, now)
+        .await
+        .map_err(|e| identity::api_error(e, ApiError::EmailUnavailable))
 }
 
 /// Registrations are counted before any work (the policy, a breach lookup, an
@@ -192,16 +172,12 @@ pub async fn register_user(
 /// so a run of them is an enumeration oracle and a CPU sink: the sixth in the
 /// window answers 429. A registration that succeeds clears the address's bucket
 /// but keeps its IP slot, so mass sign-ups from one source are capped too. The bucket.
-pub(crate) async fn admit_registration(
-    deps: &Deps,
-    email: &Email,
-    meta: &ClientMeta,
-) -> Result<String, ApiError> {
+async fn admit_registration(deps: &Deps, email: &Email, meta: &ClientMeta) -> Result<String, ApiError> {
     let keys = deps.keys.get().await?;
     let bucket = format!("register:{}", hex::encode(keys.fields.blind_index(email.as_str())));
     let reason = |why| match why {
-        portcullis_shared::throttle::Refusal::Account => "registration_address",
-        portcullis_shared::throttle::Refusal::SourceIp => "registration_source_ip",
+        Refusal::Account => "registration_address",
+        Refusal::SourceIp => "registration_source_ip",
     };
     deps.throttle.admit_audited(&deps.auditor, &bucket, None, meta, reason).await?;
     Ok(bucket)
@@ -214,308 +190,163 @@ pub async fn register(deps: &Deps, req: &Request) -> HandlerResult {
     let bucket = admit_registration(deps, &email, &meta).await?;
     let id = register_user(deps, &email, &body.password, vec![Role::user()]).await?;
     deps.throttle.forget(&bucket).await;
-    deps.auditor.record(EventType::Register, Some(id.to_string()), &meta, None).await;
-    json(StatusCode::CREATED, &serde_json::json!({ "user_id": id.to_string() }))
+    deps.auditor.record(EventType::Register, Some(id.clone()), &meta, None).await;
+    json(StatusCode::CREATED, &serde_json::json!({ "user_id": id }))
 }
 
-/// Counts a login attempt against the account and the source IP: a 429 (with
-/// its audit event) when either is over its limit, a 503 when the counters are
+/// Counts an attempt at a guessable secret against `bucket` (the account's, or
+/// a known device's: see `device`) and the source IP: a 429 (with its audit
+/// event) when either is over its limit, a 503 when the counters are
 /// unreachable (fail closed: no unthrottled guessing).
-pub(crate) async fn admit(
+async fn admit(
     deps: &Deps,
-    account: &str,
+    bucket: &str,
     subject: Option<String>,
     meta: &ClientMeta,
 ) -> Result<(), ApiError> {
     let reason = |why| match why {
-        portcullis_shared::throttle::Refusal::Account => "account_locked",
-        portcullis_shared::throttle::Refusal::SourceIp => "source_ip_throttled",
+        Refusal::Account => "account_locked",
+        Refusal::SourceIp => "source_ip_throttled",
     };
-    deps.throttle.admit_audited(&deps.auditor, account, subject, meta, reason).await
+    deps.throttle.admit_audited(&deps.auditor, bucket, subject, meta, reason).await
 }
 
-/// The typed email, when it is an address, and its keyed hash: the account's
-/// lookup key and its throttle bucket. Not an address: still counted, under the
-/// keyed hash of what was typed.
-pub(crate) fn typed_email(keys: &LoginKeys, raw: &str) -> (Option<Email>, BlindIndex) {
-    let email = Email::parse(raw).ok();
-    let index = match &email {
-        Some(email) => keys.fields.blind_index(email.as_str()),
-        None => keys.fields.blind_index(&raw.trim().to_lowercase()),
-    };
-    (email, index)
-}
-
-/// Wrong password, unknown account and malformed email all take one argon2
-/// verification and end in the same 401 body (ASVS V2.2, enumeration defence).
+/// Wrong password, unknown account and malformed email end in the same 401
+/// body after the same work (the provider's), and lock alike.
 pub async fn login(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: Credentials = parse_json(req, deps.max_body_bytes)?;
     let keys = deps.keys.get().await?;
-    let (email, index) = typed_email(&keys, &body.email);
-    let user = match email {
-        Some(_) => deps.users.find_by_email_index(&index).await?,
-        None => None,
-    };
-    // An existing account is counted under its id (MFA failures count there too);
-    // an unknown one under its keyed email hash, so it locks exactly the same way.
-    let account = user.as_ref().map(|u| u.id.to_string()).unwrap_or_else(|| hex::encode(index));
-    let ip = meta.source_ip.clone();
-    // A device that completed a login for this account before has a budget of
-    // its own; every other attempt counts on the account's (see `device`).
     let now = deps.clock.now_secs();
-    let binding = user.as_ref().map(|u| device::password_binding(&u.password_hash)).unwrap_or_default();
-    let bucket = device::throttle_key(&keys.fields, req, &account, &binding, now);
+    let account = deps.identity.locate(&keys.fields, &body.email).await?;
+    let (key, subject, refusal) = (account.key.clone(), account.subject.clone(), account.refusal);
+    let bucket = device::throttle_key(&keys.fields, req, &key, &account.binding, now);
     // A refused attempt checks nothing and so costs no argon2: known and unknown
     // accounts lock alike and get the same 429, so its speed tells nothing.
-    admit(deps, &bucket, user.as_ref().map(|u| u.id.to_string()), &meta).await?;
-    let verified = match &user {
-        Some(u) => deps.hasher.verify(&body.password, &u.password_hash).await,
-        None => deps.hasher.verify_dummy(&body.password).await,
-    }
-    .map_err(ApiError::internal)?;
-    let user = match (user, verified) {
-        (Some(user), true) => user,
-        (user, _) => {
-            let reason = if user.is_some() { "wrong_password" } else { "unknown_account" };
-            deps.auditor
-                .record(EventType::LoginFailure, user.map(|u| u.id.to_string()), &meta, Some(reason))
-                .await;
+    admit(deps, &bucket, subject.clone(), &meta).await?;
+    let verified = match deps.identity.check_password(account, &body.password, now).await {
+        Ok(verified) => verified,
+        Err(IdentityError::Refused) => {
+            deps.auditor.record(EventType::LoginFailure, subject, &meta, Some(refusal)).await;
             return Err(ApiError::InvalidCredentials);
         }
+        Err(other) => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
     };
-    let mut binding = binding;
-    if deps.hasher.needs_rehash(&user.password_hash) {
-        let phc = deps.hasher.hash(&body.password).await.map_err(ApiError::internal)?;
-        deps.users.set_password_hash(user.id, &phc, now).await?;
-        binding = device::password_binding(&phc);
-    }
     // This client's device token once the login completes (the MFA step hands it out).
-    let device_token = device::issue(&keys.fields, &account, &binding, now);
-    if user.mfa_enabled {
-        // The password was right; the second factor decides. No session, no token
-        // yet, and the account's count stands until that factor succeeds.
-        deps.throttle.success(None, ip.as_deref()).await;
-        let (mfa_token, hash) = portcullis_shared::mfa::new_mfa_token();
-        let challenge = portcullis_shared::mfa::Challenge {
-            user_id: user.id.to_string(),
-            attempts: 0,
-            expires_at: now + portcullis_shared::mfa::CHALLENGE_TTL_SECS,
-            throttle_key: Some(bucket),
-            device_token: Some(device::seal_for_challenge(&keys.fields, &device_token)),
-        };
-        deps.challenges.create(&hash, &challenge).await?;
-        deps.auditor.record(EventType::MfaChallenge, Some(user.id.to_string()), &meta, None).await;
-        return json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "mfa_required": true,
-                "mfa_token": portcullis_shared::mfa::reveal(&mfa_token),
-                "methods": ["totp", "recovery_code"],
-            }),
-        );
+    let device_token = device::issue(&keys.fields, &key, &verified.binding, now);
+    match verified.next {
+        Next::SecondFactor(pending) => {
+            // The password was right; the second factor decides. No session, no
+            // token yet, and the account's count stands until that factor succeeds.
+            deps.throttle.success(None, meta.source_ip.as_deref()).await;
+            let seed = ChallengeSeed { bucket, device_token };
+            let issued = deps.identity.challenge(&keys.fields, pending, seed, now).await?;
+            deps.auditor.record(EventType::MfaChallenge, subject, &meta, None).await;
+            let body = serde_json::json!({"mfa_required": true, "mfa_token": issued.mfa_token, "methods": issued.methods});
+            json(StatusCode::OK, &body)
+        }
+        Next::SignedIn(signed_in) => {
+            // The last factor succeeded: only now are the account's failures forgotten.
+            deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
+            let (user_id, tokens) = deps.identity.start_session(&keys.tokens, signed_in, &meta, now).await?;
+            deps.auditor.record(EventType::LoginSuccess, Some(user_id), &meta, None).await;
+            Ok(device::remember(json(StatusCode::OK, &tokens)?, &device_token))
+        }
     }
-    // The last factor succeeded: only now are the account's failures forgotten
-    // (with MFA on, the second step does it, on the same counter).
-    deps.throttle.success(Some(&bucket), ip.as_deref()).await;
-    // The session is written before any token exists: no token without its session.
-    let (session, refresh_token) = sessions::start_for_user(
-        deps.sessions.as_ref(),
-        &deps.session_policy,
-        deps.users.as_ref(),
-        user.id,
-        vec!["pwd".into()],
-        &meta,
-        now,
-    )
-    .await?;
-    let grant = Grant::for_session(&session, session.roles.clone());
-    let (access_token, _) = keys.tokens.issue(grant).map_err(ApiError::internal)?;
-    deps.auditor.record(EventType::LoginSuccess, Some(user.id.to_string()), &meta, None).await;
-    let resp = json(
+}
+
+pub async fn me(deps: &Deps, req: &Request) -> HandlerResult {
+    let keys = deps.keys.get().await?;
+    let principal = deps.identity.principal(&keys.fields, req, Need::Profile).await?;
+    let roles = deps.identity.roles(&principal).await?;
+    json(
         StatusCode::OK,
-        &TokenResponse {
-            access_token,
-            refresh_token: refresh_token.expose_secret().to_owned(),
-            token_type: "Bearer",
-            expires_in: keys.tokens.ttl_secs(),
+        &Profile {
+            user_id: principal.caller.sub.clone(),
+            email: principal.email.as_str().to_owned(),
+            roles,
+            mfa_enabled: principal.mfa_enabled,
         },
-    )?;
-    Ok(device::remember(resp, &device_token))
+    )
 }
 
-async fn current_user(deps: &Deps, req: &Request) -> Result<(UserRecord, Caller), ApiError> {
-    let caller = Caller::from_request(req)?;
-    let id = UserId::parse(&caller.sub).ok_or(ApiError::Unauthenticated)?;
-    // A token for a deleted user authenticates nobody.
-    let user = deps.users.find_by_id(id).await?.ok_or(ApiError::Unauthenticated)?;
-    Ok((user, caller))
-}
-
-async fn email_of(deps: &Deps, user: &UserRecord) -> Result<Email, ApiError> {
-    let plain = deps
-        .keys
-        .get()
-        .await?
-        .fields
-        .decrypt(&user.email_ciphertext, &user.id.as_bytes())
-        .map_err(ApiError::internal)?;
-    let text = String::from_utf8(plain).map_err(ApiError::internal)?;
-    Email::parse(&text).map_err(|_| ApiError::internal(StoreError::Corrupt("users.email_ciphertext")))
+/// The throttle bucket of a signed-in account's guessable routes: its own, or
+/// this device's when the request carries the account's device cookie.
+fn principal_bucket(keys: &LoginKeys, req: &Request, principal: &Principal, now: i64) -> String {
+    device::throttle_key(&keys.fields, req, &principal.account_key, &principal.binding, now)
 }
 
 pub async fn change_password(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
-    let (user, caller) = current_user(deps, req).await?;
-    let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
-    caller.require_recent_auth(deps.clock.now_secs(), deps.reauth_max_age_secs, user.mfa_enabled)?;
-    // The current password is guessable: counted with the account's login
-    // attempts, so neither route is an unlimited oracle.
-    let account = user.id.to_string();
     let keys = deps.keys.get().await?;
-    let binding = device::password_binding(&user.password_hash);
-    let bucket = device::throttle_key(&keys.fields, req, &account, &binding, deps.clock.now_secs());
-    admit(deps, &bucket, Some(account.clone()), &meta).await?;
-    let ok =
-        deps.hasher.verify(&body.current_password, &user.password_hash).await.map_err(ApiError::internal)?;
-    if !ok {
-        deps.auditor
-            .record(
-                EventType::PasswordChangeFailure,
-                Some(user.id.to_string()),
-                &meta,
-                Some("wrong_password"),
-            )
-            .await;
-        return Err(ApiError::InvalidCredentials);
-    }
-    deps.throttle.success(None, meta.source_ip.as_deref()).await;
-    let email = email_of(deps, &user).await?;
-    deps.policy.check(&body.new_password, &email, "new_password").await?;
-    let phc = deps.hasher.hash(&body.new_password).await.map_err(ApiError::internal)?;
+    let principal = deps.identity.principal(&keys.fields, req, Need::Password).await?;
+    let body: PasswordChange = parse_json(req, deps.max_body_bytes)?;
     let now = deps.clock.now_secs();
-    deps.users.set_password_hash(user.id, &phc, now).await?;
-    deps.auditor.record(EventType::PasswordChange, Some(user.id.to_string()), &meta, None).await;
+    principal.caller.require_recent_auth(now, deps.reauth_max_age_secs, principal.mfa_enabled)?;
+    // The current password is guessable: counted with the account's login
+    // attempts, so neither route is an unlimited oracle; counted before any
+    // work (the policy's breach lookup, argon2).
+    let subject = principal.caller.sub.clone();
+    admit(deps, &principal_bucket(&keys, req, &principal, now), Some(subject.clone()), &meta).await?;
+    deps.policy.check(&body.new_password, &principal.email, "new_password").await?;
+    let changed = deps.identity.change_password(&principal, &body.current_password, &body.new_password, now);
+    if let Err(err) = changed.await {
+        if matches!(err, IdentityError::Refused) {
+            let reason = Some("wrong_password");
+            deps.auditor.record(EventType::PasswordChangeFailure, Some(subject), &meta, reason).await;
+        }
+        return Err(identity::api_error(err, ApiError::InvalidCredentials));
+    }
+    // Not the account's count: other guessable routes share it.
+    deps.throttle.success(None, meta.source_ip.as_deref()).await;
+    deps.auditor.record(EventType::PasswordChange, Some(subject.clone()), &meta, None).await;
     // ASVS V3.3.3: a password change ends every other session of the user.
-    let revoked =
-        sessions::revoke_all(deps.sessions.as_ref(), &user.id.to_string(), caller.sid.as_deref(), now)
-            .await?;
+    let keep = principal.caller.sid.as_deref();
+    let revoked = sessions::revoke_all(deps.sessions.as_ref(), &subject, keep, now).await?;
     if revoked > 0 {
-        deps.auditor
-            .record(EventType::SessionsRevoked, Some(user.id.to_string()), &meta, Some("password_change"))
-            .await;
+        let reason = Some("password_change");
+        deps.auditor.record(EventType::SessionsRevoked, Some(subject), &meta, reason).await;
     }
     no_content()
 }
-
-pub async fn me(deps: &Deps, req: &Request) -> HandlerResult {
-    let (user, _) = current_user(deps, req).await?;
-    let email = email_of(deps, &user).await?;
-    let roles = deps.users.roles_of(user.id).await?;
-    json(
-        StatusCode::OK,
-        &Profile {
-            user_id: user.id.to_string(),
-            email: email.as_str().to_owned(),
-            roles: roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            mfa_enabled: user.mfa_enabled,
-        },
-    )
-}
-
-/// How often a re-authentication reads its session again when a refresh of the
-/// same session lands between its read and its write.
-const REAUTH_ATTEMPTS: usize = 3;
 
 /// `POST /auth/reauth` (step-up): the password, and the TOTP code when the
 /// account has one, proven again inside the caller's session. Counted with the
 /// account's login attempts (the same limiter, so neither route is an
 /// unlimited oracle). On success the session's `auth_time` and `amr` are now
-/// and what was proven, its live refresh token is replaced (the old one is
-/// spent: presented later it is reuse), and fresh tokens are returned.
+/// and what was proven, its refresh token is replaced (the old one is spent),
+/// and fresh tokens are returned.
 pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
-    let (user, caller) = current_user(deps, req).await?;
-    let sid = caller.sid.clone().ok_or(ApiError::Unauthenticated)?;
-    let body: Reauth = parse_json(req, deps.max_body_bytes)?;
     let keys = deps.keys.get().await?;
-    let account = user.id.to_string();
+    let principal = deps.identity.principal(&keys.fields, req, Need::Password).await?;
+    principal.caller.sid.as_deref().ok_or(ApiError::Unauthenticated)?;
+    let body: Reauth = parse_json(req, deps.max_body_bytes)?;
     let now = deps.clock.now_secs();
-    let binding = device::password_binding(&user.password_hash);
-    let bucket = device::throttle_key(&keys.fields, req, &account, &binding, now);
-    admit(deps, &bucket, Some(account.clone()), &meta).await?;
-    let failure = |reason: &'static str| {
-        deps.auditor.record(EventType::ReauthenticationFailure, Some(account.clone()), &meta, Some(reason))
-    };
-    if !deps.hasher.verify(&body.password, &user.password_hash).await.map_err(ApiError::internal)? {
-        failure("wrong_password").await;
-        return Err(ApiError::InvalidCredentials);
-    }
-    let mut amr = vec!["pwd".to_owned()];
-    if user.mfa_enabled {
-        let state = deps.mfa.mfa_state(user.id).await?.ok_or(ApiError::Unauthenticated)?;
-        let (Some(sealed), Some(code)) = (state.secret.as_deref(), body.code.as_ref()) else {
-            failure("second_factor_missing").await;
-            return Err(ApiError::InvalidMfa);
-        };
-        let check = portcullis_shared::mfa::check_totp(
-            deps.mfa.as_ref(),
-            &keys.fields,
-            user.id,
-            sealed,
-            code.expose_secret(),
-            now,
-        );
-        match check.await? {
-            portcullis_shared::mfa::TotpCheck::Accepted => amr.push("otp".to_owned()),
-            portcullis_shared::mfa::TotpCheck::Wrong => {
-                failure("wrong_code").await;
-                return Err(ApiError::InvalidMfa);
-            }
-            portcullis_shared::mfa::TotpCheck::Replayed => {
-                failure("replayed_code").await;
-                return Err(ApiError::InvalidMfa);
-            }
+    let bucket = principal_bucket(&keys, req, &principal, now);
+    let subject = principal.caller.sub.clone();
+    admit(deps, &bucket, Some(subject.clone()), &meta).await?;
+    let proven =
+        deps.identity.reauthenticate(&keys.fields, &principal, &body.password, body.code.as_ref(), now);
+    let signed_in = match proven.await {
+        Ok(signed_in) => signed_in,
+        Err(err) => {
+            let reason = match err {
+                IdentityError::Refused => "wrong_password",
+                IdentityError::Replayed => "replayed_code",
+                IdentityError::WrongCode if body.code.is_none() => "second_factor_missing",
+                IdentityError::WrongCode => "wrong_code",
+                other => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
+            };
+            deps.auditor.record(EventType::ReauthenticationFailure, Some(subject), &meta, Some(reason)).await;
+            let refused =
+                if reason == "wrong_password" { ApiError::InvalidCredentials } else { ApiError::InvalidMfa };
+            return Err(refused);
         }
-    }
+    };
     deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
-    let (refresh_token, hash) = sessions::new_refresh_token();
-    let mut attempt = 0;
-    let session = loop {
-        let session = deps.sessions.get(&account, &sid).await?.ok_or(ApiError::Unauthenticated)?;
-        if deps.session_policy.state(&session, now) != sessions::SessionState::Live {
-            return Err(ApiError::Unauthenticated);
-        }
-        // A session from before the store recorded its live refresh token: its
-        // token cannot be spent here, and a second live chain would hide reuse.
-        // Such a session only re-authenticates by logging in again.
-        if session.head.is_none() {
-            return Err(ApiError::Unauthenticated);
-        }
-        let expires_at = deps.session_policy.expires_at(session.created_at);
-        match deps.sessions.reauthenticate(&session, &hash, &amr, now, expires_at).await? {
-            sessions::Rotation::Rotated => break session,
-            _ if attempt + 1 < REAUTH_ATTEMPTS => attempt += 1,
-            _ => return Err(ApiError::unavailable(std::io::Error::other("session kept changing"))),
-        }
-    };
-    let grant = Grant {
-        sub: account.clone(),
-        sid: session.sid.clone(),
-        roles: session.roles.clone(),
-        amr: amr.clone(),
-        auth_time: now,
-    };
-    let (access_token, _) = keys.tokens.issue(grant).map_err(ApiError::internal)?;
-    let how = if user.mfa_enabled { "password_and_totp" } else { "password" };
-    deps.auditor.record(EventType::Reauthentication, Some(account.clone()), &meta, Some(how)).await;
-    json(
-        StatusCode::OK,
-        &TokenResponse {
-            access_token,
-            refresh_token: refresh_token.expose_secret().to_owned(),
-            token_type: "Bearer",
-            expires_in: keys.tokens.ttl_secs(),
-        },
-    )
+    let how = if signed_in.amr.len() > 1 { "password_and_totp" } else { "password" };
+    let tokens = deps.identity.resume_session(&keys.tokens, &principal, signed_in, &meta, now).await?;
+    deps.auditor.record(EventType::Reauthentication, Some(subject), &meta, Some(how)).await;
+    json(StatusCode::OK, &tokens)
 }

@@ -4,7 +4,6 @@
 //! `handle` is a plain async function over a request and [`Deps`]; Lambda
 //! (`main.rs`), the local server and the tests all call it.
 
-mod federated;
 mod handlers;
 
 pub use handlers::{register_user, Deps};
@@ -16,19 +15,14 @@ use portcullis_shared::http::{finish, HandlerResult};
 /// Routes one request to its handler; always answers, never panics.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
-    let result: HandlerResult = match (req.method(), path.as_str(), deps.identity.as_deref()) {
-        (&Method::GET, "/health", _) => handlers::health(),
-        (&Method::POST, "/auth/register", Some(idp)) => federated::register(deps, idp, &req).await,
-        (&Method::POST, "/auth/login", Some(idp)) => federated::login(deps, idp, &req).await,
-        (&Method::POST, "/auth/password", Some(idp)) => federated::change_password(deps, idp, &req).await,
-        (&Method::GET, "/me", Some(idp)) => federated::me(idp, &req).await,
-        (&Method::POST, "/auth/register", None) => handlers::register(deps, &req).await,
-        (&Method::POST, "/auth/login", None) => handlers::login(deps, &req).await,
-        (&Method::POST, "/auth/password", None) => handlers::change_password(deps, &req).await,
-        (&Method::POST, "/auth/reauth", Some(idp)) => federated::reauth(deps, idp, &req).await,
-        (&Method::POST, "/auth/reauth", None) => handlers::reauth(deps, &req).await,
-        (&Method::GET, "/me", None) => handlers::me(deps, &req).await,
-        (&Method::GET, "/.well-known/jwks.json", _) => handlers::jwks(deps).await,
+    let result: HandlerResult = match (req.method(), path.as_str()) {
+        (&Method::GET, "/health") => handlers::health(),
+        (&Method::POST, "/auth/register") => handlers::register(deps, &req).await,
+        (&Method::POST, "/auth/login") => handlers::login(deps, &req).await,
+        (&Method::POST, "/auth/password") => handlers::change_password(deps, &req).await,
+        (&Method::POST, "/auth/reauth") => handlers::reauth(deps, &req).await,
+        (&Method::GET, "/me") => handlers::me(deps, &req).await,
+        (&Method::GET, "/.well-known/jwks.json") => handlers::jwks(deps).await,
         _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
     };
     finish(result)

@@ -2,7 +2,6 @@
 //! step of a login (a TOTP code or a single-use recovery code for the
 //! `mfa_token` the password step returned).
 
-mod federated;
 mod handlers;
 
 pub use handlers::Deps;
@@ -10,22 +9,16 @@ pub use handlers::Deps;
 use http::Method;
 use lambda_http::{Body, Request, Response};
 use portcullis_shared::http::{finish, HandlerResult};
-use portcullis_shared::ApiError;
 
 /// Routes one request to its handler; always answers, never panics.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
     let path = req.uri().path().trim_end_matches('/').to_owned();
-    let result: HandlerResult = match (req.method(), path.as_str(), deps.identity.as_deref()) {
-        (&Method::POST, "/auth/mfa/totp/enroll", Some(idp)) => federated::enroll(deps, idp, &req).await,
-        (&Method::POST, "/auth/mfa/totp/confirm", Some(idp)) => federated::confirm(deps, idp, &req).await,
-        (&Method::POST, "/auth/mfa/verify", Some(idp)) => federated::verify(deps, idp, &req).await,
-        (&Method::DELETE, "/auth/mfa/totp", Some(_)) => Err(ApiError::Forbidden),
-        (&Method::POST, "/auth/mfa/recovery", Some(_)) => Err(ApiError::InvalidMfa),
-        (&Method::POST, "/auth/mfa/totp/enroll", None) => handlers::enroll(deps, &req).await,
-        (&Method::POST, "/auth/mfa/totp/confirm", None) => handlers::confirm(deps, &req).await,
-        (&Method::DELETE, "/auth/mfa/totp", None) => handlers::disable(deps, &req).await,
-        (&Method::POST, "/auth/mfa/verify", None) => handlers::verify(deps, &req).await,
-        (&Method::POST, "/auth/mfa/recovery", None) => handlers::recovery(deps, &req).await,
+    let result: HandlerResult = match (req.method(), path.as_str()) {
+        (&Method::POST, "/auth/mfa/totp/enroll") => handlers::enroll(deps, &req).await,
+        (&Method::POST, "/auth/mfa/totp/confirm") => handlers::confirm(deps, &req).await,
+        (&Method::DELETE, "/auth/mfa/totp") => handlers::disable(deps, &req).await,
+        (&Method::POST, "/auth/mfa/verify") => handlers::verify(deps, &req).await,
+        (&Method::POST, "/auth/mfa/recovery") => handlers::recovery(deps, &req).await,
         _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
     };
     finish(result)

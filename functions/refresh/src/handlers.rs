@@ -7,15 +7,13 @@ use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::KeyProvider;
 use portcullis_shared::deferred::Deferred;
-use portcullis_shared::domain::UserId;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::identity::{self, IdentityProvider, RenewRefusal};
 use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{
-    self, hash_presented, new_refresh_token, Rotation, SessionPolicy, SessionRecord, SessionState,
-    SessionStore, TokenHash,
+    self, Rotation, SessionPolicy, SessionRecord, SessionState, SessionStore, TokenHash,
 };
-use portcullis_shared::store::UserStore;
-use portcullis_shared::tokens::{Grant, TokenIssuer, TokenResponse};
+use portcullis_shared::tokens::{TokenIssuer, TokenResponse};
 use portcullis_shared::ApiError;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -23,8 +21,9 @@ use std::sync::Arc;
 
 /// Everything the refresh handlers use, built once at cold start.
 pub struct Deps {
+    /// Where accounts live (native or a Cognito pool): the one backend switch.
+    pub identity: Arc<dyn IdentityProvider>,
     pub sessions: Arc<dyn SessionStore>,
-    pub users: Arc<dyn UserStore>,
     pub policy: SessionPolicy,
     /// Unwrapped in the background from cold start on (see [`Deferred`]).
     pub tokens: Deferred<TokenIssuer>,
@@ -32,8 +31,6 @@ pub struct Deps {
     pub throttle: portcullis_shared::throttle::Throttle,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
-    /// Set when users live in an external provider (Cognito); `None` is native.
-    pub identity: Option<Arc<dyn portcullis_shared::identity::IdentityProvider>>,
 }
 
 impl Deps {
@@ -48,23 +45,22 @@ impl Deps {
         let tokens = KeySource::new(config, backends, provider, &clock)
             .prefetch_current(|keys, previous| async move { keys.current_tokens(previous.as_ref()).await });
         Ok(Self {
+            identity: portcullis_shared::runtime::identity_provider(config, backends)?,
             sessions: backends.sessions.clone(),
-            users: backends.users.clone(),
             policy: config.session_policy(),
             tokens,
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
-            identity: portcullis_shared::runtime::identity_provider(config),
         })
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RefreshBody {
-    pub(crate) refresh_token: SecretString,
+struct RefreshBody {
+    refresh_token: SecretString,
 }
 
 #[derive(Serialize)]
@@ -79,19 +75,14 @@ struct SessionView {
 
 /// Every refusal looks the same to the client (no oracle on why); the audit
 /// log keeps the reason.
-pub(crate) async fn refuse(
-    deps: &Deps,
-    meta: &ClientMeta,
-    subject: Option<&str>,
-    reason: &'static str,
-) -> ApiError {
+async fn refuse(deps: &Deps, meta: &ClientMeta, subject: Option<&str>, reason: &'static str) -> ApiError {
     deps.auditor.record(EventType::RefreshFailure, subject.map(str::to_owned), meta, Some(reason)).await;
     ApiError::InvalidRefreshToken
 }
 
 /// A spent token came back: the family has leaked, so the whole session dies
 /// (RFC 9700 §4.14.2), including the newest token in the family.
-pub(crate) async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> ApiError {
+async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &SessionRecord) -> ApiError {
     if let Err(err) = deps.sessions.revoke(&session.user_id, &session.sid, deps.clock.now_secs()).await {
         return err.into();
     }
@@ -108,7 +99,7 @@ pub(crate) async fn reuse_detected(deps: &Deps, meta: &ClientMeta, session: &Ses
 }
 
 /// Why a session can no longer be used, if it cannot.
-pub(crate) fn ended(deps: &Deps, session: &SessionRecord, now: i64) -> Option<&'static str> {
+fn ended(deps: &Deps, session: &SessionRecord, now: i64) -> Option<&'static str> {
     match deps.policy.state(session, now) {
         SessionState::Live => None,
         SessionState::Revoked => Some("session_revoked"),
@@ -118,7 +109,7 @@ pub(crate) fn ended(deps: &Deps, session: &SessionRecord, now: i64) -> Option<&'
 }
 
 /// Refresh failures count against the source IP, like password failures.
-pub(crate) async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError> {
+async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError> {
     match deps.throttle.admit(None, meta.source_ip.as_deref()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err((_, retry_after))) => {
@@ -131,7 +122,7 @@ pub(crate) async fn admit(deps: &Deps, meta: &ClientMeta) -> Result<(), ApiError
 
 /// The live session a presented refresh token belongs to; otherwise the
 /// (audited) refusal (unknown token or session, spent token: reuse, ended session).
-pub(crate) async fn live_session(
+async fn live_session(
     deps: &Deps,
     meta: &ClientMeta,
     hash: &TokenHash,
@@ -152,54 +143,52 @@ pub(crate) async fn live_session(
     Ok(session)
 }
 
-/// Replaces the session's refresh token `old` by `new` (and records `roles`):
-/// `Ok(true)` when done, `Ok(false)` when the session changed since it was read
-/// (read it again); otherwise the (audited) refusal. Losing a race with another
-/// use of the same token is reuse too.
-pub(crate) async fn rotate(
-    deps: &Deps,
-    meta: &ClientMeta,
-    session: &SessionRecord,
-    old: &TokenHash,
-    new: &TokenHash,
-    roles: &[String],
-    now: i64,
-) -> Result<bool, ApiError> {
-    let expires_at = deps.policy.expires_at(session.created_at);
-    match deps.sessions.rotate(session, old, new, roles, now, expires_at).await? {
-        Rotation::Rotated => Ok(true),
-        Rotation::AlreadySpent => Err(reuse_detected(deps, meta, session).await),
-        Rotation::SessionChanged => Ok(false),
-    }
-}
-
 /// How often a refresh reads the session and the roles again when an admin's
 /// role change keeps landing between its read and its rotation.
 const ROTATION_ATTEMPTS: usize = 3;
 
+/// Rotation with reuse detection (RFC 9700 §4.14.2): the presented token is
+/// spent and its successor written in one conditional write; losing a race
+/// with another use of the same token is reuse too. The provider says what
+/// the session rotates to (a successor and the roles as they are now; a pool
+/// refreshes at the pool first).
 pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let body: RefreshBody = parse_json(req, deps.max_body_bytes)?;
     admit(deps, &meta).await?;
-    let Some(hash) = hash_presented(&body.refresh_token) else {
+    let Some(hash) = deps.identity.refresh_hash(&body.refresh_token) else {
         return Err(refuse(deps, &meta, None, "malformed_token").await);
     };
     let now = deps.clock.now_secs();
     // Before the rotation: a rotated token without a new access token is a lost session.
     let tokens = deps.tokens.get().await?;
-    let (successor, successor_hash) = new_refresh_token();
-    // The session (and its roles_version) is read before the roles: a role change
-    // that lands after this read moves the version, and the rotation then fails
-    // and starts again rather than writing the roles it read before the change.
     let mut attempt = 0;
-    let (session, roles) = loop {
+    let (session, renewal, refresh_token) = loop {
+        // The session (and its roles_version) is read before the roles: a role
+        // change that lands after this read moves the version, and the rotation
+        // then fails and starts again rather than writing the roles read before.
         let session = live_session(deps, &meta, &hash, now).await?;
-        let roles = match UserId::parse(&session.user_id) {
-            Some(id) => sessions::role_names(deps.users.as_ref(), id).await?,
-            None => return Err(refuse(deps, &meta, Some(&session.user_id), "unknown_user").await),
+        let renewal = match deps.identity.renew(&session, &body.refresh_token).await {
+            Ok(renewal) => renewal,
+            Err(refusal) => return Err(renew_refused(deps, &meta, &session, refusal).await),
         };
-        if rotate(deps, &meta, &session, &hash, &successor_hash, &roles, now).await? {
-            break (session, roles);
+        let Some((successor, successor_hash)) = &renewal.successor else {
+            deps.sessions.touch(&session.user_id, &session.sid, &renewal.roles, now).await?;
+            let kept = body.refresh_token.expose_secret().to_owned();
+            break (session, renewal, kept);
+        };
+        let expires_at = deps.policy.expires_at(session.created_at);
+        match deps.sessions.rotate(&session, &hash, successor_hash, &renewal.roles, now, expires_at).await? {
+            Rotation::Rotated => {
+                let successor = successor.expose_secret().to_owned();
+                break (session, renewal, successor);
+            }
+            Rotation::AlreadySpent => return Err(reuse_detected(deps, &meta, &session).await),
+            Rotation::SessionChanged if !renewal.retry_on_change => {
+                // The provider rotated already: a session revoked or changed meanwhile refuses.
+                return Err(refuse(deps, &meta, Some(&session.user_id), "session_changed").await);
+            }
+            Rotation::SessionChanged => {}
         }
         attempt += 1;
         if attempt == ROTATION_ATTEMPTS {
@@ -208,19 +197,32 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
             )));
         }
     };
-    let grant = Grant::for_session(&session, roles);
-    let (access_token, _) = tokens.issue(grant).map_err(ApiError::internal)?;
-    let response = TokenResponse {
-        access_token,
-        refresh_token: successor.expose_secret().to_owned(),
-        token_type: "Bearer",
-        expires_in: tokens.ttl_secs(),
-    };
+    let access_token = deps.identity.access_token(&tokens, &session, renewal).await?;
+    let response =
+        TokenResponse { access_token, refresh_token, token_type: "Bearer", expires_in: tokens.ttl_secs() };
     refreshed(deps, &meta, &session, &response).await
 }
 
+/// A renewal the provider refused, audited with its reason.
+async fn renew_refused(
+    deps: &Deps,
+    meta: &ClientMeta,
+    session: &SessionRecord,
+    refusal: RenewRefusal,
+) -> ApiError {
+    match refusal {
+        RenewRefusal::Refused(reason) => refuse(deps, meta, Some(&session.user_id), reason).await,
+        RenewRefusal::Provider(err) => {
+            let user = Some(session.user_id.clone());
+            deps.auditor.record(EventType::RefreshFailure, user, meta, Some("provider_refused")).await;
+            identity::api_error(err, ApiError::InvalidRefreshToken)
+        }
+        RenewRefusal::Failed(err) => err,
+    }
+}
+
 /// A successful refresh: the source IP's attempt slot released, the audit event, the tokens.
-pub(crate) async fn refreshed(
+async fn refreshed(
     deps: &Deps,
     meta: &ClientMeta,
     session: &SessionRecord,
@@ -240,10 +242,13 @@ pub async fn logout(deps: &Deps, req: &Request) -> HandlerResult {
     no_content()
 }
 
+/// Every session ends: ours (the authorizer refuses their tokens at once), and
+/// the provider's.
 pub async fn logout_all(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let caller = Caller::from_request(req)?;
     sessions::revoke_all(deps.sessions.as_ref(), &caller.sub, None, deps.clock.now_secs()).await?;
+    deps.identity.sign_out_everywhere(req).await;
     deps.auditor.record(EventType::LogoutAll, Some(caller.sub.clone()), &meta, None).await;
     no_content()
 }

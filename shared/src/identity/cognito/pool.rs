@@ -1,31 +1,25 @@
-//! The identity-provider port: where users, passwords and second factors live.
-//!
-//! The native provider is Portcullis' own (MySQL users, argon2id, our TOTP and
-//! ES256 tokens); the functions implement it directly. [`CognitoProvider`] puts
-//! an Amazon Cognito user pool behind the same HTTP contract: the pool checks
-//! passwords and TOTP codes, while throttling, audit, input validation, the
-//! password policy, security headers, sessions (idle and absolute timeouts,
-//! revocation), RBAC and the tokens the client holds stay Portcullis'. The
-//! pool's own tokens never leave the functions unsealed (see [`crate::cognito_app`]).
+//! The Cognito user pool's API, as the identity port's Cognito provider uses
+//! it: `AdminCreateUser`, `InitiateAuth`, `RespondToAuthChallenge`,
+//! `ChangePassword`, the software-token calls and `GetUser`, through the
+//! confidential app client ([`AppClient`]), with the pool's errors mapped to
+//! what the client may learn.
 
 use crate::domain::Password;
-use async_trait::async_trait;
+use crate::identity::IdentityError;
 use aws_sdk_cognitoidentityprovider::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cognitoidentityprovider::types::{
     AuthFlowType, AuthenticationResultType, ChallengeNameType, SoftwareTokenMfaSettingsType,
 };
 use aws_sdk_cognitoidentityprovider::Client;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
-pub use crate::cognito_app::AppClient;
+pub use super::app::AppClient;
 
-/// Tokens a provider issued.
+/// Tokens the pool issued.
 #[derive(Debug)]
 pub struct ProviderTokens {
     pub access_token: SecretString,
-    /// Absent when the provider keeps the presented one valid (no rotation).
+    /// Absent when the pool keeps the presented one valid (no rotation).
     pub refresh_token: Option<SecretString>,
     pub expires_in: i64,
 }
@@ -34,13 +28,13 @@ pub struct ProviderTokens {
 #[derive(Debug)]
 pub enum PasswordLogin {
     Tokens(ProviderTokens),
-    /// A TOTP code is required; `session` is the provider's challenge handle.
+    /// A TOTP code is required; `session` is the pool's challenge handle.
     TotpRequired {
         session: SecretString,
     },
 }
 
-/// What a provider says about one account.
+/// What the pool says about one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub user_id: String,
@@ -48,71 +42,15 @@ pub struct Profile {
     pub mfa_enabled: bool,
 }
 
-/// Provider failures, already mapped to what the client may learn.
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    /// Wrong password, unknown or unconfirmed or disabled account: one answer for all.
-    #[error("credentials refused")]
-    Refused,
-    #[error("wrong or expired code")]
-    WrongCode,
-    #[error("the account exists")]
-    Exists,
-    #[error("the provider refused the new password: {0}")]
-    PasswordRejected(String),
-    #[error("the provider is throttling")]
-    Throttled,
-    #[error("identity provider unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// The port. One implementation per provider; the native one lives in the functions.
-#[async_trait]
-pub trait IdentityProvider: Send + Sync {
-    /// Creates an account; returns its stable user id.
-    async fn sign_up(&self, email: &str, password: &Password) -> Result<String, IdentityError>;
-    async fn password_login(&self, email: &str, password: &Password) -> Result<PasswordLogin, IdentityError>;
-    async fn answer_totp(
-        &self,
-        email: &str,
-        session: &SecretString,
-        code: &str,
-    ) -> Result<ProviderTokens, IdentityError>;
-    /// `username` is the provider's own name for the account (Cognito's
-    /// `username` claim), which its refresh flow's `SECRET_HASH` is computed over.
-    async fn refresh(
-        &self,
-        username: &str,
-        refresh_token: &SecretString,
-    ) -> Result<ProviderTokens, IdentityError>;
-    /// Ends every session of the account at the provider.
-    async fn sign_out_everywhere(&self, access_token: &str) -> Result<(), IdentityError>;
-    async fn change_password(
-        &self,
-        access_token: &str,
-        current: &Password,
-        new: &Password,
-    ) -> Result<(), IdentityError>;
-    /// Starts TOTP enrolment; returns the base32 secret.
-    async fn begin_totp(&self, access_token: &str) -> Result<SecretString, IdentityError>;
-    /// Confirms enrolment with a first code and makes TOTP required at login.
-    async fn confirm_totp(&self, access_token: &str, code: &str) -> Result<(), IdentityError>;
-    async fn profile(&self, access_token: &str) -> Result<Profile, IdentityError>;
-    /// Seals one of the provider's tokens for the client, bound to `owner`.
-    async fn seal(&self, token: &str, owner: &str) -> Result<String, IdentityError>;
-    /// Opens what [`IdentityProvider::seal`] sealed for the same owner.
-    async fn open(&self, sealed: &str, owner: &str) -> Result<SecretString, IdentityError>;
-}
-
 /// An Amazon Cognito user pool, through a confidential app client (see
 /// [`AppClient`]) that allows `USER_PASSWORD_AUTH` and `REFRESH_TOKEN_AUTH`;
 /// accounts are created with the admin APIs (the pool refuses self sign-up).
 /// Usernames are emails.
-pub struct CognitoProvider {
+pub struct Pool {
     app: AppClient,
 }
 
-impl CognitoProvider {
+impl Pool {
     pub fn new(app: AppClient) -> Self {
         Self { app }
     }
@@ -197,12 +135,11 @@ fn tokens(result: Option<&AuthenticationResultType>) -> Result<ProviderTokens, I
     })
 }
 
-#[async_trait]
-impl IdentityProvider for CognitoProvider {
+impl Pool {
     /// `AdminCreateUser` with the password as its (policy-checked) temporary one and
     /// no invitation, then `AdminSetUserPassword` to make it permanent: the account
     /// exists only once our policy and the pool's have both accepted the password.
-    async fn sign_up(&self, email: &str, password: &Password) -> Result<String, IdentityError> {
+    pub async fn sign_up(&self, email: &str, password: &Password) -> Result<String, IdentityError> {
         use aws_sdk_cognitoidentityprovider::types::{AttributeType, MessageActionType};
         let attribute = |name: &str, value: &str| {
             AttributeType::builder()
@@ -251,7 +188,11 @@ impl IdentityProvider for CognitoProvider {
         }
     }
 
-    async fn password_login(&self, email: &str, password: &Password) -> Result<PasswordLogin, IdentityError> {
+    pub async fn password_login(
+        &self,
+        email: &str,
+        password: &Password,
+    ) -> Result<PasswordLogin, IdentityError> {
         let out = self
             .initiate_auth(
                 AuthFlowType::UserPasswordAuth,
@@ -272,7 +213,7 @@ impl IdentityProvider for CognitoProvider {
         }
     }
 
-    async fn answer_totp(
+    pub async fn answer_totp(
         &self,
         email: &str,
         session: &SecretString,
@@ -299,7 +240,7 @@ impl IdentityProvider for CognitoProvider {
         tokens(out.authentication_result())
     }
 
-    async fn refresh(
+    pub async fn refresh(
         &self,
         username: &str,
         refresh_token: &SecretString,
@@ -314,12 +255,12 @@ impl IdentityProvider for CognitoProvider {
         tokens(out.authentication_result())
     }
 
-    async fn sign_out_everywhere(&self, access_token: &str) -> Result<(), IdentityError> {
+    pub async fn sign_out_everywhere(&self, access_token: &str) -> Result<(), IdentityError> {
         self.sdk().await.global_sign_out().access_token(access_token).send().await.map_err(classify)?;
         Ok(())
     }
 
-    async fn change_password(
+    pub async fn change_password(
         &self,
         access_token: &str,
         current: &Password,
@@ -337,7 +278,7 @@ impl IdentityProvider for CognitoProvider {
         Ok(())
     }
 
-    async fn begin_totp(&self, access_token: &str) -> Result<SecretString, IdentityError> {
+    pub async fn begin_totp(&self, access_token: &str) -> Result<SecretString, IdentityError> {
         let out = self
             .sdk()
             .await
@@ -350,7 +291,7 @@ impl IdentityProvider for CognitoProvider {
         Ok(SecretString::from(secret.to_owned()))
     }
 
-    async fn confirm_totp(&self, access_token: &str, code: &str) -> Result<(), IdentityError> {
+    pub async fn confirm_totp(&self, access_token: &str, code: &str) -> Result<(), IdentityError> {
         let out = self
             .sdk()
             .await
@@ -376,7 +317,7 @@ impl IdentityProvider for CognitoProvider {
         Ok(())
     }
 
-    async fn profile(&self, access_token: &str) -> Result<Profile, IdentityError> {
+    pub async fn profile(&self, access_token: &str) -> Result<Profile, IdentityError> {
         let out = self.sdk().await.get_user().access_token(access_token).send().await.map_err(classify)?;
         let attribute =
             |name: &str| out.user_attributes().iter().find(|a| a.name() == name).and_then(|a| a.value());
@@ -387,11 +328,11 @@ impl IdentityProvider for CognitoProvider {
         })
     }
 
-    async fn seal(&self, token: &str, owner: &str) -> Result<String, IdentityError> {
+    pub async fn seal(&self, token: &str, owner: &str) -> Result<String, IdentityError> {
         self.app.seal(token, owner).await
     }
 
-    async fn open(&self, sealed: &str, owner: &str) -> Result<SecretString, IdentityError> {
+    pub async fn open(&self, sealed: &str, owner: &str) -> Result<SecretString, IdentityError> {
         self.app.open(sealed, owner).await
     }
 }
@@ -426,71 +367,11 @@ pub fn issued_claims(access_token: &str) -> Option<IssuedClaims> {
     })
 }
 
-/// Associated data of a sealed MFA challenge: a ciphertext sealed for another purpose does not open as one.
-const CHALLENGE_AAD: &[u8] = b"portcullis-mfa-challenge";
-
-/// The MFA challenge handed to the client as `mfa_token`: the account (as the
-/// password step verified it) and the provider's challenge session, sealed with
-/// the field key (AEAD). The client can neither read nor edit it: the second
-/// step counts its attempts under the account inside, which only the password
-/// step could have put there.
-pub fn seal_challenge(fields: &crate::crypto::FieldCipher, email: &str, session: &SecretString) -> String {
-    let json =
-        zeroize::Zeroizing::new(serde_json::json!({ "u": email, "s": session.expose_secret() }).to_string());
-    format!("pcx_{}", URL_SAFE_NO_PAD.encode(fields.encrypt(json.as_bytes(), CHALLENGE_AAD)))
-}
-
-/// The (account, session) inside an `mfa_token` from [`seal_challenge`]; `None`
-/// for anything else (edited, forged, sealed under another key).
-pub fn open_challenge(fields: &crate::crypto::FieldCipher, token: &str) -> Option<(String, SecretString)> {
-    let sealed = URL_SAFE_NO_PAD.decode(token.strip_prefix("pcx_")?).ok()?;
-    let bytes = zeroize::Zeroizing::new(fields.decrypt(&sealed, CHALLENGE_AAD).ok()?);
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    Some((value.get("u")?.as_str()?.to_owned(), SecretString::from(value.get("s")?.as_str()?.to_owned())))
-}
-
-/// The answer for provider failures every route treats alike; `refused` is the
-/// route's own "no" (401 invalid credentials, invalid MFA, invalid refresh token).
-pub fn api_error(err: IdentityError, refused: crate::ApiError) -> crate::ApiError {
-    match err {
-        IdentityError::Refused | IdentityError::WrongCode => refused,
-        IdentityError::Exists => crate::ApiError::EmailUnavailable,
-        IdentityError::PasswordRejected(message) => {
-            crate::ApiError::WeakPassword(vec![crate::error::Violation {
-                rule: "provider_policy",
-                field: "password",
-                message,
-            }])
-        }
-        IdentityError::Throttled => crate::ApiError::TooManyRequests { retry_after_secs: 1 },
-        other => crate::ApiError::unavailable(other),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_challenge_round_trips_and_garbage_does_not_open() {
-        let fields = crate::crypto::FieldCipher::new(&[3u8; 32]);
-        let token = seal_challenge(&fields, "ada@example.com", &SecretString::from("session-1".to_owned()));
-        let (email, session) = open_challenge(&fields, &token).expect("opens");
-        assert_eq!((email.as_str(), session.expose_secret()), ("ada@example.com", "session-1"));
-        assert!(!token.contains("ada"), "the client cannot read the account");
-        assert!(open_challenge(&fields, "pcx_!!").is_none());
-        assert!(open_challenge(&fields, &token[1..]).is_none());
-        assert!(open_challenge(&fields, "pcx_e30").is_none()); // {}
-                                                               // What the client could make of it before: the account in the clear, any address it likes.
-        let forged = format!(
-            "pcx_{}",
-            URL_SAFE_NO_PAD
-                .encode(serde_json::json!({"u": "victim@example.com", "s": "session-1"}).to_string())
-        );
-        assert!(open_challenge(&fields, &forged).is_none(), "an edited or forged challenge");
-        let other = crate::crypto::FieldCipher::new(&[4u8; 32]);
-        assert!(open_challenge(&other, &token).is_none(), "another deployment's key");
-    }
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     #[test]
     fn issued_claims_need_sub_and_origin_jti() {
