@@ -512,3 +512,26 @@ async fn successful_mfa_logins_give_their_source_ip_slots_back() {
         assert_eq!(status, 200, "round {round}: {body}");
     }
 }
+
+/// A right code for a new authenticator is not a login's last factor: it does
+/// not wipe the password guesses counted on the account. A thief with a
+/// recent access token who locked the account by guessing cannot unlock it by
+/// enrolling an authenticator of their own.
+#[tokio::test]
+async fn confirming_an_enrolment_does_not_reset_the_account_count() {
+    let m = setup().await;
+    let email = "confirm-reset@example.com";
+    let user = m.register(email).await;
+    let wrong = serde_json::json!({"email": email, "password": "not-the-password-at-all"}).to_string();
+    let attempt = || async {
+        let req = request("POST", "/auth/login", Some(&wrong), None);
+        parts(portcullis_login::handle(&m.login, req).await).0
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt().await, 401);
+    }
+    // The confirmation is the fourth attempt counted on the account, and succeeds.
+    m.enrol(&user).await;
+    assert_eq!(attempt().await, 401, "the fifth failure");
+    assert_eq!(attempt().await, 429, "the enrolment reset the account's count");
+}

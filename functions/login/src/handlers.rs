@@ -331,17 +331,18 @@ pub async fn reauth(deps: &Deps, req: &Request) -> HandlerResult {
     let signed_in = match proven.await {
         Ok(signed_in) => signed_in,
         Err(err) => {
-            let reason = match err {
-                IdentityError::Refused => "wrong_password",
-                IdentityError::Replayed => "replayed_code",
-                IdentityError::WrongCode if body.code.is_none() => "second_factor_missing",
-                IdentityError::WrongCode => "wrong_code",
-                other => return Err(identity::api_error(other, ApiError::InvalidCredentials)),
+            let (reason, refused) = match &err {
+                IdentityError::Refused => ("wrong_password", ApiError::InvalidCredentials),
+                IdentityError::Replayed => ("replayed_code", ApiError::InvalidMfa),
+                IdentityError::WrongCode if body.code.is_none() => {
+                    ("second_factor_missing", ApiError::InvalidMfa)
+                }
+                IdentityError::WrongCode => ("wrong_code", ApiError::InvalidMfa),
+                IdentityError::Throttled => ("provider_throttled", ApiError::InvalidCredentials),
+                _ => return Err(identity::api_error(err, ApiError::InvalidCredentials)),
             };
             deps.auditor.record(EventType::ReauthenticationFailure, Some(subject), &meta, Some(reason)).await;
-            let refused =
-                if reason == "wrong_password" { ApiError::InvalidCredentials } else { ApiError::InvalidMfa };
-            return Err(refused);
+            return Err(identity::api_error(err, refused));
         }
     };
     deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;

@@ -141,14 +141,17 @@ pub async fn confirm(deps: &Deps, req: &Request) -> HandlerResult {
     let now = deps.clock.now_secs();
     let codes = match deps.identity.confirm_totp(&keys.fields, &principal, &body.code, now).await {
         Ok(codes) => codes,
-        Err(err @ (IdentityError::WrongCode | IdentityError::Refused)) => {
-            let reason = Some("enrolment_code");
-            deps.auditor.record(EventType::MfaVerifyFailure, Some(subject), &meta, reason).await;
+        Err(err @ (IdentityError::WrongCode | IdentityError::Refused | IdentityError::Throttled)) => {
+            let reason =
+                if matches!(err, IdentityError::Throttled) { "provider_throttled" } else { "enrolment_code" };
+            deps.auditor.record(EventType::MfaVerifyFailure, Some(subject), &meta, Some(reason)).await;
             return Err(identity::api_error(err, ApiError::InvalidMfa));
         }
         Err(other) => return Err(identity::api_error(other, ApiError::InvalidMfa)),
     };
-    deps.throttle.success(Some(&principal.account_key), meta.source_ip.as_deref()).await;
+    // Not a login's last factor: the account's count stands (a right code for
+    // a new authenticator must not wipe password guesses counted there).
+    deps.throttle.success(None, meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaConfirm, Some(subject), &meta, None).await;
     json(StatusCode::OK, &serde_json::json!({ "recovery_codes": codes }))
 }
@@ -178,7 +181,8 @@ pub async fn disable(deps: &Deps, req: &Request) -> HandlerResult {
         }
         return Err(identity::api_error(err, ApiError::InvalidMfa));
     }
-    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
+    // Not a login's last factor either: the account's count stands.
+    deps.throttle.success(None, meta.source_ip.as_deref()).await;
     sessions::revoke_all(deps.sessions.as_ref(), &subject, principal.caller.sid.as_deref(), now).await?;
     deps.auditor.record(EventType::MfaDisabled, Some(subject), &meta, None).await;
     no_content()
@@ -213,10 +217,11 @@ async fn second_step(
                 (IdentityError::WrongCode, false) => (EventType::MfaVerifyFailure, "wrong_code"),
                 (IdentityError::WrongCode, true) => (EventType::MfaVerifyFailure, "wrong_recovery_code"),
                 (IdentityError::Refused, _) => (EventType::MfaVerifyFailure, "provider_refused"),
+                (IdentityError::Throttled, _) => (EventType::MfaVerifyFailure, "provider_throttled"),
                 _ => return Err(identity::api_error(err, ApiError::InvalidMfa)),
             };
             deps.auditor.record(event, subject, &meta, Some(reason)).await;
-            return Err(ApiError::InvalidMfa);
+            return Err(identity::api_error(err, ApiError::InvalidMfa));
         }
     };
     deps.throttle.success(Some(&challenge.bucket), meta.source_ip.as_deref()).await;

@@ -115,7 +115,7 @@ impl IdentityProvider for CognitoProvider {
         fields: &FieldCipher,
         pending: PendingFactor,
         seed: ChallengeSeed,
-        _now: i64,
+        now: i64,
     ) -> Result<IssuedChallenge, ApiError> {
         let (Some(email), Some(session)) = (pending.email, pending.pool_session) else {
             return Err(internal("a pool challenge without its session"));
@@ -125,6 +125,7 @@ impl IdentityProvider for CognitoProvider {
             session: session.expose_secret().to_owned(),
             bucket: seed.bucket,
             device_token: seed.device_token,
+            expires_at: now + crate::mfa::CHALLENGE_TTL_SECS,
         };
         // The pool keeps no recovery codes: its own recovery flow applies.
         Ok(IssuedChallenge { mfa_token: sealing::seal_challenge(fields, &sealed)?, methods: &["totp"] })
@@ -134,12 +135,13 @@ impl IdentityProvider for CognitoProvider {
         &self,
         fields: &FieldCipher,
         mfa_token: &SecretString,
-        _now: i64,
+        now: i64,
     ) -> Result<Option<Challenge>, ApiError> {
         let Some(sealed) = sealing::open_challenge(fields, mfa_token.expose_secret()) else {
             return Ok(None);
         };
-        if Email::parse(&sealed.email).is_err() {
+        // Expired like a stored challenge, whatever the pool's session allows.
+        if Email::parse(&sealed.email).is_err() || sealed.expires_at <= now {
             return Ok(None);
         }
         Ok(Some(Challenge {
@@ -263,7 +265,12 @@ impl IdentityProvider for CognitoProvider {
             PasswordLogin::Tokens(tokens) => Self::signed_in(tokens, &["pwd"]),
             PasswordLogin::TotpRequired { session } => {
                 let code = code.ok_or(IdentityError::WrongCode)?;
-                let tokens = self.pool.answer_totp(email, &session, code.expose_secret()).await?;
+                // The password was right: whatever the pool says now is about the code.
+                let answered = self.pool.answer_totp(email, &session, code.expose_secret()).await;
+                let tokens = answered.map_err(|e| match e {
+                    IdentityError::Refused => IdentityError::WrongCode,
+                    other => other,
+                })?;
                 Self::signed_in(tokens, &["pwd", "otp"])
             }
         }
@@ -390,5 +397,38 @@ impl IdentityProvider for CognitoProvider {
         _now: i64,
     ) -> Result<(), IdentityError> {
         Err(IdentityError::Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mfa::CHALLENGE_TTL_SECS;
+
+    #[tokio::test]
+    async fn a_sealed_challenge_expires_like_a_stored_one_and_carries_its_bucket() {
+        let config = crate::config::Config::from_lookup(|_| None).expect("default configuration");
+        let app = AppClient::new(crate::runtime::AwsClient::lazy(), "pool".into(), "client".into());
+        let sessions = Arc::new(crate::sessions::MemorySessionStore::new());
+        let provider = CognitoProvider::new(app, sessions, config.session_policy());
+        let fields = FieldCipher::new(&[5u8; 32]);
+        let pending = PendingFactor {
+            user_id: None,
+            email: Some(Email::parse("ada@example.com").expect("address")),
+            pool_session: Some(SecretString::from("pool-session".to_owned())),
+        };
+        let seed = ChallengeSeed { bucket: "device-bucket".into(), device_token: "device-token".into() };
+        let issued = provider.challenge(&fields, pending, seed, 1_000).await.expect("sealed");
+        assert_eq!(issued.methods, ["totp"], "the pool keeps no recovery codes");
+        let token = SecretString::from(issued.mfa_token);
+        let live =
+            provider.open_challenge(&fields, &token, 1_000 + CHALLENGE_TTL_SECS - 1).await.expect("opens");
+        let live = live.expect("live until its expiry");
+        assert_eq!(
+            (live.bucket.as_str(), live.device_token.as_deref()),
+            ("device-bucket", Some("device-token"))
+        );
+        let dead = provider.open_challenge(&fields, &token, 1_000 + CHALLENGE_TTL_SECS).await.expect("opens");
+        assert!(dead.is_none(), "an expired challenge is dead");
     }
 }

@@ -104,7 +104,7 @@ const CHALLENGE_AAD: &[u8] = b"portcullis-mfa-challenge";
 
 /// What a sealed login challenge carries: the account (as the password step
 /// verified it), the pool's challenge session, the throttle key the password
-/// step counted under, and the device token the login earns.
+/// step counted under, the device token the login earns, and its expiry.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(super) struct SealedChallenge {
     #[serde(rename = "u")]
@@ -115,6 +115,8 @@ pub(super) struct SealedChallenge {
     pub bucket: String,
     #[serde(rename = "d")]
     pub device_token: String,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
 }
 
 impl Drop for SealedChallenge {
@@ -149,6 +151,7 @@ mod tests {
             session: "session-1".into(),
             bucket: "bucket-1".into(),
             device_token: "device-1".into(),
+            expires_at: 1_900_000_300,
         }
     }
 
@@ -169,7 +172,7 @@ mod tests {
         let forged = format!(
             "pcx_{}",
             URL_SAFE_NO_PAD.encode(
-                serde_json::json!({"u": "victim@example.com", "s": "session-1", "b": "fresh", "d": "x"})
+                serde_json::json!({"u": "victim@example.com", "s": "session-1", "b": "fresh", "d": "x", "e": 9})
                     .to_string()
             )
         );
