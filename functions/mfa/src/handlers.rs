@@ -131,13 +131,17 @@ pub async fn enroll(deps: &Deps, req: &Request) -> HandlerResult {
     json(StatusCode::OK, &body)
 }
 
-/// The enrolment's first code is guessable too: counted on the account.
+/// The enrolment's first code is counted too, in a bucket of the account's
+/// enrolments: the caller chose the secret it answers for, so a right code
+/// proves no factor of the account and must neither reset nor spend the
+/// count its logins share.
 pub async fn confirm(deps: &Deps, req: &Request) -> HandlerResult {
     let meta = ClientMeta::from_request(req);
     let (keys, principal) = principal(deps, req).await?;
     let body: CodeBody = parse_json(req, deps.max_body_bytes)?;
     let subject = principal.caller.sub.clone();
-    admit(deps, &principal.account_key, Some(subject.clone()), &meta).await?;
+    let bucket = format!("enrol:{}", principal.account_key);
+    admit(deps, &bucket, Some(subject.clone()), &meta).await?;
     let now = deps.clock.now_secs();
     let codes = match deps.identity.confirm_totp(&keys.fields, &principal, &body.code, now).await {
         Ok(codes) => codes,
@@ -149,9 +153,7 @@ pub async fn confirm(deps: &Deps, req: &Request) -> HandlerResult {
         }
         Err(other) => return Err(identity::api_error(other, ApiError::InvalidMfa)),
     };
-    // Not a login's last factor: the account's count stands (a right code for
-    // a new authenticator must not wipe password guesses counted there).
-    deps.throttle.success(None, meta.source_ip.as_deref()).await;
+    deps.throttle.success(Some(&bucket), meta.source_ip.as_deref()).await;
     deps.auditor.record(EventType::MfaConfirm, Some(subject), &meta, None).await;
     json(StatusCode::OK, &serde_json::json!({ "recovery_codes": codes }))
 }
