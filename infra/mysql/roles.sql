@@ -8,7 +8,7 @@
 -- out of band (or IAM authentication on RDS), never in this file:
 --   mariadb portcullis < infra/mysql/roles.sql
 --   ALTER USER 'portcullis_login'@'%' IDENTIFIED BY '<from your secret store>';
--- On RDS/Aurora add REQUIRE SSL to each user (see README, "TLS to MySQL").
+-- On RDS/Aurora add REQUIRE SSL to each user (see docs/deploying.md, "TLS").
 --
 -- The schema name `portcullis` prefixes every role and user. The test harness
 -- applies this file to a throw-away database by renaming that prefix (an

@@ -96,7 +96,7 @@ impl IdentityBackend {
 }
 
 impl Config {
-    /// Reads every `PORTCULLIS_*` variable; see README for the table.
+    /// Reads every `PORTCULLIS_*` variable; `docs/configuration.md` has the table.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }

@@ -194,7 +194,7 @@ async fn unknown_kids_refetch_the_jwks_at_most_once_per_ten_seconds() {
     );
 }
 
-/// Pool tokens get the README's 30 s leeway on `exp` and `iat`, no more, no
+/// Pool tokens get the 30 s leeway on `exp` and `iat` of docs/security/cognito.md, no more, no
 /// less: probed 2 s inside and 2 s outside it with a clock set around a real
 /// moto-issued token.
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The SAM template names every function of the workspace and wires every route
 //! of the HTTP contract, with the authorizer on exactly the protected ones; backup
 //! data keys are created by the backup function and unwrapped only by the operator
-//! role, as the README's restore commands assume.
+//! role, as the restore commands of `docs/backups.md` assume.
 
 use portcullis_shared::routes::{Access, Function, ROUTES};
 use std::collections::{BTreeMap, BTreeSet};
@@ -493,17 +493,15 @@ fn reaches(
     false
 }
 
-/// The README's verify and restore commands take the key, the bucket and the role
-/// from the stack's outputs, named as the template names them.
+/// The verify and restore commands of `docs/backups.md` take the key, the bucket
+/// and the role from the stack's outputs, named as the template names them.
 #[test]
-fn the_readme_restore_commands_use_the_stacks_outputs() {
+fn the_documented_restore_commands_use_the_stacks_outputs() {
     let template = parsed();
     let outputs = template.get("Outputs").expect("Outputs");
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README");
-    let section = readme.split("\n## Backups\n").nth(1).expect("README has a Backups section");
-    let section = section.split("\n## ").next().unwrap_or_default();
-    let mut blocks = section.split("```sh\n").skip(1).filter_map(|b| b.split("```").next());
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/backups.md"))
+        .expect("docs/backups.md");
+    let mut blocks = docs.split("```sh\n").skip(1).filter_map(|b| b.split("```").next());
     let block = blocks.find(|b| b.contains("portcullis backup restore")).expect("restore commands");
 
     let placeholders = block.split('<').skip(1).filter_map(|p| p.split_once('>')).map(|(name, _)| name);
@@ -514,7 +512,7 @@ fn the_readme_restore_commands_use_the_stacks_outputs() {
         {
             assert!(
                 outputs.get(name).is_some(),
-                "README names <{name}>, which is not an output of the template"
+                "docs/backups.md names <{name}>, which is not an output of the template"
             );
         }
     }
@@ -523,11 +521,13 @@ fn the_readme_restore_commands_use_the_stacks_outputs() {
         ("PORTCULLIS_BACKUP_BUCKET=", "!Ref BackupBucket"),
         ("--role-arn ", "!GetAtt BackupOperatorRole.Arn"),
     ] {
-        let at = block.find(&format!("{before}<")).unwrap_or_else(|| panic!("README lacks {before}<output>"));
+        let at = block
+            .find(&format!("{before}<"))
+            .unwrap_or_else(|| panic!("docs/backups.md lacks {before}<output>"));
         let rest = &block[at + before.len() + 1..];
         let name = rest.split('>').next().unwrap_or_default();
         let output = outputs.get(name).and_then(|o| o.get("Value")).map(Value::to_string);
-        assert_eq!(output.as_deref(), Some(value), "README {before}<{name}>");
+        assert_eq!(output.as_deref(), Some(value), "docs/backups.md {before}<{name}>");
     }
 }
 

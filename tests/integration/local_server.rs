@@ -244,8 +244,8 @@ async fn rbac_role_changes_revocations_and_api_keys_apply_on_the_next_request() 
     assert_eq!(call_with_key(reqwest::Method::GET, users_url, &tampered).await, 401);
 }
 
-/// The README's flow for keys and roles on the local server's embedded
-/// stores: a key dies with its creator's admin role, and the last admin
+/// The key and role rules of docs/security/api-keys.md, on the local server's
+/// embedded stores: a key dies with its creator's admin role, and the last admin
 /// cannot remove its own.
 #[tokio::test]
 async fn a_key_dies_with_its_creators_role_and_the_last_admin_stays() {

@@ -215,7 +215,7 @@ async fn wrong_codes_after_the_password_lock_the_account() {
     assert_eq!(m.verify(&fresh, &oathtool(&secret, m.clock.now_secs())).await.0, 200);
 }
 
-/// The `mfa_token` burns at its fifth wrong code (the README's contract), whatever the account's
+/// The `mfa_token` burns at its fifth wrong code (docs/security/README.md), whatever the account's
 /// limit: here the account locks only after 20 attempts, so every refusal
 /// below is the token's. Four wrong codes leave a token alive (the right code
 /// then works); after the fifth, the right code is refused for that token, and

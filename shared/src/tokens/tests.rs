@@ -30,7 +30,7 @@ fn b64(v: &serde_json::Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-/// The leeway the README promises on `exp`, `nbf` and `iat`. Written out, not
+/// The leeway docs/security/README.md promises on `exp`, `nbf` and `iat`. Written out, not
 /// read from [`LEEWAY_SECS`]: the tests below fail if the leeway is removed or
 /// changed, so a change to it is a decision.
 const DOCUMENTED_LEEWAY: i64 = 30;
