@@ -26,4 +26,5 @@ mod roles_race;
 mod sessions;
 mod sql_check;
 mod step_up;
+mod store_contract;
 mod throttle;
