@@ -11,6 +11,7 @@ mod config_docs;
 mod database_secret;
 mod database_tls;
 mod device_cookie;
+mod embedded_restart;
 mod helpers;
 mod iac;
 mod key_revocation;
