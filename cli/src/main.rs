@@ -207,7 +207,9 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     use portcullis_shared::crypto;
     let config = Config::from_env()?;
     if let portcullis_shared::config::StoreBackend::Memory = config.store {
-        anyhow::bail!("PORTCULLIS_STORE=memory keeps keys in the server process; manage keys against mysql");
+        anyhow::bail!(
+            "PORTCULLIS_STORE=memory keeps keys in the server process; manage keys against sqlite or mysql"
+        );
     }
     let backends = portcullis_shared::runtime::Backends::open(&config).await?;
     let store = backends.keys.as_ref();

@@ -120,8 +120,12 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let key_file = dir.join("master.key").display().to_string();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(NOW));
     let world = RT.block_on(async {
-        let config = Config::from_lookup(|n| (n == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.clone()))
-            .expect("config");
+        let config = Config::from_lookup(|n| match n {
+            "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.clone()),
+            "PORTCULLIS_STORE" => Some("memory".into()),
+            _ => None,
+        })
+        .expect("config");
         let backends = Backends::open(&config).await.expect("backends");
         let provider = key_provider(&config).expect("keys");
         // Creates the signing key, so real signatures are in play, and issues as login does.

@@ -16,8 +16,10 @@ pub enum ConfigError {
 /// Where users, roles and the audit trail live.
 #[derive(Debug, Clone)]
 pub enum StoreBackend {
-    /// In-process store: the local server and unit tests only.
+    /// In-process store, lost when the process ends: unit tests only.
     Memory,
+    /// The embedded SQLite file (`Config::sqlite_file`): the local server's default.
+    Sqlite,
     /// MySQL/MariaDB at this URL; with `password_secret`, the password (and user)
     /// come from that Secrets Manager secret, read at cold start, and the URL
     /// carries none (how the template deploys every function).
@@ -36,8 +38,10 @@ pub enum KeyBackend {
 /// Where sessions and refresh-token families live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionBackend {
-    /// In-process (the local server and unit tests only).
+    /// In-process, lost when the process ends (unit tests only).
     Memory,
+    /// The embedded SQLite file (`Config::sqlite_file`), beside the users.
+    Sqlite,
     /// A DynamoDB table (endpoint from `AWS_ENDPOINT_URL` when set).
     Dynamo { table: String },
 }
@@ -61,6 +65,9 @@ pub struct Config {
     pub store: StoreBackend,
     pub keys: KeyBackend,
     pub sessions: SessionBackend,
+    /// The embedded database file (`PORTCULLIS_SQLITE_FILE`), used by whichever
+    /// of `store` and `sessions` is `Sqlite`.
+    pub sqlite_file: PathBuf,
     /// Idle and absolute session timeouts.
     pub session_idle_secs: u64,
     pub session_absolute_secs: u64,
@@ -104,16 +111,7 @@ impl Config {
     /// Same as [`Config::from_env`] over any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let store = match get("PORTCULLIS_STORE").as_deref().unwrap_or("memory") {
-            "memory" => StoreBackend::Memory,
-            "mysql" => mysql_backend(&get)?,
-            other => {
-                return Err(ConfigError::Invalid {
-                    var: "PORTCULLIS_STORE",
-                    reason: format!("`{other}` is neither `memory` nor `mysql`"),
-                })
-            }
-        };
+        let store = store_backend(&get)?;
         let keys = match get("PORTCULLIS_KEY_PROVIDER").as_deref().unwrap_or("local") {
             "local" => KeyBackend::LocalFile {
                 path: get("PORTCULLIS_LOCAL_KEY_FILE")
@@ -133,21 +131,7 @@ impl Config {
                 })
             }
         };
-        let sessions = match get("PORTCULLIS_SESSION_STORE").as_deref().unwrap_or("memory") {
-            "memory" => SessionBackend::Memory,
-            "dynamodb" => SessionBackend::Dynamo {
-                table: get("PORTCULLIS_DYNAMODB_TABLE").ok_or(ConfigError::Missing {
-                    var: "PORTCULLIS_DYNAMODB_TABLE",
-                    why: " when PORTCULLIS_SESSION_STORE=dynamodb",
-                })?,
-            },
-            other => {
-                return Err(ConfigError::Invalid {
-                    var: "PORTCULLIS_SESSION_STORE",
-                    reason: format!("`{other}` is neither `memory` nor `dynamodb`"),
-                })
-            }
-        };
+        let sessions = session_backend(&get, &store)?;
         let session_idle_secs = number(&get, "PORTCULLIS_SESSION_IDLE_SECS", 1800, 60, 86_400)?;
         let session_absolute_secs =
             number(&get, "PORTCULLIS_SESSION_ABSOLUTE_SECS", 43_200, 300, 30 * 86_400)?;
@@ -243,6 +227,9 @@ impl Config {
             store,
             keys,
             sessions,
+            sqlite_file: get("PORTCULLIS_SQLITE_FILE")
+                .unwrap_or_else(|| ".portcullis/portcullis.db".into())
+                .into(),
             session_idle_secs,
             session_absolute_secs,
             issuer: get("PORTCULLIS_ISSUER").unwrap_or_else(|| "portcullis".into()),
@@ -265,18 +252,20 @@ impl Config {
         crate::store::mysql_opts(url, self.database_ca.as_deref())
     }
 
-    /// Lambda functions need shared, durable state: refuse the in-memory store there.
+    /// Lambda functions need shared, durable state: refuse the in-memory and the
+    /// embedded stores there (an instance's own file is neither shared nor kept).
     pub fn require_durable_store(&self) -> Result<(), ConfigError> {
-        if let StoreBackend::Memory = self.store {
+        if !matches!(self.store, StoreBackend::Mysql { .. }) {
             return Err(ConfigError::Missing {
                 var: "PORTCULLIS_STORE",
-                why: " to be `mysql` in a Lambda function (the in-memory store is for the local server)",
+                why: " to be `mysql` in a Lambda function (`sqlite` and `memory` are for the local server)",
             });
         }
-        if let SessionBackend::Memory = self.sessions {
+        if !matches!(self.sessions, SessionBackend::Dynamo { .. }) {
             return Err(ConfigError::Missing {
                 var: "PORTCULLIS_SESSION_STORE",
-                why: " to be `dynamodb` in a Lambda function (the in-memory store is for the local server)",
+                why:
+                    " to be `dynamodb` in a Lambda function (`sqlite` and `memory` are for the local server)",
             });
         }
         Ok(())
@@ -288,6 +277,45 @@ impl Config {
             idle_secs: self.session_idle_secs as i64,
             absolute_secs: self.session_absolute_secs as i64,
         }
+    }
+}
+
+/// `PORTCULLIS_STORE`; unset, MySQL when `PORTCULLIS_DATABASE_URL` names a
+/// database and the embedded SQLite file otherwise.
+fn store_backend(get: &impl Fn(&str) -> Option<String>) -> Result<StoreBackend, ConfigError> {
+    let default = if get("PORTCULLIS_DATABASE_URL").is_some() { "mysql" } else { "sqlite" };
+    match get("PORTCULLIS_STORE").as_deref().unwrap_or(default) {
+        "sqlite" => Ok(StoreBackend::Sqlite),
+        "mysql" => mysql_backend(get),
+        "memory" => Ok(StoreBackend::Memory),
+        other => Err(ConfigError::Invalid {
+            var: "PORTCULLIS_STORE",
+            reason: format!("`{other}` is none of `sqlite`, `mysql` and `memory`"),
+        }),
+    }
+}
+
+/// `PORTCULLIS_SESSION_STORE`; unset, beside the users when they are embedded
+/// (the SQLite file, or memory) and in memory beside MySQL (a Lambda function
+/// names `dynamodb`).
+fn session_backend(
+    get: &impl Fn(&str) -> Option<String>,
+    store: &StoreBackend,
+) -> Result<SessionBackend, ConfigError> {
+    let default = if let StoreBackend::Sqlite = store { "sqlite" } else { "memory" };
+    match get("PORTCULLIS_SESSION_STORE").as_deref().unwrap_or(default) {
+        "sqlite" => Ok(SessionBackend::Sqlite),
+        "memory" => Ok(SessionBackend::Memory),
+        "dynamodb" => Ok(SessionBackend::Dynamo {
+            table: get("PORTCULLIS_DYNAMODB_TABLE").ok_or(ConfigError::Missing {
+                var: "PORTCULLIS_DYNAMODB_TABLE",
+                why: " when PORTCULLIS_SESSION_STORE=dynamodb",
+            })?,
+        }),
+        other => Err(ConfigError::Invalid {
+            var: "PORTCULLIS_SESSION_STORE",
+            reason: format!("`{other}` is none of `sqlite`, `dynamodb` and `memory`"),
+        }),
     }
 }
 
@@ -378,7 +406,9 @@ mod tests {
     #[test]
     fn defaults_are_the_embedded_mode() {
         let c = config(&[]).expect("defaults are valid");
-        assert!(matches!(c.store, StoreBackend::Memory));
+        assert!(matches!(c.store, StoreBackend::Sqlite));
+        assert_eq!(c.sessions, SessionBackend::Sqlite);
+        assert_eq!(c.sqlite_file, PathBuf::from(".portcullis/portcullis.db"));
         assert!(matches!(c.keys, KeyBackend::LocalFile { .. }));
         assert_eq!(c.access_token_ttl_secs, 900);
         assert_eq!(c.password_min_length, 12);
@@ -463,8 +493,38 @@ mod tests {
     }
 
     #[test]
-    fn lambda_refuses_the_memory_store() {
-        assert!(config(&[]).expect("valid").require_durable_store().is_err());
+    fn lambda_refuses_the_memory_and_embedded_stores() {
+        let refused = |pairs: &[(&str, &str)]| config(pairs).expect("valid").require_durable_store().is_err();
+        let url = ("PORTCULLIS_DATABASE_URL", "mysql://u:p@db/x");
+        let table = ("PORTCULLIS_DYNAMODB_TABLE", "t");
+        assert!(refused(&[]), "nothing configured: the embedded file, never in a Lambda function");
+        assert!(refused(&[("PORTCULLIS_STORE", "memory")]));
+        assert!(refused(&[url]), "sessions beside MySQL default to memory");
+        assert!(refused(&[url, table, ("PORTCULLIS_SESSION_STORE", "sqlite")]));
+        assert!(refused(&[("PORTCULLIS_STORE", "sqlite"), table, ("PORTCULLIS_SESSION_STORE", "dynamodb")]));
+        // The template's configuration.
+        let c =
+            config(&[("PORTCULLIS_STORE", "mysql"), url, table, ("PORTCULLIS_SESSION_STORE", "dynamodb")])
+                .expect("valid");
+        c.require_durable_store().expect("MySQL and DynamoDB are durable");
+        assert!(matches!(c.store, StoreBackend::Mysql { .. }));
+        assert_eq!(c.sessions, SessionBackend::Dynamo { table: "t".into() });
+    }
+
+    #[test]
+    fn the_store_follows_the_database_url_unless_named() {
+        let url = ("PORTCULLIS_DATABASE_URL", "mysql://u:p@db/x");
+        assert!(matches!(config(&[url]).expect("valid").store, StoreBackend::Mysql { .. }));
+        let c = config(&[url, ("PORTCULLIS_STORE", "sqlite"), ("PORTCULLIS_SQLITE_FILE", "/var/pc.db")])
+            .expect("valid");
+        assert!(matches!(c.store, StoreBackend::Sqlite));
+        assert_eq!(c.sqlite_file, PathBuf::from("/var/pc.db"));
+        let c = config(&[("PORTCULLIS_STORE", "memory")]).expect("valid");
+        assert_eq!(c.sessions, SessionBackend::Memory, "sessions follow an in-memory store");
+        let err = config(&[("PORTCULLIS_STORE", "postgres")]).expect_err("unknown");
+        assert!(err.to_string().contains("PORTCULLIS_STORE"), "{err}");
+        let err = config(&[("PORTCULLIS_SESSION_STORE", "redis")]).expect_err("unknown");
+        assert!(err.to_string().contains("PORTCULLIS_SESSION_STORE"), "{err}");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! typed configuration, the one error type and its problem+json mapping, the HTTP
 //! edge (security headers, body validation), domain newtypes, the password policy,
 //! cryptography (key providers, field encryption, password hashing, tokens), the
-//! storage ports with their MySQL and in-memory implementations, and audit events.
+//! storage ports with their MySQL, embedded SQLite and in-memory implementations,
+//! and audit events.
 
+pub mod adapters;
 pub mod apikeys;
 pub mod audit;
 pub mod clock;

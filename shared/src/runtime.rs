@@ -173,7 +173,8 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Opens the configured stores. MySQL connections are made lazily by the pool.
+    /// Opens the configured stores. MySQL connections are made lazily by the
+    /// pool; the embedded file is opened (and its schema migrated) here, once.
     pub async fn open(config: &Config) -> Result<Self, BootError> {
         type Dynamic = (
             Arc<dyn SessionStore>,
@@ -181,6 +182,9 @@ impl Backends {
             Arc<dyn crate::mfa::ChallengeStore>,
             Arc<dyn crate::throttle::CounterStore>,
         );
+        let embedded = open_embedded(config).await?;
+        let from_embedded =
+            || embedded.clone().ok_or_else(|| BootError("the embedded store was not opened".into()));
         let (sessions, api_keys, challenges, counters): Dynamic = match &config.sessions {
             SessionBackend::Memory => (
                 Arc::new(MemorySessionStore::new()),
@@ -188,6 +192,10 @@ impl Backends {
                 Arc::new(crate::mfa::MemoryChallengeStore::default()),
                 Arc::new(crate::throttle::MemoryCounterStore::default()),
             ),
+            SessionBackend::Sqlite => {
+                let b = from_embedded()?;
+                (b.sessions, b.api_keys, b.challenges, b.counters)
+            }
             SessionBackend::Dynamo { table } => {
                 let client = AwsClient::lazy();
                 (
@@ -200,6 +208,7 @@ impl Backends {
         };
         let backends = match &config.store {
             StoreBackend::Memory => Ok(Self::memory(Arc::new(MemoryStore::new()), sessions)),
+            StoreBackend::Sqlite => Ok(Self { sessions, ..from_embedded()? }),
             StoreBackend::Mysql { .. } => {
                 // A Lambda instance serves one request at a time: a few connections suffice.
                 let store = MySqlStore::connect(database_opts(config).await?, 4)
@@ -208,6 +217,24 @@ impl Backends {
             }
         };
         backends.map(|b| Self { api_keys, challenges, counters, ..b })
+    }
+
+    /// Every port served by one SQLite file.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(store: crate::adapters::sqlite::SqliteStore) -> Self {
+        let store = Arc::new(store);
+        Self {
+            users: store.clone(),
+            audit: store.clone(),
+            keys: store.clone(),
+            sessions: store.clone(),
+            api_keys: store.clone(),
+            challenges: store.clone(),
+            counters: store.clone(),
+            mfa: store,
+            memory: None,
+            mysql: None,
+        }
     }
 
     pub fn memory(store: Arc<MemoryStore>, sessions: Arc<dyn SessionStore>) -> Self {
@@ -240,6 +267,27 @@ impl Backends {
             mysql: Some(store),
         }
     }
+}
+
+/// The embedded store's ports, when the users or the sessions live in it
+/// (`PORTCULLIS_SQLITE_FILE`). A build without the `sqlite` feature (the Lambda
+/// functions) refuses to start rather than fall back to another store.
+async fn open_embedded(config: &Config) -> Result<Option<Backends>, BootError> {
+    let wanted =
+        matches!(config.store, StoreBackend::Sqlite) || matches!(config.sessions, SessionBackend::Sqlite);
+    if !wanted {
+        return Ok(None);
+    }
+    #[cfg(feature = "sqlite")]
+    {
+        let now = crate::clock::Clock::now_secs(&crate::clock::SystemClock);
+        let store = crate::adapters::sqlite::SqliteStore::open(&config.sqlite_file, now)
+            .await
+            .map_err(|e| BootError::from_error("PORTCULLIS_SQLITE_FILE", &e))?;
+        Ok(Some(Backends::sqlite(store)))
+    }
+    #[cfg(not(feature = "sqlite"))]
+    Err(BootError("PORTCULLIS_SQLITE_FILE: this build has no embedded store (feature `sqlite`)".into()))
 }
 
 /// Database credentials by secret ARN, each read once per process: the first
@@ -457,6 +505,18 @@ impl KeySource {
 #[cfg(test)]
 mod tests {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+    /// The Lambda functions are built without the embedded store: a default
+    /// configuration stops their start instead of choosing another store.
+    #[cfg(not(feature = "sqlite"))]
+    #[tokio::test]
+    async fn a_build_without_the_embedded_store_refuses_to_open_it() {
+        let config = crate::config::Config::from_lookup(|_| None).expect("defaults");
+        match super::Backends::open(&config).await {
+            Ok(_) => panic!("opened a store that this build does not have"),
+            Err(e) => assert!(e.0.contains("PORTCULLIS_SQLITE_FILE"), "{e}"),
+        }
+    }
 
     #[tokio::test]
     async fn a_lazy_client_is_built_once_on_first_use_and_shared_by_clones() {

@@ -52,12 +52,42 @@ pub trait CounterStore: Send + Sync {
     async fn succeed(&self, key: &str, reset: bool) -> Result<(), StoreError>;
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Counter {
-    failures: i64,
-    window_start: i64,
-    locked_until: i64,
-    level: i64,
+/// One key's count, and the rules every store that reads it whole applies
+/// (the memory and SQLite stores; DynamoDB applies them in conditional writes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counter {
+    pub(crate) failures: i64,
+    pub(crate) window_start: i64,
+    pub(crate) locked_until: i64,
+    pub(crate) level: i64,
+}
+
+impl Counter {
+    /// Counts one attempt at `now` (refused without counting while locked).
+    pub(crate) fn attempt(&mut self, limit: &Limit, now: i64) -> Verdict {
+        if self.locked_until > now {
+            return Verdict::Locked { retry_after_secs: self.locked_until - now };
+        }
+        if self.window_start + limit.window_secs <= now {
+            // The back-off level survives while the last lock is recent.
+            let level = if self.locked_until + limit.window_secs > now { self.level } else { 0 };
+            *self = Counter { failures: 0, window_start: now, locked_until: 0, level };
+        }
+        self.failures += 1;
+        if self.failures > limit.max_failures {
+            self.level += 1;
+            self.locked_until = now + limit.lock_secs(self.level);
+            self.failures = 0;
+            self.window_start = self.locked_until;
+            return Verdict::Locked { retry_after_secs: self.locked_until - now };
+        }
+        Verdict::Proceed
+    }
+
+    /// Gives one attempt's slot back.
+    pub(crate) fn give_back(&mut self) {
+        self.failures = (self.failures - 1).max(0);
+    }
 }
 
 /// In-process counters (local server, unit tests): the same rules under one mutex.
@@ -68,24 +98,7 @@ pub struct MemoryCounterStore(Mutex<HashMap<String, Counter>>);
 impl CounterStore for MemoryCounterStore {
     async fn attempt(&self, key: &str, limit: &Limit, now: i64) -> Result<Verdict, StoreError> {
         let mut map = self.0.lock().map_err(|_| StoreError::Corrupt("counter lock"))?;
-        let c = map.entry(key.to_owned()).or_default();
-        if c.locked_until > now {
-            return Ok(Verdict::Locked { retry_after_secs: c.locked_until - now });
-        }
-        if c.window_start + limit.window_secs <= now {
-            // The back-off level survives while the last lock is recent.
-            let level = if c.locked_until + limit.window_secs > now { c.level } else { 0 };
-            *c = Counter { failures: 0, window_start: now, locked_until: 0, level };
-        }
-        c.failures += 1;
-        if c.failures > limit.max_failures {
-            c.level += 1;
-            c.locked_until = now + limit.lock_secs(c.level);
-            c.failures = 0;
-            c.window_start = c.locked_until;
-            return Ok(Verdict::Locked { retry_after_secs: c.locked_until - now });
-        }
-        Ok(Verdict::Proceed)
+        Ok(map.entry(key.to_owned()).or_default().attempt(limit, now))
     }
 
     async fn succeed(&self, key: &str, reset: bool) -> Result<(), StoreError> {
@@ -93,7 +106,7 @@ impl CounterStore for MemoryCounterStore {
         if reset {
             map.remove(key);
         } else if let Some(c) = map.get_mut(key) {
-            c.failures = (c.failures - 1).max(0);
+            c.give_back();
         }
         Ok(())
     }

@@ -16,6 +16,20 @@ pub(crate) struct Server {
 
 pub(crate) async fn serve(env: &[(&str, String)]) -> Server {
     let dir = std::env::temp_dir().join(format!("pc-serve-{}", uuid::Uuid::new_v4()));
+    serve_in(&dir, env).await
+}
+
+impl Server {
+    /// Ends the server with SIGKILL (no shutdown of any kind) and waits for it.
+    pub(crate) async fn kill(mut self) {
+        self._child.kill().await.expect("SIGKILL");
+    }
+}
+
+/// `portcullis serve` with `dir` as its working directory (and so the home of
+/// its `.portcullis/`).
+pub(crate) async fn serve_in(dir: &std::path::Path, env: &[(&str, String)]) -> Server {
+    let dir = dir.to_owned();
     std::fs::create_dir_all(&dir).expect("temp dir");
     let mut cmd = tokio::process::Command::new(binary("portcullis"));
     cmd.arg("serve")
@@ -67,7 +81,7 @@ pub(crate) async fn call(
     (status, headers, resp.text().await.expect("body"))
 }
 
-async fn login(server: &Server, email: &str, password: &str) -> String {
+pub(crate) async fn login(server: &Server, email: &str, password: &str) -> String {
     let (status, _, body) = call(
         reqwest::Method::POST,
         format!("{}/auth/login", server.base),
@@ -123,7 +137,7 @@ async fn register_login_and_me_work_through_the_local_server() {
     assert_eq!((status, headers["allow"].to_str().ok()), (405, Some("POST")));
 }
 
-async fn call_with_key(method: reqwest::Method, url: String, key: &str) -> u16 {
+pub(crate) async fn call_with_key(method: reqwest::Method, url: String, key: &str) -> u16 {
     portcullis_shared::crypto::install_tls_provider();
     let resp =
         reqwest::Client::new().request(method, url).header("x-api-key", key).send().await.expect("request");

@@ -14,8 +14,14 @@ type AuditRow = (String, String, Option<String>, Option<String>, Option<String>)
 
 pub const GOOD_PASSWORD: &str = "velvet-otter-quantum-harbor-71";
 
+/// A test's configuration. One that names neither a store nor a database runs
+/// on the in-memory store, not the local server's default file (which would be
+/// shared by every test run from the same folder).
 pub fn config(pairs: &[(&str, String)]) -> Config {
-    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    if !map.contains_key("PORTCULLIS_STORE") && !map.contains_key("PORTCULLIS_DATABASE_URL") {
+        map.insert("PORTCULLIS_STORE".into(), "memory".into());
+    }
     Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config")
 }
 

@@ -30,9 +30,12 @@ pub struct World {
 
 pub async fn world(dir: &std::path::Path, n: usize) -> World {
     let key_file = dir.join("master.key");
-    let config =
-        Config::from_lookup(|v| (v == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.display().to_string()))
-            .expect("config");
+    let config = Config::from_lookup(|v| match v {
+        "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.display().to_string()),
+        "PORTCULLIS_STORE" => Some("memory".into()),
+        _ => None,
+    })
+    .expect("config");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backends = Backends::open(&config).await.expect("backends");
     let provider = key_provider(&config).expect("keys");

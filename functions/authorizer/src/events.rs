@@ -133,8 +133,12 @@ mod tests {
     async fn world() -> (Deps, String) {
         let dir = std::env::temp_dir().join(format!("portcullis-authorizer-events-{}", uuid::Uuid::new_v4()));
         let key_file = dir.join("master.key").display().to_string();
-        let config = Config::from_lookup(|v| (v == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.clone()))
-            .expect("config");
+        let config = Config::from_lookup(|v| match v {
+            "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.clone()),
+            "PORTCULLIS_STORE" => Some("memory".into()),
+            _ => None,
+        })
+        .expect("config");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let backends = Backends::open(&config).await.expect("backends");
         let provider = key_provider(&config).expect("keys");

@@ -58,7 +58,7 @@ async fn main() {
     // One key file for every run, so a MySQL database keyed by an earlier run stays readable.
     let key_file = std::env::temp_dir().join("portcullis-bench").join("master.key");
     let config = Config::from_lookup(|name| match name {
-        "PORTCULLIS_STORE" if mysql.is_some() => Some("mysql".into()),
+        "PORTCULLIS_STORE" => Some(if mysql.is_some() { "mysql" } else { "memory" }.into()),
         "PORTCULLIS_DATABASE_URL" => mysql.clone(),
         "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.display().to_string()),
         _ => None,

@@ -37,6 +37,7 @@ async fn main() {
         std::env::temp_dir().join(format!("portcullis-bench-timing-{}", std::process::id())).join("k");
     let config = Config::from_lookup(|name| match name {
         "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.display().to_string()),
+        "PORTCULLIS_STORE" => Some("memory".into()),
         // One benchmark client is one source address: lift the per-IP limit so only
         // the account limit is in play.
         "PORTCULLIS_IP_MAX_FAILURES" => Some("100000".into()),

@@ -32,8 +32,10 @@ fn percentile(samples: &mut [Duration], p: usize) -> f64 {
 async fn main() {
     let key_file =
         std::env::temp_dir().join(format!("portcullis-bench-tokens-{}", std::process::id())).join("k");
-    let config = Config::from_lookup(|name| {
-        (name == "PORTCULLIS_LOCAL_KEY_FILE").then(|| key_file.display().to_string())
+    let config = Config::from_lookup(|name| match name {
+        "PORTCULLIS_LOCAL_KEY_FILE" => Some(key_file.display().to_string()),
+        "PORTCULLIS_STORE" => Some("memory".into()),
+        _ => None,
     })
     .expect("config");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

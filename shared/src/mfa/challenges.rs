@@ -28,6 +28,8 @@ pub struct Challenge {
 
 #[async_trait]
 pub trait ChallengeStore: Send + Sync {
+    /// Stores a new challenge; `Duplicate` (nothing changed) when one with this
+    /// hash exists, so a live challenge's spent attempts are never reset.
     async fn create(&self, hash: &[u8; 32], challenge: &Challenge) -> Result<(), StoreError>;
     /// The live challenge (not expired, not burned), if any.
     async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError>;
@@ -49,8 +51,13 @@ impl MemoryChallengeStore {
 #[async_trait]
 impl ChallengeStore for MemoryChallengeStore {
     async fn create(&self, hash: &[u8; 32], challenge: &Challenge) -> Result<(), StoreError> {
-        self.lock()?.insert(*hash, challenge.clone());
-        Ok(())
+        match self.lock()?.entry(*hash) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(StoreError::Duplicate),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(challenge.clone());
+                Ok(())
+            }
+        }
     }
 
     async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {
@@ -123,7 +130,8 @@ impl ChallengeStore for DynamoChallengeStore {
         if let Some(token) = &c.device_token {
             item.insert("device_token".into(), AttributeValue::S(token.clone()));
         }
-        self.client
+        let result = self
+            .client
             .get()
             .await
             .put_item()
@@ -131,9 +139,14 @@ impl ChallengeStore for DynamoChallengeStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::Duplicate)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {

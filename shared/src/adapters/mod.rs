@@ -1,0 +1,4 @@
+//! Storage adapters, one folder per backend.
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
