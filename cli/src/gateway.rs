@@ -132,7 +132,7 @@ impl Gateway {
             HttpRequest::from_parts(parts, body).with_request_context(RequestContext::ApiGatewayV2(context));
         let span = telemetry::request_span(&request_id(&request));
         async {
-            match route.function {
+            match route.function() {
                 Function::Login => portcullis_login::handle(&self.login, request).await,
                 Function::Mfa => portcullis_mfa::handle(&self.mfa, request).await,
                 Function::Refresh => portcullis_refresh::handle(&self.refresh, request).await,

@@ -82,6 +82,22 @@ pub fn finish(result: HandlerResult) -> Response<Body> {
     resp
 }
 
+/// Answers one request for the function whose routes are `R`: its own routes
+/// go to `dispatch` (which matches `R` exhaustively), anything else gets the
+/// route table's 405 or 404; always an answer, never a panic.
+pub async fn serve<'r, R, D, F>(req: &'r Request, dispatch: D) -> Response<Body>
+where
+    R: crate::routes::Served,
+    D: FnOnce(crate::routes::Resolved<'r, R>) -> F,
+    F: std::future::Future<Output = HandlerResult>,
+{
+    let result = match crate::routes::resolve::<R>(req.method(), req.uri().path()) {
+        Ok(found) => dispatch(found).await,
+        Err(err) => Err(err),
+    };
+    finish(result)
+}
+
 /// `a: b: c` for a logged error with its sources.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();

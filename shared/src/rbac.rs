@@ -1,7 +1,10 @@
 //! Role-based access control: the policy in `infra/rbac.json`, bundled into the
 //! binary and validated when it loads. Roles grant permissions (`resource:action`,
 //! with `resource:*` wildcards); each protected route requires one permission, or
-//! `session` (any live user session). Anything not in the policy is denied.
+//! `session` (any live user session). Portcullis' own routes take their
+//! requirement from the route table (`crate::routes`, declared once); the
+//! policy's `routes` list adds routes beyond them and may not redeclare one.
+//! Anything not in the policy is denied.
 
 use crate::routes;
 use serde::Deserialize;
@@ -24,7 +27,9 @@ pub enum PolicyError {
     UnknownRoutePermission { method: String, path: String, permission: String },
     #[error("RBAC policy: route {method} {path} has no permission")]
     RouteWithoutPermission { method: String, path: String },
-    #[error("RBAC policy: route {method} {path} is listed twice")]
+    #[error(
+        "RBAC policy: route {method} {path} is listed twice, or is a path of Portcullis' own route table"
+    )]
     DuplicateRoute { method: String, path: String },
     #[error("RBAC policy: role name `{0}` is invalid")]
     InvalidRole(String),
@@ -42,6 +47,7 @@ struct RawRoute {
 struct RawPolicy {
     permissions: Vec<String>,
     roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     routes: Vec<RawRoute>,
 }
 
@@ -96,10 +102,14 @@ impl Policy {
                 }
             }
         }
-        let mut rules: Vec<Rule> = Vec::new();
+        let mut rules = Self::table_rules(&permissions)?;
         for route in raw.routes {
             let method = route.method.to_ascii_uppercase();
-            if rules.iter().any(|r| r.method == method && r.template == route.path) {
+            // Not one path of Portcullis' own (public ones included), however written.
+            let ours = routes::ROUTES
+                .iter()
+                .any(|r| r.method.as_str() == method && routes::overlap(r.template, &route.path));
+            if ours || rules.iter().any(|r| r.method == method && routes::overlap(&r.template, &route.path)) {
                 return Err(PolicyError::DuplicateRoute { method, path: route.path });
             }
             let requirement = match route.permission.as_deref().map(str::trim) {
@@ -119,6 +129,33 @@ impl Policy {
             rules.push(Rule { method, template: route.path, requirement });
         }
         Ok(Self { permissions, roles: raw.roles, rules })
+    }
+
+    /// The rules of the route table's protected routes.
+    fn table_rules(permissions: &BTreeSet<String>) -> Result<Vec<Rule>, PolicyError> {
+        let mut rules = Vec::new();
+        for route in routes::ROUTES.iter() {
+            let requirement = match route.access {
+                routes::Access::Public => continue,
+                routes::Access::Bearer => Requirement::Session,
+                routes::Access::Permission(p) if permissions.contains(p) => {
+                    Requirement::Permission(p.to_owned())
+                }
+                routes::Access::Permission(p) => {
+                    return Err(PolicyError::UnknownRoutePermission {
+                        method: route.method.to_string(),
+                        path: route.template.to_owned(),
+                        permission: p.to_owned(),
+                    })
+                }
+            };
+            rules.push(Rule {
+                method: route.method.to_string(),
+                template: route.template.to_owned(),
+                requirement,
+            });
+        }
+        Ok(rules)
     }
 
     /// The requirement of a concrete request, or `None` (deny) when no rule matches.
@@ -280,10 +317,34 @@ mod tests {
         assert_eq!(p.requirement("GET", "/admin/users/x/unknown"), None, "deny by default");
     }
 
+    /// The permissions the route table names.
+    const PERMISSIONS: &str = r#"["users:read", "users:manage", "sessions:revoke", "apikeys:manage"]"#;
+
+    #[test]
+    fn a_policy_may_add_routes_but_not_redeclare_portcullis_own() {
+        let with = |routes: &str| {
+            Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{}}, "routes": {routes}}}"#))
+        };
+        let extra =
+            with(r#"[{"method": "GET", "path": "/orders/{id}", "permission": "session"}]"#).expect("valid");
+        assert_eq!(extra.requirement("GET", "/orders/7"), Some(&Requirement::Session));
+        assert_eq!(extra.requirement("GET", "/me"), Some(&Requirement::Session), "the table's own");
+        for ours in [
+            r#"{"method": "GET", "path": "/admin/users", "permission": "session"}"#,
+            r#"{"method": "post", "path": "/admin/users/{id}/roles/", "permission": "session"}"#,
+            r#"{"method": "POST", "path": "//auth/register", "permission": "session"}"#,
+        ] {
+            let redeclared = with(&format!("[{ours}]"));
+            assert!(matches!(redeclared, Err(PolicyError::DuplicateRoute { .. })), "{ours}: {redeclared:?}");
+        }
+        let missing = Policy::parse(r#"{"permissions": ["users:read"], "roles": {}}"#);
+        assert!(matches!(missing, Err(PolicyError::UnknownRoutePermission { .. })), "{missing:?}");
+    }
+
     #[test]
     fn invalid_policies_are_refused_with_a_clear_message() {
         let base = |roles: &str, routes: &str| {
-            format!(r#"{{"permissions": ["users:read"], "roles": {roles}, "routes": {routes}}}"#)
+            format!(r#"{{"permissions": {PERMISSIONS}, "roles": {roles}, "routes": {routes}}}"#)
         };
         let unknown = Policy::parse(&base(r#"{"user": ["users:delete"]}"#, "[]")).expect_err("unknown grant");
         assert!(unknown.to_string().contains("users:delete"), "{unknown}");

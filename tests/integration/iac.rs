@@ -79,7 +79,7 @@ fn every_route_is_wired_with_the_authorizer_on_protected_ones_only() {
             .rev()
             .find(|l| l.ends_with("Function:") && !l.starts_with('-'))
             .unwrap_or_else(|| panic!("no function above {}", route.template));
-        let expected = match route.function {
+        let expected = match route.function() {
             Function::Login => "LoginFunction:",
             Function::Mfa => "MfaFunction:",
             Function::Refresh => "RefreshFunction:",

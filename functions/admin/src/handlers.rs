@@ -12,6 +12,7 @@ use portcullis_shared::domain::{Role, UserId};
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::rbac::Policy;
+use portcullis_shared::routes::{AdminRoute, Resolved};
 use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::store::UserStore;
@@ -58,7 +59,19 @@ impl Deps {
     }
 }
 
-/// The caller, re-checked against the policy (the authorizer already did).
+/// The handler of each admin route (the route table names them and their parameters).
+pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, AdminRoute>, req: &Request) -> HandlerResult {
+    let param = |name| found.param(name).ok_or(ApiError::NotFound);
+    match found.route {
+        AdminRoute::ListUsers => list_users(deps, req).await,
+        AdminRoute::GrantRole => grant_role(deps, req, param("user_id")?).await,
+        AdminRoute::RevokeRole => revoke_role(deps, req, param("user_id")?, param("role")?).await,
+        AdminRoute::RevokeSessions => revoke_sessions(deps, req, param("user_id")?).await,
+        AdminRoute::CreateApiKey => crate::api_keys::create_api_key(deps, req).await,
+        AdminRoute::RevokeApiKey => crate::api_keys::revoke_api_key(deps, req, param("key_id")?).await,
+    }
+}
+
 /// The caller, if its roles grant the permission the route table gives this
 /// request's route (defence in depth: the authorizer checked it already). A
 /// request the table gives no permission to is refused.

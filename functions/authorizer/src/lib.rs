@@ -5,8 +5,9 @@
 //! its session is live (not revoked, not idle, not past its absolute lifetime:
 //! ASVS 5.0 V8.3.2) and takes the user's *current* roles from the session record,
 //! so role changes and revocations apply on the next request. For an `X-Api-Key`
-//! it checks the key's hash, expiry and revocation. Then the RBAC policy
-//! (`infra/rbac.json`) maps the route to its required permission. It fails closed:
+//! it checks the key's hash, expiry and revocation. Then the RBAC policy maps the
+//! route to its required permission (the route table's, `shared/src/routes.rs`;
+//! roles and their grants from `infra/rbac.json`). It fails closed:
 //! no policy rule, an unexpected payload or an unreachable store all deny.
 
 mod events;

@@ -15,6 +15,7 @@ use portcullis_shared::identity::{
     self, ChallengeSeed, IdentityError, IdentityProvider, Need, Next, Principal,
 };
 use portcullis_shared::policy::PasswordPolicy;
+use portcullis_shared::routes::{LoginRoute, Resolved};
 use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::throttle::Refusal;
@@ -117,6 +118,19 @@ struct Profile {
     email: String,
     roles: Vec<String>,
     mfa_enabled: bool,
+}
+
+/// The handler of each login route (the route table names them).
+pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, LoginRoute>, req: &Request) -> HandlerResult {
+    match found.route {
+        LoginRoute::Health => health(),
+        LoginRoute::Register => register(deps, req).await,
+        LoginRoute::Login => login(deps, req).await,
+        LoginRoute::ChangePassword => change_password(deps, req).await,
+        LoginRoute::Reauth => reauth(deps, req).await,
+        LoginRoute::Me => me(deps, req).await,
+        LoginRoute::Jwks => jwks(deps).await,
+    }
 }
 
 pub fn health() -> HandlerResult {

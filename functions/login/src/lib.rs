@@ -8,24 +8,13 @@ mod handlers;
 
 pub use handlers::{register_user, Deps};
 
-use http::Method;
 use lambda_http::{Body, Request, Response};
-use portcullis_shared::http::{finish, HandlerResult};
+use portcullis_shared::routes::LoginRoute;
 
-/// Routes one request to its handler; always answers, never panics.
+/// Routes one request to its handler by the route table; always answers, never panics.
 pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
-    let path = req.uri().path().trim_end_matches('/').to_owned();
-    let result: HandlerResult = match (req.method(), path.as_str()) {
-        (&Method::GET, "/health") => handlers::health(),
-        (&Method::POST, "/auth/register") => handlers::register(deps, &req).await,
-        (&Method::POST, "/auth/login") => handlers::login(deps, &req).await,
-        (&Method::POST, "/auth/password") => handlers::change_password(deps, &req).await,
-        (&Method::POST, "/auth/reauth") => handlers::reauth(deps, &req).await,
-        (&Method::GET, "/me") => handlers::me(deps, &req).await,
-        (&Method::GET, "/.well-known/jwks.json") => handlers::jwks(deps).await,
-        _ => Err(portcullis_shared::routes::unrouted(req.method(), &path)),
-    };
-    finish(result)
+    portcullis_shared::http::serve::<LoginRoute, _, _>(&req, |found| handlers::dispatch(deps, found, &req))
+        .await
 }
 
 portcullis_shared::http_function!(Deps, handle);

@@ -9,6 +9,7 @@ use portcullis_shared::crypto::{FieldCipher, KeyProvider};
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::http::{json, no_content, parse_json, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, Answer, Feature, IdentityError, IdentityProvider, Need, Principal};
+use portcullis_shared::routes::{MfaRoute, Resolved};
 use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::tokens::TokenIssuer;
@@ -68,6 +69,17 @@ impl Deps {
             max_body_bytes: config.max_body_bytes,
             reauth_max_age_secs: config.reauth_max_age_secs,
         })
+    }
+}
+
+/// The handler of each MFA route (the route table names them).
+pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, MfaRoute>, req: &Request) -> HandlerResult {
+    match found.route {
+        MfaRoute::Enroll => enroll(deps, req).await,
+        MfaRoute::Confirm => confirm(deps, req).await,
+        MfaRoute::RemoveTotp => disable(deps, req).await,
+        MfaRoute::Verify => verify(deps, req).await,
+        MfaRoute::Recovery => recovery(deps, req).await,
     }
 }
 

@@ -9,6 +9,7 @@ use portcullis_shared::crypto::KeyProvider;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityProvider, RenewRefusal};
+use portcullis_shared::routes::{RefreshRoute, Resolved};
 use portcullis_shared::runtime::{Backends, BootError, KeySource};
 use portcullis_shared::sessions::{
     self, Rotation, SessionPolicy, SessionRecord, SessionState, SessionStore, TokenHash,
@@ -54,6 +55,16 @@ impl Deps {
             clock,
             max_body_bytes: config.max_body_bytes,
         })
+    }
+}
+
+/// The handler of each refresh route (the route table names them).
+pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, RefreshRoute>, req: &Request) -> HandlerResult {
+    match found.route {
+        RefreshRoute::Refresh => refresh(deps, req).await,
+        RefreshRoute::Logout => logout(deps, req).await,
+        RefreshRoute::LogoutAll => logout_all(deps, req).await,
+        RefreshRoute::Sessions => list(deps, req).await,
     }
 }
 

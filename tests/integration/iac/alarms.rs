@@ -50,7 +50,7 @@ fn compared(pattern: &str, field: &str) -> BTreeSet<String> {
 /// The function that serves `POST /auth/reauth`, once the route exists.
 fn reauth_function() -> &'static str {
     let route = ROUTES.iter().find(|r| r.template == "/auth/reauth");
-    match route.map(|r| r.function) {
+    match route.map(|r| r.function()) {
         None | Some(Function::Login) => "LoginFunction",
         Some(Function::Mfa) => "MfaFunction",
         Some(Function::Refresh) => "RefreshFunction",
