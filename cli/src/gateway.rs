@@ -47,17 +47,14 @@ impl Gateway {
         Ok(Self { login, refresh, admin, mfa, authorizer, max_body_bytes: config.max_body_bytes })
     }
 
-    /// Creates the bootstrap admin named by `PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL` and
-    /// `PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD`, if both are set and it is absent.
-    pub async fn bootstrap_admin(&self) -> anyhow::Result<()> {
-        let email = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL").ok().filter(|v| !v.is_empty());
-        let password = std::env::var("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD").ok().filter(|v| !v.is_empty());
-        let (Some(email), Some(password)) = (email, password) else {
+    /// Creates the configured bootstrap admin (`config.bootstrap_admin`), if it is absent.
+    pub async fn bootstrap_admin(&self, config: &Config) -> anyhow::Result<()> {
+        let Some(admin) = &config.bootstrap_admin else {
             return Ok(());
         };
-        let email =
-            Email::parse(&email).map_err(|e| anyhow::anyhow!("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL: {e}"))?;
-        let password = Password::new(&password);
+        let email = Email::parse(&admin.email)
+            .map_err(|e| anyhow::anyhow!("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL: {e}"))?;
+        let password = Password::new(secrecy::ExposeSecret::expose_secret(&admin.password));
         match portcullis_login::register_user(
             &self.login,
             &email,
@@ -191,7 +188,7 @@ async fn handler(
 /// Binds `addr` and serves until Ctrl-C.
 pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
     let gateway = Arc::new(Gateway::build(&config).await?);
-    gateway.bootstrap_admin().await?;
+    gateway.bootstrap_admin(&config).await?;
     let app = axum::Router::new().fallback(handler).with_state(gateway);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

@@ -121,19 +121,17 @@ async fn main() -> anyhow::Result<()> {
             let database = opts
                 .db_name()
                 .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_DATABASE_URL must name the database"))?;
-            let store: std::sync::Arc<dyn portcullis_backup::BackupStore> =
-                match std::env::var("PORTCULLIS_BACKUP_BUCKET") {
-                    Ok(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
-                        client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
-                        bucket,
-                        kms_key_id: std::env::var("PORTCULLIS_BACKUP_KMS_KEY_ID").ok(),
-                    }),
-                    Err(_) => std::sync::Arc::new(portcullis_backup::LocalStore {
-                        dir: std::env::var("PORTCULLIS_BACKUP_DIR")
-                            .unwrap_or_else(|_| ".portcullis/backups".into())
-                            .into(),
-                    }),
-                };
+            let store: std::sync::Arc<dyn portcullis_backup::BackupStore> = match config.backup.bucket.clone()
+            {
+                Some(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
+                    client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
+                    bucket,
+                    kms_key_id: config.backup.kms_key_id.clone(),
+                }),
+                None => std::sync::Arc::new(portcullis_backup::LocalStore {
+                    dir: config.backup.dir.clone().unwrap_or_else(|| ".portcullis/backups".into()),
+                }),
+            };
             // A fresh folder only this user can enter: nobody else on the machine can
             // plant links for the ciphertext files or swap them between two reads.
             let scratch =
@@ -244,8 +242,5 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
 /// Only that variable is read: the rest of the configuration does not apply to
 /// a URL given on the command line.
 fn mysql_opts(url: &SecretString) -> anyhow::Result<mysql_async::Opts> {
-    let ca_only = Config::from_lookup(|name| {
-        (name == "PORTCULLIS_DATABASE_CA_FILE").then(|| std::env::var(name).ok()).flatten()
-    })?;
-    Ok(ca_only.mysql_opts(url)?)
+    Ok(Config::database_ca_only()?.mysql_opts(url)?)
 }

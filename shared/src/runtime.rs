@@ -110,7 +110,7 @@ const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-servi
 fn aws_http_client() -> aws_sdk_kms::config::SharedHttpClient {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
     let mut trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_TRUST_SERVICES);
-    if let Ok(path) = std::env::var("PORTCULLIS_AWS_CA_BUNDLE") {
+    if let Some(path) = crate::config::aws_ca_bundle() {
         match std::fs::read(&path) {
             Ok(pem) => trust.add_pem_certificate(pem),
             // Fail closed: without the bundle, that endpoint is simply not trusted.

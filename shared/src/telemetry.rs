@@ -10,8 +10,7 @@ static COLD: AtomicBool = AtomicBool::new(true);
 /// Also installs the process-wide TLS crypto provider (aws-lc-rs).
 pub fn init() {
     crate::crypto::install_tls_provider();
-    let filter = std::env::var("PORTCULLIS_LOG")
-        .ok()
+    let filter = crate::config::log_filter()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("info"));

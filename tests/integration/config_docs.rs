@@ -60,3 +60,29 @@ fn the_configuration_docs_list_exactly_the_variables_the_code_reads() {
     );
     assert!(read.len() > 30, "the scan found the variables ({})", read.len());
 }
+
+/// Every `PORTCULLIS_*` variable is read in one place, the configuration
+/// module: no other shipped file reads the environment for one. The command
+/// line's own flags (`--addr`, `--table`, `--url`) take their defaults from
+/// the environment through clap, and are named in the docs too.
+#[test]
+fn only_the_configuration_module_reads_portcullis_variables() {
+    let root = root();
+    let mut files = Vec::new();
+    rust_files(&root.join("shared/src"), &mut files);
+    rust_files(&root.join("cli/src"), &mut files);
+    for function in std::fs::read_dir(root.join("functions")).expect("functions").flatten() {
+        rust_files(&function.path().join("src"), &mut files);
+    }
+    let config = root.join("shared/src/config");
+    let mut readers = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(&config)) {
+        let text = std::fs::read_to_string(file).expect("source");
+        for (line, code) in text.lines().enumerate() {
+            if code.contains("env::var") && code.contains("PORTCULLIS_") {
+                readers.push(format!("{}:{}", file.strip_prefix(&root).unwrap_or(file).display(), line + 1));
+            }
+        }
+    }
+    assert!(readers.is_empty(), "read outside shared/src/config: {readers:?}");
+}

@@ -16,8 +16,7 @@ async fn main() -> Result<(), Error> {
     let StoreBackend::Mysql { .. } = &config.store else {
         return Err("PORTCULLIS_STORE must be `mysql` for backups".into());
     };
-    let bucket =
-        std::env::var("PORTCULLIS_BACKUP_BUCKET").map_err(|_| "PORTCULLIS_BACKUP_BUCKET is required")?;
+    let bucket = config.backup.bucket.clone().ok_or("PORTCULLIS_BACKUP_BUCKET is required")?;
     let opts = database_opts(&config).await?;
     let database = opts.db_name().ok_or("PORTCULLIS_DATABASE_URL must name the database")?.to_owned();
     let backup = Arc::new(Backup {
@@ -25,7 +24,7 @@ async fn main() -> Result<(), Error> {
         store: Arc::new(S3Store {
             client: aws_sdk_s3::Client::new(aws_config().await),
             bucket,
-            kms_key_id: std::env::var("PORTCULLIS_BACKUP_KMS_KEY_ID").ok(),
+            kms_key_id: config.backup.kms_key_id.clone(),
         }),
         keys: key_provider(&config)?,
         clock: Arc::new(SystemClock),
