@@ -165,7 +165,18 @@ pub fn request(method: &str, path: &str, body: Option<&str>) -> Request {
     let mut context = aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
     context.request_id = Some(uuid::Uuid::new_v4().simple().to_string());
     context.http.source_ip = Some(SOURCE_IP.into());
-    builder.body(body).expect("valid request").with_request_context(RequestContext::ApiGatewayV2(context))
+    // API Gateway hands the query over parsed; the handlers read it from there.
+    let query: HashMap<String, String> = path
+        .split_once('?')
+        .map(|(_, q)| {
+            q.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect()
+        })
+        .unwrap_or_default();
+    builder
+        .body(body)
+        .expect("valid request")
+        .with_query_string_parameters(query)
+        .with_request_context(RequestContext::ApiGatewayV2(context))
 }
 
 /// A JSON request with this body.
