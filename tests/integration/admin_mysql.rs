@@ -1,38 +1,23 @@
 //! The admin function on MariaDB, connected as the admin user: its column-level
 //! grants are enough to list users (emails decrypted), grant and revoke roles.
 
-use crate::helpers::{new_table, parts, request_as, TestDb};
-use crate::login_mysql::{config, deps_with, key_file, GOOD_PASSWORD};
+use crate::app::{spawn_app, Backend};
+use crate::helpers::{parts, request_as, GOOD_PASSWORD};
 use mysql_async::prelude::Queryable;
-use portcullis_shared::clock::SystemClock;
-use portcullis_shared::runtime::{key_provider, Backends};
-use std::sync::Arc;
 
 /// event_type, actor, subject, detail
 type AdminAuditRow = (String, Option<String>, Option<String>, Option<String>);
 
-/// A database with `emails` registered through the login function, and the
-/// admin function connected as the admin database user; the new users' ids.
-async fn deployment(emails: &[&str]) -> (TestDb, portcullis_admin::Deps, Vec<String>) {
-    let db = TestDb::create().await;
-    let table = new_table().await;
-    let keys = key_file();
-    let env = |user: &str| {
-        config(&[
-            ("PORTCULLIS_STORE", "mysql".into()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ])
-    };
-    let login = deps_with(&env("login")).await;
+/// A deployment with `emails` registered through the login function; the
+/// admin function is connected as the admin database user. The new users' ids.
+async fn deployment(emails: &[&str]) -> (crate::app::TestApp, Vec<String>) {
+    let app = spawn_app(Backend::Mysql).await;
     let mut ids = Vec::new();
     for email in emails {
         let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
         let (status, text, _) = parts(
             portcullis_login::handle(
-                &login,
+                &app.login,
                 crate::helpers::request("POST", "/auth/register", Some(&body), None),
             )
             .await,
@@ -45,12 +30,7 @@ async fn deployment(emails: &[&str]) -> (TestDb, portcullis_admin::Deps, Vec<Str
                 .to_owned(),
         );
     }
-    let cfg = env("admin");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).expect("keys");
-    let admin =
-        portcullis_admin::Deps::build(&cfg, &backends, provider, Arc::new(SystemClock)).await.expect("admin");
-    (db, admin, ids)
+    (app, ids)
 }
 
 /// A request with these authorizer context fields set, as the authorizer sets them.
@@ -73,12 +53,13 @@ fn with_context(mut req: lambda_http::Request, fields: &[(&str, &str)]) -> lambd
 
 #[tokio::test]
 async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
-    let (db, admin, ids) = deployment(&["zoe@example.com", "yan@example.com"]).await;
+    let (app, ids) = deployment(&["zoe@example.com", "yan@example.com"]).await;
+    let (db, admin) = (app.db(), &app.admin);
     let me = Some(("admin-user", "admin-session"));
     let call = |method: &'static str, path: String, body: Option<String>| {
         // The authorizer context names the caller's roles.
         let req = with_context(request_as(method, &path, body.as_deref(), me), &[("roles", "admin")]);
-        portcullis_admin::handle(&admin, req)
+        portcullis_admin::handle(admin, req)
     };
     let (status, body, _) = parts(call("GET", "/admin/users".into(), None).await);
     assert_eq!(status, 200, "{body}");
@@ -133,7 +114,8 @@ async fn admin_lists_users_and_changes_roles_as_the_admin_database_user() {
 /// outlives the key); a role with no permissions it may.
 #[tokio::test]
 async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
-    let (_db, admin, ids) = deployment(&["target@example.com"]).await;
+    let (app, ids) = deployment(&["target@example.com"]).await;
+    let admin = &app.admin;
     let target = ids[0].clone();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -160,7 +142,7 @@ async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
     let as_key = |method: &'static str, path: String, body: Option<&'static str>| {
         let req = request_as(method, &path, body, Some((&format!("apikey:{key_id}"), "")));
         let req = with_context(req, &[("roles", ""), ("api_key_id", &key_id)]);
-        portcullis_admin::handle(&admin, req)
+        portcullis_admin::handle(admin, req)
     };
     for role in ["admin", "support", "auditor"] {
         let body: &'static str = match role {
@@ -187,19 +169,20 @@ async fn an_api_key_cannot_grant_a_role_that_carries_permissions() {
 /// function sent `Allow: GET, POST, DELETE` whatever the path).
 #[tokio::test]
 async fn a_wrong_method_on_an_admin_route_is_a_405_with_its_methods() {
-    let (_db, admin, _) = deployment(&[]).await;
+    let (app, _) = deployment(&[]).await;
+    let admin = &app.admin;
     for (method, path, allow) in [
         ("GET", "/admin/api-keys", "POST"),
         ("PUT", "/admin/users/u1/roles/admin", "DELETE"),
         ("DELETE", "/admin/users", "GET"),
     ] {
         let req = crate::helpers::request(method, path, None, None);
-        let (status, text, headers) = crate::helpers::parts(portcullis_admin::handle(&admin, req).await);
+        let (status, text, headers) = crate::helpers::parts(portcullis_admin::handle(admin, req).await);
         assert_eq!(status, 405, "{method} {path}: {text}");
         assert_eq!(headers["allow"], allow, "{method} {path}");
     }
     let req = crate::helpers::request("GET", "/admin/nowhere", None, None);
-    assert_eq!(crate::helpers::parts(portcullis_admin::handle(&admin, req).await).0, 404);
+    assert_eq!(crate::helpers::parts(portcullis_admin::handle(admin, req).await).0, 404);
 }
 
 /// Defence in depth: the admin function checks the permission the route table
@@ -207,7 +190,8 @@ async fn a_wrong_method_on_an_admin_route_is_a_405_with_its_methods() {
 /// request reaches the function past the authorizer.
 #[tokio::test]
 async fn the_admin_function_checks_each_routes_permission_itself() {
-    let (_db, admin, ids) = deployment(&["plain@example.com"]).await;
+    let (app, ids) = deployment(&["plain@example.com"]).await;
+    let admin = &app.admin;
     let user = ids[0].as_str();
     let grant = format!("/admin/users/{user}/roles");
     let revoke = format!("/admin/users/{user}/roles/admin");
@@ -226,7 +210,7 @@ async fn the_admin_function_checks_each_routes_permission_itself() {
     ];
     for (method, path, body, roles) in cases {
         let req = with_context(crate::helpers::request(method, path, body, Some(user)), &[("roles", roles)]);
-        let (status, text, _) = crate::helpers::parts(portcullis_admin::handle(&admin, req).await);
+        let (status, text, _) = crate::helpers::parts(portcullis_admin::handle(admin, req).await);
         let expected = if roles.contains("support") && method == "GET" { 200 } else { 403 };
         assert_eq!(status, expected, "{method} {path} as {roles}: {text}");
     }

@@ -3,54 +3,23 @@
 //! as its own database user) and moto's DynamoDB. Admin requests carry the
 //! context the real authorizer derives from the caller's real access token.
 
-use crate::helpers::{new_table, parts, request, request_with_context, TestDb};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use crate::helpers::GOOD_PASSWORD;
+use crate::helpers::{parts, request, request_with_context};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use portcullis_authorizer::{Ask, Decision};
 use portcullis_shared::apikeys::{ApiKeyRecord, ApiKeyStore};
-use portcullis_shared::clock::SystemClock;
 use portcullis_shared::domain::{Role, UserId};
-use portcullis_shared::runtime::{key_provider, Backends};
 use portcullis_shared::store::StoreError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-struct World {
-    db: TestDb,
-    login: portcullis_login::Deps,
-    admin: portcullis_admin::Deps,
-    authorizer: portcullis_authorizer::Deps,
-}
+/// The login, admin and authorizer functions on MariaDB and moto.
+type World = crate::app::TestApp;
 
 async fn world() -> World {
-    let db = TestDb::create().await;
-    let table = new_table().await;
-    let keys = key_file();
-    let env = |user: &str| {
-        config(&[
-            ("PORTCULLIS_STORE", "mysql".into()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ])
-    };
-    let clock = Arc::new(SystemClock);
-    let cfg = env("login");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).expect("keys");
-    let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
-    login.keys.get().await.expect("signing key created");
-    let cfg = env("admin");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let admin = portcullis_admin::Deps::build(&cfg, &backends, provider, clock.clone()).await.expect("admin");
-    let cfg = env("authorizer");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, clock).await.expect("authorizer");
-    World { db, login, admin, authorizer }
+    crate::app::spawn_app(crate::app::Backend::Mysql).await
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -85,7 +54,7 @@ impl World {
     }
 
     /// The request API Gateway forwards to admin once the authorizer allowed `token`.
-    async fn authorized(
+    async fn admin_request(
         &self,
         method: &str,
         path: &str,
@@ -102,7 +71,7 @@ impl World {
     }
 
     async fn admin_call(&self, method: &str, path: &str, body: Option<&str>, token: &str) -> (u16, String) {
-        let req = self.authorized(method, path, body, token).await;
+        let req = self.admin_request(method, path, body, token).await;
         let (status, text, _) = parts(portcullis_admin::handle(&self.admin, req).await);
         (status, text)
     }
@@ -127,7 +96,7 @@ impl World {
 
     /// `(actor, subject, detail)` of every `api_key_revoked` event.
     async fn key_revocations(&self) -> Vec<(Option<String>, Option<String>, Option<String>)> {
-        let mut owner = self.db.owner_conn().await;
+        let mut owner = self.db().owner_conn().await;
         owner
             .query("SELECT actor, subject, detail FROM audit_log WHERE event_type = 'api_key_revoked' ORDER BY id")
             .await
@@ -231,8 +200,9 @@ async fn a_key_created_while_its_creator_loses_the_role_does_not_survive() {
     w.admin.api_keys = held.clone();
     let body =
         serde_json::json!({"name": "ci", "permissions": ["users:manage"], "expires_in_days": 1}).to_string();
-    let create = w.authorized("POST", "/admin/api-keys", Some(&body), &ada_token).await;
-    let revoke = w.authorized("DELETE", &format!("/admin/users/{ada}/roles/admin"), None, &bob_token).await;
+    let create = w.admin_request("POST", "/admin/api-keys", Some(&body), &ada_token).await;
+    let revoke =
+        w.admin_request("DELETE", &format!("/admin/users/{ada}/roles/admin"), None, &bob_token).await;
     let w = Arc::new(w);
     let creating = tokio::spawn({
         let w = w.clone();
@@ -264,7 +234,7 @@ async fn the_last_admin_cannot_lose_the_role() {
     let (ada, ada_token) = w.person("ada@example.com", &["admin"]).await;
     let (sue, _) = w.person("sue@example.com", &["support"]).await;
     let own = format!("/admin/users/{ada}/roles/admin");
-    let req = w.authorized("DELETE", &own, None, &ada_token).await;
+    let req = w.admin_request("DELETE", &own, None, &ada_token).await;
     let (status, text, headers) = parts(portcullis_admin::handle(&w.admin, req).await);
     assert_eq!(status, 409, "{text}");
     assert_eq!(headers["content-type"], "application/problem+json");
@@ -293,8 +263,8 @@ async fn two_admins_removing_each_other_at_once_leave_one() {
     let (ada, ada_token) = w.person("ada@example.com", &["admin"]).await;
     let (bob, bob_token) = w.person("bob@example.com", &["admin"]).await;
     for round in 0..5 {
-        let a = w.authorized("DELETE", &format!("/admin/users/{bob}/roles/admin"), None, &ada_token).await;
-        let b = w.authorized("DELETE", &format!("/admin/users/{ada}/roles/admin"), None, &bob_token).await;
+        let a = w.admin_request("DELETE", &format!("/admin/users/{bob}/roles/admin"), None, &ada_token).await;
+        let b = w.admin_request("DELETE", &format!("/admin/users/{ada}/roles/admin"), None, &bob_token).await;
         let (ra, rb) =
             tokio::join!(portcullis_admin::handle(&w.admin, a), portcullis_admin::handle(&w.admin, b));
         let mut statuses = [parts(ra).0, parts(rb).0];

@@ -2,8 +2,8 @@
 //! test command) against the authorizer. A correctly signed control token from
 //! the same forger must pass, so every refusal is for what the forgery attacks.
 
+use crate::helpers::{config, key_file, GOOD_PASSWORD};
 use crate::helpers::{parts, request, request_as};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
 use base64::Engine;
 use portcullis_authorizer::Decision;
 use portcullis_shared::clock::{Clock, SystemClock};

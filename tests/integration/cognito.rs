@@ -2,7 +2,7 @@
 //! (which publishes a JWKS per pool): groups map to roles, and tokens from
 //! another pool, another client or tampered ones are refused.
 
-use crate::login_mysql::{config, key_file};
+use crate::helpers::{config, key_file};
 use aws_sdk_cognitoidentityprovider::types::{
     AdminCreateUserConfigType, AuthFlowType, ExplicitAuthFlowsType, PasswordPolicyType,
     PreventUserExistenceErrorTypes, UserPoolPolicyType,

@@ -3,8 +3,8 @@
 //! cookie), while guesses from anywhere else still lock the account.
 //! Lambda handlers on MariaDB and moto's DynamoDB.
 
+use crate::helpers::GOOD_PASSWORD;
 use crate::helpers::{parts, request};
-use crate::login_mysql::GOOD_PASSWORD;
 use crate::step_up::{json, oathtool, world, World};
 use portcullis_shared::clock::Clock;
 

@@ -9,6 +9,18 @@ use mysql_async::{Conn, Opts};
 use portcullis_shared::store::{apply_migrations, split_sql_statements};
 use std::collections::HashMap;
 
+/// The configuration, key file and password every test uses; the in-crate
+/// handler tests share them.
+pub use portcullis_test_support::{config, key_file, GOOD_PASSWORD};
+
+/// The login function on the stores `config` names, with the system clock.
+pub async fn deps_with(config: &portcullis_shared::config::Config) -> portcullis_login::Deps {
+    let backends = portcullis_shared::runtime::Backends::open(config).await.expect("backends");
+    let provider = portcullis_shared::runtime::key_provider(config).expect("key provider");
+    let clock = std::sync::Arc::new(portcullis_shared::clock::SystemClock);
+    portcullis_login::Deps::build(config, &backends, provider, clock).await.expect("login deps")
+}
+
 /// The administrator URL `scripts/test.sh` exports.
 pub fn admin_url() -> String {
     std::env::var("PORTCULLIS_TEST_MYSQL_URL").expect(

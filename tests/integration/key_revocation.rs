@@ -3,7 +3,7 @@
 //! the revocation), and time moves on a manual clock instead of sleeping.
 
 use crate::helpers::{binary, new_table, parts, request, TestDb};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use crate::helpers::{config, key_file, GOOD_PASSWORD};
 use mysql_async::prelude::Queryable;
 use portcullis_authorizer::Decision;
 use portcullis_shared::clock::{Clock, ManualClock};

@@ -1,7 +1,7 @@
 //! Envelope encryption with KMS, on moto server (`AWS_ENDPOINT_URL`).
 
+use crate::helpers::{config, deps_with, GOOD_PASSWORD};
 use crate::helpers::{parts, request, TestDb};
-use crate::login_mysql::{config, deps_with, GOOD_PASSWORD};
 use mysql_async::prelude::Queryable;
 use portcullis_shared::crypto::{EncryptionContext, KeyError, KeyProvider, KmsKeyProvider};
 

@@ -126,8 +126,10 @@ async fn refresh_binary_rotates_detects_reuse_and_refuses_bad_events() {
     let key_id = new_kms_key().await;
     let env = |user: &str| deployment_env(&db, &table, &key_id, user);
     // A real login, in process, gives the live refresh token the first events carry.
-    let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
-    let creds = serde_json::json!({"email": "lambda-refresh@example.com", "password": crate::login_mysql::GOOD_PASSWORD}).to_string();
+    let login = crate::helpers::deps_with(&crate::helpers::config(&env("login"))).await;
+    let creds =
+        serde_json::json!({"email": "lambda-refresh@example.com", "password": crate::helpers::GOOD_PASSWORD})
+            .to_string();
     assert_eq!(
         parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await)
             .0,
@@ -208,8 +210,10 @@ async fn authorizer_binary_answers_both_api_gateway_payloads_through_the_runtime
     let table = new_table().await;
     let key_id = new_kms_key().await;
     let env = |user: &str| deployment_env(&db, &table, &key_id, user);
-    let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
-    let creds = serde_json::json!({"email": "lambda-authz@example.com", "password": crate::login_mysql::GOOD_PASSWORD}).to_string();
+    let login = crate::helpers::deps_with(&crate::helpers::config(&env("login"))).await;
+    let creds =
+        serde_json::json!({"email": "lambda-authz@example.com", "password": crate::helpers::GOOD_PASSWORD})
+            .to_string();
     assert_eq!(
         parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await)
             .0,
@@ -276,9 +280,9 @@ async fn mfa_binary_answers_every_sample_event_through_the_runtime_api() {
     let table = new_table().await;
     let key_id = new_kms_key().await;
     let env = |user: &str| deployment_env(&db, &table, &key_id, user);
-    let login = crate::login_mysql::deps_with(&crate::login_mysql::config(&env("login"))).await;
+    let login = crate::helpers::deps_with(&crate::helpers::config(&env("login"))).await;
     let creds =
-        serde_json::json!({"email": "lambda-mfa@example.com", "password": crate::login_mysql::GOOD_PASSWORD})
+        serde_json::json!({"email": "lambda-mfa@example.com", "password": crate::helpers::GOOD_PASSWORD})
             .to_string();
     let (status, body, _) =
         parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await);

@@ -1,52 +1,12 @@
 //! The login function's handlers on MariaDB, connected as the login user.
 
-use crate::helpers::{parts, request, TestDb};
+use crate::app::{spawn_app, spawn_app_with, Backend};
+use crate::helpers::{parts, request, GOOD_PASSWORD};
 use mysql_async::prelude::Queryable;
 use portcullis_login::{handle, Deps};
-use portcullis_shared::clock::SystemClock;
-use portcullis_shared::config::Config;
-use portcullis_shared::runtime::{key_provider, Backends};
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// event_type, outcome, source_ip, user_agent, reason
 type AuditRow = (String, String, Option<String>, Option<String>, Option<String>);
-
-pub const GOOD_PASSWORD: &str = "velvet-otter-quantum-harbor-71";
-
-/// A test's configuration. One that names neither a store nor a database runs
-/// on the in-memory store, not the local server's default file (which would be
-/// shared by every test run from the same folder).
-pub fn config(pairs: &[(&str, String)]) -> Config {
-    let mut map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    if !map.contains_key("PORTCULLIS_STORE") && !map.contains_key("PORTCULLIS_DATABASE_URL") {
-        map.insert("PORTCULLIS_STORE".into(), "memory".into());
-    }
-    Config::from_lookup(|k| map.get(k).cloned()).expect("valid test config")
-}
-
-pub fn key_file() -> String {
-    std::env::temp_dir()
-        .join(format!("pc-it-{}", uuid::Uuid::new_v4()))
-        .join("master.key")
-        .display()
-        .to_string()
-}
-
-pub async fn deps_with(config: &Config) -> Deps {
-    let backends = Backends::open(config).await.expect("backends");
-    let provider = key_provider(config).expect("key provider");
-    Deps::build(config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("login deps")
-}
-
-async fn deps_on(db: &TestDb) -> Deps {
-    deps_with(&config(&[
-        ("PORTCULLIS_STORE", "mysql".into()),
-        ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
-        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
-    ]))
-    .await
-}
 
 fn creds(email: &str, password: &str) -> String {
     serde_json::json!({ "email": email, "password": password }).to_string()
@@ -62,23 +22,15 @@ fn json(text: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn register_login_and_me_work_on_mysql_as_the_login_user() {
-    let db = TestDb::create().await;
-    let table = crate::helpers::new_table().await;
-    let deps = deps_with(&config(&[
-        ("PORTCULLIS_STORE", "mysql".into()),
-        ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
-        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
-        ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-        ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-    ]))
-    .await;
+    let app = spawn_app(Backend::Mysql).await;
+    let deps = &app.login;
     let (status, body, _) =
-        post(&deps, "/auth/register", &creds("alice@example.com", GOOD_PASSWORD), None).await;
+        post(deps, "/auth/register", &creds("alice@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 201, "{body}");
     let user_id = json(&body)["user_id"].as_str().expect("user_id").to_owned();
 
     let (status, body, headers) =
-        post(&deps, "/auth/login", &creds("alice@example.com", GOOD_PASSWORD), None).await;
+        post(deps, "/auth/login", &creds("alice@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(headers["cache-control"], "no-store");
     let tokens = json(&body);
@@ -86,19 +38,9 @@ async fn register_login_and_me_work_on_mysql_as_the_login_user() {
     assert_eq!(tokens["expires_in"], 900);
 
     // The authorizer, connected as its own user, accepts the token and names the caller.
-    let authorizer_config = config(&[
-        ("PORTCULLIS_STORE", "mysql".into()),
-        ("PORTCULLIS_DATABASE_URL", db.user_url("authorizer")),
-        ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-        ("PORTCULLIS_DYNAMODB_TABLE", table),
-    ]);
-    let authorizer_backends = Backends::open(&authorizer_config).await.expect("backends");
-    let authorizer =
-        portcullis_authorizer::Deps::build(&authorizer_config, &authorizer_backends, Arc::new(SystemClock))
-            .await
-            .expect("authorizer deps");
+    let authorizer = &app.authorizer;
     let header = format!("Bearer {}", tokens["access_token"].as_str().expect("token"));
-    match crate::helpers::authorize_me(&authorizer, &header).await {
+    match crate::helpers::authorize_me(authorizer, &header).await {
         portcullis_authorizer::Decision::Allow(identity) => {
             assert_eq!(identity.sub, user_id);
             assert_eq!(identity.roles, vec!["user".to_string()]);
@@ -106,7 +48,7 @@ async fn register_login_and_me_work_on_mysql_as_the_login_user() {
         other => panic!("token refused: {other:?}"),
     }
 
-    let (status, body, _) = parts(handle(&deps, request("GET", "/me", None, Some(&user_id))).await);
+    let (status, body, _) = parts(handle(deps, request("GET", "/me", None, Some(&user_id))).await);
     assert_eq!(status, 200, "{body}");
     let me = json(&body);
     assert_eq!(me["email"], "alice@example.com");
@@ -116,14 +58,14 @@ async fn register_login_and_me_work_on_mysql_as_the_login_user() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_account_get_byte_identical_answers() {
-    let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
-    let (status, _, _) = post(&deps, "/auth/register", &creds("bob@example.com", GOOD_PASSWORD), None).await;
+    let app = spawn_app(Backend::Mysql).await;
+    let deps = &app.login;
+    let (status, _, _) = post(deps, "/auth/register", &creds("bob@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 201);
-    let wrong = post(&deps, "/auth/login", &creds("bob@example.com", "not-the-password-at-all"), None).await;
+    let wrong = post(deps, "/auth/login", &creds("bob@example.com", "not-the-password-at-all"), None).await;
     let unknown =
-        post(&deps, "/auth/login", &creds("nobody@example.com", "not-the-password-at-all"), None).await;
-    let malformed = post(&deps, "/auth/login", &creds("not-an-email", "not-the-password-at-all"), None).await;
+        post(deps, "/auth/login", &creds("nobody@example.com", "not-the-password-at-all"), None).await;
+    let malformed = post(deps, "/auth/login", &creds("not-an-email", "not-the-password-at-all"), None).await;
     assert_eq!(wrong.0, 401);
     assert_eq!(wrong.0, unknown.0);
     assert_eq!(wrong.1.as_bytes(), unknown.1.as_bytes());
@@ -133,10 +75,10 @@ async fn wrong_password_and_unknown_account_get_byte_identical_answers() {
 
 #[tokio::test]
 async fn emails_are_stored_encrypted_and_matched_case_insensitively() {
-    let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
+    let app = spawn_app(Backend::Mysql).await;
+    let (db, deps) = (app.db(), &app.login);
     let (status, _, _) =
-        post(&deps, "/auth/register", &creds("Carol.Marker@Example.com", GOOD_PASSWORD), None).await;
+        post(deps, "/auth/register", &creds("Carol.Marker@Example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 201);
     let mut owner = db.owner_conn().await;
     let rows: Vec<(Vec<u8>, Vec<u8>)> =
@@ -147,21 +89,21 @@ async fn emails_are_stored_encrypted_and_matched_case_insensitively() {
         assert!(!text.contains("carol") && !text.contains("example"), "plaintext email at rest");
     }
     let (status, _, _) =
-        post(&deps, "/auth/login", &creds("CAROL.MARKER@example.COM", GOOD_PASSWORD), None).await;
+        post(deps, "/auth/login", &creds("CAROL.MARKER@example.COM", GOOD_PASSWORD), None).await;
     assert_eq!(status, 200);
     let (status, body, _) =
-        post(&deps, "/auth/register", &creds("carol.marker@example.com", GOOD_PASSWORD), None).await;
+        post(deps, "/auth/register", &creds("carol.marker@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 409, "{body}");
 }
 
 #[tokio::test]
 async fn the_audit_trail_records_registration_logins_and_failures() {
-    let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
-    post(&deps, "/auth/register", &creds("dave@example.com", GOOD_PASSWORD), None).await;
-    post(&deps, "/auth/login", &creds("dave@example.com", GOOD_PASSWORD), None).await;
-    post(&deps, "/auth/login", &creds("dave@example.com", "wrong-wrong-wrong-1"), None).await;
-    post(&deps, "/auth/login", &creds("ghost@example.com", "wrong-wrong-wrong-1"), None).await;
+    let app = spawn_app(Backend::Mysql).await;
+    let (db, deps) = (app.db(), &app.login);
+    post(deps, "/auth/register", &creds("dave@example.com", GOOD_PASSWORD), None).await;
+    post(deps, "/auth/login", &creds("dave@example.com", GOOD_PASSWORD), None).await;
+    post(deps, "/auth/login", &creds("dave@example.com", "wrong-wrong-wrong-1"), None).await;
+    post(deps, "/auth/login", &creds("ghost@example.com", "wrong-wrong-wrong-1"), None).await;
     let mut owner = db.owner_conn().await;
     let rows: Vec<AuditRow> = owner
         .query("SELECT event_type, outcome, source_ip, user_agent, reason FROM audit_log ORDER BY id")
@@ -179,9 +121,9 @@ async fn the_audit_trail_records_registration_logins_and_failures() {
 
 #[tokio::test]
 async fn password_change_needs_the_current_password_and_meets_the_policy() {
-    let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
-    let (_, body, _) = post(&deps, "/auth/register", &creds("erin@example.com", GOOD_PASSWORD), None).await;
+    let app = spawn_app(Backend::Mysql).await;
+    let (db, deps) = (app.db(), &app.login);
+    let (_, body, _) = post(deps, "/auth/register", &creds("erin@example.com", GOOD_PASSWORD), None).await;
     let id = json(&body)["user_id"].as_str().expect("id").to_owned();
     let change = |current: &str, new: &str| {
         serde_json::json!({"current_password": current, "new_password": new}).to_string()
@@ -189,23 +131,23 @@ async fn password_change_needs_the_current_password_and_meets_the_policy() {
     let new_password = "amber-lantern-meridian-glacier-4";
 
     let (status, _, _) =
-        post(&deps, "/auth/password", &change("wrong-current-password", new_password), Some(&id)).await;
+        post(deps, "/auth/password", &change("wrong-current-password", new_password), Some(&id)).await;
     assert_eq!(status, 401);
     let (status, body, _) =
-        post(&deps, "/auth/password", &change(GOOD_PASSWORD, "erin12345678"), Some(&id)).await;
+        post(deps, "/auth/password", &change(GOOD_PASSWORD, "erin12345678"), Some(&id)).await;
     assert_eq!(status, 422, "{body}");
     let rules: Vec<String> =
         json(&body)["errors"].as_array().expect("errors").iter().map(|e| e["rule"].to_string()).collect();
     assert!(rules.iter().any(|r| r.contains("contains_email")), "{rules:?}");
-    let (status, _, _) = post(&deps, "/auth/password", &change(GOOD_PASSWORD, new_password), None).await;
+    let (status, _, _) = post(deps, "/auth/password", &change(GOOD_PASSWORD, new_password), None).await;
     assert_eq!(status, 401, "no authorizer context, no password change");
     let (status, body, _) =
-        post(&deps, "/auth/password", &change(GOOD_PASSWORD, new_password), Some(&id)).await;
+        post(deps, "/auth/password", &change(GOOD_PASSWORD, new_password), Some(&id)).await;
     assert_eq!(status, 204, "{body}");
 
-    let (status, _, _) = post(&deps, "/auth/login", &creds("erin@example.com", GOOD_PASSWORD), None).await;
+    let (status, _, _) = post(deps, "/auth/login", &creds("erin@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 401);
-    let (status, _, _) = post(&deps, "/auth/login", &creds("erin@example.com", new_password), None).await;
+    let (status, _, _) = post(deps, "/auth/login", &creds("erin@example.com", new_password), None).await;
     assert_eq!(status, 200);
     let mut owner = db.owner_conn().await;
     let changes: Vec<String> = owner
@@ -217,10 +159,10 @@ async fn password_change_needs_the_current_password_and_meets_the_policy() {
 
 #[tokio::test]
 async fn weak_and_common_passwords_are_refused_with_every_reason() {
-    let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
+    let app = spawn_app(Backend::Mysql).await;
+    let (db, deps) = (app.db(), &app.login);
     let (status, body, headers) =
-        post(&deps, "/auth/register", &creds("frank@example.com", "password"), None).await;
+        post(deps, "/auth/register", &creds("frank@example.com", "password"), None).await;
     assert_eq!(status, 422);
     assert_eq!(headers["content-type"], "application/problem+json");
     let problem = json(&body);
@@ -229,7 +171,7 @@ async fn weak_and_common_passwords_are_refused_with_every_reason() {
         problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["rule"].as_str()).collect();
     assert_eq!(rules, ["too_short", "common", "guessable"]);
     for weak in ["123456789012", "qwertyuiop12", "iloveyou2024!", "Password1234"] {
-        let (status, body, _) = post(&deps, "/auth/register", &creds("frank@example.com", weak), None).await;
+        let (status, body, _) = post(deps, "/auth/register", &creds("frank@example.com", weak), None).await;
         assert_eq!(status, 422, "{weak} accepted: {body}");
     }
     let mut owner = db.owner_conn().await;
@@ -239,8 +181,8 @@ async fn weak_and_common_passwords_are_refused_with_every_reason() {
 
 #[tokio::test]
 async fn bad_input_gets_problem_json_and_never_a_500() {
-    let db = TestDb::create().await;
-    let deps = deps_on(&db).await;
+    let app = spawn_app(Backend::Mysql).await;
+    let deps = &app.login;
     let oversized = format!(r#"{{"email":"a@example.com","password":"{}"}}"#, "x".repeat(20_000));
     let cases: Vec<(&str, &str, String, u16)> = vec![
         ("POST", "/auth/register", "{".into(), 400),
@@ -269,7 +211,7 @@ async fn bad_input_gets_problem_json_and_never_a_500() {
     ];
     for (method, path, body, expected) in cases {
         let req = request(method, path, (!body.is_empty()).then_some(body.as_str()), None);
-        let (status, text, headers) = parts(handle(&deps, req).await);
+        let (status, text, headers) = parts(handle(deps, req).await);
         assert_eq!(status, expected, "{method} {path} {body:.60}: {text}");
         assert_eq!(headers["content-type"], "application/problem+json");
         assert_eq!(headers["cache-control"], "no-store");
@@ -280,7 +222,7 @@ async fn bad_input_gets_problem_json_and_never_a_500() {
     // Wrong content type.
     let mut req = request("POST", "/auth/login", Some(&creds("a@example.com", "x")), None);
     req.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain"));
-    assert_eq!(parts(handle(&deps, req).await).0, 415);
+    assert_eq!(parts(handle(deps, req).await).0, 415);
 }
 
 /// `POST /auth/password` is no unlimited password oracle: each wrong current
@@ -289,15 +231,9 @@ async fn bad_input_gets_problem_json_and_never_a_500() {
 /// `Retry-After`, even for the right password, and login is locked too.
 #[tokio::test]
 async fn wrong_current_passwords_lock_the_account() {
-    let db = TestDb::create().await;
-    let deps = deps_with(&config(&[
-        ("PORTCULLIS_STORE", "mysql".into()),
-        ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
-        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
-        ("PORTCULLIS_LOCKOUT_MAX_FAILURES", "3".into()),
-    ]))
-    .await;
-    let (_, body, _) = post(&deps, "/auth/register", &creds("oracle@example.com", GOOD_PASSWORD), None).await;
+    let app = spawn_app_with(Backend::Mysql, &[("PORTCULLIS_LOCKOUT_MAX_FAILURES", "3".into())]).await;
+    let (db, deps) = (app.db(), &app.login);
+    let (_, body, _) = post(deps, "/auth/register", &creds("oracle@example.com", GOOD_PASSWORD), None).await;
     let id = json(&body)["user_id"].as_str().expect("id").to_owned();
     let change = |current: &str| {
         serde_json::json!({"current_password": current, "new_password": "amber-lantern-meridian-glacier-4"})
@@ -305,13 +241,13 @@ async fn wrong_current_passwords_lock_the_account() {
     };
     for attempt in 1..=3 {
         let (status, body, _) =
-            post(&deps, "/auth/password", &change(&format!("guess-{attempt}")), Some(&id)).await;
+            post(deps, "/auth/password", &change(&format!("guess-{attempt}")), Some(&id)).await;
         assert_eq!(status, 401, "attempt {attempt}: {body}");
     }
-    let (status, _, headers) = post(&deps, "/auth/password", &change(GOOD_PASSWORD), Some(&id)).await;
+    let (status, _, headers) = post(deps, "/auth/password", &change(GOOD_PASSWORD), Some(&id)).await;
     assert_eq!(status, 429, "the fourth attempt was not throttled: the wrong guesses were not counted");
     assert_eq!(headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("60"));
-    let (status, _, _) = post(&deps, "/auth/login", &creds("oracle@example.com", GOOD_PASSWORD), None).await;
+    let (status, _, _) = post(deps, "/auth/login", &creds("oracle@example.com", GOOD_PASSWORD), None).await;
     assert_eq!(status, 429, "the lock is the account's");
     let mut owner = db.owner_conn().await;
     let failures: Vec<String> = owner
@@ -326,18 +262,12 @@ async fn wrong_current_passwords_lock_the_account() {
 /// one source are capped like any other run of attempts.
 #[tokio::test]
 async fn registrations_from_one_source_are_capped() {
-    let db = TestDb::create().await;
-    let deps = deps_with(&config(&[
-        ("PORTCULLIS_STORE", "mysql".into()),
-        ("PORTCULLIS_DATABASE_URL", db.user_url("login")),
-        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
-        ("PORTCULLIS_IP_MAX_FAILURES", "3".into()),
-    ]))
-    .await;
+    let app = spawn_app_with(Backend::Mysql, &[("PORTCULLIS_IP_MAX_FAILURES", "3".into())]).await;
+    let deps = &app.login;
     let mut statuses = Vec::new();
     for i in 0..4 {
         let email = format!("signup-{i}@example.com");
-        statuses.push(post(&deps, "/auth/register", &creds(&email, GOOD_PASSWORD), None).await.0);
+        statuses.push(post(deps, "/auth/register", &creds(&email, GOOD_PASSWORD), None).await.0);
     }
     assert_eq!(statuses, [201, 201, 201, 429]);
 }

@@ -3,6 +3,7 @@
 
 mod admin_mysql;
 mod api_key_bounds;
+mod app;
 mod attacks;
 mod backup;
 mod cognito;

@@ -1,12 +1,11 @@
 //! MFA end to end on MariaDB (as the mfa user) and moto's DynamoDB, with codes
 //! computed by `oathtool`, an independent TOTP implementation.
 
-use crate::helpers::{new_table, parts, request, request_as, TestDb};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use crate::app::{spawn_app_with, Backend};
+use crate::helpers::{parts, request, request_as, TestDb, GOOD_PASSWORD};
 use base64::Engine;
 use mysql_async::prelude::Queryable;
 use portcullis_shared::clock::{Clock, ManualClock};
-use portcullis_shared::runtime::{key_provider, Backends};
 use std::sync::Arc;
 
 struct Mfa {
@@ -23,37 +22,10 @@ async fn setup() -> Mfa {
 }
 
 async fn setup_with(extra: &[(&str, String)]) -> Mfa {
-    let db = TestDb::create().await;
-    let table = new_table().await;
-    let keys = key_file();
-    let clock = ManualClock::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    );
-    let c: Arc<dyn Clock> = Arc::new(clock.clone());
-    let env = |user: &str| {
-        let mut pairs = vec![
-            ("PORTCULLIS_STORE", "mysql".to_owned()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ];
-        pairs.extend(extra.iter().cloned());
-        config(&pairs)
-    };
-    let login_cfg = env("login");
-    let backends = Backends::open(&login_cfg).await.expect("backends");
-    let provider = key_provider(&login_cfg).expect("keys");
-    let login = portcullis_login::Deps::build(&login_cfg, &backends, provider.clone(), c.clone())
-        .await
-        .expect("login");
-    let mfa_cfg = env("mfa");
-    let mfa_backends = Backends::open(&mfa_cfg).await.expect("backends");
-    let mfa = portcullis_mfa::Deps::build(&mfa_cfg, &mfa_backends, provider.clone(), c).await.expect("mfa");
-    Mfa { db, login, mfa, mfa_store: mfa_backends.mfa.clone(), clock }
+    let app = spawn_app_with(Backend::Mysql, extra).await;
+    let mfa_store = app.backends_of("mfa").mfa.clone();
+    let crate::app::TestApp { db, login, mfa, clock, .. } = app;
+    Mfa { db: db.expect("a database"), login, mfa, mfa_store, clock }
 }
 
 fn oathtool(secret: &str, at: i64) -> String {

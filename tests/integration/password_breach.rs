@@ -1,7 +1,7 @@
 //! The optional Have I Been Pwned range check, against a local stub server.
 
+use crate::helpers::{config, deps_with, key_file};
 use crate::helpers::{parts, request};
-use crate::login_mysql::{config, deps_with, key_file};
 
 fn sha1_hex(text: &str) -> String {
     hex::encode_upper(aws_lc_rs::digest::digest(

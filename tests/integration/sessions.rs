@@ -2,8 +2,8 @@
 //! detection, the concurrent race, idle and absolute timeouts, logout, session
 //! listing, password change, key rotation, and an unreachable DynamoDB.
 
-use crate::helpers::{new_table, parts, request, request_as, request_with_context};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use crate::app::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{config, key_file, parts, request, request_as, request_with_context, GOOD_PASSWORD};
 use portcullis_authorizer::Decision;
 use portcullis_shared::clock::{Clock, ManualClock};
 use portcullis_shared::runtime::{key_provider, Backends};
@@ -24,22 +24,9 @@ struct Tokens {
 }
 
 async fn harness(extra: &[(&str, String)]) -> Harness {
-    let mut pairs = vec![
-        ("PORTCULLIS_SESSION_STORE", "dynamodb".to_string()),
-        ("PORTCULLIS_DYNAMODB_TABLE", new_table().await),
-        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
-    ];
-    pairs.extend(extra.iter().cloned());
-    let cfg = config(&pairs);
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).expect("keys");
-    let clock = ManualClock::new(1_900_000_000);
-    let c: Arc<dyn Clock> = Arc::new(clock.clone());
-    let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("login");
-    let refresh =
-        portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("refresh");
-    let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, c).await.expect("authorizer");
+    let app = spawn_app_with(Backend::Dynamo, extra).await;
+    let (cfg, backends) = app.opened["login"].clone();
+    let TestApp { login, refresh, authorizer, clock, .. } = app;
     Harness { login, refresh: Arc::new(refresh), authorizer, clock, backends, cfg }
 }
 

@@ -2,71 +2,16 @@
 //! handlers on MariaDB and moto's DynamoDB. Every request carries the context
 //! the real authorizer derives from the real access token, as API Gateway does.
 
-use crate::helpers::{new_table, parts, request, request_with_context, TestDb};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use crate::helpers::GOOD_PASSWORD;
+use crate::helpers::{parts, request, request_with_context};
 use portcullis_authorizer::Decision;
-use portcullis_shared::clock::{Clock, ManualClock};
-use portcullis_shared::runtime::{key_provider, Backends};
-use std::sync::Arc;
+use portcullis_shared::clock::Clock;
 
-pub(crate) struct World {
-    _db: TestDb,
-    pub(crate) login: portcullis_login::Deps,
-    pub(crate) mfa: portcullis_mfa::Deps,
-    pub(crate) refresh: portcullis_refresh::Deps,
-    authorizer: portcullis_authorizer::Deps,
-    /// What the admin function's database user and session store can do.
-    pub(crate) admin: Backends,
-    /// Each function's configuration and opened stores, by function name.
-    pub(crate) opened: std::collections::HashMap<&'static str, (portcullis_shared::config::Config, Backends)>,
-    pub(crate) clock: ManualClock,
-    pub(crate) table: String,
-}
+/// The step-up tests' deployment: every function on MariaDB and moto.
+pub(crate) type World = crate::app::TestApp;
 
 pub(crate) async fn world(extra: &[(&str, String)]) -> World {
-    let db = TestDb::create().await;
-    let table = new_table().await;
-    let keys = key_file();
-    let clock = ManualClock::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
-    );
-    let c: Arc<dyn Clock> = Arc::new(clock.clone());
-    let env = |user: &str| {
-        let mut pairs = vec![
-            ("PORTCULLIS_STORE", "mysql".to_owned()),
-            ("PORTCULLIS_DATABASE_URL", db.user_url(user)),
-            ("PORTCULLIS_LOCAL_KEY_FILE", keys.clone()),
-            ("PORTCULLIS_SESSION_STORE", "dynamodb".into()),
-            ("PORTCULLIS_DYNAMODB_TABLE", table.clone()),
-        ];
-        pairs.extend(extra.iter().cloned());
-        config(&pairs)
-    };
-    let mut opened = std::collections::HashMap::new();
-    let cfg = env("login");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    opened.insert("login", (cfg.clone(), backends.clone()));
-    let provider = key_provider(&cfg).expect("keys");
-    let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("login");
-    login.keys.get().await.expect("signing key created");
-    let cfg = env("mfa");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    opened.insert("mfa", (cfg.clone(), backends.clone()));
-    let mfa = portcullis_mfa::Deps::build(&cfg, &backends, provider.clone(), c.clone()).await.expect("mfa");
-    let cfg = env("refresh");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    opened.insert("refresh", (cfg.clone(), backends.clone()));
-    let refresh =
-        portcullis_refresh::Deps::build(&cfg, &backends, provider, c.clone()).await.expect("refresh");
-    let admin = Backends::open(&env("admin")).await.expect("admin backends");
-    let cfg = env("authorizer");
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let authorizer = portcullis_authorizer::Deps::build(&cfg, &backends, c).await.expect("authorizer");
-    World { _db: db, login, mfa, refresh, authorizer, admin, opened, clock, table }
+    crate::app::spawn_app_with(crate::app::Backend::Mysql, extra).await
 }
 
 pub(crate) fn json(text: &str) -> serde_json::Value {

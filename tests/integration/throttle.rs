@@ -3,11 +3,11 @@
 //! a per-IP limit across accounts, exact counting under concurrency, and a
 //! counter store that fails closed.
 
-use crate::helpers::{new_table, parts};
-use crate::login_mysql::{config, key_file, GOOD_PASSWORD};
+use crate::app::{spawn_app_with, Backend, TestApp};
+use crate::helpers::{config, key_file, parts, GOOD_PASSWORD};
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
-use portcullis_shared::clock::{Clock, ManualClock};
+use portcullis_shared::clock::ManualClock;
 use portcullis_shared::runtime::{key_provider, Backends};
 use std::sync::Arc;
 
@@ -20,18 +20,9 @@ struct Limits {
 }
 
 async fn setup(extra: &[(&str, String)]) -> Limits {
-    let mut pairs = vec![
-        ("PORTCULLIS_SESSION_STORE", "dynamodb".to_string()),
-        ("PORTCULLIS_DYNAMODB_TABLE", new_table().await),
-        ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
-    ];
-    pairs.extend(extra.iter().cloned());
-    let cfg = config(&pairs);
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).expect("keys");
-    let clock = ManualClock::new(1_900_000_000);
-    let c: Arc<dyn Clock> = Arc::new(clock.clone());
-    let mut login = portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c).await.expect("login");
+    let app = spawn_app_with(Backend::Dynamo, extra).await;
+    let (cfg, backends) = app.opened["login"].clone();
+    let TestApp { mut login, clock, .. } = app;
     let hasher = portcullis_shared::crypto::PasswordHasher::new().expect("hasher");
     login.identity =
         Arc::new(portcullis_shared::identity::NativeProvider::new(&cfg, &backends, hasher.clone()));

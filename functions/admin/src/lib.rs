@@ -5,6 +5,8 @@
 
 mod api_keys;
 mod handlers;
+#[cfg(test)]
+mod tests;
 
 pub use handlers::Deps;
 

@@ -3,6 +3,8 @@
 //! `mfa_token` the password step returned).
 
 mod handlers;
+#[cfg(test)]
+mod tests;
 
 pub use handlers::Deps;
 

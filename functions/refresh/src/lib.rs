@@ -5,6 +5,8 @@
 //! (`main.rs`), the local server and the tests all call it.
 
 mod handlers;
+#[cfg(test)]
+mod tests;
 
 pub use handlers::Deps;
 
