@@ -166,7 +166,7 @@ pub struct Backends {
     pub challenges: Arc<dyn crate::mfa::ChallengeStore>,
     pub counters: Arc<dyn crate::throttle::CounterStore>,
     pub mfa: Arc<dyn crate::store::MfaStore>,
-    /// Set in the embedded mode, for inspection by the local server and tests.
+    /// Set with the in-memory store, for inspection by tests.
     pub memory: Option<Arc<MemoryStore>>,
     /// Set when backed by MySQL.
     pub mysql: Option<MySqlStore>,
