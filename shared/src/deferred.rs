@@ -14,13 +14,12 @@
 //! rechecked for longer than a hard bound.
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::ApiError;
 use crate::runtime::BootError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 type Loader<T> =
     dyn Fn(Option<Arc<T>>) -> Pin<Box<dyn Future<Output = Result<Arc<T>, BootError>> + Send>> + Send + Sync;
@@ -36,19 +35,33 @@ pub struct MaxAge {
     pub trust_secs: i64,
 }
 
-/// A value loaded at most once (until it succeeds, or until a reload), shared by clones.
+/// A value loaded at most once per generation, shared by clones. A generation
+/// is a [`OnceCell`]: its first caller loads, concurrent callers wait for that
+/// load and share its result, and a failure leaves it empty for the next
+/// caller. The reload rules (a [`MaxAge`] recheck, [`Deferred::reload_if_older`])
+/// start a new generation, which keeps the value before it to serve through a
+/// failed reload.
 pub struct Deferred<T> {
     inner: Arc<Inner<T>>,
 }
 
 struct Inner<T> {
-    /// The value and when it was loaded (seconds by `clock`).
-    value: RwLock<Option<(Arc<T>, i64)>>,
-    /// One load at a time; concurrent callers wait for it and share its result.
-    loading: Mutex<()>,
+    generation: RwLock<Arc<Generation<T>>>,
     load: Box<Loader<T>>,
     clock: Arc<dyn Clock>,
     max_age: Option<MaxAge>,
+}
+
+/// One generation: its value and when it was loaded (seconds by the clock).
+struct Generation<T> {
+    cell: OnceCell<(Arc<T>, i64)>,
+    previous: Option<(Arc<T>, i64)>,
+}
+
+impl<T> Generation<T> {
+    fn after(previous: Option<(Arc<T>, i64)>) -> Arc<Self> {
+        Arc::new(Self { cell: OnceCell::new(), previous })
+    }
 }
 
 impl<T> Clone for Deferred<T> {
@@ -59,29 +72,52 @@ impl<T> Clone for Deferred<T> {
 
 impl<T> std::fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deferred").field("loaded", &self.current().is_some()).finish()
+        f.debug_struct("Deferred").field("loaded", &self.generation().cell.initialized()).finish()
     }
 }
 
 impl<T> Deferred<T> {
-    fn current(&self) -> Option<(Arc<T>, i64)> {
-        match self.inner.value.read() {
+    fn generation(&self) -> Arc<Generation<T>> {
+        match self.inner.generation.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
-    fn store(&self, value: Arc<T>) {
-        let entry = Some((value, self.inner.clock.now_secs()));
-        match self.inner.value.write() {
-            Ok(mut guard) => *guard = entry,
-            Err(poisoned) => *poisoned.into_inner() = entry,
+    /// The generation after `stale`: started here, or by a concurrent caller
+    /// that saw the same one (so one reload serves them all).
+    fn renew(&self, stale: &Arc<Generation<T>>) -> Arc<Generation<T>> {
+        let mut guard = match self.inner.generation.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if Arc::ptr_eq(&guard, stale) {
+            *guard = Generation::after(stale.cell.get().cloned().or_else(|| stale.previous.clone()));
+        }
+        guard.clone()
+    }
+
+    /// After a failed load: the value before it stands again as it was (so it
+    /// is due again, and the next caller tries again), or, after a refusal,
+    /// nothing stands (a revoked key never serves again, whatever comes after).
+    fn settle(&self, failed: &Arc<Generation<T>>, kept: Option<(Arc<T>, i64)>) {
+        let mut guard = match self.inner.generation.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if Arc::ptr_eq(&guard, failed) {
+            *guard = Arc::new(Generation { cell: OnceCell::new_with(kept), previous: None });
         }
     }
 
-    /// Seconds since the current value was loaded.
+    /// Seconds since a value was loaded.
     fn age(&self, loaded_at: i64) -> i64 {
         self.inner.clock.now_secs().saturating_sub(loaded_at)
+    }
+
+    /// True when a value loaded then is due for its [`MaxAge`] recheck.
+    fn due(&self, loaded_at: i64) -> bool {
+        self.inner.max_age.as_ref().is_some_and(|max| self.age(loaded_at) >= max.recheck_secs)
     }
 }
 
@@ -134,8 +170,7 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         let clock = max_age.as_ref().map(|m| m.clock.clone()).unwrap_or_else(|| Arc::new(SystemClock));
         Self {
             inner: Arc::new(Inner {
-                value: RwLock::new(None),
-                loading: Mutex::new(()),
+                generation: RwLock::new(Generation::after(None)),
                 load: Box::new(move |current| Box::pin(load(current))),
                 clock,
                 max_age,
@@ -155,72 +190,68 @@ impl<T: Send + Sync + 'static> Deferred<T> {
     /// The value if a load has succeeded and it is not due for a recheck,
     /// without waiting or loading.
     pub fn loaded(&self) -> Option<Arc<T>> {
-        let (value, loaded_at) = self.current()?;
-        match &self.inner.max_age {
-            Some(max) if self.age(loaded_at) >= max.recheck_secs => None,
-            _ => Some(value),
-        }
+        let (value, loaded_at) = self.generation().cell.get().cloned()?;
+        (!self.due(loaded_at)).then_some(value)
     }
 
     /// The value, loading it if no load has succeeded yet or (with a
-    /// [`MaxAge`]) if it is due for a recheck. Concurrent callers share one
-    /// load. A failure is a 503 to the client, with the cause logged.
-    pub async fn get(&self) -> Result<Arc<T>, ApiError> {
-        if let Some(value) = self.loaded() {
-            return Ok(value);
+    /// [`MaxAge`]) if it is due for a recheck. Concurrent callers share one load.
+    pub async fn get(&self) -> Result<Arc<T>, BootError> {
+        let mut generation = self.generation();
+        if let Some((value, loaded_at)) = generation.cell.get() {
+            if !self.due(*loaded_at) {
+                return Ok(value.clone());
+            }
+            generation = self.renew(&generation);
         }
-        let _one_at_a_time = self.inner.loading.lock().await;
-        if let Some(value) = self.loaded() {
-            return Ok(value);
-        }
-        match (self.current(), &self.inner.max_age) {
-            (Some((value, loaded_at)), Some(max)) => match self.load_now(Some(value.clone())).await {
-                Ok(fresh) => Ok(fresh),
-                // Availability within the hard bound, refusal past it; a load
-                // that was answered "no" is a refusal at once.
-                Err(e)
-                    if !matches!(&e, ApiError::Unavailable(cause) if is_refusal(cause.as_ref()))
-                        && self.age(loaded_at) < max.trust_secs =>
-                {
-                    Ok(value)
-                }
-                Err(e) => Err(e),
-            },
-            (current, _) => self.load_now(current.map(|(value, _)| value)).await,
-        }
+        self.load_in(&generation).await
     }
 
     /// Loads again if the value is older than `min_age` (for a key published
     /// since: a token with an unknown `kid`), else returns the current one. At
     /// most one reload per `min_age`, so a flood of unknown kids costs one read
     /// per interval. A failed reload keeps the current value.
-    pub async fn reload_if_older(&self, min_age: Duration) -> Result<Arc<T>, ApiError> {
-        let _one_at_a_time = self.inner.loading.lock().await;
+    pub async fn reload_if_older(&self, min_age: Duration) -> Result<Arc<T>, BootError> {
         let min_age = i64::try_from(min_age.as_secs()).unwrap_or(i64::MAX);
-        match self.current() {
-            Some((value, loaded_at)) if self.age(loaded_at) < min_age => Ok(value),
-            Some((value, _)) => Ok(self.load_now(Some(value.clone())).await.unwrap_or(value)),
-            None => self.load_now(None).await,
+        let mut generation = self.generation();
+        if let Some((value, loaded_at)) = generation.cell.get() {
+            if self.age(*loaded_at) < min_age {
+                return Ok(value.clone());
+            }
+            generation = self.renew(&generation);
         }
+        self.load_in(&generation).await
     }
 
-    async fn load_now(&self, current: Option<Arc<T>>) -> Result<Arc<T>, ApiError> {
-        match (self.inner.load)(current).await {
-            Ok(value) => {
-                self.store(value.clone());
-                Ok(value)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "key material unavailable");
-                Err(ApiError::Unavailable(Box::new(e)))
+    /// The value of `generation`, loaded once. A failed load serves the value
+    /// before it while that may serve (within the [`MaxAge`] hard bound, and
+    /// never after a load was answered "no": a refusal), else fails.
+    async fn load_in(&self, generation: &Arc<Generation<T>>) -> Result<Arc<T>, BootError> {
+        let previous = generation.previous.clone();
+        let loading = generation.cell.get_or_try_init(|| async {
+            let value = (self.inner.load)(previous.as_ref().map(|(value, _)| value.clone())).await?;
+            Ok::<_, BootError>((value, self.inner.clock.now_secs()))
+        });
+        match loading.await {
+            Ok((value, _)) => Ok(value.clone()),
+            Err(err) => {
+                tracing::error!(error = %err, "key material unavailable");
+                let trusted =
+                    |at| self.inner.max_age.as_ref().is_none_or(|max| self.age(at) < max.trust_secs);
+                match previous {
+                    _ if err.is_refusal() => {
+                        self.settle(generation, None);
+                        Err(err)
+                    }
+                    Some((value, at)) if trusted(at) => {
+                        self.settle(generation, Some((value.clone(), at)));
+                        Ok(value)
+                    }
+                    _ => Err(err),
+                }
             }
         }
     }
-}
-
-/// True when a load's error is a [`BootError::refused`].
-fn is_refusal(cause: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    cause.downcast_ref::<BootError>().is_some_and(BootError::is_refusal)
 }
 
 #[cfg(test)]
@@ -263,7 +294,7 @@ mod tests {
         });
         // Two loads fail (the prefetch's and this call's, in either order); none is cached.
         let first = d.get().await.expect_err("the first load fails");
-        assert!(matches!(first, ApiError::Unavailable(_)));
+        assert!(first.to_string().contains("KMS unreachable"), "{first}");
         let mut value = d.get().await;
         if value.is_err() {
             value = d.get().await;
@@ -347,7 +378,7 @@ mod tests {
         assert_eq!(*d.get().await.expect("still within"), 0);
         clock.advance(1);
         let refused = d.get().await.expect_err("past the hard bound");
-        assert!(matches!(refused, ApiError::Unavailable(_)));
+        assert!(refused.to_string().contains("MySQL unreachable"), "{refused}");
         down.store(false, Ordering::SeqCst);
         assert!(d.get().await.is_ok(), "a successful load restores service");
     }
@@ -363,5 +394,33 @@ mod tests {
         clock.advance(61);
         let second = d.get().await.expect("rechecked");
         assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    /// A load answered "no" (the key was revoked) drops the value at once: an
+    /// outage after it does not bring the revoked value back.
+    #[tokio::test]
+    async fn after_a_refusal_the_old_value_never_serves_again() {
+        let clock = crate::clock::ManualClock::new(1_000);
+        let answer = Arc::new(AtomicUsize::new(0)); // 0 serve, 1 refuse, 2 outage
+        let next = answer.clone();
+        let max_age = MaxAge { clock: Arc::new(clock.clone()), recheck_secs: 60, trust_secs: 300 };
+        let d = Deferred::lazy_current(max_age, move |_previous| {
+            let answer = next.load(Ordering::SeqCst);
+            async move {
+                match answer {
+                    0 => Ok(Arc::new("key-1")),
+                    1 => Err(BootError::refused("key-1 was revoked")),
+                    _ => Err(BootError("MySQL unreachable".into())),
+                }
+            }
+        });
+        assert_eq!(*d.get().await.expect("first load"), "key-1");
+        clock.advance(61);
+        answer.store(1, Ordering::SeqCst);
+        assert!(d.get().await.expect_err("refused").is_refusal());
+        answer.store(2, Ordering::SeqCst);
+        let outage = d.get().await.expect_err("an outage does not bring the revoked key back");
+        assert!(!outage.is_refusal(), "{outage}");
+        assert!(d.loaded().is_none());
     }
 }

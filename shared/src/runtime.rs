@@ -129,6 +129,13 @@ fn aws_http_client() -> aws_sdk_kms::config::SharedHttpClient {
         .build_https()
 }
 
+/// Key material that cannot be loaded is a dependency outage to the client: 503.
+impl From<BootError> for crate::ApiError {
+    fn from(err: BootError) -> Self {
+        crate::ApiError::Unavailable(Box::new(err))
+    }
+}
+
 /// A failure at cold start: the process must not serve.
 #[derive(Debug, thiserror::Error)]
 #[error("startup failed: {0}")]
