@@ -112,77 +112,7 @@ async fn main() -> anyhow::Result<()> {
             gateway::serve(config, addr).await
         }
         Command::Keys { command } => keys(command).await,
-        Command::Backup { command } => {
-            let config = Config::from_env()?;
-            let portcullis_shared::config::StoreBackend::Mysql { .. } = &config.store else {
-                anyhow::bail!("PORTCULLIS_STORE must be `mysql` (with PORTCULLIS_DATABASE_URL) for backups");
-            };
-            let opts = portcullis_shared::runtime::database_opts(&config).await?;
-            let database = opts
-                .db_name()
-                .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_DATABASE_URL must name the database"))?;
-            let store: std::sync::Arc<dyn portcullis_backup::BackupStore> = match config.backup.bucket.clone()
-            {
-                Some(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
-                    client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
-                    bucket,
-                    kms_key_id: config.backup.kms_key_id.clone(),
-                }),
-                None => std::sync::Arc::new(portcullis_backup::LocalStore {
-                    dir: config.backup.dir.clone().unwrap_or_else(|| ".portcullis/backups".into()),
-                }),
-            };
-            // A fresh folder only this user can enter: nobody else on the machine can
-            // plant links for the ciphertext files or swap them between two reads.
-            let scratch =
-                std::env::temp_dir().join(format!("portcullis-backup-{}", uuid::Uuid::new_v4().simple()));
-            std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
-                .create(&scratch)?;
-            let backup = portcullis_backup::Backup {
-                database: database.to_owned(),
-                store,
-                keys: portcullis_shared::runtime::key_provider(&config)?,
-                clock: std::sync::Arc::new(portcullis_shared::clock::SystemClock),
-                scratch: scratch.clone(),
-                progress: None,
-            };
-            // A progress line on a terminal (indicatif draws nothing when stderr is not one).
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} {msg} {bytes} ({bytes_per_sec}, {elapsed})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            bar.set_message(match &command {
-                BackupCommand::Run => "backing up",
-                BackupCommand::Verify { .. } => "verifying",
-                BackupCommand::Restore { .. } => "restoring",
-            });
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            let reporter = bar.clone();
-            let backup = portcullis_backup::Backup {
-                progress: Some(std::sync::Arc::new(move |bytes| reporter.set_position(bytes))),
-                ..backup
-            };
-            let outcome = async {
-                Ok::<_, anyhow::Error>(match command {
-                    BackupCommand::Run => backup.run(&mut mysql_async::Conn::new(opts).await?).await?,
-                    BackupCommand::Verify { backup_id } => backup.check(&backup_id, None).await?,
-                    BackupCommand::Restore { backup_id, into } => {
-                        let mut target =
-                            mysql_async::Conn::new(mysql_opts(&SecretString::from(into))?).await?;
-                        backup.check(&backup_id, Some(&mut target)).await?
-                    }
-                })
-            }
-            .await;
-            let _ = std::fs::remove_dir_all(&scratch);
-            let manifest = outcome?;
-            bar.finish_and_clear();
-            println!("{}", serde_json::to_string_pretty(&manifest)?);
-            Ok(())
-        }
+        Command::Backup { command } => backup(command).await,
         Command::Sessions { command: SessionsCommand::CreateTable { table } } => {
             let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
             portcullis_shared::sessions::create_table(&client, &table).await?;
@@ -198,6 +128,78 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `portcullis backup …`: against the configured MySQL database, into S3
+/// (`PORTCULLIS_BACKUP_BUCKET`) or a local folder.
+async fn backup(command: BackupCommand) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let portcullis_shared::config::StoreBackend::Mysql { .. } = &config.store else {
+        anyhow::bail!("PORTCULLIS_STORE must be `mysql` (with PORTCULLIS_DATABASE_URL) for backups");
+    };
+    let opts = portcullis_shared::runtime::database_opts(&config).await?;
+    let database =
+        opts.db_name().ok_or_else(|| anyhow::anyhow!("PORTCULLIS_DATABASE_URL must name the database"))?;
+    // A fresh folder only this user can enter: nobody else on the machine can
+    // plant links for the ciphertext files or swap them between two reads.
+    let scratch = std::env::temp_dir().join(format!("portcullis-backup-{}", uuid::Uuid::new_v4().simple()));
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&scratch)?;
+    let bar = progress_bar(&command);
+    let reporter = bar.clone();
+    let backup = portcullis_backup::Backup {
+        database: database.to_owned(),
+        store: backup_store(&config).await,
+        keys: portcullis_shared::runtime::key_provider(&config)?,
+        clock: std::sync::Arc::new(portcullis_shared::clock::SystemClock),
+        scratch: scratch.clone(),
+        progress: Some(std::sync::Arc::new(move |bytes| reporter.set_position(bytes))),
+    };
+    let outcome = async {
+        Ok::<_, anyhow::Error>(match command {
+            BackupCommand::Run => backup.run(&mut mysql_async::Conn::new(opts).await?).await?,
+            BackupCommand::Verify { backup_id } => backup.check(&backup_id, None).await?,
+            BackupCommand::Restore { backup_id, into } => {
+                let mut target = mysql_async::Conn::new(mysql_opts(&SecretString::from(into))?).await?;
+                backup.check(&backup_id, Some(&mut target)).await?
+            }
+        })
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let manifest = outcome?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    Ok(())
+}
+
+/// Where backups go: the S3 bucket when one is configured, else a local folder.
+async fn backup_store(config: &Config) -> std::sync::Arc<dyn portcullis_backup::BackupStore> {
+    match config.backup.bucket.clone() {
+        Some(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
+            client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
+            bucket,
+            kms_key_id: config.backup.kms_key_id.clone(),
+        }),
+        None => std::sync::Arc::new(portcullis_backup::LocalStore {
+            dir: config.backup.dir.clone().unwrap_or_else(|| ".portcullis/backups".into()),
+        }),
+    }
+}
+
+/// A progress line on a terminal (indicatif draws nothing when stderr is not one).
+fn progress_bar(command: &BackupCommand) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec}, {elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(match command {
+        BackupCommand::Run => "backing up",
+        BackupCommand::Verify { .. } => "verifying",
+        BackupCommand::Restore { .. } => "restoring",
+    });
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 /// `portcullis keys …`: against the configured key store (MySQL) and key provider.

@@ -36,11 +36,11 @@ pub struct MaxAge {
 }
 
 /// A value loaded at most once per generation, shared by clones. A generation
-/// is a [`OnceCell`]: its first caller loads, concurrent callers wait for that
-/// load and share its result, and a failure leaves it empty for the next
-/// caller. The reload rules (a [`MaxAge`] recheck, [`Deferred::reload_if_older`])
-/// start a new generation, which keeps the value before it to serve through a
-/// failed reload.
+/// is a [`OnceCell`] holding the outcome of one load, a failure included: its
+/// first caller loads, and every caller of the generation gets that outcome.
+/// The reload rules (a [`MaxAge`] recheck, [`Deferred::reload_if_older`], a
+/// failed generation) start a new generation, which keeps the last good value
+/// to serve through an outage, except after a refusal.
 pub struct Deferred<T> {
     inner: Arc<Inner<T>>,
 }
@@ -52,16 +52,14 @@ struct Inner<T> {
     max_age: Option<MaxAge>,
 }
 
-/// One generation: its value and when it was loaded (seconds by the clock).
-struct Generation<T> {
-    cell: OnceCell<(Arc<T>, i64)>,
-    previous: Option<(Arc<T>, i64)>,
-}
+/// A loaded value and when it was loaded (seconds by the clock).
+type Loaded<T> = (Arc<T>, i64);
 
-impl<T> Generation<T> {
-    fn after(previous: Option<(Arc<T>, i64)>) -> Arc<Self> {
-        Arc::new(Self { cell: OnceCell::new(), previous })
-    }
+/// One generation: the outcome of its load and when it ended, and the last good
+/// value before it (none after a refusal).
+struct Generation<T> {
+    cell: OnceCell<(Result<Loaded<T>, BootError>, i64)>,
+    previous: Option<Loaded<T>>,
 }
 
 impl<T> Clone for Deferred<T> {
@@ -72,7 +70,7 @@ impl<T> Clone for Deferred<T> {
 
 impl<T> std::fmt::Debug for Deferred<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deferred").field("loaded", &self.generation().cell.initialized()).finish()
+        f.debug_struct("Deferred").field("loaded", &self.loaded_value().is_some()).finish()
     }
 }
 
@@ -85,39 +83,51 @@ impl<T> Deferred<T> {
     }
 
     /// The generation after `stale`: started here, or by a concurrent caller
-    /// that saw the same one (so one reload serves them all).
+    /// that saw the same one (so one load serves them all). It keeps the last
+    /// good value, unless `stale` was refused.
     fn renew(&self, stale: &Arc<Generation<T>>) -> Arc<Generation<T>> {
         let mut guard = match self.inner.generation.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         if Arc::ptr_eq(&guard, stale) {
-            *guard = Generation::after(stale.cell.get().cloned().or_else(|| stale.previous.clone()));
+            let previous = match stale.cell.get() {
+                Some((Ok(loaded), _)) => Some(loaded.clone()),
+                Some((Err(refused), _)) if refused.is_refusal() => None,
+                _ => stale.previous.clone(),
+            };
+            *guard = Arc::new(Generation { cell: OnceCell::new(), previous });
         }
         guard.clone()
     }
 
-    /// After a failed load: the value before it stands again as it was (so it
-    /// is due again, and the next caller tries again), or, after a refusal,
-    /// nothing stands (a revoked key never serves again, whatever comes after).
-    fn settle(&self, failed: &Arc<Generation<T>>, kept: Option<(Arc<T>, i64)>) {
-        let mut guard = match self.inner.generation.write() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if Arc::ptr_eq(&guard, failed) {
-            *guard = Arc::new(Generation { cell: OnceCell::new_with(kept), previous: None });
+    /// The current generation's value, if its load succeeded (due or not).
+    fn loaded_value(&self) -> Option<Loaded<T>> {
+        match self.generation().cell.get() {
+            Some((Ok(loaded), _)) => Some(loaded.clone()),
+            _ => None,
         }
     }
 
-    /// Seconds since a value was loaded.
-    fn age(&self, loaded_at: i64) -> i64 {
-        self.inner.clock.now_secs().saturating_sub(loaded_at)
+    /// Seconds since `at`.
+    fn age(&self, at: i64) -> i64 {
+        self.inner.clock.now_secs().saturating_sub(at)
     }
 
     /// True when a value loaded then is due for its [`MaxAge`] recheck.
     fn due(&self, loaded_at: i64) -> bool {
         self.inner.max_age.as_ref().is_some_and(|max| self.age(loaded_at) >= max.recheck_secs)
+    }
+
+    /// What a failed generation answers: the last good value while it may
+    /// serve (within the [`MaxAge`] hard bound; never after a refusal), else
+    /// the failure.
+    fn after_failure(&self, generation: &Generation<T>, err: &BootError) -> Result<Arc<T>, BootError> {
+        let trusted = |at| self.inner.max_age.as_ref().is_none_or(|max| self.age(at) < max.trust_secs);
+        match &generation.previous {
+            Some((value, at)) if !err.is_refusal() && trusted(*at) => Ok(value.clone()),
+            _ => Err(err.clone()),
+        }
     }
 }
 
@@ -168,9 +178,10 @@ impl<T: Send + Sync + 'static> Deferred<T> {
         Fut: Future<Output = Result<Arc<T>, BootError>> + Send + 'static,
     {
         let clock = max_age.as_ref().map(|m| m.clock.clone()).unwrap_or_else(|| Arc::new(SystemClock));
+        let first = Arc::new(Generation { cell: OnceCell::new(), previous: None });
         Self {
             inner: Arc::new(Inner {
-                generation: RwLock::new(Generation::after(None)),
+                generation: RwLock::new(first),
                 load: Box::new(move |current| Box::pin(load(current))),
                 clock,
                 max_age,
@@ -190,66 +201,68 @@ impl<T: Send + Sync + 'static> Deferred<T> {
     /// The value if a load has succeeded and it is not due for a recheck,
     /// without waiting or loading.
     pub fn loaded(&self) -> Option<Arc<T>> {
-        let (value, loaded_at) = self.generation().cell.get().cloned()?;
+        let (value, loaded_at) = self.loaded_value()?;
         (!self.due(loaded_at)).then_some(value)
     }
 
-    /// The value, loading it if no load has succeeded yet or (with a
-    /// [`MaxAge`]) if it is due for a recheck. Concurrent callers share one load.
+    /// The value, loading it if no load has succeeded yet, if the last one
+    /// failed, or (with a [`MaxAge`]) if it is due for a recheck. Concurrent
+    /// callers share one load.
     pub async fn get(&self) -> Result<Arc<T>, BootError> {
         let mut generation = self.generation();
-        if let Some((value, loaded_at)) = generation.cell.get() {
-            if !self.due(*loaded_at) {
-                return Ok(value.clone());
+        match generation.cell.get() {
+            Some((Ok((value, loaded_at)), _)) if !self.due(*loaded_at) => return Ok(value.clone()),
+            // A failed reload of a value not yet due: that value serves, nothing is loaded.
+            Some((Err(err), _)) if generation.previous.as_ref().is_some_and(|(_, at)| !self.due(*at)) => {
+                return self.after_failure(&generation, err)
             }
-            generation = self.renew(&generation);
+            Some(_) => generation = self.renew(&generation),
+            None => {}
         }
         self.load_in(&generation).await
     }
 
-    /// Loads again if the value is older than `min_age` (for a key published
-    /// since: a token with an unknown `kid`), else returns the current one. At
-    /// most one reload per `min_age`, so a flood of unknown kids costs one read
-    /// per interval. A failed reload keeps the current value.
+    /// Loads again if the last load (good or failed) is older than `min_age`
+    /// (for a key published since: a token with an unknown `kid`), else answers
+    /// with the current value. At most one load per `min_age`, whatever the
+    /// loads' outcome, so a flood of unknown kids costs one read per interval.
     pub async fn reload_if_older(&self, min_age: Duration) -> Result<Arc<T>, BootError> {
         let min_age = i64::try_from(min_age.as_secs()).unwrap_or(i64::MAX);
         let mut generation = self.generation();
-        if let Some((value, loaded_at)) = generation.cell.get() {
-            if self.age(*loaded_at) < min_age {
-                return Ok(value.clone());
+        if let Some((outcome, ended_at)) = generation.cell.get() {
+            if self.age(*ended_at) < min_age {
+                return self.answer(&generation, outcome);
             }
             generation = self.renew(&generation);
         }
         self.load_in(&generation).await
     }
 
-    /// The value of `generation`, loaded once. A failed load serves the value
-    /// before it while that may serve (within the [`MaxAge`] hard bound, and
-    /// never after a load was answered "no": a refusal), else fails.
-    async fn load_in(&self, generation: &Arc<Generation<T>>) -> Result<Arc<T>, BootError> {
-        let previous = generation.previous.clone();
-        let loading = generation.cell.get_or_try_init(|| async {
-            let value = (self.inner.load)(previous.as_ref().map(|(value, _)| value.clone())).await?;
-            Ok::<_, BootError>((value, self.inner.clock.now_secs()))
-        });
-        match loading.await {
-            Ok((value, _)) => Ok(value.clone()),
-            Err(err) => {
-                tracing::error!(error = %err, "key material unavailable");
-                let trusted =
-                    |at| self.inner.max_age.as_ref().is_none_or(|max| self.age(at) < max.trust_secs);
-                match previous {
-                    _ if err.is_refusal() => {
-                        self.settle(generation, None);
-                        Err(err)
-                    }
-                    Some((value, at)) if trusted(at) => {
-                        self.settle(generation, Some((value.clone(), at)));
-                        Ok(value)
-                    }
-                    _ => Err(err),
+    /// The outcome of `generation`'s one load (run here if nobody ran it yet).
+    async fn load_in(&self, generation: &Generation<T>) -> Result<Arc<T>, BootError> {
+        let previous = generation.previous.as_ref().map(|(value, _)| value.clone());
+        let (outcome, _) = generation
+            .cell
+            .get_or_init(|| async {
+                let outcome = (self.inner.load)(previous).await;
+                let now = self.inner.clock.now_secs();
+                if let Err(err) = &outcome {
+                    tracing::error!(error = %err, "key material unavailable");
                 }
-            }
+                (outcome.map(|value| (value, now)), now)
+            })
+            .await;
+        self.answer(generation, outcome)
+    }
+
+    fn answer(
+        &self,
+        generation: &Generation<T>,
+        outcome: &Result<Loaded<T>, BootError>,
+    ) -> Result<Arc<T>, BootError> {
+        match outcome {
+            Ok((value, _)) => Ok(value.clone()),
+            Err(err) => self.after_failure(generation, err),
         }
     }
 }
@@ -422,5 +435,67 @@ mod tests {
         let outage = d.get().await.expect_err("an outage does not bring the revoked key back");
         assert!(!outage.is_refusal(), "{outage}");
         assert!(d.loaded().is_none());
+    }
+
+    /// A value whose loads take 20 ms and answer what `answer` says then
+    /// (0: a value, 1: refused, 2: an outage), counting the loads.
+    fn slow_value(
+        clock: &crate::clock::ManualClock,
+    ) -> (Deferred<&'static str>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let (answer, calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (next, counter) = (answer.clone(), calls.clone());
+        let max_age = MaxAge { clock: Arc::new(clock.clone()), recheck_secs: 60, trust_secs: 300 };
+        let d = Deferred::lazy_current(max_age, move |_previous| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = next.load(Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                match answer {
+                    0 => Ok(Arc::new("key-1")),
+                    1 => Err(BootError::refused("key-1 was revoked")),
+                    _ => Err(BootError("MySQL unreachable".into())),
+                }
+            }
+        });
+        (d, answer, calls)
+    }
+
+    /// Callers racing one recheck share its outcome: a refusal reaches every
+    /// one of them (none falls back to the revoked value), and an outage costs
+    /// one load however many wait.
+    #[tokio::test]
+    async fn callers_racing_a_recheck_share_one_load_and_its_refusal() {
+        let clock = crate::clock::ManualClock::new(1_000);
+        let (d, answer, calls) = slow_value(&clock);
+        d.get().await.expect("first load");
+        clock.advance(61);
+        answer.store(1, Ordering::SeqCst);
+        let (a, b, c) = tokio::join!(d.get(), d.get(), d.get());
+        for outcome in [a, b, c] {
+            assert!(outcome.expect_err("refused").is_refusal());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one load for the racing callers");
+        answer.store(2, Ordering::SeqCst);
+        let (a, b) = tokio::join!(d.get(), d.get());
+        assert!(a.is_err() && b.is_err(), "the revoked value never comes back");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// A flood of unknown kids while loads fail still costs one load per interval.
+    #[tokio::test]
+    async fn failed_reloads_are_also_at_most_one_per_interval() {
+        let clock = crate::clock::ManualClock::new(1_000);
+        let (d, answer, calls) = slow_value(&clock);
+        d.get().await.expect("first load");
+        clock.advance(11);
+        answer.store(2, Ordering::SeqCst);
+        let interval = std::time::Duration::from_secs(10);
+        for _ in 0..5 {
+            assert_eq!(*d.reload_if_older(interval).await.expect("the loaded value serves on"), "key-1");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one failed reload in the interval");
+        clock.advance(10);
+        d.reload_if_older(interval).await.expect("serves on");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 }

@@ -137,7 +137,7 @@ impl From<BootError> for crate::ApiError {
 }
 
 /// A failure at cold start: the process must not serve.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("startup failed: {0}")]
 pub struct BootError(pub String);
 

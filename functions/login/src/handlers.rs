@@ -68,9 +68,15 @@ impl Deps {
                     None => Arc::new(keys.fields().await?),
                 };
                 let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
+                // The held signing key is no longer current: whatever fails after
+                // this point must not let the previous keys (with it) serve on.
+                let moved_on = previous.as_ref().is_some_and(|p| !Arc::ptr_eq(&p.tokens, &tokens));
                 let published = portcullis_shared::crypto::load_verifying_keys(keys.backends.keys.as_ref())
                     .await
-                    .map_err(|e| BootError::from_error("verification keys", &e))?;
+                    .map_err(|e| match moved_on {
+                        true => BootError::refused(format_args!("the signing key moved on: {e}")),
+                        false => BootError::from_error("verification keys", &e),
+                    })?;
                 Ok(Arc::new(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) }))
             },
         );
