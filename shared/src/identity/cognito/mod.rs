@@ -308,35 +308,7 @@ impl IdentityProvider for CognitoProvider {
         session: &SessionRecord,
         presented: &SecretString,
     ) -> Result<Renewal, RenewRefusal> {
-        let Some((username, inner)) =
-            sealing::open_refresh(&self.pool, session, presented.expose_secret()).await
-        else {
-            return Err(RenewRefusal::Refused("unsealable_token"));
-        };
-        let issued = self.pool.refresh(&username, &inner).await.map_err(RenewRefusal::Provider)?;
-        let claims = issued_claims(issued.access_token.expose_secret())
-            .ok_or_else(|| RenewRefusal::Failed(internal("provider token claims")))?;
-        if (claims.sub.as_str(), claims.sid.as_str()) != (session.user_id.as_str(), session.sid.as_str()) {
-            return Err(RenewRefusal::Refused("provider_session_mismatch"));
-        }
-        let successor = match issued.refresh_token {
-            Some(next) if next.expose_secret() != inner.expose_secret() => {
-                let sealed =
-                    sealing::seal_refresh(&self.pool, &session.user_id, &session.sid, &username, &next)
-                        .await
-                        .map_err(RenewRefusal::Failed)?;
-                let hash = hash_external(&sealed);
-                Some((SecretString::from(sealed), hash))
-            }
-            _ => None,
-        };
-        // The pool has rotated already: a session changed meanwhile cannot start again.
-        Ok(Renewal {
-            roles: claims.groups,
-            successor,
-            retry_on_change: false,
-            pool_access: Some(issued.access_token),
-        })
+        sealing::renew(&self.pool, session, presented).await
     }
 
     async fn access_token(
@@ -401,34 +373,4 @@ impl IdentityProvider for CognitoProvider {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mfa::CHALLENGE_TTL_SECS;
-
-    #[tokio::test]
-    async fn a_sealed_challenge_expires_like_a_stored_one_and_carries_its_bucket() {
-        let config = crate::config::Config::from_lookup(|_| None).expect("default configuration");
-        let app = AppClient::new(crate::runtime::AwsClient::lazy(), "pool".into(), "client".into());
-        let sessions = Arc::new(crate::sessions::MemorySessionStore::new());
-        let provider = CognitoProvider::new(app, sessions, config.session_policy());
-        let fields = FieldCipher::new(&[5u8; 32]);
-        let pending = PendingFactor {
-            user_id: None,
-            email: Some(Email::parse("ada@example.com").expect("address")),
-            pool_session: Some(SecretString::from("pool-session".to_owned())),
-        };
-        let seed = ChallengeSeed { bucket: "device-bucket".into(), device_token: "device-token".into() };
-        let issued = provider.challenge(&fields, pending, seed, 1_000).await.expect("sealed");
-        assert_eq!(issued.methods, ["totp"], "the pool keeps no recovery codes");
-        let token = SecretString::from(issued.mfa_token);
-        let live =
-            provider.open_challenge(&fields, &token, 1_000 + CHALLENGE_TTL_SECS - 1).await.expect("opens");
-        let live = live.expect("live until its expiry");
-        assert_eq!(
-            (live.bucket.as_str(), live.device_token.as_deref()),
-            ("device-bucket", Some("device-token"))
-        );
-        let dead = provider.open_challenge(&fields, &token, 1_000 + CHALLENGE_TTL_SECS).await.expect("opens");
-        assert!(dead.is_none(), "an expired challenge is dead");
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@
 use super::pool::Pool;
 use crate::crypto::FieldCipher;
 use crate::http::{bearer, Caller};
-use crate::identity::IdentityError;
+use crate::identity::{IdentityError, RenewRefusal, Renewal};
 use crate::sessions::SessionRecord;
 use crate::tokens::{Grant, TokenIssuer};
 use crate::ApiError;
@@ -96,6 +96,42 @@ pub(super) async fn provider_access(
     pool.open(&carried.pvt, &access_owner(&caller.sub, sid)).await.map_err(|err| match err {
         IdentityError::Refused => ApiError::Unauthenticated,
         other => crate::identity::api_error(other, ApiError::Unauthenticated),
+    })
+}
+
+/// A refresh at the pool (`REFRESH_TOKEN_AUTH`) for our session: when the pool
+/// rotates its refresh token, ours rotates with it (sealed again; the old one
+/// is spent). Only a token sealed for this session opens.
+pub(super) async fn renew(
+    pool: &Pool,
+    session: &SessionRecord,
+    presented: &SecretString,
+) -> Result<Renewal, RenewRefusal> {
+    let Some((username, inner)) = open_refresh(pool, session, presented.expose_secret()).await else {
+        return Err(RenewRefusal::Refused("unsealable_token"));
+    };
+    let issued = pool.refresh(&username, &inner).await.map_err(RenewRefusal::Provider)?;
+    let claims = super::issued_claims(issued.access_token.expose_secret())
+        .ok_or_else(|| RenewRefusal::Failed(internal("provider token claims")))?;
+    if (claims.sub.as_str(), claims.sid.as_str()) != (session.user_id.as_str(), session.sid.as_str()) {
+        return Err(RenewRefusal::Refused("provider_session_mismatch"));
+    }
+    let successor = match issued.refresh_token {
+        Some(next) if next.expose_secret() != inner.expose_secret() => {
+            let sealed = seal_refresh(pool, &session.user_id, &session.sid, &username, &next)
+                .await
+                .map_err(RenewRefusal::Failed)?;
+            let hash = crate::sessions::hash_external(&sealed);
+            Some((SecretString::from(sealed), hash))
+        }
+        _ => None,
+    };
+    // The pool has rotated already: a session changed meanwhile cannot start again.
+    Ok(Renewal {
+        roles: claims.groups,
+        successor,
+        retry_on_change: false,
+        pool_access: Some(issued.access_token),
     })
 }
 
