@@ -143,6 +143,30 @@ struct OpenTable {
 }
 
 impl OpenTable {
+    /// Takes one row, checked against the table's width (its cells kept for
+    /// the target when `keep`); true when the batch is due to be written.
+    fn push_row(&mut self, cells: Vec<Option<Cell>>, keep: bool) -> Result<bool, BackupError> {
+        let width = *self.width.get_or_insert(cells.len());
+        if cells.len() != width || width == 0 {
+            return Err(BackupError::Format(format!("{}: rows of different widths", self.name)));
+        }
+        self.rows += 1;
+        for cell in cells {
+            let value = match cell {
+                None => Value::NULL,
+                Some(cell) => Value::Bytes(cell.into_bytes()?),
+            };
+            if let Value::Bytes(bytes) = &value {
+                self.batch_bytes += bytes.len();
+            }
+            if keep {
+                self.batch.push(value);
+            }
+        }
+        let rows = self.batch.len() / width;
+        Ok(rows >= BATCH_ROWS.min(BATCH_PLACEHOLDERS / width) || self.batch_bytes >= BATCH_BYTES)
+    }
+
     async fn flush(&mut self, target: Option<&mut Target<'_>>) -> Result<(), BackupError> {
         if let (Some(target), Some(width)) = (target, self.width) {
             if !self.batch.is_empty() {
@@ -203,25 +227,7 @@ pub async fn load(
                 let Some(open) = current.as_mut() else {
                     return Err(BackupError::Format("row outside a table".into()));
                 };
-                let width = *open.width.get_or_insert(cells.len());
-                if cells.len() != width || width == 0 {
-                    return Err(BackupError::Format(format!("{}: rows of different widths", open.name)));
-                }
-                open.rows += 1;
-                for cell in cells {
-                    let value = match cell {
-                        None => Value::NULL,
-                        Some(cell) => Value::Bytes(cell.into_bytes()?),
-                    };
-                    if let Value::Bytes(bytes) = &value {
-                        open.batch_bytes += bytes.len();
-                    }
-                    if target.is_some() {
-                        open.batch.push(value);
-                    }
-                }
-                let rows = open.batch.len() / width;
-                if rows >= BATCH_ROWS.min(BATCH_PLACEHOLDERS / width) || open.batch_bytes >= BATCH_BYTES {
+                if open.push_row(cells, target.is_some())? {
                     open.flush(target.as_deref_mut()).await?;
                 }
             }

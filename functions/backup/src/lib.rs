@@ -9,16 +9,19 @@
 pub mod chunked;
 mod dump;
 mod envelope;
+mod manifest;
 mod restore;
 mod store;
 
+pub use manifest::Manifest;
 pub use store::{BackupStore, LocalStore, S3Store};
+
+use manifest::{manifest_key, minted_at, utc_stamp, MAX_RUN_SKEW_SECS};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use portcullis_shared::clock::Clock;
 use portcullis_shared::crypto::{KeyError, KeyProvider};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
 use std::path::PathBuf;
@@ -45,56 +48,6 @@ pub enum BackupError {
     Mismatch(String),
     #[error("the restore target cannot take this backup: {0}")]
     Target(String),
-}
-
-/// What a completed backup holds; written only after the object is stored
-/// whole and read back. `mac` authenticates every other field under a key
-/// derived from the backup's data key, so only a holder of that key (KMS
-/// `Decrypt` under the backup's encryption context) can check it, and nobody
-/// without the key can edit or forge a manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    pub format_version: u8,
-    pub backup_id: String,
-    pub database: String,
-    pub created_at: i64,
-    pub object_key: String,
-    pub ciphertext_bytes: u64,
-    pub ciphertext_sha256: String,
-    pub tables: BTreeMap<String, u64>,
-    /// HMAC-SHA256 (hex) of the manifest with this field empty.
-    pub mac: String,
-}
-
-/// The manifest's MAC key: HKDF-SHA256 from the data key, for this use only
-/// (the chunked encryption derives its keys with other labels).
-fn manifest_key_from(data_key: &[u8; 32]) -> Result<aws_lc_rs::hmac::Key, BackupError> {
-    let prk = aws_lc_rs::hkdf::Prk::new_less_safe(aws_lc_rs::hkdf::HKDF_SHA256, data_key);
-    let okm = prk
-        .expand(&[b"portcullis backup manifest v1"], aws_lc_rs::hmac::HMAC_SHA256)
-        .map_err(|_| BackupError::Format("manifest key".into()))?;
-    Ok(aws_lc_rs::hmac::Key::from(okm))
-}
-
-fn manifest_body(manifest: &Manifest) -> Result<Vec<u8>, BackupError> {
-    serde_json::to_vec(&Manifest { mac: String::new(), ..manifest.clone() })
-        .map_err(|e| BackupError::Format(e.to_string()))
-}
-
-impl Manifest {
-    fn seal(&mut self, data_key: &[u8; 32]) -> Result<(), BackupError> {
-        let tag = aws_lc_rs::hmac::sign(&manifest_key_from(data_key)?, &manifest_body(self)?);
-        self.mac = hex::encode(tag.as_ref());
-        Ok(())
-    }
-
-    fn authenticate(&self, data_key: &[u8; 32]) -> Result<(), BackupError> {
-        let tag = hex::decode(&self.mac)
-            .map_err(|_| BackupError::Mismatch("the manifest is not authenticated".into()))?;
-        aws_lc_rs::hmac::verify(&manifest_key_from(data_key)?, &manifest_body(self)?, &tag)
-            .map_err(|_| BackupError::Mismatch("the manifest was edited or belongs to another backup".into()))
-    }
 }
 
 /// The header must name exactly this backup and database, with the encryption
@@ -141,43 +94,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// How far apart a backup id's time and its manifest's storage time may be: a
-/// run's 15 minutes, with room for clocks that disagree. (An upload begun during
-/// a run cannot be completed much later: the bucket aborts incomplete multipart
-/// uploads after a day, and a manifest is a single PutObject.)
-const MAX_RUN_SKEW_SECS: i64 = 3600;
-
-/// The time a UUIDv7 backup id was made (epoch seconds).
-fn minted_at(backup_id: &str) -> Result<i64, BackupError> {
-    uuid::Uuid::parse_str(backup_id)
-        .ok()
-        .filter(|u| u.get_version_num() == 7)
-        .and_then(|u| u.get_timestamp())
-        .map(|t| t.to_unix().0 as i64)
-        .ok_or_else(|| BackupError::Format(format!("{backup_id} is not a backup id")))
-}
-
-fn manifest_key(backup_id: &str) -> String {
-    format!("manifests/{backup_id}.json")
-}
-
-/// `YYYY-MM-DDTHH-MM-SSZ` for an epoch second (UTC), for object keys.
-fn utc_stamp(epoch: i64) -> String {
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}-{:02}-{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
 /// A writer that hashes and counts what passes through.
 struct Hashing<W: Write> {
     inner: W,
@@ -219,47 +135,19 @@ impl Backup {
         let path = self.scratch.join(format!("{backup_id}.pcbk"));
         let readback = self.scratch.join(format!("{backup_id}.readback"));
         let result = async {
-            let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-            let mut hashing = Hashing {
-                inner: file,
-                digest: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
-                bytes: 0,
-            };
-            let header_bytes = envelope::write_header(&mut hashing, &header)?;
-            let encryptor = chunked::Encryptor::new(key, &header_bytes, &mut hashing)?;
-            let mut compressor = zstd::Encoder::new(encryptor, 3)?;
-            let tables = dump::dump(conn, &mut compressor).await?;
-            compressor.finish()?.finish()?;
-            hashing.flush()?;
-            let object_key = format!("{}/{}-{backup_id}.pcbk", self.database, utc_stamp(created_at));
-            let mut manifest = Manifest {
+            let (tables, ciphertext_bytes, digest) = self.write_object(conn, &path, &header, key).await?;
+            let manifest = Manifest {
                 format_version: envelope::VERSION,
                 backup_id: backup_id.clone(),
                 database: self.database.clone(),
                 created_at,
-                object_key: object_key.clone(),
-                ciphertext_bytes: hashing.bytes,
-                ciphertext_sha256: hex::encode(hashing.digest.finish()),
+                object_key: format!("{}/{}-{backup_id}.pcbk", self.database, utc_stamp(created_at)),
+                ciphertext_bytes,
+                ciphertext_sha256: hex::encode(digest),
                 tables,
                 mac: String::new(),
             };
-            self.store.put_file(&object_key, &path).await?;
-            self.store.get_file(&object_key, &readback).await?;
-            self.read_object(&readback, &manifest, key, None).await?;
-            manifest.seal(key)?;
-            let manifest_json =
-                serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Format(e.to_string()))?;
-            // Last: only a complete object that reads back whole ever gets a manifest.
-            self.store.put_bytes(&manifest_key(&backup_id), manifest_json).await?;
-            // Verify and restore refuse a manifest stored far from its id's time; a run
-            // that took that long (or a clock that far off) fails here, not at restore.
-            let skew = self.store.stored_at(&manifest_key(&backup_id)).await? - minted_at(&backup_id)?;
-            if skew.abs() > MAX_RUN_SKEW_SECS {
-                return Err(BackupError::Mismatch(format!(
-                    "the manifest was stored {skew}s from the time the id was made: this backup will not verify"
-                )));
-            }
-            Ok(manifest)
+            self.publish(manifest, key, &path, &readback).await
         }
         .await;
         let _ = std::fs::remove_file(&path);
@@ -273,6 +161,55 @@ impl Backup {
             }
         }
         result
+    }
+
+    /// Dumps `conn` into the object at `path`: the header, then the compressed
+    /// dump in authenticated chunks. The tables, the object's size and SHA-256.
+    async fn write_object(
+        &self,
+        conn: &mut mysql_async::Conn,
+        path: &std::path::Path,
+        header: &envelope::Header,
+        key: &[u8; 32],
+    ) -> Result<(BTreeMap<String, u64>, u64, aws_lc_rs::digest::Digest), BackupError> {
+        let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        let digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut hashing = Hashing { inner: file, digest, bytes: 0 };
+        let header_bytes = envelope::write_header(&mut hashing, header)?;
+        let encryptor = chunked::Encryptor::new(key, &header_bytes, &mut hashing)?;
+        let mut compressor = zstd::Encoder::new(encryptor, 3)?;
+        let tables = dump::dump(conn, &mut compressor).await?;
+        compressor.finish()?.finish()?;
+        hashing.flush()?;
+        Ok((tables, hashing.bytes, hashing.digest.finish()))
+    }
+
+    /// Stores the object, reads it back and checks it whole, then seals and
+    /// stores the manifest: only a complete object that reads back ever gets one.
+    async fn publish(
+        &self,
+        mut manifest: Manifest,
+        key: &[u8; 32],
+        path: &std::path::Path,
+        readback: &std::path::Path,
+    ) -> Result<Manifest, BackupError> {
+        self.store.put_file(&manifest.object_key, path).await?;
+        self.store.get_file(&manifest.object_key, readback).await?;
+        self.read_object(readback, &manifest, key, None).await?;
+        manifest.seal(key)?;
+        let manifest_json =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Format(e.to_string()))?;
+        let backup_id = &manifest.backup_id;
+        self.store.put_bytes(&manifest_key(backup_id), manifest_json).await?;
+        // Verify and restore refuse a manifest stored far from its id's time; a run
+        // that took that long (or a clock that far off) fails here, not at restore.
+        let skew = self.store.stored_at(&manifest_key(backup_id)).await? - minted_at(backup_id)?;
+        if skew.abs() > MAX_RUN_SKEW_SECS {
+            return Err(BackupError::Mismatch(format!(
+                "the manifest was stored {skew}s from the time the id was made: this backup will not verify"
+            )));
+        }
+        Ok(manifest)
     }
 
     /// The stored manifest of a backup, as stored: not yet authenticated.
@@ -292,34 +229,7 @@ impl Backup {
         backup_id: &str,
         target: Option<&mut mysql_async::Conn>,
     ) -> Result<Manifest, BackupError> {
-        let id = uuid::Uuid::try_parse(backup_id)
-            .map_err(|_| BackupError::Format(format!("{backup_id:?} is not a backup id")))?
-            .hyphenated()
-            .to_string();
-        let manifest = self.manifest(&id).await?;
-        if manifest.backup_id != id || manifest.database != self.database {
-            return Err(BackupError::Mismatch(format!(
-                "the manifest stored for {id} describes backup {} of database {}, not of {}",
-                manifest.backup_id, manifest.database, self.database
-            )));
-        }
-        // A backup is written within one run of at most 15 minutes, right after its
-        // UUIDv7 id is made; a manifest the store wrote at another time was put
-        // there later under an old id (after the original expired, say).
-        let minted = minted_at(&id)?;
-        let stored = self.store.stored_at(&manifest_key(&id)).await?;
-        if (stored - minted).abs() > MAX_RUN_SKEW_SECS {
-            return Err(BackupError::Mismatch(format!(
-                "the manifest of {id} was stored {}s from the time its id was made: not by the run that made it",
-                stored - minted
-            )));
-        }
-        if manifest.format_version != envelope::VERSION {
-            return Err(BackupError::Format(format!(
-                "unsupported format version {}",
-                manifest.format_version
-            )));
-        }
+        let (id, manifest) = self.stored_manifest(backup_id).await?;
         std::fs::create_dir_all(&self.scratch)?;
         let path = self.scratch.join(format!("{id}.download"));
         let result = async {
@@ -353,6 +263,40 @@ impl Backup {
             tracing::warn!(target: "audit", event_type = "backup_check_failure", backup_id = %id, error = %e, "backup refused");
         }
         result.map(|()| manifest)
+    }
+
+    /// The manifest stored for `backup_id`, if it names this backup and this
+    /// database, was stored by the run that made the id, and is of this format.
+    async fn stored_manifest(&self, backup_id: &str) -> Result<(String, Manifest), BackupError> {
+        let id = uuid::Uuid::try_parse(backup_id)
+            .map_err(|_| BackupError::Format(format!("{backup_id:?} is not a backup id")))?
+            .hyphenated()
+            .to_string();
+        let manifest = self.manifest(&id).await?;
+        if manifest.backup_id != id || manifest.database != self.database {
+            return Err(BackupError::Mismatch(format!(
+                "the manifest stored for {id} describes backup {} of database {}, not of {}",
+                manifest.backup_id, manifest.database, self.database
+            )));
+        }
+        // A backup is written within one run of at most 15 minutes, right after its
+        // UUIDv7 id is made; a manifest the store wrote at another time was put
+        // there later under an old id (after the original expired, say).
+        let minted = minted_at(&id)?;
+        let stored = self.store.stored_at(&manifest_key(&id)).await?;
+        if (stored - minted).abs() > MAX_RUN_SKEW_SECS {
+            return Err(BackupError::Mismatch(format!(
+                "the manifest of {id} was stored {}s from the time its id was made: not by the run that made it",
+                stored - minted
+            )));
+        }
+        if manifest.format_version != envelope::VERSION {
+            return Err(BackupError::Format(format!(
+                "unsupported format version {}",
+                manifest.format_version
+            )));
+        }
+        Ok((id, manifest))
     }
 
     /// Reads the object at `path` against `manifest` (size and SHA-256, then a

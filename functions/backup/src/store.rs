@@ -125,6 +125,52 @@ where
     BackupError::Storage(Box::new(err))
 }
 
+impl S3Store {
+    /// Uploads `path` in parts of [`PART`] bytes and completes the upload,
+    /// refused when the key exists already.
+    async fn upload_parts(&self, key: &str, upload_id: &str, path: &Path) -> Result<(), BackupError> {
+        let mut file = tokio::fs::File::open(path).await?;
+        let mut parts = Vec::new();
+        let mut number = 1;
+        loop {
+            let mut buf = Vec::with_capacity(PART);
+            (&mut file).take(PART as u64).read_to_end(&mut buf).await?;
+            if buf.is_empty() && number > 1 {
+                break;
+            }
+            let last = buf.len() < PART;
+            let part = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(buf))
+                .send()
+                .await
+                .map_err(s3_error)?;
+            let etag = part.e_tag().map(str::to_owned);
+            parts.push(CompletedPart::builder().part_number(number).set_e_tag(etag).build());
+            number += 1;
+            if last {
+                break;
+            }
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .if_none_match("*")
+            .send()
+            .await
+            .map_err(|e| refused_or(e, key))?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl BackupStore for S3Store {
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), BackupError> {
@@ -140,52 +186,7 @@ impl BackupStore for S3Store {
             .map_err(s3_error)?;
         let upload_id =
             created.upload_id().ok_or_else(|| BackupError::Format("no upload id".into()))?.to_owned();
-        let result = async {
-            let mut file = tokio::fs::File::open(path).await?;
-            let mut parts = Vec::new();
-            let mut number = 1;
-            loop {
-                let mut buf = Vec::with_capacity(PART);
-                (&mut file).take(PART as u64).read_to_end(&mut buf).await?;
-                if buf.is_empty() && number > 1 {
-                    break;
-                }
-                let last = buf.len() < PART;
-                let part = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(buf))
-                    .send()
-                    .await
-                    .map_err(s3_error)?;
-                parts.push(
-                    CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_owned))
-                        .build(),
-                );
-                number += 1;
-                if last {
-                    break;
-                }
-            }
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
-                .if_none_match("*")
-                .send()
-                .await
-                .map_err(|e| refused_or(e, key))?;
-            Ok::<(), BackupError>(())
-        }
-        .await;
+        let result = self.upload_parts(key, &upload_id, path).await;
         if result.is_err() {
             // Nothing half-uploaded stays behind.
             let _ = self
