@@ -1,11 +1,14 @@
 //! Cold-start wiring shared by every function and the local server: opens the
 //! configured stores and key provider once, so warm invocations reuse them.
 
-use crate::apikeys::{ApiKeyStore, DynamoApiKeyStore, MemoryApiKeyStore};
+use crate::adapters::memory::{
+    MemoryApiKeyStore, MemoryChallengeStore, MemoryCounterStore, MemorySessionStore, MemoryStore,
+};
+use crate::apikeys::{ApiKeyStore, DynamoApiKeyStore};
 use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
-use crate::sessions::{DynamoSessionStore, MemorySessionStore, SessionStore};
-use crate::store::{AuditStore, KeyMaterialStore, MemoryStore, MySqlStore, UserStore};
+use crate::sessions::{DynamoSessionStore, SessionStore};
+use crate::store::{AuditStore, KeyMaterialStore, MySqlStore, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -189,8 +192,8 @@ impl Backends {
             SessionBackend::Memory => (
                 Arc::new(MemorySessionStore::new()),
                 Arc::new(MemoryApiKeyStore::default()),
-                Arc::new(crate::mfa::MemoryChallengeStore::default()),
-                Arc::new(crate::throttle::MemoryCounterStore::default()),
+                Arc::new(MemoryChallengeStore::default()),
+                Arc::new(MemoryCounterStore::default()),
             ),
             SessionBackend::Sqlite => {
                 let b = from_embedded()?;
@@ -244,8 +247,8 @@ impl Backends {
             keys: store.clone(),
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
-            challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
-            counters: Arc::new(crate::throttle::MemoryCounterStore::default()),
+            challenges: Arc::new(MemoryChallengeStore::default()),
+            counters: Arc::new(MemoryCounterStore::default()),
             mfa: store.clone(),
             memory: Some(store),
             mysql: None,
@@ -260,8 +263,8 @@ impl Backends {
             keys: shared.clone(),
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
-            challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
-            counters: Arc::new(crate::throttle::MemoryCounterStore::default()),
+            challenges: Arc::new(MemoryChallengeStore::default()),
+            counters: Arc::new(MemoryCounterStore::default()),
             mfa: shared,
             memory: None,
             mysql: Some(store),

@@ -14,7 +14,6 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// One limit: how many attempts in a window, and how long locks last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,28 +86,6 @@ impl Counter {
     /// Gives one attempt's slot back.
     pub(crate) fn give_back(&mut self) {
         self.failures = (self.failures - 1).max(0);
-    }
-}
-
-/// In-process counters (local server, unit tests): the same rules under one mutex.
-#[derive(Default)]
-pub struct MemoryCounterStore(Mutex<HashMap<String, Counter>>);
-
-#[async_trait]
-impl CounterStore for MemoryCounterStore {
-    async fn attempt(&self, key: &str, limit: &Limit, now: i64) -> Result<Verdict, StoreError> {
-        let mut map = self.0.lock().map_err(|_| StoreError::Corrupt("counter lock"))?;
-        Ok(map.entry(key.to_owned()).or_default().attempt(limit, now))
-    }
-
-    async fn succeed(&self, key: &str, reset: bool) -> Result<(), StoreError> {
-        let mut map = self.0.lock().map_err(|_| StoreError::Corrupt("counter lock"))?;
-        if reset {
-            map.remove(key);
-        } else if let Some(c) = map.get_mut(key) {
-            c.give_back();
-        }
-        Ok(())
     }
 }
 
@@ -414,30 +391,5 @@ mod tests {
         let secs: Vec<i64> = (1..=6).map(|l| ACCOUNT.lock_secs(l)).collect();
         assert_eq!(secs, [60, 120, 240, 480, 900, 900]);
         assert_eq!(ACCOUNT.lock_secs(1000), 900);
-    }
-
-    #[tokio::test]
-    async fn memory_counters_lock_after_the_limit_and_lift_by_themselves() {
-        let store = MemoryCounterStore::default();
-        for _ in 0..5 {
-            assert_eq!(store.attempt("a", &ACCOUNT, 0).await.expect("ok"), Verdict::Proceed);
-        }
-        assert_eq!(
-            store.attempt("a", &ACCOUNT, 1).await.expect("ok"),
-            Verdict::Locked { retry_after_secs: 60 }
-        );
-        assert_eq!(
-            store.attempt("a", &ACCOUNT, 30).await.expect("ok"),
-            Verdict::Locked { retry_after_secs: 31 }
-        );
-        assert_eq!(store.attempt("a", &ACCOUNT, 61).await.expect("ok"), Verdict::Proceed);
-        for _ in 0..4 {
-            store.attempt("a", &ACCOUNT, 62).await.expect("ok");
-        }
-        assert_eq!(
-            store.attempt("a", &ACCOUNT, 63).await.expect("ok"),
-            Verdict::Locked { retry_after_secs: 120 }
-        );
-        store.succeed("b", true).await.expect("ok");
     }
 }

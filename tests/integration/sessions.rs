@@ -390,7 +390,8 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
         aws_sdk_dynamodb::Client::from_conf(conf),
         "unreachable".into(),
     ));
-    let backends = Backends::memory(Arc::new(portcullis_shared::store::MemoryStore::new()), sessions);
+    let backends =
+        Backends::memory(Arc::new(portcullis_shared::adapters::memory::MemoryStore::new()), sessions);
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let provider = key_provider(&cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(portcullis_shared::clock::SystemClock);

@@ -191,8 +191,8 @@ async fn an_unreachable_counter_store_fails_closed() {
         .endpoint_url("http://127.0.0.1:9")
         .build();
     let mut backends = Backends::memory(
-        Arc::new(portcullis_shared::store::MemoryStore::new()),
-        Arc::new(portcullis_shared::sessions::MemorySessionStore::new()),
+        Arc::new(portcullis_shared::adapters::memory::MemoryStore::new()),
+        Arc::new(portcullis_shared::adapters::memory::MemorySessionStore::new()),
     );
     backends.counters = Arc::new(portcullis_shared::throttle::DynamoCounterStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),

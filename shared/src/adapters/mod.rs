@@ -1,4 +1,5 @@
 //! Storage adapters, one folder per backend.
 
+pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

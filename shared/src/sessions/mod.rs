@@ -7,10 +7,8 @@
 //! revocation, idle timeout or absolute timeout, all judged against the `Clock`.
 
 mod dynamo;
-mod memory;
 
 pub use dynamo::{create_table, DynamoSessionStore};
-pub use memory::MemorySessionStore;
 
 use crate::store::StoreError;
 use async_trait::async_trait;

@@ -2,11 +2,9 @@
 //! MySQL for production, in-memory for the local server and unit tests.
 
 pub mod credentials;
-mod memory;
 mod migrate;
 mod mysql;
 
-pub use memory::MemoryStore;
 pub use migrate::{apply_migrations, seeded_tables, statements as split_sql_statements, MIGRATIONS};
 pub use mysql::{mysql_opts, MySqlStore};
 

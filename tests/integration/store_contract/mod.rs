@@ -10,9 +10,10 @@ mod identity;
 mod sessions;
 
 use crate::helpers::{new_table, TestDb};
+use portcullis_shared::adapters::memory::MemoryStore;
 use portcullis_shared::adapters::sqlite::SqliteStore;
 use portcullis_shared::runtime::AwsClient;
-use portcullis_shared::store::{MemoryStore, MySqlStore};
+use portcullis_shared::store::MySqlStore;
 use std::sync::Arc;
 
 /// Handles on one store: SQLite opens the file once per handle.
@@ -58,11 +59,11 @@ async fn memory_stores_keep_the_contract() {
         &ports!(same, portcullis_shared::store::KeyMaterialStore),
     )
     .await;
-    let sessions = Arc::new(portcullis_shared::sessions::MemorySessionStore::new());
+    let sessions = Arc::new(portcullis_shared::adapters::memory::MemorySessionStore::new());
     self::sessions::run(&ports!(vec![sessions; HANDLES], portcullis_shared::sessions::SessionStore)).await;
-    let keys = Arc::new(portcullis_shared::apikeys::MemoryApiKeyStore::default());
-    let challenges = Arc::new(portcullis_shared::mfa::MemoryChallengeStore::default());
-    let counters = Arc::new(portcullis_shared::throttle::MemoryCounterStore::default());
+    let keys = Arc::new(portcullis_shared::adapters::memory::MemoryApiKeyStore::default());
+    let challenges = Arc::new(portcullis_shared::adapters::memory::MemoryChallengeStore::default());
+    let counters = Arc::new(portcullis_shared::adapters::memory::MemoryCounterStore::default());
     ephemeral::run(
         &ports!(vec![keys; HANDLES], portcullis_shared::apikeys::ApiKeyStore),
         &ports!(vec![challenges; HANDLES], portcullis_shared::mfa::ChallengeStore),

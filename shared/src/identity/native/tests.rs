@@ -2,12 +2,12 @@
 //! the second factor's one-time rules, without any service.
 
 use super::NativeProvider;
+use crate::adapters::memory::MemorySessionStore;
+use crate::adapters::memory::MemoryStore;
 use crate::crypto::{FieldCipher, PasswordHasher};
 use crate::domain::{Email, Password, Role};
 use crate::identity::{IdentityError, IdentityProvider, Next};
 use crate::runtime::Backends;
-use crate::sessions::MemorySessionStore;
-use crate::store::MemoryStore;
 use std::sync::Arc;
 
 const PASSWORD: &str = "correct horse battery staple";
