@@ -4,8 +4,8 @@
 mod gateway;
 
 use clap::{Parser, Subcommand};
+use portcullis_shared::adapters::mysql::apply_migrations;
 use portcullis_shared::config::Config;
-use portcullis_shared::store::apply_migrations;
 use secrecy::SecretString;
 
 #[derive(Parser)]

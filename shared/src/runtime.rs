@@ -4,11 +4,12 @@
 use crate::adapters::memory::{
     MemoryApiKeyStore, MemoryChallengeStore, MemoryCounterStore, MemorySessionStore, MemoryStore,
 };
+use crate::adapters::mysql::MySqlStore;
 use crate::apikeys::{ApiKeyStore, DynamoApiKeyStore};
 use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::sessions::{DynamoSessionStore, SessionStore};
-use crate::store::{AuditStore, KeyMaterialStore, MySqlStore, UserStore};
+use crate::store::{AuditStore, KeyMaterialStore, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -297,14 +298,17 @@ async fn open_embedded(config: &Config) -> Result<Option<Backends>, BootError> {
 /// call fetches (a failed fetch is tried again by the next call), later ones
 /// reuse it. The pool keeps the options built from it for the process lifetime.
 static DATABASE_SECRETS: std::sync::Mutex<
-    std::collections::BTreeMap<String, Arc<OnceCell<crate::store::credentials::DatabaseCredentials>>>,
+    std::collections::BTreeMap<
+        String,
+        Arc<OnceCell<crate::adapters::mysql::credentials::DatabaseCredentials>>,
+    >,
 > = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// The credentials in the Secrets Manager secret `arn` (endpoint from
 /// `AWS_ENDPOINT_URL` when set), cached for the process lifetime.
 pub async fn database_credentials(
     arn: &str,
-) -> Result<crate::store::credentials::DatabaseCredentials, BootError> {
+) -> Result<crate::adapters::mysql::credentials::DatabaseCredentials, BootError> {
     let var = "PORTCULLIS_DATABASE_PASSWORD_SECRET";
     let cell = DATABASE_SECRETS
         .lock()
@@ -315,7 +319,7 @@ pub async fn database_credentials(
     let read = cell
         .get_or_try_init(|| async {
             let client = aws_sdk_secretsmanager::Client::new(aws_config().await);
-            crate::store::credentials::read_credentials(&client, arn).await
+            crate::adapters::mysql::credentials::read_credentials(&client, arn).await
         })
         .await;
     read.cloned().map_err(|e| BootError::from_error(var, &e))
@@ -333,7 +337,7 @@ pub async fn database_opts(config: &Config) -> Result<mysql_async::Opts, BootErr
         None => Ok(opts),
         Some(arn) => {
             let credentials = database_credentials(arn).await?;
-            Ok(crate::store::credentials::with_credentials(opts, &credentials))
+            Ok(crate::adapters::mysql::credentials::with_credentials(opts, &credentials))
         }
     }
 }

@@ -83,7 +83,7 @@ async fn empty_database() -> (String, mysql_async::Conn) {
 /// create them, the definitions of `source`'s tables outside it.
 async fn empty_database_shaped_like(source: &TestDb) -> mysql_async::Conn {
     let (_, mut conn) = empty_database().await;
-    portcullis_shared::store::apply_migrations(&mut conn).await.expect("migrations");
+    portcullis_shared::adapters::mysql::apply_migrations(&mut conn).await.expect("migrations");
     let mut owner = source.owner_conn().await;
     let ours: Vec<String> = table_names(&mut conn).await;
     for table in table_names(&mut owner).await {

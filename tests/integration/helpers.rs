@@ -6,7 +6,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use portcullis_shared::store::{apply_migrations, split_sql_statements};
+use portcullis_shared::adapters::mysql::{apply_migrations, split_sql_statements};
 use std::collections::HashMap;
 
 /// The administrator URL `scripts/test.sh` exports.

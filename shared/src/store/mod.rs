@@ -1,12 +1,5 @@
-//! Storage ports (one narrow trait per capability) and their implementations:
-//! MySQL for production, in-memory for the local server and unit tests.
-
-pub mod credentials;
-mod migrate;
-mod mysql;
-
-pub use migrate::{apply_migrations, seeded_tables, statements as split_sql_statements, MIGRATIONS};
-pub use mysql::{mysql_opts, MySqlStore};
+//! Storage ports of the user store (one narrow trait per capability) and the
+//! error every store returns. The implementations live in `crate::adapters`.
 
 use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;

@@ -11,9 +11,9 @@ mod sessions;
 
 use crate::helpers::{new_table, TestDb};
 use portcullis_shared::adapters::memory::MemoryStore;
+use portcullis_shared::adapters::mysql::MySqlStore;
 use portcullis_shared::adapters::sqlite::SqliteStore;
 use portcullis_shared::runtime::AwsClient;
-use portcullis_shared::store::MySqlStore;
 use std::sync::Arc;
 
 /// Handles on one store: SQLite opens the file once per handle.
