@@ -187,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sessions { command: SessionsCommand::CreateTable { table } } => {
             let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
-            portcullis_shared::sessions::create_table(&client, &table).await?;
+            portcullis_shared::adapters::dynamo::create_table(&client, &table).await?;
             println!("created table {table}");
             Ok(())
         }

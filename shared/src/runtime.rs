@@ -1,14 +1,17 @@
 //! Cold-start wiring shared by every function and the local server: opens the
 //! configured stores and key provider once, so warm invocations reuse them.
 
+use crate::adapters::dynamo::{
+    DynamoApiKeyStore, DynamoChallengeStore, DynamoCounterStore, DynamoSessionStore,
+};
 use crate::adapters::memory::{
     MemoryApiKeyStore, MemoryChallengeStore, MemoryCounterStore, MemorySessionStore, MemoryStore,
 };
 use crate::adapters::mysql::MySqlStore;
-use crate::apikeys::{ApiKeyStore, DynamoApiKeyStore};
+use crate::apikeys::ApiKeyStore;
 use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
-use crate::sessions::{DynamoSessionStore, SessionStore};
+use crate::sessions::SessionStore;
 use crate::store::{AuditStore, KeyMaterialStore, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,8 +208,8 @@ impl Backends {
                 (
                     Arc::new(DynamoSessionStore::new(client.clone(), table.clone())),
                     Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone())),
-                    Arc::new(crate::mfa::DynamoChallengeStore::new(client.clone(), table.clone())),
-                    Arc::new(crate::throttle::DynamoCounterStore::new(client, table.clone())),
+                    Arc::new(DynamoChallengeStore::new(client.clone(), table.clone())),
+                    Arc::new(DynamoCounterStore::new(client, table.clone())),
                 )
             }
         };

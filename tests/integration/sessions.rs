@@ -386,7 +386,7 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
     let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::runtime::aws_config().await)
         .endpoint_url("http://127.0.0.1:9")
         .build();
-    let sessions = Arc::new(portcullis_shared::sessions::DynamoSessionStore::new(
+    let sessions = Arc::new(portcullis_shared::adapters::dynamo::DynamoSessionStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),
         "unreachable".into(),
     ));

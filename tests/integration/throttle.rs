@@ -194,7 +194,7 @@ async fn an_unreachable_counter_store_fails_closed() {
         Arc::new(portcullis_shared::adapters::memory::MemoryStore::new()),
         Arc::new(portcullis_shared::adapters::memory::MemorySessionStore::new()),
     );
-    backends.counters = Arc::new(portcullis_shared::throttle::DynamoCounterStore::new(
+    backends.counters = Arc::new(portcullis_shared::adapters::dynamo::DynamoCounterStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),
         "unreachable".into(),
     ));

@@ -9,10 +9,6 @@
 //! to roles; it trusts the key record, which the admin function keeps within
 //! those bounds (`docs/security/api-keys.md`).
 
-mod dynamo;
-
-pub use dynamo::DynamoApiKeyStore;
-
 use crate::sessions::TokenHash;
 use crate::store::StoreError;
 use async_trait::async_trait;

@@ -105,15 +105,16 @@ async fn mysql_keeps_the_contract_for_users_mfa_audit_and_keys() {
 
 #[tokio::test]
 async fn dynamodb_keeps_the_contract_for_sessions_api_keys_challenges_and_counters() {
+    use portcullis_shared::adapters::dynamo::{
+        DynamoApiKeyStore, DynamoChallengeStore, DynamoCounterStore, DynamoSessionStore,
+    };
     use portcullis_shared::{apikeys, mfa, sessions as s, throttle};
     let (client, table) = dynamo().await;
     let one = |store: Arc<dyn s::SessionStore>| vec![store; HANDLES];
-    sessions::run(&one(Arc::new(s::DynamoSessionStore::new(client.clone(), table.clone())))).await;
-    let keys: Arc<dyn apikeys::ApiKeyStore> =
-        Arc::new(apikeys::DynamoApiKeyStore::new(client.clone(), table.clone()));
+    sessions::run(&one(Arc::new(DynamoSessionStore::new(client.clone(), table.clone())))).await;
+    let keys: Arc<dyn apikeys::ApiKeyStore> = Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone()));
     let challenges: Arc<dyn mfa::ChallengeStore> =
-        Arc::new(mfa::DynamoChallengeStore::new(client.clone(), table.clone()));
-    let counters: Arc<dyn throttle::CounterStore> =
-        Arc::new(throttle::DynamoCounterStore::new(client, table));
+        Arc::new(DynamoChallengeStore::new(client.clone(), table.clone()));
+    let counters: Arc<dyn throttle::CounterStore> = Arc::new(DynamoCounterStore::new(client, table));
     ephemeral::run(&vec![keys; HANDLES], &vec![challenges; HANDLES], &vec![counters; HANDLES]).await;
 }
