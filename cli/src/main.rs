@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             let store: std::sync::Arc<dyn portcullis_backup::BackupStore> =
                 match std::env::var("PORTCULLIS_BACKUP_BUCKET") {
                     Ok(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
-                        client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
+                        client: aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await),
                         bucket,
                         kms_key_id: std::env::var("PORTCULLIS_BACKUP_KMS_KEY_ID").ok(),
                     }),
@@ -186,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sessions { command: SessionsCommand::CreateTable { table } } => {
-            let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+            let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
             portcullis_shared::adapters::dynamo::create_table(&client, &table).await?;
             println!("created table {table}");
             Ok(())

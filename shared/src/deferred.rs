@@ -15,7 +15,7 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ApiError;
-use crate::runtime::BootError;
+use crate::error::BootError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};

@@ -184,7 +184,7 @@ impl Throttle {
 
 fn log_unsettled(result: Result<(), StoreError>) {
     if let Err(err) = result {
-        tracing::warn!(error = %crate::http::error_chain(&err), "could not reset the attempt counter");
+        tracing::warn!(error = %crate::error::error_chain(&err), "could not reset the attempt counter");
     }
 }
 

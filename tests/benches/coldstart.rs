@@ -142,7 +142,7 @@ async fn main() {
     let mut conn =
         mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url")).await.expect("connect");
     portcullis_shared::adapters::mysql::apply_migrations(&mut conn).await.expect("migrate");
-    let sdk = portcullis_shared::runtime::aws_config().await;
+    let sdk = portcullis_shared::aws::aws_config().await;
     let table = format!("pc-coldstart-{}", std::process::id());
     portcullis_shared::adapters::dynamo::create_table(&aws_sdk_dynamodb::Client::new(sdk), &table)
         .await

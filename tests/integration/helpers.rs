@@ -115,7 +115,7 @@ pub fn hex_token() -> String {
 /// A fresh DynamoDB session table on moto, named for this test.
 pub async fn new_table() -> String {
     let table = format!("pct-sessions-{}", hex_token());
-    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
     portcullis_shared::adapters::dynamo::create_table(&client, &table).await.expect("create table on moto");
     table
 }

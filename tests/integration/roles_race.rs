@@ -78,7 +78,11 @@ fn held_in(w: &mut crate::step_up::World, function: &str) -> Arc<HeldRoles> {
     let backends = portcullis_shared::runtime::Backends { users: store.clone(), ..backends };
     let hasher = portcullis_shared::crypto::PasswordHasher::new().expect("hasher");
     let native: Arc<dyn portcullis_shared::identity::IdentityProvider> =
-        Arc::new(portcullis_shared::identity::NativeProvider::new(&cfg, &backends, hasher));
+        Arc::new(portcullis_shared::identity::NativeProvider::new(
+            backends.native_stores(),
+            cfg.session_policy(),
+            hasher,
+        ));
     match function {
         "login" => w.login.identity = native,
         "mfa" => w.mfa.identity = native,

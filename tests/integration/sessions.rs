@@ -383,7 +383,7 @@ fn base64_url(text: &str) -> Vec<u8> {
 #[tokio::test]
 async fn an_unreachable_session_store_means_503_and_no_token() {
     // Port 9 on loopback: nothing answers. The shared SDK config bounds the retries.
-    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::aws::aws_config().await)
         .endpoint_url("http://127.0.0.1:9")
         .build();
     let sessions = Arc::new(portcullis_shared::adapters::dynamo::DynamoSessionStore::new(

@@ -33,8 +33,11 @@ async fn setup(extra: &[(&str, String)]) -> Limits {
     let c: Arc<dyn Clock> = Arc::new(clock.clone());
     let mut login = portcullis_login::Deps::build(&cfg, &backends, provider.clone(), c).await.expect("login");
     let hasher = portcullis_shared::crypto::PasswordHasher::new().expect("hasher");
-    login.identity =
-        Arc::new(portcullis_shared::identity::NativeProvider::new(&cfg, &backends, hasher.clone()));
+    login.identity = Arc::new(portcullis_shared::identity::NativeProvider::new(
+        backends.native_stores(),
+        cfg.session_policy(),
+        hasher.clone(),
+    ));
     Limits { login: Arc::new(login), hasher, clock, backends }
 }
 
@@ -187,7 +190,7 @@ async fn fifty_concurrent_wrong_attempts_are_counted_exactly() {
 
 #[tokio::test]
 async fn an_unreachable_counter_store_fails_closed() {
-    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::aws::aws_config().await)
         .endpoint_url("http://127.0.0.1:9")
         .build();
     let mut backends = Backends::memory(

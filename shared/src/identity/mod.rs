@@ -19,7 +19,7 @@ mod cognito;
 mod native;
 
 pub use cognito::{issued_claims, AppClient, CognitoProvider, IssuedClaims, PasswordLogin, ProviderTokens};
-pub use native::NativeProvider;
+pub use native::{NativeProvider, NativeStores};
 
 use crate::crypto::FieldCipher;
 use crate::domain::{Email, Password, Role};

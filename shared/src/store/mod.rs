@@ -1,7 +1,6 @@
 //! Storage ports of the user store (one narrow trait per capability) and the
 //! error every store returns. The implementations live in `crate::adapters`.
 
-use crate::audit::AuditEvent;
 use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
 use crate::error::ApiError;
@@ -116,12 +115,6 @@ pub trait MfaStore: Send + Sync {
     async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], now: i64) -> Result<bool, StoreError>;
     /// Turns MFA off and forgets the secret and recovery codes.
     async fn disable(&self, id: UserId, now: i64) -> Result<(), StoreError>;
-}
-
-/// The append-only security audit trail.
-#[async_trait]
-pub trait AuditStore: Send + Sync {
-    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
 }
 
 /// Wrapped key material (never plaintext private keys).

@@ -311,7 +311,11 @@ fn each_function_touches_only_its_own_item_kinds_of_the_session_table() {
     let template = parsed();
     let declared: BTreeSet<String> =
         ITEM_KINDS.iter().flat_map(|(_, kinds)| kinds.iter().map(|k| k.to_string())).collect();
-    assert_eq!(item_kinds_in_code(), declared, "an item kind in the DynamoDB adapters has no owner here, or went");
+    assert_eq!(
+        item_kinds_in_code(),
+        declared,
+        "an item kind in the DynamoDB adapters has no owner here, or went"
+    );
     for (function, short) in functions(&template) {
         let owned = ITEM_KINDS.iter().find(|(f, _)| *f == short).map(|(_, k)| *k).unwrap_or_default();
         let on_table: Vec<&Value> = role_statements(&template, &function)

@@ -13,7 +13,7 @@ use crate::helpers::{new_table, TestDb};
 use portcullis_shared::adapters::memory::MemoryStore;
 use portcullis_shared::adapters::mysql::MySqlStore;
 use portcullis_shared::adapters::sqlite::SqliteStore;
-use portcullis_shared::runtime::AwsClient;
+use portcullis_shared::aws::AwsClient;
 use std::sync::Arc;
 
 /// Handles on one store: SQLite opens the file once per handle.
@@ -37,7 +37,7 @@ async fn mysql_handles() -> Vec<Arc<MySqlStore>> {
 }
 
 async fn dynamo() -> (AwsClient<aws_sdk_dynamodb::Client>, String) {
-    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
     (client.into(), new_table().await)
 }
 
@@ -55,7 +55,7 @@ async fn memory_stores_keep_the_contract() {
     identity::run(
         &ports!(same, portcullis_shared::store::UserStore),
         &ports!(same, portcullis_shared::store::MfaStore),
-        &ports!(same, portcullis_shared::store::AuditStore),
+        &ports!(same, portcullis_shared::audit::AuditStore),
         &ports!(same, portcullis_shared::store::KeyMaterialStore),
     )
     .await;
@@ -78,7 +78,7 @@ async fn the_embedded_sqlite_store_keeps_the_contract_for_every_port() {
     identity::run(
         &ports!(h, portcullis_shared::store::UserStore),
         &ports!(h, portcullis_shared::store::MfaStore),
-        &ports!(h, portcullis_shared::store::AuditStore),
+        &ports!(h, portcullis_shared::audit::AuditStore),
         &ports!(h, portcullis_shared::store::KeyMaterialStore),
     )
     .await;
@@ -97,7 +97,7 @@ async fn mysql_keeps_the_contract_for_users_mfa_audit_and_keys() {
     identity::run(
         &ports!(h, portcullis_shared::store::UserStore),
         &ports!(h, portcullis_shared::store::MfaStore),
-        &ports!(h, portcullis_shared::store::AuditStore),
+        &ports!(h, portcullis_shared::audit::AuditStore),
         &ports!(h, portcullis_shared::store::KeyMaterialStore),
     )
     .await;

@@ -51,7 +51,7 @@ use std::collections::HashMap;
 type Item = HashMap<String, AttributeValue>;
 
 /// The table's DynamoDB client, built on first use.
-type DynamoClient = crate::runtime::AwsClient<Client>;
+type DynamoClient = crate::aws::AwsClient<Client>;
 
 /// DynamoDB did not answer, or refused the request (throttling, access, a
 /// malformed request): the store is unavailable.

@@ -1,12 +1,12 @@
 //! In-process store for the local server and unit tests. Same semantics as the
 //! MySQL store (unique emails, idempotent role grants, first key writer wins).
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, AuditStore};
 use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
 use crate::store::{
-    AuditStore, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, StoreError,
-    UserRecord, UserStore, UserSummary,
+    KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, StoreError, UserRecord,
+    UserStore, UserSummary,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};

@@ -1,8 +1,8 @@
 //! The audit trail and the wrapped key material on MySQL.
 
 use super::{classify, MySqlStore};
-use crate::audit::AuditEvent;
-use crate::store::{AuditStore, KeyMaterialStore, KeyRecord, PublicKeyRecord, StoreError};
+use crate::audit::{AuditEvent, AuditStore};
+use crate::store::{KeyMaterialStore, KeyRecord, PublicKeyRecord, StoreError};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 

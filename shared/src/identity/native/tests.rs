@@ -16,7 +16,8 @@ fn provider() -> (NativeProvider, FieldCipher, PasswordHasher) {
     let config = crate::config::Config::from_lookup(|_| None).expect("default configuration");
     let backends = Backends::memory(Arc::new(MemoryStore::new()), Arc::new(MemorySessionStore::new()));
     let hasher = PasswordHasher::new().expect("hasher");
-    (NativeProvider::new(&config, &backends, hasher.clone()), FieldCipher::new(&[7u8; 32]), hasher)
+    let native = NativeProvider::new(backends.native_stores(), config.session_policy(), hasher.clone());
+    (native, FieldCipher::new(&[7u8; 32]), hasher)
 }
 
 async fn register(native: &NativeProvider, fields: &FieldCipher, email: &str) -> String {
