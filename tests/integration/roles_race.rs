@@ -5,9 +5,8 @@
 
 use crate::step_up::{claims, world};
 use async_trait::async_trait;
-use portcullis_shared::crypto::BlindIndex;
 use portcullis_shared::domain::{Role, UserId};
-use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use portcullis_shared::store::{BlindIndex, NewUser, StoreError, UserRecord, UserStore, UserSummary};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;

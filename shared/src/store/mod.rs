@@ -1,10 +1,13 @@
 //! Storage ports of the user store (one narrow trait per capability) and the
 //! error every store returns. The implementations live in `crate::adapters`.
 
-use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
 use crate::error::ApiError;
 use async_trait::async_trait;
+
+/// The keyed hash of a normalized value, used as its lookup key: a user is
+/// found by the blind index of its email (`crate::crypto::FieldCipher::blind_index`).
+pub type BlindIndex = [u8; 32];
 
 /// A storage failure. `Duplicate` is an expected outcome; the rest are outages.
 #[derive(Debug, thiserror::Error)]

@@ -2,11 +2,10 @@
 //! MySQL store (unique emails, idempotent role grants, first key writer wins).
 
 use crate::audit::{AuditEvent, AuditStore};
-use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
 use crate::store::{
-    KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, StoreError, UserRecord,
-    UserStore, UserSummary,
+    BlindIndex, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, StoreError,
+    UserRecord, UserStore, UserSummary,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};

@@ -1,9 +1,8 @@
 //! The user store on MySQL: users and their roles.
 
 use super::{classify, role, user_id, MySqlStore};
-use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
-use crate::store::{NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use crate::store::{BlindIndex, NewUser, StoreError, UserRecord, UserStore, UserSummary};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
