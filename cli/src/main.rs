@@ -4,8 +4,8 @@
 mod gateway;
 
 use clap::{Parser, Subcommand};
+use portcullis_shared::adapters::mysql::apply_migrations;
 use portcullis_shared::config::Config;
-use portcullis_shared::store::apply_migrations;
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -114,8 +114,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { command } => keys(command).await,
         Command::Backup { command } => backup(command).await,
         Command::Sessions { command: SessionsCommand::CreateTable { table } } => {
-            let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
-            portcullis_shared::sessions::create_table(&client, &table).await?;
+            let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
+            portcullis_shared::adapters::dynamo::create_table(&client, &table).await?;
             println!("created table {table}");
             Ok(())
         }
@@ -176,7 +176,7 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
 async fn backup_store(config: &Config) -> std::sync::Arc<dyn portcullis_backup::BackupStore> {
     match config.backup.bucket.clone() {
         Some(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
-            client: aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await),
+            client: aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await),
             bucket,
             kms_key_id: config.backup.kms_key_id.clone(),
         }),

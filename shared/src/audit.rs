@@ -3,8 +3,10 @@
 //! here, once, so alarms and queries can rely on them.
 
 use crate::clock::Clock;
+use crate::error::error_chain;
 use crate::http::ClientMeta;
-use crate::store::AuditStore;
+use crate::store::StoreError;
+use async_trait::async_trait;
 use std::sync::Arc;
 
 /// Every audit event type Portcullis emits.
@@ -109,6 +111,12 @@ pub struct AuditEvent {
     pub reason: Option<&'static str>,
 }
 
+/// The append-only security audit trail.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
+}
+
 /// Writes audit events to the log and the audit store.
 #[derive(Clone)]
 pub struct Auditor {
@@ -180,7 +188,7 @@ impl Auditor {
             "audit event"
         );
         if let Err(err) = self.store.append(&event).await {
-            tracing::error!(event_type = event.event_type.as_str(), error = %crate::http::error_chain(&err), "audit store write failed");
+            tracing::error!(event_type = event.event_type.as_str(), error = %error_chain(&err), "audit store write failed");
         }
     }
 }

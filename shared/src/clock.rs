@@ -3,6 +3,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+/// Clock skew tolerated on a time another party stated: a token's `exp`, `nbf`
+/// and `iat`, a caller's `auth_time`.
+pub const LEEWAY_SECS: i64 = 30;
+
 /// Seconds since the Unix epoch, from some source.
 pub trait Clock: Send + Sync {
     fn now_secs(&self) -> i64;

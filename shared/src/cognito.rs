@@ -5,8 +5,8 @@
 //! pool), `token_use`, `client_id` (access tokens) or `aud` (ID tokens), `exp`,
 //! `iat`; `cognito:groups` become roles.
 
-use crate::clock::Clock;
-use crate::tokens::{TokenError, LEEWAY_SECS, MAX_TOKEN_BYTES};
+use crate::clock::{Clock, LEEWAY_SECS};
+use crate::tokens::{TokenError, MAX_TOKEN_BYTES};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

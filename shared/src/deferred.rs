@@ -14,7 +14,7 @@
 //! rechecked for longer than a hard bound.
 
 use crate::clock::{Clock, SystemClock};
-use crate::runtime::BootError;
+use crate::error::BootError;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};

@@ -1,6 +1,7 @@
 //! The one error type of the HTTP edge and its single mapping to RFC 9457
 //! problem+json. The kind is for machines (`type`), the title for people; internal
-//! causes are logged with their chain and never sent to the client.
+//! causes are logged with their chain (`error_chain`) and never sent to the client.
+//! Also the failure of a cold start (`BootError`): the process must not serve.
 
 use http::StatusCode;
 use serde::Serialize;
@@ -201,6 +202,51 @@ pub struct Problem {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<Violation>>,
+}
+
+/// `a: b: c` for a logged error with its sources.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// A failure at cold start: the process must not serve.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("startup failed: {0}")]
+pub struct BootError(pub String);
+
+/// Key material that cannot be loaded is a dependency outage to the client: 503.
+impl From<BootError> for ApiError {
+    fn from(err: BootError) -> Self {
+        ApiError::Unavailable(Box::new(err))
+    }
+}
+
+/// Marks a [`BootError`] that is an answer, not an outage (see [`BootError::refused`]).
+const REFUSAL: &str = "refused: ";
+
+impl BootError {
+    pub fn from_error(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        Self(format!("{context}: {}", error_chain(err)))
+    }
+
+    /// A load that read what it needed and was told no (the key it holds was
+    /// revoked or retired): a value kept from before must not stand in for it,
+    /// unlike after an outage (`crate::deferred::MaxAge`).
+    pub fn refused(what: impl std::fmt::Display) -> Self {
+        Self(format!("{REFUSAL}{what}"))
+    }
+
+    /// True for [`BootError::refused`].
+    pub fn is_refusal(&self) -> bool {
+        self.0.starts_with(REFUSAL)
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! problem+json for every failure, strict JSON body parsing, and the request
 //! metadata API Gateway supplies (source IP, request id, authorizer context).
 
-use crate::error::ApiError;
+use crate::error::{error_chain, ApiError};
 use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::StatusCode;
 use lambda_http::request::RequestContext;
@@ -96,18 +96,6 @@ where
         Err(err) => Err(err),
     };
     finish(result)
-}
-
-/// `a: b: c` for a logged error with its sources.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// Parses a JSON body strictly: `application/json` only (415), at most `limit`
@@ -217,7 +205,7 @@ impl Caller {
         second_factor_enrolled: bool,
     ) -> Result<(), ApiError> {
         let recent = match self.auth_time {
-            Some(at) => at <= now + crate::tokens::LEEWAY_SECS && now - at <= max_age_secs as i64,
+            Some(at) => at <= now + crate::clock::LEEWAY_SECS && now - at <= max_age_secs as i64,
             None => false,
         };
         let factors =
@@ -283,5 +271,5 @@ mod tests {
         assert!(!ok(&key, false), "an API key is never a recent authentication");
     }
 
-    const LEEWAY: i64 = crate::tokens::LEEWAY_SECS;
+    const LEEWAY: i64 = crate::clock::LEEWAY_SECS;
 }

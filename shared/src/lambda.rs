@@ -7,7 +7,8 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::KeyProvider;
-use crate::runtime::{key_provider, Backends, BootError};
+use crate::error::BootError;
+use crate::runtime::{key_provider, Backends};
 use async_trait::async_trait;
 use lambda_http::{service_fn, Body, Request, Response};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ macro_rules! http_function {
                 backends: &$crate::runtime::Backends,
                 provider: std::sync::Arc<dyn $crate::crypto::KeyProvider>,
                 clock: std::sync::Arc<dyn $crate::clock::Clock>,
-            ) -> Result<Self, $crate::runtime::BootError> {
+            ) -> Result<Self, $crate::error::BootError> {
                 <$deps>::build(config, backends, provider, clock).await
             }
 

@@ -10,6 +10,7 @@
 pub mod adapters;
 pub mod apikeys;
 pub mod audit;
+pub mod aws;
 pub mod clock;
 pub mod cognito;
 pub mod config;

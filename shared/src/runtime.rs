@@ -1,166 +1,23 @@
 //! Cold-start wiring shared by every function and the local server: opens the
 //! configured stores and key provider once, so warm invocations reuse them.
 
-use crate::apikeys::{ApiKeyStore, DynamoApiKeyStore, MemoryApiKeyStore};
+use crate::adapters::dynamo::{
+    DynamoApiKeyStore, DynamoChallengeStore, DynamoCounterStore, DynamoSessionStore,
+};
+use crate::adapters::memory::{
+    MemoryApiKeyStore, MemoryChallengeStore, MemoryCounterStore, MemorySessionStore, MemoryStore,
+};
+use crate::adapters::mysql::MySqlStore;
+use crate::apikeys::ApiKeyStore;
+use crate::audit::AuditStore;
+use crate::aws::{aws_config, AwsClient};
 use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
-use crate::sessions::{DynamoSessionStore, MemorySessionStore, SessionStore};
-use crate::store::{AuditStore, KeyMaterialStore, MemoryStore, MySqlStore, UserStore};
+use crate::error::BootError;
+use crate::sessions::SessionStore;
+use crate::store::{KeyMaterialStore, UserStore};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::OnceCell;
-
-static AWS: OnceCell<aws_config::SdkConfig> = OnceCell::const_new();
-
-/// The AWS SDK configuration, loaded once per process: standard retries (3
-/// attempts with backoff) and timeouts, so an unreachable or throttling service
-/// turns into a bounded wait and then a 503, never a hung invocation.
-pub async fn aws_config() -> &'static aws_config::SdkConfig {
-    AWS.get_or_init(|| async {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
-            .build();
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(aws_http_client())
-            .timeout_config(timeouts)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-            .load()
-            .await
-    })
-    .await
-}
-
-/// An AWS SDK client whose configuration ([`aws_config`]: the credential and
-/// region chains, the TLS context) is built by the first call that needs it,
-/// not at cold start: a request that never reaches the service (a missing
-/// token, a health check) never pays for it. Building it is CPU work, not I/O,
-/// so starting it in the background would gain nothing on a Lambda instance's
-/// single vCPU (measured: it delayed the first response as much). Clones share
-/// one client.
-pub struct AwsClient<C> {
-    cell: Arc<OnceCell<C>>,
-}
-
-/// The SDK clients built from the process's [`aws_config`].
-pub trait SdkClient: Send + Sync + 'static {
-    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self;
-}
-
-impl SdkClient for aws_sdk_dynamodb::Client {
-    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(config)
-    }
-}
-
-impl SdkClient for aws_sdk_kms::Client {
-    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(config)
-    }
-}
-
-impl SdkClient for aws_sdk_secretsmanager::Client {
-    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(config)
-    }
-}
-
-impl SdkClient for aws_sdk_cognitoidentityprovider::Client {
-    fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(config)
-    }
-}
-
-impl<C> Clone for AwsClient<C> {
-    fn clone(&self) -> Self {
-        Self { cell: self.cell.clone() }
-    }
-}
-
-impl<C: SdkClient> AwsClient<C> {
-    /// A client built from the process's [`aws_config`] on first use.
-    pub fn lazy() -> Self {
-        Self { cell: Arc::new(OnceCell::new()) }
-    }
-
-    /// The client, built on the first call (building cannot fail: credentials resolve per request).
-    pub async fn get(&self) -> &C {
-        self.cell.get_or_init(|| async { C::from_sdk_config(aws_config().await) }).await
-    }
-}
-
-/// A client that is already built (tests, the command-line tool).
-impl<C: SdkClient> From<C> for AwsClient<C> {
-    fn from(client: C) -> Self {
-        Self { cell: Arc::new(OnceCell::new_with(Some(client))) }
-    }
-}
-
-/// The roots AWS service endpoints chain to (Amazon Trust Services, and the
-/// Starfield root that cross-signs them), compiled in.
-const AMAZON_TRUST_SERVICES: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
-
-/// The HTTPS client of every AWS SDK client: rustls on aws-lc-rs trusting only
-/// the Amazon Trust Services roots, plus the PEM bundle named by
-/// `PORTCULLIS_AWS_CA_BUNDLE` for an endpoint behind another CA (a TLS-inspecting
-/// proxy, a private emulator). Trusting a five-root list instead of the system
-/// store narrows who can impersonate KMS, and skips reading and parsing every
-/// file of `/etc/ssl/certs` at cold start (about 5 ms).
-fn aws_http_client() -> aws_sdk_kms::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let mut trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(AMAZON_TRUST_SERVICES);
-    if let Some(path) = crate::config::aws_ca_bundle() {
-        match std::fs::read(&path) {
-            Ok(pem) => trust.add_pem_certificate(pem),
-            // Fail closed: without the bundle, that endpoint is simply not trusted.
-            Err(e) => {
-                tracing::error!(path, error = %e, "PORTCULLIS_AWS_CA_BUNDLE unreadable; not trusted");
-                &mut trust
-            }
-        };
-    }
-    // `build` cannot fail (it only moves its fields); a fallback to the default
-    // context would mean the system store, so there is none.
-    let context = TlsContext::builder().with_trust_store(trust).build().expect("TLS context");
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
-        .tls_context(context)
-        .build_https()
-}
-
-/// Key material that cannot be loaded is a dependency outage to the client: 503.
-impl From<BootError> for crate::ApiError {
-    fn from(err: BootError) -> Self {
-        crate::ApiError::Unavailable(Box::new(err))
-    }
-}
-
-/// A failure at cold start: the process must not serve.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("startup failed: {0}")]
-pub struct BootError(pub String);
-
-/// Marks a [`BootError`] that is an answer, not an outage (see [`BootError::refused`]).
-const REFUSAL: &str = "refused: ";
-
-impl BootError {
-    pub fn from_error(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        Self(format!("{context}: {}", crate::http::error_chain(err)))
-    }
-
-    /// A load that read what it needed and was told no (the key it holds was
-    /// revoked or retired): a value kept from before must not stand in for it,
-    /// unlike after an outage (`crate::deferred::MaxAge`).
-    pub fn refused(what: impl std::fmt::Display) -> Self {
-        Self(format!("{REFUSAL}{what}"))
-    }
-
-    /// True for [`BootError::refused`].
-    pub fn is_refusal(&self) -> bool {
-        self.0.starts_with(REFUSAL)
-    }
-}
 
 /// The opened stores; one object may serve several ports.
 #[derive(Clone)]
@@ -196,8 +53,8 @@ impl Backends {
             SessionBackend::Memory => (
                 Arc::new(MemorySessionStore::new()),
                 Arc::new(MemoryApiKeyStore::default()),
-                Arc::new(crate::mfa::MemoryChallengeStore::default()),
-                Arc::new(crate::throttle::MemoryCounterStore::default()),
+                Arc::new(MemoryChallengeStore::default()),
+                Arc::new(MemoryCounterStore::default()),
             ),
             SessionBackend::Sqlite => {
                 let b = from_embedded()?;
@@ -208,8 +65,8 @@ impl Backends {
                 (
                     Arc::new(DynamoSessionStore::new(client.clone(), table.clone())),
                     Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone())),
-                    Arc::new(crate::mfa::DynamoChallengeStore::new(client.clone(), table.clone())),
-                    Arc::new(crate::throttle::DynamoCounterStore::new(client, table.clone())),
+                    Arc::new(DynamoChallengeStore::new(client.clone(), table.clone())),
+                    Arc::new(DynamoCounterStore::new(client, table.clone())),
                 )
             }
         };
@@ -224,6 +81,16 @@ impl Backends {
             }
         };
         backends.map(|b| Self { api_keys, challenges, counters, ..b })
+    }
+
+    /// The stores the native identity provider works on.
+    pub fn native_stores(&self) -> crate::identity::NativeStores {
+        crate::identity::NativeStores {
+            users: self.users.clone(),
+            mfa: self.mfa.clone(),
+            challenges: self.challenges.clone(),
+            sessions: self.sessions.clone(),
+        }
     }
 
     /// Every port served by one SQLite file.
@@ -251,8 +118,8 @@ impl Backends {
             keys: store.clone(),
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
-            challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
-            counters: Arc::new(crate::throttle::MemoryCounterStore::default()),
+            challenges: Arc::new(MemoryChallengeStore::default()),
+            counters: Arc::new(MemoryCounterStore::default()),
             mfa: store.clone(),
             memory: Some(store),
             mysql: None,
@@ -267,8 +134,8 @@ impl Backends {
             keys: shared.clone(),
             sessions,
             api_keys: Arc::new(MemoryApiKeyStore::default()),
-            challenges: Arc::new(crate::mfa::MemoryChallengeStore::default()),
-            counters: Arc::new(crate::throttle::MemoryCounterStore::default()),
+            challenges: Arc::new(MemoryChallengeStore::default()),
+            counters: Arc::new(MemoryCounterStore::default()),
             mfa: shared,
             memory: None,
             mysql: Some(store),
@@ -301,14 +168,17 @@ async fn open_embedded(config: &Config) -> Result<Option<Backends>, BootError> {
 /// call fetches (a failed fetch is tried again by the next call), later ones
 /// reuse it. The pool keeps the options built from it for the process lifetime.
 static DATABASE_SECRETS: std::sync::Mutex<
-    std::collections::BTreeMap<String, Arc<OnceCell<crate::store::credentials::DatabaseCredentials>>>,
+    std::collections::BTreeMap<
+        String,
+        Arc<OnceCell<crate::adapters::mysql::credentials::DatabaseCredentials>>,
+    >,
 > = std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// The credentials in the Secrets Manager secret `arn` (endpoint from
 /// `AWS_ENDPOINT_URL` when set), cached for the process lifetime.
 pub async fn database_credentials(
     arn: &str,
-) -> Result<crate::store::credentials::DatabaseCredentials, BootError> {
+) -> Result<crate::adapters::mysql::credentials::DatabaseCredentials, BootError> {
     let var = "PORTCULLIS_DATABASE_PASSWORD_SECRET";
     let cell = DATABASE_SECRETS
         .lock()
@@ -319,7 +189,7 @@ pub async fn database_credentials(
     let read = cell
         .get_or_try_init(|| async {
             let client = aws_sdk_secretsmanager::Client::new(aws_config().await);
-            crate::store::credentials::read_credentials(&client, arn).await
+            crate::adapters::mysql::credentials::read_credentials(&client, arn).await
         })
         .await;
     read.cloned().map_err(|e| BootError::from_error(var, &e))
@@ -337,7 +207,7 @@ pub async fn database_opts(config: &Config) -> Result<mysql_async::Opts, BootErr
         None => Ok(opts),
         Some(arn) => {
             let credentials = database_credentials(arn).await?;
-            Ok(crate::store::credentials::with_credentials(opts, &credentials))
+            Ok(crate::adapters::mysql::credentials::with_credentials(opts, &credentials))
         }
     }
 }
@@ -353,7 +223,7 @@ pub fn identity_provider(
         crate::config::IdentityBackend::Native => {
             let hasher = crate::crypto::PasswordHasher::new()
                 .map_err(|e| BootError::from_error("password hasher", &e))?;
-            Arc::new(NativeProvider::new(config, backends, hasher))
+            Arc::new(NativeProvider::new(backends.native_stores(), config.session_policy(), hasher))
         }
         crate::config::IdentityBackend::Cognito { pool_id, client_id } => {
             let app = AppClient::new(AwsClient::lazy(), pool_id.clone(), client_id.clone());
@@ -511,8 +381,6 @@ impl KeySource {
 
 #[cfg(test)]
 mod tests {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-
     /// The Lambda functions are built without the embedded store: a default
     /// configuration stops their start instead of choosing another store.
     #[cfg(not(feature = "sqlite"))]
@@ -523,26 +391,5 @@ mod tests {
             Ok(_) => panic!("opened a store that this build does not have"),
             Err(e) => assert!(e.0.contains("PORTCULLIS_SQLITE_FILE"), "{e}"),
         }
-    }
-
-    #[tokio::test]
-    async fn a_lazy_client_is_built_once_on_first_use_and_shared_by_clones() {
-        let lazy = super::AwsClient::<aws_sdk_dynamodb::Client>::lazy();
-        assert!(lazy.cell.get().is_none(), "nothing is built before the first call");
-        let copy = lazy.clone();
-        let first: *const _ = copy.get().await;
-        assert!(lazy.cell.get().is_some());
-        assert!(std::ptr::eq(first, lazy.get().await), "clones share one client");
-    }
-
-    #[test]
-    fn the_compiled_in_trust_store_holds_the_five_amazon_roots() {
-        let certs: Vec<_> = CertificateDer::pem_slice_iter(super::AMAZON_TRUST_SERVICES)
-            .collect::<Result<_, _>>()
-            .expect("PEM");
-        assert_eq!(certs.len(), 5);
-        let mut roots = rustls::RootCertStore::empty();
-        let (added, ignored) = roots.add_parsable_certificates(certs);
-        assert_eq!((added, ignored), (5, 0));
     }
 }

@@ -7,14 +7,10 @@
 //! the source IP). Crossing the limit locks with growing back-off (base, 2×base,
 //! 4×base … capped); attempts during a lock are refused without counting, so a
 //! lock is never extended by them. Unknown accounts are counted exactly like
-//! existing ones. Counters live in the DynamoDB table (TTL), in memory locally.
+//! existing ones. The counters live behind the `CounterStore` port (`crate::adapters`).
 
 use crate::store::StoreError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// One limit: how many attempts in a window, and how long locks last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,216 +83,6 @@ impl Counter {
     /// Gives one attempt's slot back.
     pub(crate) fn give_back(&mut self) {
         self.failures = (self.failures - 1).max(0);
-    }
-}
-
-/// In-process counters (local server, unit tests): the same rules under one mutex.
-#[derive(Default)]
-pub struct MemoryCounterStore(Mutex<HashMap<String, Counter>>);
-
-#[async_trait]
-impl CounterStore for MemoryCounterStore {
-    async fn attempt(&self, key: &str, limit: &Limit, now: i64) -> Result<Verdict, StoreError> {
-        let mut map = self.0.lock().map_err(|_| StoreError::Corrupt("counter lock"))?;
-        Ok(map.entry(key.to_owned()).or_default().attempt(limit, now))
-    }
-
-    async fn succeed(&self, key: &str, reset: bool) -> Result<(), StoreError> {
-        let mut map = self.0.lock().map_err(|_| StoreError::Corrupt("counter lock"))?;
-        if reset {
-            map.remove(key);
-        } else if let Some(c) = map.get_mut(key) {
-            c.give_back();
-        }
-        Ok(())
-    }
-}
-
-/// Counters in the DynamoDB table: `pk = THROTTLE#<key>`, `sk = THROTTLE`.
-#[derive(Clone)]
-pub struct DynamoCounterStore {
-    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
-    table: String,
-}
-
-impl DynamoCounterStore {
-    pub fn new(
-        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
-        table: String,
-    ) -> Self {
-        Self { client: client.into(), table }
-    }
-
-    fn key(key: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([
-            ("pk".to_owned(), AttributeValue::S(format!("THROTTLE#{key}"))),
-            ("sk".to_owned(), AttributeValue::S("THROTTLE".into())),
-        ])
-    }
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn num(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(err))
-}
-
-macro_rules! conditional {
-    ($result:expr) => {
-        match $result {
-            Ok(out) => Ok(Some(out)),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
-    };
-}
-
-#[async_trait]
-impl CounterStore for DynamoCounterStore {
-    async fn attempt(&self, key: &str, limit: &Limit, now: i64) -> Result<Verdict, StoreError> {
-        let cutoff = now - limit.window_secs;
-        for _ in 0..4 {
-            // 1. Count within an active, unlocked window.
-            let counted = conditional!(
-                self.client
-                    .get()
-                    .await
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key(key)))
-                    .update_expression("SET failures = failures + :one")
-                    .condition_expression(
-                        "attribute_exists(pk) AND window_start > :cutoff AND locked_until <= :now",
-                    )
-                    .expression_attribute_values(":one", n(1))
-                    .expression_attribute_values(":cutoff", n(cutoff))
-                    .expression_attribute_values(":now", n(now))
-                    .return_values(ReturnValue::AllNew)
-                    .send()
-                    .await
-            )?;
-            if let Some(out) = counted {
-                let item = out.attributes().cloned().unwrap_or_default();
-                if num(&item, "failures") <= limit.max_failures {
-                    return Ok(Verdict::Proceed);
-                }
-                // Over the limit: lock (the first to get here wins; the rest see the lock).
-                let level = num(&item, "level") + 1;
-                let until = now + limit.lock_secs(level);
-                let locked = conditional!(self
-                    .client
-                    .get()
-                    .await
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key(key)))
-                    .update_expression(
-                        "SET locked_until = :until, #level = :level, failures = :zero, window_start = :until, expires_at = :exp",
-                    )
-                    .condition_expression("locked_until <= :now")
-                    .expression_attribute_names("#level", "level")
-                    .expression_attribute_values(":until", n(until))
-                    .expression_attribute_values(":level", n(level))
-                    .expression_attribute_values(":zero", n(0))
-                    .expression_attribute_values(":exp", n(until + limit.window_secs + 60))
-                    .expression_attribute_values(":now", n(now))
-                    .send()
-                    .await)?;
-                if locked.is_some() {
-                    return Ok(Verdict::Locked { retry_after_secs: until - now });
-                }
-                continue; // someone else locked it: read the lock below
-            }
-            // 2. Locked, missing, or the window ended: look.
-            let current = self
-                .client
-                .get()
-                .await
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(key)))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            let item = current.item().cloned().unwrap_or_default();
-            let locked_until = num(&item, "locked_until");
-            if locked_until > now {
-                return Ok(Verdict::Locked { retry_after_secs: locked_until - now });
-            }
-            // 3. Start a new window; the back-off level survives while locks are recent.
-            let level = if item.is_empty() || locked_until + limit.window_secs <= now {
-                0
-            } else {
-                num(&item, "level")
-            };
-            let mut fresh = Self::key(key);
-            fresh.insert("failures".into(), n(1));
-            fresh.insert("window_start".into(), n(now));
-            fresh.insert("locked_until".into(), n(0));
-            fresh.insert("level".into(), n(level));
-            fresh.insert("expires_at".into(), n(now + limit.window_secs + limit.max_lock_secs + 60));
-            let started = conditional!(
-                self.client
-                    .get()
-                    .await
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(fresh))
-                    .condition_expression(
-                        "attribute_not_exists(pk) OR (window_start <= :cutoff AND locked_until <= :now)"
-                    )
-                    .expression_attribute_values(":cutoff", n(cutoff))
-                    .expression_attribute_values(":now", n(now))
-                    .send()
-                    .await
-            )?;
-            if started.is_some() {
-                return Ok(if limit.max_failures >= 1 {
-                    Verdict::Proceed
-                } else {
-                    Verdict::Locked { retry_after_secs: 1 }
-                });
-            }
-            // Lost a race with another attempt creating the window: count again.
-        }
-        Err(StoreError::Unavailable("attempt counter kept changing under contention".into()))
-    }
-
-    async fn succeed(&self, key: &str, reset: bool) -> Result<(), StoreError> {
-        if reset {
-            self.client
-                .get()
-                .await
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(key)))
-                .send()
-                .await
-                .map_err(unavailable)?;
-            return Ok(());
-        }
-        conditional!(
-            self.client
-                .get()
-                .await
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(Self::key(key)))
-                .update_expression("SET failures = failures - :one")
-                .condition_expression("failures > :zero")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":zero", n(0))
-                .send()
-                .await
-        )?;
-        Ok(())
     }
 }
 
@@ -398,7 +184,7 @@ impl Throttle {
 
 fn log_unsettled(result: Result<(), StoreError>) {
     if let Err(err) = result {
-        tracing::warn!(error = %crate::http::error_chain(&err), "could not reset the attempt counter");
+        tracing::warn!(error = %crate::error::error_chain(&err), "could not reset the attempt counter");
     }
 }
 
@@ -414,30 +200,5 @@ mod tests {
         let secs: Vec<i64> = (1..=6).map(|l| ACCOUNT.lock_secs(l)).collect();
         assert_eq!(secs, [60, 120, 240, 480, 900, 900]);
         assert_eq!(ACCOUNT.lock_secs(1000), 900);
-    }
-
-    #[tokio::test]
-    async fn memory_counters_lock_after_the_limit_and_lift_by_themselves() {
-        let store = MemoryCounterStore::default();
-        for _ in 0..5 {
-            assert_eq!(store.attempt("a", &ACCOUNT, 0).await.expect("ok"), Verdict::Proceed);
-        }
-        assert_eq!(
-            store.attempt("a", &ACCOUNT, 1).await.expect("ok"),
-            Verdict::Locked { retry_after_secs: 60 }
-        );
-        assert_eq!(
-            store.attempt("a", &ACCOUNT, 30).await.expect("ok"),
-            Verdict::Locked { retry_after_secs: 31 }
-        );
-        assert_eq!(store.attempt("a", &ACCOUNT, 61).await.expect("ok"), Verdict::Proceed);
-        for _ in 0..4 {
-            store.attempt("a", &ACCOUNT, 62).await.expect("ok");
-        }
-        assert_eq!(
-            store.attempt("a", &ACCOUNT, 63).await.expect("ok"),
-            Verdict::Locked { retry_after_secs: 120 }
-        );
-        store.succeed("b", true).await.expect("ok");
     }
 }

@@ -6,7 +6,7 @@
 //! `x5c`, `crit`, …) is refused (RFC 8725 §3.1, §3.10). Time checks use the
 //! `Clock` port with a small leeway.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, LEEWAY_SECS};
 use crate::crypto::{SigningKey, VerifyingKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -17,8 +17,6 @@ use std::sync::Arc;
 
 /// The only `typ` we issue and accept.
 pub const TOKEN_TYPE: &str = "at+jwt";
-/// Clock skew tolerated on `exp`, `nbf` and `iat`.
-pub const LEEWAY_SECS: i64 = 30;
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 

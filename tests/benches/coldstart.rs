@@ -141,10 +141,10 @@ async fn main() {
     let url = format!("{mysql}/{db}");
     let mut conn =
         mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url")).await.expect("connect");
-    portcullis_shared::store::apply_migrations(&mut conn).await.expect("migrate");
-    let sdk = portcullis_shared::runtime::aws_config().await;
+    portcullis_shared::adapters::mysql::apply_migrations(&mut conn).await.expect("migrate");
+    let sdk = portcullis_shared::aws::aws_config().await;
     let table = format!("pc-coldstart-{}", std::process::id());
-    portcullis_shared::sessions::create_table(&aws_sdk_dynamodb::Client::new(sdk), &table)
+    portcullis_shared::adapters::dynamo::create_table(&aws_sdk_dynamodb::Client::new(sdk), &table)
         .await
         .expect("table");
     let key = aws_sdk_kms::Client::new(sdk).create_key().send().await.expect("key");

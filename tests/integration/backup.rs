@@ -83,7 +83,7 @@ async fn empty_database() -> (String, mysql_async::Conn) {
 /// create them, the definitions of `source`'s tables outside it.
 async fn empty_database_shaped_like(source: &TestDb) -> mysql_async::Conn {
     let (_, mut conn) = empty_database().await;
-    portcullis_shared::store::apply_migrations(&mut conn).await.expect("migrations");
+    portcullis_shared::adapters::mysql::apply_migrations(&mut conn).await.expect("migrations");
     let mut owner = source.owner_conn().await;
     let ours: Vec<String> = table_names(&mut conn).await;
     for table in table_names(&mut owner).await {
@@ -148,7 +148,7 @@ async fn a_backup_restores_into_an_empty_database_with_identical_checksums() {
     let db = TestDb::create().await;
     seed(&db).await;
     let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
-    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await);
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
     let store = Arc::new(S3Store { client: s3.clone(), bucket: bucket.clone(), kms_key_id: None });
     let backup = backup_with(store.clone(), &db.name).await;
@@ -262,7 +262,7 @@ async fn tampered_truncated_reordered_or_relabelled_backups_are_refused() {
 async fn an_unreachable_kms_fails_the_run_and_leaves_no_backup() {
     let db = TestDb::create().await;
     let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));
-    let conf = aws_sdk_kms::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+    let conf = aws_sdk_kms::config::Builder::from(portcullis_shared::aws::aws_config().await)
         .endpoint_url("http://127.0.0.1:9")
         .build();
     let backup = Backup {
@@ -385,7 +385,7 @@ async fn s3_failing_mid_upload_fails_the_run_and_leaves_nothing_in_the_bucket() 
     let db = TestDb::create().await;
     // 2^14 rows of 1 KiB of random bytes: an object of more than one 8 MiB part.
     fill_bulk(&db, 14).await;
-    let sdk = portcullis_shared::runtime::aws_config().await;
+    let sdk = portcullis_shared::aws::aws_config().await;
     let s3 = aws_sdk_s3::Client::new(sdk);
     let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
@@ -474,7 +474,7 @@ async fn all_checksums(conn: &mut mysql_async::Conn, manifest: &Manifest) -> Vec
 async fn every_shape_of_data_backs_up_verifies_and_restores_with_identical_checksums() {
     let db = TestDb::create().await;
     seed_shapes(&db).await;
-    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await);
     let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
     let backup = backup_with(Arc::new(S3Store { client: s3, bucket, kms_key_id: None }), &db.name).await;
@@ -826,7 +826,7 @@ async fn three_hundred_rows_of_random_hex_back_up_verify_and_restore() {
 #[tokio::test]
 async fn a_stored_backup_is_never_replaced() {
     let db = TestDb::create().await;
-    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await);
     let bucket = format!("pct-backups-{}", crate::helpers::hex_token());
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
     let dir = std::env::temp_dir().join(format!("pc-backups-{}", crate::helpers::hex_token()));

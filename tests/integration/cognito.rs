@@ -9,8 +9,9 @@ use aws_sdk_cognitoidentityprovider::types::{
 };
 use aws_sdk_cognitoidentityprovider::Client;
 use portcullis_authorizer::{authorize, Ask, Decision};
+use portcullis_shared::aws::aws_config;
 use portcullis_shared::clock::SystemClock;
-use portcullis_shared::runtime::{aws_config, Backends};
+use portcullis_shared::runtime::Backends;
 use std::sync::Arc;
 
 pub(crate) struct Pool {

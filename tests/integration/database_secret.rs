@@ -17,7 +17,7 @@ async fn secrets_client() -> aws_sdk_secretsmanager::Client {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: run the tests with scripts/test.sh, which starts moto"
     );
-    aws_sdk_secretsmanager::Client::new(portcullis_shared::runtime::aws_config().await)
+    aws_sdk_secretsmanager::Client::new(portcullis_shared::aws::aws_config().await)
 }
 
 /// A new secret holding `value`; its ARN.

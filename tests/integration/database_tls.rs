@@ -55,7 +55,7 @@ async fn the_server_certificate_must_chain_to_the_configured_ca() {
     // TLS demanded by the URL, no CA file: only the public web roots, which do
     // not include a private (or RDS) CA.
     let url = SecretString::from(format!("{}/mysql?require_ssl=true", admin_url()));
-    let opts = portcullis_shared::store::mysql_opts(&url, None).expect("opts");
+    let opts = portcullis_shared::adapters::mysql::mysql_opts(&url, None).expect("opts");
     let refused = mysql_async::Conn::new(opts).await.expect_err("a private CA is not a web root");
     assert!(format!("{refused:?}").contains("UnknownIssuer"), "{refused:?}");
 }

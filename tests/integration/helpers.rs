@@ -6,7 +6,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
-use portcullis_shared::store::{apply_migrations, split_sql_statements};
+use portcullis_shared::adapters::mysql::{apply_migrations, split_sql_statements};
 use std::collections::HashMap;
 
 /// The configuration, key file and password every test uses; the in-crate
@@ -127,8 +127,8 @@ pub fn hex_token() -> String {
 /// A fresh DynamoDB session table on moto, named for this test.
 pub async fn new_table() -> String {
     let table = format!("pct-sessions-{}", hex_token());
-    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
-    portcullis_shared::sessions::create_table(&client, &table).await.expect("create table on moto");
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
+    portcullis_shared::adapters::dynamo::create_table(&client, &table).await.expect("create table on moto");
     table
 }
 

@@ -10,7 +10,7 @@ pub async fn kms_client() -> aws_sdk_kms::Client {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: run the tests with scripts/test.sh, which starts moto"
     );
-    aws_sdk_kms::Client::new(portcullis_shared::runtime::aws_config().await)
+    aws_sdk_kms::Client::new(portcullis_shared::aws::aws_config().await)
 }
 
 pub async fn new_kms_key() -> String {

@@ -325,7 +325,7 @@ async fn backup_binary_takes_a_backup_on_the_scheduled_event() {
     let db = TestDb::create().await;
     let key_id = new_kms_key().await;
     let bucket = format!("pct-lambda-backups-{}", crate::helpers::hex_token());
-    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await);
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
     let event = serde_json::from_str(include_str!("../../events/backup/scheduled.json")).expect("event");
     let (api, addr) = RuntimeApi::start(vec![("scheduled".into(), event)]).await;
@@ -353,7 +353,7 @@ async fn backup_binary_takes_a_backup_on_the_scheduled_event() {
 async fn backup_binary_refuses_any_other_event_without_touching_the_bucket() {
     let db = TestDb::create().await;
     let bucket = format!("pct-lambda-backups-{}", crate::helpers::hex_token());
-    let s3 = aws_sdk_s3::Client::new(portcullis_shared::runtime::aws_config().await);
+    let s3 = aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await);
     s3.create_bucket().bucket(&bucket).send().await.expect("moto CreateBucket");
     let event = serde_json::from_str(include_str!("../../events/backup/not-scheduled.json")).expect("event");
     let (api, addr) = RuntimeApi::start(vec![("manual".into(), event)]).await;

@@ -6,7 +6,7 @@
 
 use crate::local_server::{call, oathtool, oathtool_at, payload, serve, Server};
 use aws_sdk_cognitoidentityprovider::Client;
-use portcullis_shared::runtime::aws_config;
+use portcullis_shared::aws::aws_config;
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -5,9 +5,8 @@
 
 use crate::step_up::{claims, world};
 use async_trait::async_trait;
-use portcullis_shared::crypto::BlindIndex;
 use portcullis_shared::domain::{Role, UserId};
-use portcullis_shared::store::{NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use portcullis_shared::store::{BlindIndex, NewUser, StoreError, UserRecord, UserStore, UserSummary};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -78,7 +77,11 @@ fn held_in(w: &mut crate::step_up::World, function: &str) -> Arc<HeldRoles> {
     let backends = portcullis_shared::runtime::Backends { users: store.clone(), ..backends };
     let hasher = portcullis_shared::crypto::PasswordHasher::new().expect("hasher");
     let native: Arc<dyn portcullis_shared::identity::IdentityProvider> =
-        Arc::new(portcullis_shared::identity::NativeProvider::new(&cfg, &backends, hasher));
+        Arc::new(portcullis_shared::identity::NativeProvider::new(
+            backends.native_stores(),
+            cfg.session_policy(),
+            hasher,
+        ));
     match function {
         "login" => w.login.identity = native,
         "mfa" => w.mfa.identity = native,

@@ -370,14 +370,15 @@ fn base64_url(text: &str) -> Vec<u8> {
 #[tokio::test]
 async fn an_unreachable_session_store_means_503_and_no_token() {
     // Port 9 on loopback: nothing answers. The shared SDK config bounds the retries.
-    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::aws::aws_config().await)
         .endpoint_url("http://127.0.0.1:9")
         .build();
-    let sessions = Arc::new(portcullis_shared::sessions::DynamoSessionStore::new(
+    let sessions = Arc::new(portcullis_shared::adapters::dynamo::DynamoSessionStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),
         "unreachable".into(),
     ));
-    let backends = Backends::memory(Arc::new(portcullis_shared::store::MemoryStore::new()), sessions);
+    let backends =
+        Backends::memory(Arc::new(portcullis_shared::adapters::memory::MemoryStore::new()), sessions);
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let provider = key_provider(&cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(portcullis_shared::clock::SystemClock);

@@ -266,7 +266,7 @@ async fn reauthentication_in_a_session_without_a_recorded_live_token_is_refused(
     let tokens = w.login("legacy@example.com").await;
     let access = tokens["access_token"].as_str().expect("at").to_owned();
     let sid = claims(&access)["sid"].as_str().expect("sid").to_owned();
-    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
     let items = client.scan().table_name(&w.table).send().await.expect("scan");
     let (pk, sk) = items
         .items()

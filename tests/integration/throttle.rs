@@ -24,8 +24,11 @@ async fn setup(extra: &[(&str, String)]) -> Limits {
     let (cfg, backends) = app.opened["login"].clone();
     let TestApp { mut login, clock, .. } = app;
     let hasher = portcullis_shared::crypto::PasswordHasher::new().expect("hasher");
-    login.identity =
-        Arc::new(portcullis_shared::identity::NativeProvider::new(&cfg, &backends, hasher.clone()));
+    login.identity = Arc::new(portcullis_shared::identity::NativeProvider::new(
+        backends.native_stores(),
+        cfg.session_policy(),
+        hasher.clone(),
+    ));
     Limits { login: Arc::new(login), hasher, clock, backends }
 }
 
@@ -178,14 +181,14 @@ async fn fifty_concurrent_wrong_attempts_are_counted_exactly() {
 
 #[tokio::test]
 async fn an_unreachable_counter_store_fails_closed() {
-    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::runtime::aws_config().await)
+    let conf = aws_sdk_dynamodb::config::Builder::from(portcullis_shared::aws::aws_config().await)
         .endpoint_url("http://127.0.0.1:9")
         .build();
     let mut backends = Backends::memory(
-        Arc::new(portcullis_shared::store::MemoryStore::new()),
-        Arc::new(portcullis_shared::sessions::MemorySessionStore::new()),
+        Arc::new(portcullis_shared::adapters::memory::MemoryStore::new()),
+        Arc::new(portcullis_shared::adapters::memory::MemorySessionStore::new()),
     );
-    backends.counters = Arc::new(portcullis_shared::throttle::DynamoCounterStore::new(
+    backends.counters = Arc::new(portcullis_shared::adapters::dynamo::DynamoCounterStore::new(
         aws_sdk_dynamodb::Client::from_conf(conf),
         "unreachable".into(),
     ));

@@ -20,9 +20,10 @@ use portcullis_shared::cognito::{peek_issuer, CognitoVerifier};
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::deferred::Deferred;
+use portcullis_shared::error::BootError;
 pub use portcullis_shared::http::bearer_token;
 use portcullis_shared::rbac::{Policy, Requirement};
-use portcullis_shared::runtime::{Backends, BootError};
+use portcullis_shared::runtime::Backends;
 use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
 use portcullis_shared::store::StoreError;
 use portcullis_shared::tokens::{peek_session, TokenError, TokenVerifier};
@@ -214,7 +215,7 @@ fn judge_session(deps: &Deps, read: Result<Option<SessionRecord>, StoreError>) -
         Ok(Some(session)) => session,
         Ok(None) => return refused("unknown session"),
         Err(err) => {
-            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "session store unavailable");
+            tracing::error!(error = %portcullis_shared::error::error_chain(&err), "session store unavailable");
             return refused("session store unavailable");
         }
     };
@@ -292,7 +293,7 @@ async fn key_decision(deps: &Deps, presented: &str, requirement: &Requirement) -
         Ok(Some(record)) => record,
         Ok(None) => return refuse(Decision::Unauthorized, "unknown API key"),
         Err(err) => {
-            tracing::error!(error = %portcullis_shared::http::error_chain(&err), "API key store unavailable");
+            tracing::error!(error = %portcullis_shared::error::error_chain(&err), "API key store unavailable");
             return refuse(Decision::Unauthorized, "API key store unavailable");
         }
     };

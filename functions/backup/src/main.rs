@@ -4,9 +4,10 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use portcullis_backup::{Backup, S3Store};
+use portcullis_shared::aws::aws_config;
 use portcullis_shared::clock::SystemClock;
 use portcullis_shared::config::{Config, StoreBackend};
-use portcullis_shared::runtime::{aws_config, database_opts, key_provider};
+use portcullis_shared::runtime::{database_opts, key_provider};
 use std::sync::Arc;
 
 #[tokio::main]

@@ -89,7 +89,7 @@ impl<'a> Target<'a> {
         }
         match Self::ready(conn, ddl).await {
             Ok((schema, created)) => {
-                let seeded = portcullis_shared::store::seeded_tables();
+                let seeded = portcullis_shared::adapters::mysql::seeded_tables();
                 Ok(Target { conn, schema, seeded, created, started: false })
             }
             Err(err) => {
@@ -108,7 +108,7 @@ impl<'a> Target<'a> {
         names.sort();
         let migrated = names.is_empty();
         if migrated {
-            let applied = portcullis_shared::store::apply_migrations(conn).await;
+            let applied = portcullis_shared::adapters::mysql::apply_migrations(conn).await;
             names = table_names(conn).await?;
             names.sort();
             if let Err(e) = applied {
@@ -140,7 +140,7 @@ impl<'a> Target<'a> {
                  database, or one whose schema is the backup's"
             )));
         }
-        let seeded = portcullis_shared::store::seeded_tables();
+        let seeded = portcullis_shared::adapters::mysql::seeded_tables();
         let mut schema = BTreeMap::new();
         for table in names {
             // sql-splice-reviewed: `table` passed ident() ([A-Za-z0-9_]) in table_names().

@@ -80,7 +80,11 @@ async fn main() {
     }
     let full = logins(&deps).await;
     let minimal = PasswordHasher::with_params(8, 1, 1).expect("minimal argon2id");
-    deps.identity = Arc::new(portcullis_shared::identity::NativeProvider::new(&config, &backends, minimal));
+    deps.identity = Arc::new(portcullis_shared::identity::NativeProvider::new(
+        backends.native_stores(),
+        config.session_policy(),
+        minimal,
+    ));
     let rest = logins(&deps).await;
 
     let (argon_p50, argon_p95) = stats(argon);

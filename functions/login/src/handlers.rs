@@ -9,6 +9,7 @@ use portcullis_shared::crypto::{FieldCipher, KeyProvider};
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::device;
 use portcullis_shared::domain::{Email, Password, Role};
+use portcullis_shared::error::BootError;
 use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{
@@ -16,7 +17,7 @@ use portcullis_shared::identity::{
 };
 use portcullis_shared::policy::PasswordPolicy;
 use portcullis_shared::routes::{LoginRoute, Resolved};
-use portcullis_shared::runtime::{Backends, BootError, KeySource};
+use portcullis_shared::runtime::{Backends, KeySource};
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::throttle::Refusal;
 use portcullis_shared::tokens::TokenIssuer;

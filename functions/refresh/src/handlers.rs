@@ -7,10 +7,11 @@ use portcullis_shared::clock::Clock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::KeyProvider;
 use portcullis_shared::deferred::Deferred;
+use portcullis_shared::error::BootError;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityProvider, RenewRefusal};
 use portcullis_shared::routes::{RefreshRoute, Resolved};
-use portcullis_shared::runtime::{Backends, BootError, KeySource};
+use portcullis_shared::runtime::{Backends, KeySource};
 use portcullis_shared::sessions::{
     self, Rotation, SessionPolicy, SessionRecord, SessionState, SessionStore, TokenHash,
 };

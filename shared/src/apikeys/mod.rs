@@ -9,12 +9,6 @@
 //! to roles; it trusts the key record, which the admin function keeps within
 //! those bounds (`docs/security/api-keys.md`).
 
-mod dynamo;
-mod memory;
-
-pub use dynamo::DynamoApiKeyStore;
-pub use memory::MemoryApiKeyStore;
-
 use crate::sessions::TokenHash;
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -211,7 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_creators_live_keys_beyond_its_permissions_exceed() {
-        let store = MemoryApiKeyStore::default();
+        let store = crate::adapters::memory::MemoryApiKeyStore::default();
         let within = record("ada", &["users:read"], 100);
         let beyond = record("ada", &["users:read", "users:manage", "users:manage"], 100);
         let expired = record("ada", &["users:manage"], 10);

@@ -198,7 +198,7 @@ impl Config {
 
     /// The MySQL connection options: the URL, and the CA bundle if one is configured.
     pub fn mysql_opts(&self, url: &SecretString) -> Result<mysql_async::Opts, crate::store::StoreError> {
-        crate::store::mysql_opts(url, self.database_ca.as_deref())
+        crate::adapters::mysql::mysql_opts(url, self.database_ca.as_deref())
     }
 
     /// Lambda functions need shared, durable state: refuse the in-memory and the

@@ -3,11 +3,9 @@
 //! email can still be looked up by equality. Both subkeys come from one data key
 //! through HKDF-SHA256 with distinct labels.
 
+use crate::store::BlindIndex;
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::{hkdf, hmac};
-
-/// The keyed hash of a normalized value, used as its lookup key.
-pub type BlindIndex = [u8; 32];
 
 struct Len(usize);
 

@@ -322,8 +322,8 @@ pub async fn revoke_signing_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::MemoryStore;
     use crate::crypto::LocalKeyProvider;
-    use crate::store::MemoryStore;
 
     fn provider() -> LocalKeyProvider {
         let dir = std::env::temp_dir().join(format!("pc-keyring-{}", uuid::Uuid::new_v4()));

@@ -166,12 +166,12 @@ impl KeyProvider for LocalKeyProvider {
 
 /// AWS KMS: `GenerateDataKey`/`Decrypt` with the encryption context.
 pub struct KmsKeyProvider {
-    client: crate::runtime::AwsClient<aws_sdk_kms::Client>,
+    client: crate::aws::AwsClient<aws_sdk_kms::Client>,
     key_id: String,
 }
 
 impl KmsKeyProvider {
-    pub fn new(client: impl Into<crate::runtime::AwsClient<aws_sdk_kms::Client>>, key_id: String) -> Self {
+    pub fn new(client: impl Into<crate::aws::AwsClient<aws_sdk_kms::Client>>, key_id: String) -> Self {
         Self { client: client.into(), key_id }
     }
 }

@@ -5,7 +5,7 @@ mod keyring;
 mod keys;
 mod passwords;
 
-pub use field::{BlindIndex, FieldCipher};
+pub use field::FieldCipher;
 pub use keyring::{
     current_signing_kid, load_field_cipher, load_signing_key, load_verifying_keys, revoke_signing_key,
     rotate_signing_key, signing_keys, KeyInfo, KeyState, KeyringError, Revocation, RevokeError, SigningKey,

@@ -20,7 +20,7 @@ mod native;
 mod types;
 
 pub use cognito::{issued_claims, AppClient, CognitoProvider, IssuedClaims, PasswordLogin, ProviderTokens};
-pub use native::NativeProvider;
+pub use native::{NativeProvider, NativeStores};
 pub use types::*;
 
 use crate::crypto::FieldCipher;
@@ -95,7 +95,7 @@ pub fn api_error(err: IdentityError, refused: ApiError) -> ApiError {
 /// The typed email, when it is an address, and its keyed hash: the account's
 /// lookup key and its throttle bucket. Not an address: still counted, under the
 /// keyed hash of what was typed.
-pub fn typed_email(fields: &FieldCipher, raw: &str) -> (Option<Email>, crate::crypto::BlindIndex) {
+pub fn typed_email(fields: &FieldCipher, raw: &str) -> (Option<Email>, crate::store::BlindIndex) {
     let email = Email::parse(raw).ok();
     let index = match &email {
         Some(email) => fields.blind_index(email.as_str()),

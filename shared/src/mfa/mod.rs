@@ -5,7 +5,7 @@
 
 mod challenges;
 
-pub use challenges::{Challenge, ChallengeStore, DynamoChallengeStore, MemoryChallengeStore, MAX_ATTEMPTS};
+pub use challenges::{Challenge, ChallengeStore, MAX_ATTEMPTS};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -6,12 +6,6 @@
 //! again means the family leaked: the whole session is revoked. Sessions end by
 //! revocation, idle timeout or absolute timeout, all judged against the `Clock`.
 
-mod dynamo;
-mod memory;
-
-pub use dynamo::{create_table, DynamoSessionStore};
-pub use memory::MemorySessionStore;
-
 use crate::store::StoreError;
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,20 +1,13 @@
-//! Storage ports (one narrow trait per capability) and their implementations:
-//! MySQL for production, in-memory for the local server and unit tests.
+//! Storage ports of the user store (one narrow trait per capability) and the
+//! error every store returns. The implementations live in `crate::adapters`.
 
-pub mod credentials;
-mod memory;
-mod migrate;
-mod mysql;
-
-pub use memory::MemoryStore;
-pub use migrate::{apply_migrations, seeded_tables, statements as split_sql_statements, MIGRATIONS};
-pub use mysql::{mysql_opts, MySqlStore};
-
-use crate::audit::AuditEvent;
-use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
 use crate::error::ApiError;
 use async_trait::async_trait;
+
+/// The keyed hash of a normalized value, used as its lookup key: a user is
+/// found by the blind index of its email (`crate::crypto::FieldCipher::blind_index`).
+pub type BlindIndex = [u8; 32];
 
 /// A storage failure. `Duplicate` is an expected outcome; the rest are outages.
 #[derive(Debug, thiserror::Error)]
@@ -125,12 +118,6 @@ pub trait MfaStore: Send + Sync {
     async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], now: i64) -> Result<bool, StoreError>;
     /// Turns MFA off and forgets the secret and recovery codes.
     async fn disable(&self, id: UserId, now: i64) -> Result<(), StoreError>;
-}
-
-/// The append-only security audit trail.
-#[async_trait]
-pub trait AuditStore: Send + Sync {
-    async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
 }
 
 /// Wrapped key material (never plaintext private keys).

@@ -1,8 +1,8 @@
 use super::*;
+use crate::adapters::memory::MemoryStore;
 use crate::clock::ManualClock;
 use crate::crypto::VerifyingKey;
 use crate::crypto::{load_signing_key, LocalKeyProvider};
-use crate::store::MemoryStore;
 
 async fn setup() -> (TokenIssuer, TokenVerifier, ManualClock, SigningKey) {
     let dir = std::env::temp_dir().join(format!("pc-tok-{}", uuid::Uuid::new_v4()));

@@ -252,10 +252,10 @@ fn each_role_uses_app_key_only_for_its_purposes_its_environment_and_its_secret()
     }
 }
 
-/// The partition-key kinds the stores write, read from `shared/src`: every
-/// `"pk"` built with `format!("<KIND>#…")`.
-fn item_kinds_in_code() -> BTreeSet<String> {
-    let code = source(&repo("shared/src"));
+/// The partition-key kinds the code under `dir` writes: every `"pk"` built
+/// with `format!("<KIND>#…")`.
+fn item_kinds_in(dir: &str) -> BTreeSet<String> {
+    let code = source(&repo(dir));
     let mut kinds = BTreeSet::new();
     for line in code.lines().filter(|l| l.contains("pk\"")) {
         let after_pk = &line[line.find("pk\"").expect("pk")..];
@@ -269,6 +269,40 @@ fn item_kinds_in_code() -> BTreeSet<String> {
     kinds
 }
 
+/// Where the DynamoDB adapters, and the one description of the table's keys, live.
+const DYNAMO_ADAPTERS: &str = "shared/src/adapters/dynamo";
+
+/// The partition-key kinds the stores write. All of them are built in the
+/// DynamoDB adapters' folder: a key written anywhere else in `shared/src`
+/// would escape both this test's owner table and the layout documented there.
+fn item_kinds_in_code() -> BTreeSet<String> {
+    let kinds = item_kinds_in(DYNAMO_ADAPTERS);
+    assert_eq!(item_kinds_in("shared/src"), kinds, "a DynamoDB key is built outside {DYNAMO_ADAPTERS}");
+    kinds
+}
+
+/// The partition-key kinds of the table layout at the top of the DynamoDB
+/// adapters' `mod.rs` (the `pk` column of its table).
+fn item_kinds_documented() -> BTreeSet<String> {
+    let docs = std::fs::read_to_string(repo(&format!("{DYNAMO_ADAPTERS}/mod.rs"))).expect("dynamo/mod.rs");
+    let mut kinds = BTreeSet::new();
+    for row in docs.lines().filter_map(|l| l.strip_prefix("//! |")) {
+        let pk = row.split('|').nth(1).unwrap_or_default();
+        let first = pk.split('`').nth(1).unwrap_or_default();
+        if let Some((kind, _)) = first.split_once('#') {
+            kinds.insert(kind.to_owned());
+        }
+    }
+    kinds
+}
+
+#[test]
+fn the_table_layout_documents_exactly_the_item_kinds_the_adapters_write() {
+    let documented = item_kinds_documented();
+    assert!(documented.len() >= 5, "the layout table was read: {documented:?}");
+    assert_eq!(documented, item_kinds_in_code(), "{DYNAMO_ADAPTERS}/mod.rs: the table layout");
+}
+
 /// `dynamodb:LeadingKeys` holds each function to its item kinds: a compromised
 /// login, MFA or refresh function cannot write an `APIKEY#` item, and the
 /// authorizer writes nothing.
@@ -277,7 +311,11 @@ fn each_function_touches_only_its_own_item_kinds_of_the_session_table() {
     let template = parsed();
     let declared: BTreeSet<String> =
         ITEM_KINDS.iter().flat_map(|(_, kinds)| kinds.iter().map(|k| k.to_string())).collect();
-    assert_eq!(item_kinds_in_code(), declared, "an item kind in shared/src has no owner here, or went");
+    assert_eq!(
+        item_kinds_in_code(),
+        declared,
+        "an item kind in the DynamoDB adapters has no owner here, or went"
+    );
     for (function, short) in functions(&template) {
         let owned = ITEM_KINDS.iter().find(|(f, _)| *f == short).map(|(_, k)| *k).unwrap_or_default();
         let on_table: Vec<&Value> = role_statements(&template, &function)

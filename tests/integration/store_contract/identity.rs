@@ -1,10 +1,8 @@
 //! Users, roles, second factors, the audit trail and key material.
 
-use portcullis_shared::audit::{AuditEvent, EventType};
+use portcullis_shared::audit::{AuditEvent, AuditStore, EventType};
 use portcullis_shared::domain::{Role, UserId};
-use portcullis_shared::store::{
-    AuditStore, KeyMaterialStore, KeyRecord, MfaStore, NewUser, StoreError, UserStore,
-};
+use portcullis_shared::store::{KeyMaterialStore, KeyRecord, MfaStore, NewUser, StoreError, UserStore};
 use std::sync::Arc;
 
 /// Every byte value, and text outside the Basic Multilingual Plane.

@@ -10,9 +10,10 @@ mod identity;
 mod sessions;
 
 use crate::helpers::{new_table, TestDb};
+use portcullis_shared::adapters::memory::MemoryStore;
+use portcullis_shared::adapters::mysql::MySqlStore;
 use portcullis_shared::adapters::sqlite::SqliteStore;
-use portcullis_shared::runtime::AwsClient;
-use portcullis_shared::store::{MemoryStore, MySqlStore};
+use portcullis_shared::aws::AwsClient;
 use std::sync::Arc;
 
 /// Handles on one store: SQLite opens the file once per handle.
@@ -36,7 +37,7 @@ async fn mysql_handles() -> Vec<Arc<MySqlStore>> {
 }
 
 async fn dynamo() -> (AwsClient<aws_sdk_dynamodb::Client>, String) {
-    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::runtime::aws_config().await);
+    let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
     (client.into(), new_table().await)
 }
 
@@ -54,15 +55,15 @@ async fn memory_stores_keep_the_contract() {
     identity::run(
         &ports!(same, portcullis_shared::store::UserStore),
         &ports!(same, portcullis_shared::store::MfaStore),
-        &ports!(same, portcullis_shared::store::AuditStore),
+        &ports!(same, portcullis_shared::audit::AuditStore),
         &ports!(same, portcullis_shared::store::KeyMaterialStore),
     )
     .await;
-    let sessions = Arc::new(portcullis_shared::sessions::MemorySessionStore::new());
+    let sessions = Arc::new(portcullis_shared::adapters::memory::MemorySessionStore::new());
     self::sessions::run(&ports!(vec![sessions; HANDLES], portcullis_shared::sessions::SessionStore)).await;
-    let keys = Arc::new(portcullis_shared::apikeys::MemoryApiKeyStore::default());
-    let challenges = Arc::new(portcullis_shared::mfa::MemoryChallengeStore::default());
-    let counters = Arc::new(portcullis_shared::throttle::MemoryCounterStore::default());
+    let keys = Arc::new(portcullis_shared::adapters::memory::MemoryApiKeyStore::default());
+    let challenges = Arc::new(portcullis_shared::adapters::memory::MemoryChallengeStore::default());
+    let counters = Arc::new(portcullis_shared::adapters::memory::MemoryCounterStore::default());
     ephemeral::run(
         &ports!(vec![keys; HANDLES], portcullis_shared::apikeys::ApiKeyStore),
         &ports!(vec![challenges; HANDLES], portcullis_shared::mfa::ChallengeStore),
@@ -77,7 +78,7 @@ async fn the_embedded_sqlite_store_keeps_the_contract_for_every_port() {
     identity::run(
         &ports!(h, portcullis_shared::store::UserStore),
         &ports!(h, portcullis_shared::store::MfaStore),
-        &ports!(h, portcullis_shared::store::AuditStore),
+        &ports!(h, portcullis_shared::audit::AuditStore),
         &ports!(h, portcullis_shared::store::KeyMaterialStore),
     )
     .await;
@@ -96,7 +97,7 @@ async fn mysql_keeps_the_contract_for_users_mfa_audit_and_keys() {
     identity::run(
         &ports!(h, portcullis_shared::store::UserStore),
         &ports!(h, portcullis_shared::store::MfaStore),
-        &ports!(h, portcullis_shared::store::AuditStore),
+        &ports!(h, portcullis_shared::audit::AuditStore),
         &ports!(h, portcullis_shared::store::KeyMaterialStore),
     )
     .await;
@@ -104,15 +105,16 @@ async fn mysql_keeps_the_contract_for_users_mfa_audit_and_keys() {
 
 #[tokio::test]
 async fn dynamodb_keeps_the_contract_for_sessions_api_keys_challenges_and_counters() {
+    use portcullis_shared::adapters::dynamo::{
+        DynamoApiKeyStore, DynamoChallengeStore, DynamoCounterStore, DynamoSessionStore,
+    };
     use portcullis_shared::{apikeys, mfa, sessions as s, throttle};
     let (client, table) = dynamo().await;
     let one = |store: Arc<dyn s::SessionStore>| vec![store; HANDLES];
-    sessions::run(&one(Arc::new(s::DynamoSessionStore::new(client.clone(), table.clone())))).await;
-    let keys: Arc<dyn apikeys::ApiKeyStore> =
-        Arc::new(apikeys::DynamoApiKeyStore::new(client.clone(), table.clone()));
+    sessions::run(&one(Arc::new(DynamoSessionStore::new(client.clone(), table.clone())))).await;
+    let keys: Arc<dyn apikeys::ApiKeyStore> = Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone()));
     let challenges: Arc<dyn mfa::ChallengeStore> =
-        Arc::new(mfa::DynamoChallengeStore::new(client.clone(), table.clone()));
-    let counters: Arc<dyn throttle::CounterStore> =
-        Arc::new(throttle::DynamoCounterStore::new(client, table));
+        Arc::new(DynamoChallengeStore::new(client.clone(), table.clone()));
+    let counters: Arc<dyn throttle::CounterStore> = Arc::new(DynamoCounterStore::new(client, table));
     ephemeral::run(&vec![keys; HANDLES], &vec![challenges; HANDLES], &vec![counters; HANDLES]).await;
 }

@@ -2,8 +2,8 @@
 //! changes) and wrapped key material (`KeyMaterialStore`).
 
 use super::{classify, SqliteStore};
-use crate::audit::AuditEvent;
-use crate::store::{AuditStore, KeyMaterialStore, KeyRecord, PublicKeyRecord, StoreError};
+use crate::audit::{AuditEvent, AuditStore};
+use crate::store::{KeyMaterialStore, KeyRecord, PublicKeyRecord, StoreError};
 use async_trait::async_trait;
 use rusqlite::params;
 

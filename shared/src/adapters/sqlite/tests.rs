@@ -2,7 +2,8 @@
 //! (`tests/integration/store_contract`), run against every backend.
 
 use super::SqliteStore;
-use crate::store::{AuditStore, StoreError};
+use crate::audit::AuditStore;
+use crate::store::StoreError;
 use std::os::unix::fs::PermissionsExt;
 
 fn temp_path() -> std::path::PathBuf {

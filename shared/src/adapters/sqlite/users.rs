@@ -2,9 +2,8 @@
 //! MySQL adapter's statements, in SQLite.
 
 use super::{classify, fixed, SqliteStore};
-use crate::crypto::BlindIndex;
 use crate::domain::{Role, UserId};
-use crate::store::{MfaState, MfaStore, NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use crate::store::{BlindIndex, MfaState, MfaStore, NewUser, StoreError, UserRecord, UserStore, UserSummary};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 

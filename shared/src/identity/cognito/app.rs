@@ -16,9 +16,9 @@
 //!   pool's self-service APIs (`ChangePassword`, `SetUserMFAPreference`,
 //!   `AssociateSoftwareToken`, `DeleteUser` …) would accept.
 
+use crate::aws::AwsClient;
 use crate::crypto::FieldCipher;
 use crate::identity::IdentityError;
-use crate::runtime::AwsClient;
 use aws_lc_rs::hmac;
 use aws_sdk_cognitoidentityprovider::Client;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -104,7 +104,7 @@ impl AppClient {
                     .client_id(&self.client_id)
                     .send()
                     .await
-                    .map_err(|e| IdentityError::Unavailable(crate::http::error_chain(&e)))?;
+                    .map_err(|e| IdentityError::Unavailable(crate::error::error_chain(&e)))?;
                 let secret = out
                     .user_pool_client()
                     .and_then(|c| c.client_secret())

@@ -92,7 +92,7 @@ impl Pool {
             .send()
             .await;
         if let Err(err) = deleted {
-            tracing::error!(error = %crate::http::error_chain(&err), "could not delete a half-created Cognito user");
+            tracing::error!(error = %crate::error::error_chain(&err), "could not delete a half-created Cognito user");
         }
     }
 }
@@ -121,7 +121,7 @@ where
         Some("TooManyRequestsException" | "TooManyFailedAttemptsException" | "LimitExceededException") => {
             IdentityError::Throttled
         }
-        _ => IdentityError::Unavailable(crate::http::error_chain(&err)),
+        _ => IdentityError::Unavailable(crate::error::error_chain(&err)),
     }
 }
 

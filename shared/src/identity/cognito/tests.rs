@@ -6,8 +6,8 @@ use crate::mfa::CHALLENGE_TTL_SECS;
 #[tokio::test]
 async fn a_sealed_challenge_expires_like_a_stored_one_and_carries_its_bucket() {
     let config = crate::config::Config::from_lookup(|_| None).expect("default configuration");
-    let app = AppClient::new(crate::runtime::AwsClient::lazy(), "pool".into(), "client".into());
-    let sessions = Arc::new(crate::sessions::MemorySessionStore::new());
+    let app = AppClient::new(crate::aws::AwsClient::lazy(), "pool".into(), "client".into());
+    let sessions = Arc::new(crate::adapters::memory::MemorySessionStore::new());
     let provider = CognitoProvider::new(app, sessions, config.session_policy());
     let fields = FieldCipher::new(&[5u8; 32]);
     let pending = PendingFactor {

@@ -34,21 +34,21 @@ pub struct NativeProvider {
     pub(crate) hasher: PasswordHasher,
 }
 
+/// The stores the native provider reads and writes.
+#[derive(Clone)]
+pub struct NativeStores {
+    pub users: Arc<dyn UserStore>,
+    pub mfa: Arc<dyn MfaStore>,
+    pub challenges: Arc<dyn ChallengeStore>,
+    pub sessions: Arc<dyn SessionStore>,
+}
+
 impl NativeProvider {
-    /// The native provider over the opened stores, hashing with `hasher`.
-    pub fn new(
-        config: &crate::config::Config,
-        backends: &crate::runtime::Backends,
-        hasher: PasswordHasher,
-    ) -> Self {
-        Self {
-            users: backends.users.clone(),
-            mfa: backends.mfa.clone(),
-            challenges: backends.challenges.clone(),
-            sessions: backends.sessions.clone(),
-            policy: config.session_policy(),
-            hasher,
-        }
+    /// The native provider over `stores`, starting sessions under `policy` and
+    /// hashing with `hasher`.
+    pub fn new(stores: NativeStores, policy: SessionPolicy, hasher: PasswordHasher) -> Self {
+        let NativeStores { users, mfa, challenges, sessions } = stores;
+        Self { users, mfa, challenges, sessions, policy, hasher }
     }
 
     fn email_of(&self, fields: &FieldCipher, id: UserId, ciphertext: &[u8]) -> Result<Email, ApiError> {

@@ -2,12 +2,12 @@
 //! the second factor's one-time rules, without any service.
 
 use super::NativeProvider;
+use crate::adapters::memory::MemorySessionStore;
+use crate::adapters::memory::MemoryStore;
 use crate::crypto::{FieldCipher, PasswordHasher};
 use crate::domain::{Email, Password, Role};
 use crate::identity::{IdentityError, IdentityProvider, Next};
 use crate::runtime::Backends;
-use crate::sessions::MemorySessionStore;
-use crate::store::MemoryStore;
 use std::sync::Arc;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -16,7 +16,8 @@ fn provider() -> (NativeProvider, FieldCipher, PasswordHasher) {
     let config = crate::config::Config::from_lookup(|_| None).expect("default configuration");
     let backends = Backends::memory(Arc::new(MemoryStore::new()), Arc::new(MemorySessionStore::new()));
     let hasher = PasswordHasher::new().expect("hasher");
-    (NativeProvider::new(&config, &backends, hasher.clone()), FieldCipher::new(&[7u8; 32]), hasher)
+    let native = NativeProvider::new(backends.native_stores(), config.session_policy(), hasher.clone());
+    (native, FieldCipher::new(&[7u8; 32]), hasher)
 }
 
 async fn register(native: &NativeProvider, fields: &FieldCipher, email: &str) -> String {

@@ -1,13 +1,12 @@
 //! In-process store for the local server and unit tests. Same semantics as the
 //! MySQL store (unique emails, idempotent role grants, first key writer wins).
 
-use super::{
-    AuditStore, KeyMaterialStore, KeyRecord, NewUser, PublicKeyRecord, StoreError, UserRecord, UserStore,
-    UserSummary,
-};
-use crate::audit::AuditEvent;
-use crate::crypto::BlindIndex;
+use crate::audit::{AuditEvent, AuditStore};
 use crate::domain::{Role, UserId};
+use crate::store::{
+    BlindIndex, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, StoreError,
+    UserRecord, UserStore, UserSummary,
+};
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -19,7 +18,7 @@ struct Inner {
     roles: HashMap<UserId, BTreeSet<Role>>,
     audit: Vec<AuditEvent>,
     keys: Vec<KeyRecord>,
-    mfa: HashMap<UserId, super::MfaState>,
+    mfa: HashMap<UserId, MfaState>,
     recovery: HashMap<UserId, HashMap<[u8; 32], bool>>,
 }
 
@@ -190,8 +189,8 @@ impl KeyMaterialStore for MemoryStore {
 }
 
 #[async_trait]
-impl super::MfaStore for MemoryStore {
-    async fn mfa_state(&self, id: UserId) -> Result<Option<super::MfaState>, StoreError> {
+impl MfaStore for MemoryStore {
+    async fn mfa_state(&self, id: UserId) -> Result<Option<MfaState>, StoreError> {
         let inner = self.lock()?;
         Ok(inner.users.get(&id).map(|u| {
             let mut state = inner.mfa.get(&id).cloned().unwrap_or_default();

@@ -1,67 +1,44 @@
-//! API keys in the DynamoDB table.
-//!
-//! Items:
-//! - key: `pk = APIKEY#<key id>`, `sk = APIKEY`; `hash`, `name`, `permissions`,
-//!   `created_by`, `created_at`, `valid_until`, optional `revoked_at`;
-//! - creator index: `pk = APIKEY#BY#<creator>`, `sk = <key id>`, written in the
-//!   same transaction as the key, so every key its creator's role changes must
-//!   re-evaluate is found by one consistent query. Both live under `APIKEY#`,
-//!   which only the admin function may write (`dynamodb:LeadingKeys`).
+//! API keys in the table (items `APIKEY#…` and the creator index
+//! `APIKEY#BY#…`, see the table layout in the parent module): a key and its
+//! index entry are written in one transaction.
 
-use super::{ApiKeyRecord, ApiKeyStore};
+use super::{conditional, get_list, get_n, get_s, list, n, s, unavailable, DynamoClient, Item};
+use crate::apikeys::{ApiKeyRecord, ApiKeyStore};
 use crate::sessions::TokenHash;
 use crate::store::StoreError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use std::collections::HashMap;
 
-/// API keys in the DynamoDB table (see the module docs for the items).
+/// API keys in the DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoApiKeyStore {
-    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
+    client: DynamoClient,
     table: String,
 }
 
 impl DynamoApiKeyStore {
-    pub fn new(
-        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
-        table: String,
-    ) -> Self {
+    pub fn new(client: impl Into<DynamoClient>, table: String) -> Self {
         Self { client: client.into(), table }
     }
 }
 
-fn key_of(key_id: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(format!("APIKEY#{key_id}"))),
-        ("sk".to_owned(), AttributeValue::S("APIKEY".into())),
-    ])
+fn key_of(key_id: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(format!("APIKEY#{key_id}"))), ("sk".to_owned(), s("APIKEY"))])
 }
 
-fn index_of(creator: &str, key_id: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(format!("APIKEY#BY#{creator}"))),
-        ("sk".to_owned(), AttributeValue::S(key_id.to_owned())),
-    ])
-}
-
-fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(err))
+fn index_of(creator: &str, key_id: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(format!("APIKEY#BY#{creator}"))), ("sk".to_owned(), s(key_id))])
 }
 
 #[async_trait]
 impl ApiKeyStore for DynamoApiKeyStore {
     async fn create(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut item = key_of(&k.key_id);
-        let n = |v: i64| AttributeValue::N(v.to_string());
-        item.insert("hash".into(), AttributeValue::S(k.hash.hex()));
-        item.insert("name".into(), AttributeValue::S(k.name.clone()));
-        item.insert(
-            "permissions".into(),
-            AttributeValue::L(k.permissions.iter().cloned().map(AttributeValue::S).collect()),
-        );
-        item.insert("created_by".into(), AttributeValue::S(k.created_by.clone()));
+        item.insert("hash".into(), s(k.hash.hex()));
+        item.insert("name".into(), s(&k.name));
+        item.insert("permissions".into(), list(&k.permissions));
+        item.insert("created_by".into(), s(&k.created_by));
         item.insert("created_at".into(), n(k.created_at));
         item.insert("valid_until".into(), n(k.valid_until));
         let expires_at = n(k.valid_until + 86_400);
@@ -86,12 +63,9 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .transact_items(put(index, None)?)
             .send()
             .await;
-        match result {
+        match conditional(result)? {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                Err(StoreError::Duplicate)
-            }
-            Err(e) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Duplicate),
         }
     }
 
@@ -109,25 +83,19 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .map_err(unavailable)?;
         let Some(item) = out.item() else { return Ok(None) };
         let corrupt = || StoreError::Corrupt("api key item");
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-        let num = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
-        let hash: [u8; 32] = hex::decode(text("hash").ok_or_else(corrupt)?)
+        let hash: [u8; 32] = hex::decode(get_s(item, "hash").ok_or_else(corrupt)?)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(corrupt)?;
         Ok(Some(ApiKeyRecord {
             key_id: key_id.to_owned(),
-            name: text("name").unwrap_or_default(),
+            name: get_s(item, "name").unwrap_or_default(),
             hash: TokenHash(hash),
-            permissions: item
-                .get("permissions")
-                .and_then(|v| v.as_l().ok())
-                .map(|l| l.iter().filter_map(|p| p.as_s().ok().cloned()).collect())
-                .unwrap_or_default(),
-            created_by: text("created_by").unwrap_or_default(),
-            created_at: num("created_at").ok_or_else(corrupt)?,
-            valid_until: num("valid_until").ok_or_else(corrupt)?,
-            revoked_at: num("revoked_at"),
+            permissions: get_list(item, "permissions"),
+            created_by: get_s(item, "created_by").unwrap_or_default(),
+            created_at: get_n(item, "created_at").ok_or_else(corrupt)?,
+            valid_until: get_n(item, "valid_until").ok_or_else(corrupt)?,
+            revoked_at: get_n(item, "revoked_at"),
         }))
     }
 
@@ -141,14 +109,11 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .set_key(Some(key_of(key_id)))
             .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
-            Err(e) => Err(unavailable(e)),
-        }
+        // No such key: nothing to revoke.
+        Ok(conditional(result)?.is_ok())
     }
 
     async fn list_by_creator(&self, creator: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -162,7 +127,7 @@ impl ApiKeyStore for DynamoApiKeyStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(format!("APIKEY#BY#{creator}")))
+                .expression_attribute_values(":pk", s(format!("APIKEY#BY#{creator}")))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -2,15 +2,16 @@
 //! order, recorded in `schema_migrations`. The SQL files are compiled in, so a
 //! deployed binary and its schema always agree.
 
-use super::StoreError;
+use super::unavailable;
+use crate::store::StoreError;
 use mysql_async::prelude::Queryable;
 
 /// `(version, sql)` in order.
 pub const MIGRATIONS: &[(u32, &str)] = &[
-    (1, include_str!("../../../infra/mysql/migrations/0001_init.sql")),
-    (2, include_str!("../../../infra/mysql/migrations/0002_audit_actor.sql")),
-    (3, include_str!("../../../infra/mysql/migrations/0003_mfa.sql")),
-    (4, include_str!("../../../infra/mysql/migrations/0004_key_revocation.sql")),
+    (1, include_str!("../../../../infra/mysql/migrations/0001_init.sql")),
+    (2, include_str!("../../../../infra/mysql/migrations/0002_audit_actor.sql")),
+    (3, include_str!("../../../../infra/mysql/migrations/0003_mfa.sql")),
+    (4, include_str!("../../../../infra/mysql/migrations/0004_key_revocation.sql")),
 ];
 
 /// The tables the migrations themselves write rows into (`schema_migrations`,
@@ -57,7 +58,6 @@ pub fn statements(sql: &str) -> Vec<String> {
 /// Applies every migration not yet recorded. Needs DDL rights: run it as the
 /// schema owner, never as a function's user.
 pub async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<Vec<u32>, StoreError> {
-    let unavailable = |e: mysql_async::Error| StoreError::Unavailable(Box::new(e));
     conn.query_drop(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INT UNSIGNED PRIMARY KEY, applied_at DATETIME(6) NOT NULL)",
     )

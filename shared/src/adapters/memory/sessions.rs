@@ -1,7 +1,7 @@
 //! In-process session store for the local server and unit tests, with the same
 //! atomicity as the DynamoDB store (one mutex around each operation).
 
-use super::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
+use crate::sessions::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use std::collections::HashMap;

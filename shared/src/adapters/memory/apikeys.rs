@@ -1,6 +1,6 @@
 //! In-process API keys (local server, unit tests).
 
-use super::{ApiKeyRecord, ApiKeyStore};
+use crate::apikeys::{ApiKeyRecord, ApiKeyStore};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use std::collections::HashMap;

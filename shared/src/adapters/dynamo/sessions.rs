@@ -1,58 +1,16 @@
-//! DynamoDB session store: one table (`pk`, `sk`, TTL attribute `expires_at`),
-//! conditional writes and transactions for every state change.
-//!
-//! Items:
-//! - session: `pk = USER#<user id>`, `sk = SESSION#<sid>`; `created_at`,
-//!   `last_used_at`, optional `revoked_at`, `user_agent`, `ip`, `amr`;
-//! - refresh token: `pk = RT#<sha-256 hex>`, `sk = RT`; `user_id`, `sid`,
-//!   `state` (`active` | `spent`).
-//!
-//! The same table will hold MFA challenges, throttling counters and API keys
-//! under their own key prefixes.
+//! Sessions and refresh tokens in the table (items `USER#…`/`SESSION#…` and
+//! `RT#…`, see the table layout in the parent module): a session and its first
+//! token are written together, and every rotation spends the old token, writes
+//! its successor and touches the session in one transaction.
 
-use super::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
+use super::{conditional, get_list, get_n, get_s, list, n, s, unavailable, DynamoClient, Item};
+use crate::sessions::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
 use crate::store::StoreError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update,
-};
-use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use std::collections::HashMap;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: i64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-fn list(values: &[String]) -> AttributeValue {
-    AttributeValue::L(values.iter().map(s).collect())
-}
-
-fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(err))
-}
-
-/// The outcome of a conditional update of one session record: a failed
-/// condition (no such session, or one already revoked) leaves it as it is and
-/// is not an error.
-fn unless_condition_failed<R: std::fmt::Debug + Send + Sync + 'static>(
-    result: Result<UpdateItemOutput, SdkError<UpdateItemError, R>>,
-) -> Result<(), StoreError> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
-        Err(e) => Err(unavailable(e)),
-    }
-}
 
 fn session_key(user_id: &str, sid: &str) -> Item {
     HashMap::from([("pk".into(), s(format!("USER#{user_id}"))), ("sk".into(), s(format!("SESSION#{sid}")))])
@@ -62,26 +20,12 @@ fn token_key(hash: &TokenHash) -> Item {
     HashMap::from([("pk".into(), s(format!("RT#{}", hash.hex()))), ("sk".into(), s("RT"))])
 }
 
-fn get_s(item: &Item, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
-}
-
-fn get_n(item: &Item, name: &str) -> Option<i64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
-}
-
 fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
     let corrupt = || StoreError::Corrupt("session item");
     let user_id =
         get_s(item, "pk").and_then(|p| p.strip_prefix("USER#").map(str::to_owned)).ok_or_else(corrupt)?;
     let sid =
         get_s(item, "sk").and_then(|p| p.strip_prefix("SESSION#").map(str::to_owned)).ok_or_else(corrupt)?;
-    let strings = |name: &str| -> Vec<String> {
-        item.get(name)
-            .and_then(|v| v.as_l().ok())
-            .map(|l| l.iter().filter_map(|a| a.as_s().ok().cloned()).collect())
-            .unwrap_or_default()
-    };
     let created_at = get_n(item, "created_at").ok_or_else(corrupt)?;
     let head = match get_s(item, "head") {
         None => None,
@@ -99,10 +43,10 @@ fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
         revoked_at: get_n(item, "revoked_at"),
         user_agent: get_s(item, "user_agent"),
         ip: get_s(item, "ip"),
-        amr: strings("amr"),
+        amr: get_list(item, "amr"),
         // Sessions written before re-authentication existed: their login's time.
         auth_time: get_n(item, "auth_time").unwrap_or(created_at),
-        roles: strings("roles"),
+        roles: get_list(item, "roles"),
         roles_version: get_n(item, "roles_version").unwrap_or(0),
         head,
     })
@@ -111,15 +55,12 @@ fn session_from(item: &Item) -> Result<SessionRecord, StoreError> {
 /// Sessions and refresh tokens in one DynamoDB table.
 #[derive(Clone)]
 pub struct DynamoSessionStore {
-    client: crate::runtime::AwsClient<aws_sdk_dynamodb::Client>,
+    client: DynamoClient,
     table: String,
 }
 
 impl DynamoSessionStore {
-    pub fn new(
-        client: impl Into<crate::runtime::AwsClient<aws_sdk_dynamodb::Client>>,
-        table: String,
-    ) -> Self {
+    pub fn new(client: impl Into<DynamoClient>, table: String) -> Self {
         Self { client: client.into(), table }
     }
 
@@ -176,7 +117,7 @@ impl SessionStore for DynamoSessionStore {
         let mut item = session_key(&session.user_id, &session.sid);
         item.insert("created_at".into(), n(session.created_at));
         item.insert("last_used_at".into(), n(session.last_used_at));
-        item.insert("amr".into(), AttributeValue::L(session.amr.iter().map(s).collect()));
+        item.insert("amr".into(), list(&session.amr));
         item.insert("roles".into(), list(&session.roles));
         item.insert("auth_time".into(), n(session.auth_time));
         item.insert("roles_version".into(), n(session.roles_version));
@@ -203,12 +144,9 @@ impl SessionStore for DynamoSessionStore {
             .transact_items(self.token_put(first, session, expires_at)?)
             .send()
             .await;
-        match result {
+        match conditional(result)? {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                Err(StoreError::Duplicate)
-            }
-            Err(e) => Err(unavailable(e)),
+            Err(_) => Err(StoreError::Duplicate),
         }
     }
 
@@ -283,19 +221,9 @@ impl SessionStore for DynamoSessionStore {
             .transact_items(TransactWriteItem::builder().update(touch).build())
             .send()
             .await;
-        match result {
+        match conditional(result)? {
             Ok(_) => Ok(Rotation::Rotated),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                // Reasons come in item order: spend, put successor, touch session.
-                let reasons: Vec<Option<String>> = match e.err() {
-                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                        c.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                cancelled_rotation(&reasons)
-            }
-            Err(e) => Err(unavailable(e)),
+            Err(cancelled) => cancelled_rotation(&reasons(&cancelled)),
         }
     }
 
@@ -308,7 +236,9 @@ impl SessionStore for DynamoSessionStore {
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_values(":roles", list(roles))
             .expression_attribute_values(":now", n(now));
-        unless_condition_failed(update.send().await)
+        // A failed condition (no such session, or one already revoked) leaves it as it is.
+        conditional(update.send().await)?.ok();
+        Ok(())
     }
 
     async fn set_roles(&self, user_id: &str, sid: &str, roles: &[String]) -> Result<(), StoreError> {
@@ -320,7 +250,9 @@ impl SessionStore for DynamoSessionStore {
             .expression_attribute_names("#roles", "roles")
             .expression_attribute_values(":roles", list(roles))
             .expression_attribute_values(":one", n(1));
-        unless_condition_failed(update.send().await)
+        // A failed condition (no such session, or one already revoked) leaves it as it is.
+        conditional(update.send().await)?.ok();
+        Ok(())
     }
 
     async fn reauthenticate(
@@ -352,13 +284,10 @@ impl SessionStore for DynamoSessionStore {
         items.push(TransactWriteItem::builder().update(touch.build().map_err(unavailable)?).build());
         let result =
             self.client.get().await.transact_write_items().set_transact_items(Some(items)).send().await;
-        match result {
+        match conditional(result)? {
             Ok(_) => Ok(Rotation::Rotated),
             // The live token moved on (a refresh won) or the session ended: read it again.
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                Ok(Rotation::SessionChanged)
-            }
-            Err(e) => Err(unavailable(e)),
+            Err(_) => Ok(Rotation::SessionChanged),
         }
     }
 
@@ -370,7 +299,9 @@ impl SessionStore for DynamoSessionStore {
             .update_expression("SET revoked_at = :now")
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(revoked_at)")
             .expression_attribute_values(":now", n(now));
-        unless_condition_failed(update.send().await)
+        // A failed condition (no such session, or one already revoked) leaves it as it is.
+        conditional(update.send().await)?.ok();
+        Ok(())
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
@@ -404,37 +335,15 @@ impl SessionStore for DynamoSessionStore {
     }
 }
 
-/// Creates the table as the IaC declares it (on-demand, TTL on `expires_at`).
-/// For tests, emulators and local development; AWS deployments use the template.
-pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let attr = |name: &str| {
-        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
-    };
-    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(attr("pk").map_err(unavailable)?)
-        .attribute_definitions(attr("sk").map_err(unavailable)?)
-        .key_schema(key("pk", KeyType::Hash).map_err(unavailable)?)
-        .key_schema(key("sk", KeyType::Range).map_err(unavailable)?)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    let ttl = TimeToLiveSpecification::builder()
-        .enabled(true)
-        .attribute_name("expires_at")
-        .build()
-        .map_err(unavailable)?;
-    client
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(ttl)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    Ok(())
+/// Why each item of a cancelled transaction failed, in item order (DynamoDB
+/// names an item that did not fail with the code "None").
+fn reasons(cancelled: &TransactWriteItemsError) -> Vec<Option<String>> {
+    match cancelled {
+        TransactWriteItemsError::TransactionCanceledException(c) => {
+            c.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// What a cancelled rotation means, from DynamoDB's reasons in item order

@@ -1,0 +1,167 @@
+//! DynamoDB adapters of the short-lived state: sessions and refresh tokens, API
+//! keys, MFA challenges and attempt counters, all in one table, each change a
+//! conditional write or a transaction.
+//!
+//! # The table
+//!
+//! Partition key `pk` and sort key `sk`, both strings; on-demand; DynamoDB's
+//! TTL deletes an item once its `expires_at` (seconds) has passed. Every item
+//! kind has its own `pk` prefix, so the template's `dynamodb:LeadingKeys`
+//! conditions hold each function to the kinds it uses (only the admin function
+//! may write `APIKEY#` items).
+//!
+//! | item | `pk` | `sk` | attributes |
+//! | --- | --- | --- | --- |
+//! | session | `USER#<user id>` | `SESSION#<sid>` | `created_at`, `last_used_at`, optional `revoked_at`, `user_agent`, `ip`; `amr`, `auth_time`, `roles`, `roles_version`, `head` (hash of the live refresh token) |
+//! | refresh token | `RT#<sha-256 hex>` | `RT` | `user_id`, `sid`, `state` (`active` or `spent`), `spent_at` |
+//! | API key | `APIKEY#<key id>` | `APIKEY` | `hash`, `name`, `permissions`, `created_by`, `created_at`, `valid_until`, optional `revoked_at` |
+//! | API keys by creator | `APIKEY#BY#<creator>` | `<key id>` | none: written in the key's transaction, so one consistent query finds every key of a creator |
+//! | MFA challenge | `MFA#<sha-256 hex of the mfa_token>` | `MFA` | `user_id`, `attempts`, optional `throttle_key`, `device_token` |
+//! | attempt counter | `THROTTLE#<key>` (`ACCT#<account>` or `IP#<address>`) | `THROTTLE` | `failures`, `window_start`, `locked_until`, `level` |
+//!
+//! Every item carries `expires_at`: a session and its refresh tokens a day
+//! after the session's absolute timeout, an API key and its index entry a day
+//! after `valid_until`, a challenge at its end, a counter once its window and
+//! lock are over.
+
+mod apikeys;
+mod challenges;
+mod counters;
+mod sessions;
+
+pub use apikeys::DynamoApiKeyStore;
+pub use challenges::DynamoChallengeStore;
+pub use counters::DynamoCounterStore;
+pub use sessions::DynamoSessionStore;
+
+use crate::store::StoreError;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+
+/// One item, or one item's key.
+type Item = HashMap<String, AttributeValue>;
+
+/// The table's DynamoDB client, built on first use.
+type DynamoClient = crate::aws::AwsClient<Client>;
+
+/// DynamoDB did not answer, or refused the request (throttling, access, a
+/// malformed request): the store is unavailable.
+fn unavailable(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(err))
+}
+
+/// The errors of the writes that carry a condition, and how each says the
+/// condition failed: a single-item write answers `ConditionalCheckFailed`, a
+/// transaction is cancelled as a whole.
+trait ConditionFailure {
+    fn is_condition_failure(&self) -> bool;
+}
+
+impl ConditionFailure for PutItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailure for UpdateItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailure for DeleteItemError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+impl ConditionFailure for TransactWriteItemsError {
+    fn is_condition_failure(&self) -> bool {
+        self.is_transaction_canceled_exception()
+    }
+}
+
+/// The outcome of a conditional write: `Ok(Ok(output))` when it was written,
+/// `Ok(Err(refusal))` when its condition failed (an answer, not an outage: the
+/// caller says what it means), `Err` when DynamoDB is unavailable.
+fn conditional<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<Result<T, E>, StoreError>
+where
+    E: ConditionFailure + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(out) => Ok(Ok(out)),
+        Err(SdkError::ServiceError(e)) if e.err().is_condition_failure() => Ok(Err(e.into_err())),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn list(values: &[String]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(s).collect())
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+/// The strings of a list attribute; none when it is absent.
+fn get_list(item: &Item, name: &str) -> Vec<String> {
+    item.get(name)
+        .and_then(|v| v.as_l().ok())
+        .map(|l| l.iter().filter_map(|a| a.as_s().ok().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Creates the table as the IaC declares it (on-demand, TTL on `expires_at`).
+/// For tests, emulators and local development; AWS deployments use the template.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    };
+    let key = |name: &str, kind| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk").map_err(unavailable)?)
+        .attribute_definitions(attr("sk").map_err(unavailable)?)
+        .key_schema(key("pk", KeyType::Hash).map_err(unavailable)?)
+        .key_schema(key("sk", KeyType::Range).map_err(unavailable)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    let ttl = TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name("expires_at")
+        .build()
+        .map_err(unavailable)?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
