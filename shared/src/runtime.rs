@@ -373,6 +373,18 @@ impl KeySource {
         field_cipher(&self.backends, self.provider.as_ref(), self.clock.now_secs()).await
     }
 
+    /// The field cipher a recheck keeps (it is not revoked like a signing
+    /// key), else the one unwrapped now.
+    pub async fn fields_kept(
+        &self,
+        previous: Option<&Arc<crate::crypto::FieldCipher>>,
+    ) -> Result<Arc<crate::crypto::FieldCipher>, BootError> {
+        match previous {
+            Some(previous) => Ok(previous.clone()),
+            None => Ok(Arc::new(self.fields().await?)),
+        }
+    }
+
     /// The token issuer ([`token_issuer`]; creates the signing key on the very first start).
     pub async fn tokens(&self) -> Result<crate::tokens::TokenIssuer, BootError> {
         token_issuer(&self.config, &self.backends, self.provider.as_ref(), self.clock.clone()).await

@@ -64,10 +64,7 @@ impl Deps {
     ) -> Result<Self, BootError> {
         let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
             |keys, previous: Option<Arc<LoginKeys>>| async move {
-                let fields = match &previous {
-                    Some(previous) => previous.fields.clone(),
-                    None => Arc::new(keys.fields().await?),
-                };
+                let fields = keys.fields_kept(previous.as_ref().map(|p| &p.fields)).await?;
                 let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
                 // The held signing key is no longer current: whatever fails after
                 // this point must not let the previous keys (with it) serve on.

@@ -52,10 +52,7 @@ impl Deps {
         // off a revoked or retired key); the field key is kept.
         let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
             |keys, previous: Option<Arc<MfaKeys>>| async move {
-                let fields = match &previous {
-                    Some(previous) => previous.fields.clone(),
-                    None => Arc::new(keys.fields().await?),
-                };
+                let fields = keys.fields_kept(previous.as_ref().map(|p| &p.fields)).await?;
                 let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
                 Ok(Arc::new(MfaKeys { fields, tokens }))
             },
