@@ -74,13 +74,15 @@ fn role_statements<'a>(template: &'a Value, function: &str) -> Vec<&'a Value> {
 }
 
 /// The purposes a function's code unwraps envelope keys for: `KeySource::fields`
-/// (field encryption) and `KeySource::tokens`/`current_tokens` (token signing).
+/// and `fields_kept` (field encryption), `KeySource::tokens`/`current_tokens`
+/// (token signing).
 fn purposes_in_code(short: &str) -> BTreeSet<String> {
     let keyring = std::fs::read_to_string(repo("shared/src/crypto/keyring.rs")).expect("keyring");
     let code = source(&repo(&format!("functions/{short}/src")));
     let mut purposes = BTreeSet::new();
     let calls = [
         (".fields()", "field-encryption"),
+        (".fields_kept(", "field-encryption"),
         (".tokens()", "token-signing"),
         (".current_tokens(", "token-signing"),
     ];
