@@ -2,7 +2,9 @@
 //! `APIKEY#BY#…`, see the table layout in the parent module): a key and its
 //! index entry are written in one transaction.
 
-use super::{conditional, get_list, get_n, get_s, list, n, s, unavailable, DynamoClient, Item};
+use super::{
+    conditional, created, get_list, get_n, get_s, list, n, read_item, s, unavailable, DynamoClient, Item,
+};
 use crate::apikeys::{ApiKeyRecord, ApiKeyStore};
 use crate::sessions::TokenHash;
 use crate::store::StoreError;
@@ -63,25 +65,12 @@ impl ApiKeyStore for DynamoApiKeyStore {
             .transact_items(put(index, None)?)
             .send()
             .await;
-        match conditional(result)? {
-            Ok(_) => Ok(()),
-            Err(_) => Err(StoreError::Duplicate),
-        }
+        created(result)
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(key_id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item() else { return Ok(None) };
+        let out = read_item(&self.client, &self.table, key_of(key_id)).await?;
+        let Some(item) = out.as_ref() else { return Ok(None) };
         let corrupt = || StoreError::Corrupt("api key item");
         let hash: [u8; 32] = hex::decode(get_s(item, "hash").ok_or_else(corrupt)?)
             .ok()

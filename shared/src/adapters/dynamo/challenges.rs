@@ -2,7 +2,7 @@
 //! parent module): every count and the final use are conditional on the
 //! challenge being live, so a burned or used one stays so.
 
-use super::{conditional, get_n, get_s, n, s, unavailable, DynamoClient, Item};
+use super::{conditional, created, get_n, get_s, n, read_item, s, DynamoClient, Item};
 use crate::mfa::{Challenge, ChallengeStore, MAX_ATTEMPTS};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -51,25 +51,12 @@ impl ChallengeStore for DynamoChallengeStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match conditional(result)? {
-            Ok(_) => Ok(()),
-            Err(_) => Err(StoreError::Duplicate),
-        }
+        created(result)
     }
 
     async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {
-        let out = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item() else { return Ok(None) };
+        let out = read_item(&self.client, &self.table, key(hash)).await?;
+        let Some(item) = out.as_ref() else { return Ok(None) };
         let corrupt = || StoreError::Corrupt("challenge");
         let challenge = Challenge {
             user_id: get_s(item, "user_id").ok_or_else(corrupt)?,

@@ -4,7 +4,7 @@
 //! their own count: count within an open window, lock once over the limit (the
 //! first to get there wins), else start a new window.
 
-use super::{conditional, get_n, n, s, unavailable, DynamoClient, Item};
+use super::{conditional, get_n, n, read_item, s, unavailable, DynamoClient, Item};
 use crate::store::StoreError;
 use crate::throttle::{CounterStore, Limit, Verdict};
 use async_trait::async_trait;
@@ -86,18 +86,8 @@ impl DynamoCounterStore {
 
     /// The counter as stored (empty when there is none).
     async fn read(&self, key: &str) -> Result<Item, StoreError> {
-        let current = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(current.item().cloned().unwrap_or_default())
+        let current = read_item(&self.client, &self.table, Self::key(key)).await?;
+        Ok(current.unwrap_or_default())
     }
 
     /// Starts a new window holding this attempt, at back-off `level`, unless

@@ -105,6 +105,38 @@ where
     }
 }
 
+/// A conditional create: the condition failing means the item exists.
+fn created<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<(), StoreError>
+where
+    E: ConditionFailure + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match conditional(result)? {
+        Ok(_) => Ok(()),
+        Err(_) => Err(StoreError::Duplicate),
+    }
+}
+
+/// One item by its key, read consistently (a check-then-write reads what was
+/// last written), or `None`.
+async fn read_item(
+    client: &DynamoClient,
+    table: &str,
+    key: HashMap<String, AttributeValue>,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let out = client
+        .get()
+        .await
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    Ok(out.item)
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }

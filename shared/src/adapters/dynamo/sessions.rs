@@ -3,7 +3,9 @@
 //! token are written together, and every rotation spends the old token, writes
 //! its successor and touches the session in one transaction.
 
-use super::{conditional, get_list, get_n, get_s, list, n, s, unavailable, DynamoClient, Item};
+use super::{
+    conditional, created, get_list, get_n, get_s, list, n, read_item, s, unavailable, DynamoClient, Item,
+};
 use crate::sessions::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -144,25 +146,12 @@ impl SessionStore for DynamoSessionStore {
             .transact_items(self.token_put(first, session, expires_at)?)
             .send()
             .await;
-        match conditional(result)? {
-            Ok(_) => Ok(()),
-            Err(_) => Err(StoreError::Duplicate),
-        }
+        created(result)
     }
 
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
-        let out = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(token_key(hash)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let Some(item) = out.item() else { return Ok(None) };
+        let out = read_item(&self.client, &self.table, token_key(hash)).await?;
+        let Some(item) = out.as_ref() else { return Ok(None) };
         let corrupt = || StoreError::Corrupt("refresh token item");
         Ok(Some(RefreshRecord {
             user_id: get_s(item, "user_id").ok_or_else(corrupt)?,
@@ -172,18 +161,8 @@ impl SessionStore for DynamoSessionStore {
     }
 
     async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let out = self
-            .client
-            .get()
-            .await
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(session_key(user_id, sid)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        out.item().map(session_from).transpose()
+        let out = read_item(&self.client, &self.table, session_key(user_id, sid)).await?;
+        out.as_ref().map(session_from).transpose()
     }
 
     async fn rotate(
