@@ -174,15 +174,21 @@ async fn backup(command: BackupCommand) -> anyhow::Result<()> {
 
 /// Where backups go: the S3 bucket when one is configured, else a local folder.
 async fn backup_store(config: &Config) -> std::sync::Arc<dyn portcullis_backup::BackupStore> {
+    // Said every time: a bucket left blank must not pass for one in use.
     match config.backup.bucket.clone() {
-        Some(bucket) => std::sync::Arc::new(portcullis_backup::S3Store {
-            client: aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await),
-            bucket,
-            kms_key_id: config.backup.kms_key_id.clone(),
-        }),
-        None => std::sync::Arc::new(portcullis_backup::LocalStore {
-            dir: config.backup.dir.clone().unwrap_or_else(|| ".portcullis/backups".into()),
-        }),
+        Some(bucket) => {
+            eprintln!("backups in s3://{bucket}");
+            std::sync::Arc::new(portcullis_backup::S3Store {
+                client: aws_sdk_s3::Client::new(portcullis_shared::aws::aws_config().await),
+                bucket,
+                kms_key_id: config.backup.kms_key_id.clone(),
+            })
+        }
+        None => {
+            let dir = config.backup.dir.clone().unwrap_or_else(|| ".portcullis/backups".into());
+            eprintln!("backups in the local folder {} (PORTCULLIS_BACKUP_BUCKET is not set)", dir.display());
+            std::sync::Arc::new(portcullis_backup::LocalStore { dir })
+        }
     }
 }
 
