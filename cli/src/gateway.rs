@@ -15,7 +15,7 @@ use portcullis_shared::config::Config;
 use portcullis_shared::domain::{Email, Password, Role};
 use portcullis_shared::http::{finish, request_id};
 use portcullis_shared::routes::{self, Access, Function};
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use portcullis_shared::{telemetry, ApiError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,11 +38,17 @@ impl Gateway {
         let backends = Backends::open(config).await?;
         let provider = key_provider(config)?;
         // Login first: on a first start it creates the signing key the authorizer loads.
-        let login = portcullis_login::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
+        let login =
+            portcullis_login::Deps::build(&Boot::new(config, &backends, provider.clone(), clock.clone()))
+                .await?;
         let refresh =
-            portcullis_refresh::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
-        let admin = portcullis_admin::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
-        let mfa = portcullis_mfa::Deps::build(config, &backends, provider.clone(), clock.clone()).await?;
+            portcullis_refresh::Deps::build(&Boot::new(config, &backends, provider.clone(), clock.clone()))
+                .await?;
+        let admin =
+            portcullis_admin::Deps::build(&Boot::new(config, &backends, provider.clone(), clock.clone()))
+                .await?;
+        let mfa = portcullis_mfa::Deps::build(&Boot::new(config, &backends, provider.clone(), clock.clone()))
+            .await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
         Ok(Self { login, refresh, admin, mfa, authorizer, max_body_bytes: config.max_body_bytes })
     }

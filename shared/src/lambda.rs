@@ -4,11 +4,10 @@
 //! [`crate::deferred`]), then every invocation handled in a span carrying its request id
 //! and cold-start flag. Warm invocations reuse everything built here.
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::crypto::KeyProvider;
 use crate::error::BootError;
-use crate::runtime::{key_provider, Backends};
+use crate::runtime::{key_provider, Backends, Boot};
 use async_trait::async_trait;
 use lambda_http::{service_fn, Body, Request, Response};
 use std::sync::Arc;
@@ -17,12 +16,7 @@ use tracing::Instrument;
 /// A function behind API Gateway: built once at cold start, then handles requests.
 #[async_trait]
 pub trait HttpFunction: Sized + Send + Sync + 'static {
-    async fn build(
-        config: &Config,
-        backends: &Backends,
-        provider: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, BootError>;
+    async fn build(boot: &Boot) -> Result<Self, BootError>;
 
     async fn handle(&self, req: Request) -> Response<Body>;
 }
@@ -34,7 +28,7 @@ pub async fn serve_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
     config.require_durable_store()?;
     let backends = Backends::open(&config).await?;
     let provider = key_provider(&config)?;
-    let function = Arc::new(F::build(&config, &backends, provider, Arc::new(SystemClock)).await?);
+    let function = Arc::new(F::build(&Boot::new(&config, &backends, provider, Arc::new(SystemClock))).await?);
     lambda_http::run(service_fn(move |req: Request| {
         let function = function.clone();
         async move {
@@ -46,20 +40,15 @@ pub async fn serve_http<F: HttpFunction>() -> Result<(), lambda_http::Error> {
 }
 
 /// Implements [`HttpFunction`] for a function's `Deps` whose inherent
-/// `build(config, backends, provider, clock)` and free `handle(&Deps, Request)`
+/// `build(&Boot)` and free `handle(&Deps, Request)`
 /// have the shapes every HTTP function uses.
 #[macro_export]
 macro_rules! http_function {
     ($deps:ty, $handle:path) => {
         #[async_trait::async_trait]
         impl $crate::lambda::HttpFunction for $deps {
-            async fn build(
-                config: &$crate::config::Config,
-                backends: &$crate::runtime::Backends,
-                provider: std::sync::Arc<dyn $crate::crypto::KeyProvider>,
-                clock: std::sync::Arc<dyn $crate::clock::Clock>,
-            ) -> Result<Self, $crate::error::BootError> {
-                <$deps>::build(config, backends, provider, clock).await
+            async fn build(boot: &$crate::runtime::Boot) -> Result<Self, $crate::error::BootError> {
+                <$deps>::build(boot).await
             }
 
             async fn handle(&self, req: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {

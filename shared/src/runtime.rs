@@ -11,6 +11,7 @@ use crate::adapters::mysql::MySqlStore;
 use crate::apikeys::ApiKeyStore;
 use crate::audit::AuditStore;
 use crate::aws::{aws_config, AwsClient};
+use crate::clock::Clock;
 use crate::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use crate::crypto::{KeyProvider, KmsKeyProvider, LocalKeyProvider};
 use crate::error::BootError;
@@ -297,36 +298,37 @@ pub async fn field_cipher(
         .map_err(|e| BootError::from_error("field-encryption key", &e))
 }
 
-/// What a function's key loader works from; each load attempt gets a copy.
+/// What a function is built from at cold start: its configuration, the stores
+/// it opened, its key provider and its clock. Its key loaders get a copy each.
 #[derive(Clone)]
-pub struct KeySource {
+pub struct Boot {
     pub config: Config,
     pub backends: Backends,
     pub provider: Arc<dyn KeyProvider>,
-    pub clock: Arc<dyn crate::clock::Clock>,
+    pub clock: Arc<dyn Clock>,
 }
 
-impl KeySource {
+impl Boot {
     pub fn new(
         config: &Config,
         backends: &Backends,
         provider: Arc<dyn KeyProvider>,
-        clock: &Arc<dyn crate::clock::Clock>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { config: config.clone(), backends: backends.clone(), provider, clock: clock.clone() }
+        Self { config: config.clone(), backends: backends.clone(), provider, clock }
     }
 
     /// Starts `load` in the background from cold start on (see [`crate::deferred`]).
     pub fn prefetch<T, F, Fut>(self, load: F) -> crate::deferred::Deferred<T>
     where
         T: Send + Sync + 'static,
-        F: Fn(KeySource) -> Fut + Send + Sync + 'static,
+        F: Fn(Boot) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<T, BootError>> + Send + 'static,
     {
         crate::deferred::Deferred::prefetch(move || load(self.clone()))
     }
 
-    /// Like [`KeySource::prefetch`], for key material that must stay current:
+    /// Like [`Boot::prefetch`], for key material that must stay current:
     /// rechecked once it is [`KEY_RECHECK_SECS`](crate::crypto::KEY_RECHECK_SECS)
     /// old, refused once it could not be rechecked for
     /// [`KEY_TRUST_SECS`](crate::crypto::KEY_TRUST_SECS). `load` gets the value
@@ -334,7 +336,7 @@ impl KeySource {
     pub fn prefetch_current<T, F, Fut>(self, load: F) -> crate::deferred::Deferred<T>
     where
         T: Send + Sync + 'static,
-        F: Fn(KeySource, Option<Arc<T>>) -> Fut + Send + Sync + 'static,
+        F: Fn(Boot, Option<Arc<T>>) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<Arc<T>, BootError>> + Send + 'static,
     {
         let max_age = key_max_age(&self.clock);
@@ -343,7 +345,7 @@ impl KeySource {
 
     /// The token issuer for the current signing key: `previous` when it still
     /// signs with that key (one read of the key table's public columns), else a
-    /// new one ([`KeySource::tokens`]). Fails rather than sign with a revoked key.
+    /// new one ([`Boot::tokens`]). Fails rather than sign with a revoked key.
     pub async fn current_tokens(
         &self,
         previous: Option<&Arc<crate::tokens::TokenIssuer>>,

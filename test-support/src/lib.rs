@@ -17,7 +17,7 @@ use portcullis_shared::audit::{AuditEvent, EventType};
 use portcullis_shared::clock::{Clock, ManualClock};
 use portcullis_shared::config::{Config, KeyBackend, SessionBackend, StoreBackend};
 use portcullis_shared::crypto::KeyProvider;
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -91,9 +91,14 @@ impl World {
 
     /// The login function on this world (the other crates sign people in with it).
     pub async fn login(&self) -> portcullis_login::Deps {
-        portcullis_login::Deps::build(&self.config, &self.backends, self.provider.clone(), self.clock())
-            .await
-            .expect("login deps")
+        portcullis_login::Deps::build(&Boot::new(
+            &self.config,
+            &self.backends,
+            self.provider.clone(),
+            self.clock(),
+        ))
+        .await
+        .expect("login deps")
     }
 
     /// Every audit event recorded so far, oldest first.

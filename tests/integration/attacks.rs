@@ -2,14 +2,14 @@
 //! test command) against the authorizer. A correctly signed control token from
 //! the same forger must pass, so every refusal is for what the forgery attacks.
 
-use crate::helpers::{config, key_file, GOOD_PASSWORD};
+use crate::app::{spawn_app, Backend};
+use crate::helpers::GOOD_PASSWORD;
 use crate::helpers::{parts, request, request_as};
 use base64::Engine;
 use portcullis_authorizer::Decision;
-use portcullis_shared::clock::{Clock, SystemClock};
+use portcullis_shared::clock::Clock;
 use portcullis_shared::crypto::load_signing_key;
-use portcullis_shared::runtime::{key_provider, Backends};
-use std::sync::Arc;
+use portcullis_shared::runtime::key_provider;
 
 fn python() -> String {
     std::env::var("PORTCULLIS_TEST_PYTHON")
@@ -23,51 +23,28 @@ fn pem(der: &[u8]) -> String {
     format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
 }
 
-/// A MySQL deployment with its key provider and a login function, for the tests below.
-struct Setup {
-    cfg: portcullis_shared::config::Config,
-    backends: Backends,
-    provider: Arc<dyn portcullis_shared::crypto::KeyProvider>,
-    clock: Arc<dyn Clock>,
-    login: portcullis_login::Deps,
-}
-
-async fn setup() -> Setup {
-    let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
-    let backends = Backends::open(&cfg).await.expect("backends");
-    let provider = key_provider(&cfg).expect("keys");
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
-    Setup { cfg, backends, provider, clock, login }
-}
-
 #[tokio::test]
 async fn every_forged_token_is_refused_and_the_control_passes() {
-    let Setup { cfg, backends, provider, clock, login } = setup().await;
-    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), clock.clone())
-        .await
-        .expect("refresh");
-    let authorizer =
-        portcullis_authorizer::Deps::build(&cfg, &backends, clock.clone()).await.expect("authorizer");
+    let app = spawn_app(Backend::Dynamo).await;
+    let (login, refresh, authorizer) = (&app.login, &app.refresh, &app.authorizer);
     let creds = serde_json::json!({"email": "victim@example.com", "password": GOOD_PASSWORD}).to_string();
-    parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await);
+    parts(portcullis_login::handle(login, request("POST", "/auth/register", Some(&creds), None)).await);
     let mut tokens = Vec::new();
     for _ in 0..2 {
         let (status, body, _) =
-            parts(portcullis_login::handle(&login, request("POST", "/auth/login", Some(&creds), None)).await);
+            parts(portcullis_login::handle(login, request("POST", "/auth/login", Some(&creds), None)).await);
         assert_eq!(status, 200);
         tokens.push(serde_json::from_str::<serde_json::Value>(&body).expect("json"));
     }
     // Revoke the second session; its still-unexpired token is one of the attacks.
     let revoked = tokens[1]["access_token"].as_str().expect("token").to_owned();
-    let identity = match crate::helpers::authorize_me(&authorizer, &format!("Bearer {revoked}")).await {
+    let identity = match crate::helpers::authorize_me(authorizer, &format!("Bearer {revoked}")).await {
         Decision::Allow(identity) => identity,
         other => panic!("fresh token refused: {other:?}"),
     };
     let (status, _, _) = parts(
         portcullis_refresh::handle(
-            &refresh,
+            refresh,
             request_as("POST", "/auth/logout", None, Some((&identity.sub, &identity.sid))),
         )
         .await,
@@ -82,7 +59,9 @@ async fn every_forged_token_is_refused_and_the_control_passes() {
             .expect("b64"),
     )
     .expect("claims");
-    let signing = load_signing_key(backends.keys.as_ref(), provider.as_ref(), clock.now_secs())
+    let (cfg, backends) = &app.opened["login"];
+    let provider = key_provider(cfg).expect("keys");
+    let signing = load_signing_key(backends.keys.as_ref(), provider.as_ref(), app.clock.now_secs())
         .await
         .expect("signing key");
     let job = serde_json::json!({
@@ -113,10 +92,9 @@ async fn every_forged_token_is_refused_and_the_control_passes() {
     for item in &forged {
         let name = item["name"].as_str().expect("name");
         let token = item["token"].as_str().expect("token");
-        let cold =
-            portcullis_authorizer::Deps::build(&cfg, &backends, clock.clone()).await.expect("authorizer");
+        let cold = app.cold_authorizer().await;
         assert!(cold.verifier.loaded().is_none(), "a new instance has read no keys yet");
-        for (instance, deps) in [("warm", &authorizer), ("cold", &cold)] {
+        for (instance, deps) in [("warm", authorizer), ("cold", &cold)] {
             let decision = crate::helpers::authorize_me(deps, &format!("Bearer {token}")).await;
             let allowed = matches!(decision, Decision::Allow(_));
             if name == "control" {
@@ -135,19 +113,19 @@ async fn every_forged_token_is_refused_and_the_control_passes() {
 /// a missing credential and an API key without touching them.
 #[tokio::test]
 async fn keys_are_read_when_the_first_bearer_token_arrives() {
-    let Setup { cfg, backends, clock, login, .. } = setup().await;
+    let app = spawn_app(Backend::Dynamo).await;
+    let login = &app.login;
     let creds = serde_json::json!({"email": "first@example.com", "password": GOOD_PASSWORD}).to_string();
-    parts(portcullis_login::handle(&login, request("POST", "/auth/register", Some(&creds), None)).await);
+    parts(portcullis_login::handle(login, request("POST", "/auth/register", Some(&creds), None)).await);
     let (status, body, _) =
-        parts(portcullis_login::handle(&login, request("POST", "/auth/login", Some(&creds), None)).await);
+        parts(portcullis_login::handle(login, request("POST", "/auth/login", Some(&creds), None)).await);
     assert_eq!(status, 200, "{body}");
     let access = serde_json::from_str::<serde_json::Value>(&body).expect("json")["access_token"]
         .as_str()
         .expect("token")
         .to_owned();
 
-    let authorizer =
-        portcullis_authorizer::Deps::build(&cfg, &backends, clock.clone()).await.expect("authorizer");
+    let authorizer = app.cold_authorizer().await;
     let ask = |authorization, api_key| portcullis_authorizer::Ask {
         method: "GET",
         path: "/admin/users",

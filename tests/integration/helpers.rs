@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use portcullis_shared::adapters::mysql::{apply_migrations, split_sql_statements};
+use portcullis_shared::runtime::Boot;
 use std::collections::HashMap;
 
 /// The configuration, key file and password every test uses; the in-crate
@@ -18,7 +19,7 @@ pub async fn deps_with(config: &portcullis_shared::config::Config) -> portcullis
     let backends = portcullis_shared::runtime::Backends::open(config).await.expect("backends");
     let provider = portcullis_shared::runtime::key_provider(config).expect("key provider");
     let clock = std::sync::Arc::new(portcullis_shared::clock::SystemClock);
-    portcullis_login::Deps::build(config, &backends, provider, clock).await.expect("login deps")
+    portcullis_login::Deps::build(&Boot::new(config, &backends, provider, clock)).await.expect("login deps")
 }
 
 /// The administrator URL `scripts/test.sh` exports.

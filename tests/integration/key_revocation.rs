@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use portcullis_authorizer::Decision;
 use portcullis_shared::clock::{Clock, ManualClock};
 use portcullis_shared::config::Config;
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use std::sync::Arc;
 
 /// The bound docs/security/keys.md states: warm verifiers and signers re-read
@@ -54,14 +54,18 @@ impl Env {
         let cfg = self.config("login");
         let backends = Backends::open(&cfg).await.expect("backends");
         let provider = key_provider(&cfg).expect("keys");
-        portcullis_login::Deps::build(&cfg, &backends, provider, self.clock()).await.expect("login")
+        portcullis_login::Deps::build(&Boot::new(&cfg, &backends, provider, self.clock()))
+            .await
+            .expect("login")
     }
 
     async fn refresh_deps(&self) -> portcullis_refresh::Deps {
         let cfg = self.config("refresh");
         let backends = Backends::open(&cfg).await.expect("backends");
         let provider = key_provider(&cfg).expect("keys");
-        portcullis_refresh::Deps::build(&cfg, &backends, provider, self.clock()).await.expect("refresh")
+        portcullis_refresh::Deps::build(&Boot::new(&cfg, &backends, provider, self.clock()))
+            .await
+            .expect("refresh")
     }
 
     async fn authorizer_deps(&self) -> portcullis_authorizer::Deps {

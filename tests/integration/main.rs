@@ -13,6 +13,7 @@ mod database_secret;
 mod database_tls;
 mod device_cookie;
 mod embedded_restart;
+mod every_backend;
 mod helpers;
 mod iac;
 mod key_revocation;

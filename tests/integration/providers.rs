@@ -26,17 +26,22 @@ pub(crate) async fn cognito_pool() -> (Provider, Client) {
     (Provider::Cognito { pool_id: pool.id, client_id: pool.client_id, secret: pool.secret }, client)
 }
 
+/// The settings that put the functions on a pool of moto's Cognito.
+pub(crate) fn cognito_settings(pool_id: &str, client_id: &str) -> [(&'static str, String); 5] {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
+    [
+        ("PORTCULLIS_IDENTITY_PROVIDER", "cognito".to_owned()),
+        ("PORTCULLIS_COGNITO_USER_POOL_ID", pool_id.to_owned()),
+        ("PORTCULLIS_COGNITO_CLIENT_IDS", client_id.to_owned()),
+        ("PORTCULLIS_COGNITO_REGION", "us-east-1".to_owned()),
+        ("PORTCULLIS_COGNITO_JWKS_URL", format!("{endpoint}/{pool_id}/.well-known/jwks.json")),
+    ]
+}
+
 pub(crate) async fn server(provider: &Provider, extra: &[(&str, String)]) -> Server {
     let mut env: Vec<(&str, String)> = extra.to_vec();
     if let Provider::Cognito { pool_id, client_id, .. } = provider {
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
-        env.extend([
-            ("PORTCULLIS_IDENTITY_PROVIDER", "cognito".to_owned()),
-            ("PORTCULLIS_COGNITO_USER_POOL_ID", pool_id.clone()),
-            ("PORTCULLIS_COGNITO_CLIENT_IDS", client_id.clone()),
-            ("PORTCULLIS_COGNITO_REGION", "us-east-1".to_owned()),
-            ("PORTCULLIS_COGNITO_JWKS_URL", format!("{endpoint}/{pool_id}/.well-known/jwks.json")),
-        ]);
+        env.extend(cognito_settings(pool_id, client_id));
     }
     serve(&env).await
 }

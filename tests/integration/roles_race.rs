@@ -6,7 +6,9 @@
 use crate::step_up::{claims, world};
 use async_trait::async_trait;
 use portcullis_shared::domain::{Role, UserId};
-use portcullis_shared::store::{BlindIndex, NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use portcullis_shared::store::{
+    BlindIndex, NewUser, RoleRemoval, StoreError, UserRecord, UserStore, UserSummary,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -49,14 +51,8 @@ impl UserStore for HeldRoles {
     async fn revoke_role(&self, id: UserId, role: &Role) -> Result<(), StoreError> {
         self.inner.revoke_role(id, role).await
     }
-    async fn revoke_role_checked(
-        &self,
-        id: UserId,
-        role: &Role,
-        watched: &[Role],
-        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
-    ) -> Result<bool, StoreError> {
-        self.inner.revoke_role_checked(id, role, watched, may_revoke).await
+    async fn revoke_role_checked(&self, removal: RoleRemoval<'_>) -> Result<bool, StoreError> {
+        self.inner.revoke_role_checked(removal).await
     }
     async fn exists(&self, id: UserId) -> Result<bool, StoreError> {
         self.inner.exists(id).await

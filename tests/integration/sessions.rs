@@ -6,7 +6,7 @@ use crate::app::{spawn_app_with, Backend, TestApp};
 use crate::helpers::{config, key_file, parts, request, request_as, request_with_context, GOOD_PASSWORD};
 use portcullis_authorizer::Decision;
 use portcullis_shared::clock::{Clock, ManualClock};
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use std::sync::Arc;
 
 struct Harness {
@@ -311,9 +311,10 @@ async fn rotated_signing_keys_reach_warm_authorizers_and_keep_earlier_tokens_val
     )
     .await
     .expect("rotate");
-    let login2 = portcullis_login::Deps::build(&h.cfg, &h.backends, provider.clone(), clock.clone())
-        .await
-        .expect("cold start");
+    let login2 =
+        portcullis_login::Deps::build(&Boot::new(&h.cfg, &h.backends, provider.clone(), clock.clone()))
+            .await
+            .expect("cold start");
     let kids: Vec<String> = login2.keys.get().await.expect("keys").jwks["keys"]
         .as_array()
         .expect("keys")
@@ -382,8 +383,9 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let provider = key_provider(&cfg).expect("keys");
     let clock: Arc<dyn Clock> = Arc::new(portcullis_shared::clock::SystemClock);
-    let login =
-        portcullis_login::Deps::build(&cfg, &backends, provider.clone(), clock.clone()).await.expect("login");
+    let login = portcullis_login::Deps::build(&Boot::new(&cfg, &backends, provider.clone(), clock.clone()))
+        .await
+        .expect("login");
     let started = std::time::Instant::now();
     let (status, _, _) = parts(
         portcullis_login::handle(
@@ -405,9 +407,10 @@ async fn an_unreachable_session_store_means_503_and_no_token() {
     assert!(!body.contains("access_token") && !body.contains("127.0.0.1"), "{body}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "retries are not bounded");
 
-    let refresh = portcullis_refresh::Deps::build(&cfg, &backends, provider.clone(), clock.clone())
-        .await
-        .expect("refresh");
+    let refresh =
+        portcullis_refresh::Deps::build(&Boot::new(&cfg, &backends, provider.clone(), clock.clone()))
+            .await
+            .expect("refresh");
     let body =
         serde_json::json!({"refresh_token": "pcr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}).to_string();
     let (status, _, _) = parts(

@@ -8,7 +8,7 @@ use crate::helpers::{config, key_file, parts, GOOD_PASSWORD};
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt;
 use portcullis_shared::clock::ManualClock;
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use std::sync::Arc;
 
 struct Limits {
@@ -194,12 +194,12 @@ async fn an_unreachable_counter_store_fails_closed() {
     ));
     let cfg = config(&[("PORTCULLIS_LOCAL_KEY_FILE", key_file())]);
     let provider = key_provider(&cfg).expect("keys");
-    let login = portcullis_login::Deps::build(
+    let login = portcullis_login::Deps::build(&Boot::new(
         &cfg,
         &backends,
         provider.clone(),
         Arc::new(portcullis_shared::clock::SystemClock),
-    )
+    ))
     .await
     .expect("login");
     let body = serde_json::json!({"email": "down@example.com", "password": GOOD_PASSWORD}).to_string();

@@ -5,8 +5,7 @@ use lambda_http::{Request, RequestExt};
 use portcullis_shared::apikeys::ApiKeyStore;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
-use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{FieldCipher, KeyProvider};
+use portcullis_shared::crypto::FieldCipher;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::{Role, UserId};
 use portcullis_shared::error::BootError;
@@ -14,9 +13,9 @@ use portcullis_shared::error::Violation;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::rbac::Policy;
 use portcullis_shared::routes::{AdminRoute, Resolved};
-use portcullis_shared::runtime::{Backends, KeySource};
+use portcullis_shared::runtime::Boot;
 use portcullis_shared::sessions::{self, SessionStore};
-use portcullis_shared::store::UserStore;
+use portcullis_shared::store::{RoleRemoval, UserStore};
 use portcullis_shared::ApiError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -38,14 +37,9 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub async fn build(
-        config: &Config,
-        backends: &Backends,
-        provider: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, BootError> {
-        let fields = KeySource::new(config, backends, provider, &clock)
-            .prefetch(|keys| async move { keys.fields().await });
+    pub async fn build(boot: &Boot) -> Result<Self, BootError> {
+        let (config, backends, clock) = (&boot.config, &boot.backends, boot.clock.clone());
+        let fields = boot.clone().prefetch(|keys| async move { keys.fields().await });
         Ok(Self {
             users: backends.users.clone(),
             sessions: backends.sessions.clone(),
@@ -234,7 +228,8 @@ pub async fn revoke_role(deps: &Deps, req: &Request, user: &str, role: &str) -> 
         allowed
     };
     let watched = deps.policy.roles_sharing(role.as_str());
-    if !deps.users.revoke_role_checked(user, &role, &watched, &check).await? {
+    let removal = RoleRemoval { id: user, role: &role, watched: &watched, may_revoke: &check };
+    if !deps.users.revoke_role_checked(removal).await? {
         let permissions = refused.into_inner().unwrap_or_default();
         return Err(ApiError::LastHolder(permissions));
     }

@@ -6,6 +6,7 @@ use crate::{handle, Deps};
 use portcullis_authorizer::Decision;
 use portcullis_shared::audit::EventType;
 use portcullis_shared::domain::{Role, UserId};
+use portcullis_shared::runtime::Boot;
 use portcullis_test_support::{register, reply, request, sign_in, with_context, Reply, World};
 
 struct App {
@@ -23,7 +24,7 @@ struct Person {
 async fn app() -> App {
     let world = World::new().await;
     let login = world.login().await;
-    let deps = Deps::build(&world.config, &world.backends, world.provider.clone(), world.clock())
+    let deps = Deps::build(&Boot::new(&world.config, &world.backends, world.provider.clone(), world.clock()))
         .await
         .expect("admin deps");
     App { world, login, deps }

@@ -13,6 +13,12 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The decision on `method path` with the credentials these headers carry.
+async fn decide(deps: &Deps, method: &str, path: &str, headers: &HeaderMap) -> Decision {
+    let authorization = header(headers, "authorization");
+    authorize(deps, Ask { method, path, authorization, api_key: header(headers, "x-api-key") }).await
+}
+
 /// The prefix of the only resources a REST policy may name.
 const EXECUTE_API_ARN: &str = "arn:aws:execute-api:";
 
@@ -48,13 +54,7 @@ pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
                 Some(method) => {
                     let path =
                         route.map(|(_, p)| p.to_owned()).or(request.raw_path.clone()).unwrap_or_default();
-                    let ask = Ask {
-                        method: &method,
-                        path: &path,
-                        authorization: header(&request.headers, "authorization"),
-                        api_key: header(&request.headers, "x-api-key"),
-                    };
-                    authorize(deps, ask).await
+                    decide(deps, &method, &path, &request.headers).await
                 }
                 None => refuse(Decision::Unauthorized, "no HTTP method"),
             }
@@ -84,13 +84,7 @@ pub async fn handle_rest(deps: &Deps, event: Value) -> Value {
                 None => refuse(Decision::Unauthorized, "no HTTP method"),
                 Some(method) => {
                     let path = request.resource.clone().or(request.path.clone()).unwrap_or_default();
-                    let ask = Ask {
-                        method: &method,
-                        path: &path,
-                        authorization: header(&request.headers, "authorization"),
-                        api_key: header(&request.headers, "x-api-key"),
-                    };
-                    authorize(deps, ask).await
+                    decide(deps, &method, &path, &request.headers).await
                 }
             };
             (decision, method_arn)

@@ -14,7 +14,7 @@ use portcullis_shared::clock::SystemClock;
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::PasswordHasher;
 use portcullis_shared::domain::Password;
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,9 @@ async fn main() {
     .expect("config");
     let backends = Backends::open(&config).await.expect("backends");
     let provider = key_provider(&config).expect("keys");
-    let mut deps =
-        Deps::build(&config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("deps");
+    let mut deps = Deps::build(&Boot::new(&config, &backends, provider.clone(), Arc::new(SystemClock)))
+        .await
+        .expect("deps");
 
     let password = Password::new(PASSWORD);
     let hasher = PasswordHasher::new().expect("argon2id");

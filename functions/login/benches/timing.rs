@@ -9,7 +9,7 @@ use lambda_http::{Body, Request};
 use portcullis_login::{handle, Deps};
 use portcullis_shared::clock::SystemClock;
 use portcullis_shared::config::Config;
-use portcullis_shared::runtime::{key_provider, Backends};
+use portcullis_shared::runtime::{key_provider, Backends, Boot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,9 @@ async fn main() {
     .expect("config");
     let backends = Backends::open(&config).await.expect("backends");
     let provider = key_provider(&config).expect("keys");
-    let deps = Deps::build(&config, &backends, provider.clone(), Arc::new(SystemClock)).await.expect("deps");
+    let deps = Deps::build(&Boot::new(&config, &backends, provider.clone(), Arc::new(SystemClock)))
+        .await
+        .expect("deps");
 
     // Existing accounts for the wrong-password case (one try each, so none locks),
     // and one account locked before measuring.

@@ -4,8 +4,7 @@ use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
-use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{FieldCipher, KeyProvider};
+use portcullis_shared::crypto::FieldCipher;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::device;
 use portcullis_shared::domain::{Email, Password, Role};
@@ -17,7 +16,7 @@ use portcullis_shared::identity::{
 };
 use portcullis_shared::policy::PasswordPolicy;
 use portcullis_shared::routes::{LoginRoute, Resolved};
-use portcullis_shared::runtime::{Backends, KeySource};
+use portcullis_shared::runtime::Boot;
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::throttle::Refusal;
 use portcullis_shared::tokens::TokenIssuer;
@@ -56,28 +55,22 @@ pub struct LoginKeys {
 impl Deps {
     /// Builds the stores, the hasher and the policy, and starts unwrapping the
     /// keys (creating them on the very first start) in the background.
-    pub async fn build(
-        config: &Config,
-        backends: &Backends,
-        provider: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, BootError> {
-        let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
-            |keys, previous: Option<Arc<LoginKeys>>| async move {
-                let fields = keys.fields_kept(previous.as_ref().map(|p| &p.fields)).await?;
-                let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
-                // The held signing key is no longer current: whatever fails after
-                // this point must not let the previous keys (with it) serve on.
-                let moved_on = previous.as_ref().is_some_and(|p| !Arc::ptr_eq(&p.tokens, &tokens));
-                let published = portcullis_shared::crypto::load_verifying_keys(keys.backends.keys.as_ref())
-                    .await
-                    .map_err(|e| match moved_on {
-                        true => BootError::refused(format_args!("the signing key moved on: {e}")),
-                        false => BootError::from_error("verification keys", &e),
-                    })?;
-                Ok(Arc::new(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) }))
-            },
-        );
+    pub async fn build(boot: &Boot) -> Result<Self, BootError> {
+        let (config, backends, clock) = (&boot.config, &boot.backends, boot.clock.clone());
+        let keys = boot.clone().prefetch_current(|keys, previous: Option<Arc<LoginKeys>>| async move {
+            let fields = keys.fields_kept(previous.as_ref().map(|p| &p.fields)).await?;
+            let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
+            // The held signing key is no longer current: whatever fails after
+            // this point must not let the previous keys (with it) serve on.
+            let moved_on = previous.as_ref().is_some_and(|p| !Arc::ptr_eq(&p.tokens, &tokens));
+            let published = portcullis_shared::crypto::load_verifying_keys(keys.backends.keys.as_ref())
+                .await
+                .map_err(|e| match moved_on {
+                    true => BootError::refused(format_args!("the signing key moved on: {e}")),
+                    false => BootError::from_error("verification keys", &e),
+                })?;
+            Ok(Arc::new(LoginKeys { fields, tokens, jwks: portcullis_shared::tokens::jwks(&published) }))
+        });
         Ok(Self {
             identity: portcullis_shared::runtime::identity_provider(config, backends)?,
             key_store: backends.keys.clone(),

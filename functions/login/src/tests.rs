@@ -4,6 +4,7 @@
 use crate::{handle, Deps};
 use portcullis_authorizer::Decision;
 use portcullis_shared::audit::EventType;
+use portcullis_shared::runtime::Boot;
 use portcullis_test_support::{
     credentials, event, from_ip, post, reply, request, Reply, World, GOOD_PASSWORD,
 };
@@ -21,7 +22,7 @@ async fn app() -> App {
 
 async fn app_with(extra: &[(&str, String)]) -> App {
     let world = World::with(extra).await;
-    let deps = Deps::build(&world.config, &world.backends, world.provider.clone(), world.clock())
+    let deps = Deps::build(&Boot::new(&world.config, &world.backends, world.provider.clone(), world.clock()))
         .await
         .expect("login deps");
     App { world, deps }

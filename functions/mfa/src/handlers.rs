@@ -4,14 +4,13 @@ use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
-use portcullis_shared::config::Config;
-use portcullis_shared::crypto::{FieldCipher, KeyProvider};
+use portcullis_shared::crypto::FieldCipher;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::error::BootError;
 use portcullis_shared::http::{json, no_content, parse_json, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, Answer, Feature, IdentityError, IdentityProvider, Need, Principal};
 use portcullis_shared::routes::{MfaRoute, Resolved};
-use portcullis_shared::runtime::{Backends, KeySource};
+use portcullis_shared::runtime::Boot;
 use portcullis_shared::sessions::{self, SessionStore};
 use portcullis_shared::tokens::TokenIssuer;
 use portcullis_shared::ApiError;
@@ -42,21 +41,15 @@ pub struct MfaKeys {
 }
 
 impl Deps {
-    pub async fn build(
-        config: &Config,
-        backends: &Backends,
-        provider: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, BootError> {
+    pub async fn build(boot: &Boot) -> Result<Self, BootError> {
+        let (config, backends, clock) = (&boot.config, &boot.backends, boot.clock.clone());
         // The signing key is rechecked within the key bound (a warm instance moves
         // off a revoked or retired key); the field key is kept.
-        let keys = KeySource::new(config, backends, provider, &clock).prefetch_current(
-            |keys, previous: Option<Arc<MfaKeys>>| async move {
-                let fields = keys.fields_kept(previous.as_ref().map(|p| &p.fields)).await?;
-                let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
-                Ok(Arc::new(MfaKeys { fields, tokens }))
-            },
-        );
+        let keys = boot.clone().prefetch_current(|keys, previous: Option<Arc<MfaKeys>>| async move {
+            let fields = keys.fields_kept(previous.as_ref().map(|p| &p.fields)).await?;
+            let tokens = keys.current_tokens(previous.as_ref().map(|p| &p.tokens)).await?;
+            Ok(Arc::new(MfaKeys { fields, tokens }))
+        });
         Ok(Self {
             identity: portcullis_shared::runtime::identity_provider(config, backends)?,
             throttle: portcullis_shared::runtime::throttle(config, backends, clock.clone()),

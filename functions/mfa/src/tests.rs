@@ -5,6 +5,7 @@
 use crate::{handle, Deps};
 use portcullis_authorizer::Decision;
 use portcullis_shared::audit::EventType;
+use portcullis_shared::runtime::Boot;
 use portcullis_test_support::{event, post, register, reply, request, sign_in, totp, Reply, World};
 
 struct App {
@@ -27,7 +28,7 @@ async fn app() -> App {
 async fn app_with(extra: &[(&str, String)]) -> App {
     let world = World::with(extra).await;
     let login = world.login().await;
-    let deps = Deps::build(&world.config, &world.backends, world.provider.clone(), world.clock())
+    let deps = Deps::build(&Boot::new(&world.config, &world.backends, world.provider.clone(), world.clock()))
         .await
         .expect("mfa deps");
     App { world, login, deps }

@@ -6,7 +6,7 @@ use lambda_http::{Body, Request};
 use portcullis_shared::clock::{Clock, SystemClock};
 use portcullis_shared::config::Config;
 use portcullis_shared::crypto::load_verifying_keys;
-use portcullis_shared::runtime::{key_provider, token_issuer, Backends};
+use portcullis_shared::runtime::{key_provider, token_issuer, Backends, Boot};
 use portcullis_shared::tokens::{Grant, TokenVerifier};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,12 +62,14 @@ async fn main() {
     let verify = start.elapsed();
 
     // Refresh chain against in-memory stores: the handler's own work only.
-    let login = portcullis_login::Deps::build(&config, &backends, provider.clone(), clock.clone())
-        .await
-        .expect("login");
-    let refresh = portcullis_refresh::Deps::build(&config, &backends, provider.clone(), clock.clone())
-        .await
-        .expect("refresh");
+    let login =
+        portcullis_login::Deps::build(&Boot::new(&config, &backends, provider.clone(), clock.clone()))
+            .await
+            .expect("login");
+    let refresh =
+        portcullis_refresh::Deps::build(&Boot::new(&config, &backends, provider.clone(), clock.clone()))
+            .await
+            .expect("refresh");
     let creds =
         serde_json::json!({"email": "bench@example.com", "password": "velvet-otter-quantum-harbor-71"})
             .to_string();

@@ -4,16 +4,14 @@ use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
-use portcullis_shared::config::Config;
-use portcullis_shared::crypto::KeyProvider;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::error::BootError;
 use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::identity::{self, IdentityProvider, RenewRefusal};
 use portcullis_shared::routes::{RefreshRoute, Resolved};
-use portcullis_shared::runtime::{Backends, KeySource};
+use portcullis_shared::runtime::Boot;
 use portcullis_shared::sessions::{
-    self, Rotation, SessionPolicy, SessionRecord, SessionState, SessionStore, TokenHash,
+    self, Rotate, Rotation, SessionPolicy, SessionRecord, SessionState, SessionStore, TokenHash,
 };
 use portcullis_shared::tokens::{TokenIssuer, TokenResponse};
 use portcullis_shared::ApiError;
@@ -36,15 +34,12 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub async fn build(
-        config: &Config,
-        backends: &Backends,
-        provider: Arc<dyn KeyProvider>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, BootError> {
+    pub async fn build(boot: &Boot) -> Result<Self, BootError> {
+        let (config, backends, clock) = (&boot.config, &boot.backends, boot.clock.clone());
         // Rechecked against the key table within the key bound: a warm instance
         // moves off a revoked or retired key (docs/security/keys.md).
-        let tokens = KeySource::new(config, backends, provider, &clock)
+        let tokens = boot
+            .clone()
             .prefetch_current(|keys, previous| async move { keys.current_tokens(previous.as_ref()).await });
         Ok(Self {
             identity: portcullis_shared::runtime::identity_provider(config, backends)?,
@@ -190,7 +185,15 @@ pub async fn refresh(deps: &Deps, req: &Request) -> HandlerResult {
             break (session, renewal, kept);
         };
         let expires_at = deps.policy.expires_at(session.created_at);
-        match deps.sessions.rotate(&session, &hash, successor_hash, &renewal.roles, now, expires_at).await? {
+        let step = Rotate {
+            session: &session,
+            old: &hash,
+            new: successor_hash,
+            roles: &renewal.roles,
+            now,
+            expires_at,
+        };
+        match deps.sessions.rotate(step).await? {
             Rotation::Rotated => {
                 let successor = successor.expose_secret().to_owned();
                 break (session, renewal, successor);

@@ -4,6 +4,7 @@
 use crate::{handle, Deps};
 use portcullis_authorizer::Decision;
 use portcullis_shared::audit::EventType;
+use portcullis_shared::runtime::Boot;
 use portcullis_test_support::{event, post, register, reply, request, sign_in, Reply, World};
 
 struct App {
@@ -21,7 +22,7 @@ struct Session {
 async fn app() -> App {
     let world = World::new().await;
     let login = world.login().await;
-    let deps = Deps::build(&world.config, &world.backends, world.provider.clone(), world.clock())
+    let deps = Deps::build(&Boot::new(&world.config, &world.backends, world.provider.clone(), world.clock()))
         .await
         .expect("refresh deps");
     App { world, login, deps }

@@ -218,7 +218,9 @@ async fn record(
         roles_version: 0,
         head: Some(*started.hash),
     };
-    store.create(&session, started.hash, policy.expires_at(now)).await?;
+    store
+        .create(NewSession { session: &session, first: started.hash, expires_at: policy.expires_at(now) })
+        .await?;
     Ok(session)
 }
 
@@ -304,31 +306,50 @@ pub async fn update_roles(
 /// changed under them.
 const ROLE_SYNC_ROUNDS: usize = 4;
 
+/// A new session and its first refresh token, whose items may be deleted
+/// after `expires_at` (the session's absolute end).
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    pub session: &'a SessionRecord,
+    pub first: &'a TokenHash,
+    pub expires_at: i64,
+}
+
+/// A refresh of `session` as it was read: `old` spent, `new` its live token
+/// (expiring at `expires_at`), its roles set to `roles` and its use to `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotate<'a> {
+    pub session: &'a SessionRecord,
+    pub old: &'a TokenHash,
+    pub new: &'a TokenHash,
+    pub roles: &'a [String],
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+/// A re-authentication in `session` as it was read: its live token spent,
+/// `new` the live one (expiring at `expires_at`), `amr` and `auth_time` (`now`) set.
+#[derive(Debug, Clone, Copy)]
+pub struct Reauth<'a> {
+    pub session: &'a SessionRecord,
+    pub new: &'a TokenHash,
+    pub amr: &'a [String],
+    pub now: i64,
+    pub expires_at: i64,
+}
+
 /// The session store (DynamoDB in AWS, in-memory locally).
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     /// Writes a session and its first refresh token together, or neither.
-    async fn create(
-        &self,
-        session: &SessionRecord,
-        first: &TokenHash,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
+    async fn create(&self, new: NewSession<'_>) -> Result<(), StoreError>;
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError>;
     async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// Atomically: `old` active → spent, `new` written as active, the session's
     /// `last_used_at` set to `now` and its roles to `roles` — only if `old` is
     /// still active, the session is not revoked and its `roles_version` is still
     /// `session.roles_version`. Two rotations of one token never both succeed.
-    async fn rotate(
-        &self,
-        session: &SessionRecord,
-        old: &TokenHash,
-        new: &TokenHash,
-        roles: &[String],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Rotation, StoreError>;
+    async fn rotate(&self, step: Rotate<'_>) -> Result<Rotation, StoreError>;
     /// Records a use of a live session (`last_used_at`, for the idle timeout) and
     /// its current roles: for sessions whose refresh tokens another identity
     /// provider rotates. A revoked or unknown session is left as it is.
@@ -339,14 +360,7 @@ pub trait SessionStore: Send + Sync {
     /// refresh token (`session.head`; a session without one is `SessionChanged`) spent, `new` written as active,
     /// and the session's `auth_time`, `amr` and `last_used_at` set — only if the
     /// session is not revoked and `session.head` is still its live token.
-    async fn reauthenticate(
-        &self,
-        session: &SessionRecord,
-        new: &TokenHash,
-        amr: &[String],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Rotation, StoreError>;
+    async fn reauthenticate(&self, step: Reauth<'_>) -> Result<Rotation, StoreError>;
     /// Marks a session revoked (idempotent).
     async fn revoke(&self, user_id: &str, sid: &str, now: i64) -> Result<(), StoreError>;
     /// Every session of a user, revoked and expired ones included.

@@ -60,6 +60,18 @@ pub struct UserSummary {
     pub roles: Vec<Role>,
 }
 
+/// The check [`UserStore::revoke_role_checked`] runs on the locked assignments.
+pub type RevokeGuard<'a> = dyn for<'b> Fn(&'b [(UserId, Role)]) -> bool + Send + Sync + 'a;
+
+/// A role removal that `may_revoke` decides on: see [`UserStore::revoke_role_checked`].
+#[derive(Clone, Copy)]
+pub struct RoleRemoval<'a> {
+    pub id: UserId,
+    pub role: &'a Role,
+    pub watched: &'a [Role],
+    pub may_revoke: &'a RevokeGuard<'a>,
+}
+
 /// Users and their roles.
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -78,13 +90,7 @@ pub trait UserStore: Send + Sync {
     /// removal commits: two removals that watch a common role run one after the
     /// other, and the second sees the first's outcome. False when refused
     /// (nothing changed).
-    async fn revoke_role_checked(
-        &self,
-        id: UserId,
-        role: &Role,
-        watched: &[Role],
-        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
-    ) -> Result<bool, StoreError>;
+    async fn revoke_role_checked(&self, removal: RoleRemoval<'_>) -> Result<bool, StoreError>;
     async fn exists(&self, id: UserId) -> Result<bool, StoreError>;
     /// Up to `limit` users ordered by id, starting after `after`.
     async fn list_users(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserSummary>, StoreError>;
@@ -98,6 +104,15 @@ pub struct MfaState {
     pub secret: Option<Vec<u8>>,
     pub pending: Option<Vec<u8>>,
     pub last_step: Option<i64>,
+}
+
+/// The columns [`MfaStore::mfa_state`] reads, in [`MfaState`]'s order (a SQL row).
+pub type MfaRow = (bool, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+
+impl From<MfaRow> for MfaState {
+    fn from((mfa_enabled, email_ciphertext, secret, pending, last_step): MfaRow) -> Self {
+        Self { mfa_enabled, email_ciphertext, secret, pending, last_step }
+    }
 }
 
 /// MFA state and recovery codes.

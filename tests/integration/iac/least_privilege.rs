@@ -73,8 +73,8 @@ fn role_statements<'a>(template: &'a Value, function: &str) -> Vec<&'a Value> {
     policies.into_iter().flat_map(|p| statements(Some(p))).collect()
 }
 
-/// The purposes a function's code unwraps envelope keys for: `KeySource::fields`
-/// and `fields_kept` (field encryption), `KeySource::tokens`/`current_tokens`
+/// The purposes a function's code unwraps envelope keys for: `Boot::fields`
+/// and `fields_kept` (field encryption), `Boot::tokens`/`current_tokens`
 /// (token signing).
 fn purposes_in_code(short: &str) -> BTreeSet<String> {
     let keyring = std::fs::read_to_string(repo("shared/src/crypto/keyring.rs")).expect("keyring");

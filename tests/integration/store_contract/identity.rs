@@ -2,7 +2,9 @@
 
 use portcullis_shared::audit::{AuditEvent, AuditStore, EventType};
 use portcullis_shared::domain::{Role, UserId};
-use portcullis_shared::store::{KeyMaterialStore, KeyRecord, MfaStore, NewUser, StoreError, UserStore};
+use portcullis_shared::store::{
+    KeyMaterialStore, KeyRecord, MfaStore, NewUser, RoleRemoval, StoreError, UserStore,
+};
 use std::sync::Arc;
 
 /// Every byte value, and text outside the Basic Multilingual Plane.
@@ -135,7 +137,15 @@ async fn a_checked_revocation_sees_the_other_in_flight(users: &[Arc<dyn UserStor
                 // The removal leaves one holder: allowed only while both still hold it.
                 let others_remain =
                     move |held: &[(UserId, Role)]| held.iter().filter(|(u, _)| pair.contains(u)).count() >= 2;
-                store.revoke_role_checked(target, &role, std::slice::from_ref(&role), &others_remain).await
+                let watched = std::slice::from_ref(&role);
+                store
+                    .revoke_role_checked(RoleRemoval {
+                        id: target,
+                        role: &role,
+                        watched,
+                        may_revoke: &others_remain,
+                    })
+                    .await
             })
         })
         .collect();

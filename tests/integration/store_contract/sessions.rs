@@ -2,7 +2,9 @@
 //! re-authentication and revocation.
 
 use super::identity::race;
-use portcullis_shared::sessions::{new_refresh_token, Rotation, SessionRecord, SessionStore, TokenHash};
+use portcullis_shared::sessions::{
+    new_refresh_token, NewSession, Reauth, Rotate, Rotation, SessionRecord, SessionStore, TokenHash,
+};
 use portcullis_shared::store::StoreError;
 use std::sync::Arc;
 
@@ -33,7 +35,7 @@ fn token() -> TokenHash {
 
 async fn started(store: &Arc<dyn SessionStore>) -> (SessionRecord, TokenHash) {
     let (record, first) = session(&uuid::Uuid::new_v4().to_string());
-    store.create(&record, &first, EXPIRES).await.expect("create");
+    store.create(NewSession { session: &record, first: &first, expires_at: EXPIRES }).await.expect("create");
     (record, first)
 }
 
@@ -54,10 +56,11 @@ async fn sessions_round_trip_and_duplicates_are_refused(store: &Arc<dyn SessionS
         (token.user_id.as_str(), token.sid.as_str(), token.spent),
         (record.user_id.as_str(), record.sid.as_str(), false)
     );
-    let again = store.create(&record, &self::token(), EXPIRES).await;
+    let again =
+        store.create(NewSession { session: &record, first: &self::token(), expires_at: EXPIRES }).await;
     assert!(matches!(again, Err(StoreError::Duplicate)), "same session: {again:?}");
     let (other, _) = session(&record.user_id);
-    let reused = store.create(&other, &first, EXPIRES).await;
+    let reused = store.create(NewSession { session: &other, first: &first, expires_at: EXPIRES }).await;
     assert!(matches!(reused, Err(StoreError::Duplicate)), "same first token: {reused:?}");
     assert_eq!(store.get(&other.user_id, &other.sid).await.expect("get"), None, "nothing half-written");
     assert!(store.refresh_token(&self::token()).await.expect("token").is_none());
@@ -69,7 +72,17 @@ async fn a_rotation_spends_the_token_and_a_reused_one_is_detected(store: &Arc<dy
     let next = token();
     let roles = vec!["user".to_owned(), "admin".to_owned()];
     assert_eq!(
-        store.rotate(&record, &first, &next, &roles, 200, EXPIRES).await.expect("rotate"),
+        store
+            .rotate(Rotate {
+                session: &record,
+                old: &first,
+                new: &next,
+                roles: &roles,
+                now: 200,
+                expires_at: EXPIRES
+            })
+            .await
+            .expect("rotate"),
         Rotation::Rotated
     );
     assert!(store.refresh_token(&first).await.expect("token").expect("present").spent);
@@ -77,10 +90,30 @@ async fn a_rotation_spends_the_token_and_a_reused_one_is_detected(store: &Arc<dy
     let now = store.get(&record.user_id, &record.sid).await.expect("get").expect("present");
     assert_eq!((now.last_used_at, now.roles.clone(), now.head), (200, roles.clone(), Some(next)));
     assert_eq!(now.roles_version, 0, "a rotation is not a role change");
-    let replay = store.rotate(&now, &first, &token(), &roles, 300, EXPIRES).await.expect("rotate");
+    let replay = store
+        .rotate(Rotate {
+            session: &now,
+            old: &first,
+            new: &token(),
+            roles: &roles,
+            now: 300,
+            expires_at: EXPIRES,
+        })
+        .await
+        .expect("rotate");
     assert_eq!(replay, Rotation::AlreadySpent, "reuse of a spent token is detected");
     assert_eq!(
-        store.rotate(&now, &token(), &token(), &roles, 300, EXPIRES).await.expect("rotate"),
+        store
+            .rotate(Rotate {
+                session: &now,
+                old: &token(),
+                new: &token(),
+                roles: &roles,
+                now: 300,
+                expires_at: EXPIRES
+            })
+            .await
+            .expect("rotate"),
         Rotation::AlreadySpent
     );
     assert_eq!(
@@ -95,7 +128,16 @@ async fn concurrent_rotations_of_one_token_have_one_winner(stores: &[Arc<dyn Ses
     let won = race(stores, move |s| {
         let record = shared.clone();
         async move {
-            let outcome = s.rotate(&record, &first, &token(), &record.roles, 200, EXPIRES).await;
+            let outcome = s
+                .rotate(Rotate {
+                    session: &record,
+                    old: &first,
+                    new: &token(),
+                    roles: &record.roles,
+                    now: 200,
+                    expires_at: EXPIRES,
+                })
+                .await;
             match outcome.expect("a lost race is an answer, not an outage") {
                 Rotation::Rotated => true,
                 Rotation::AlreadySpent => false,
@@ -118,7 +160,17 @@ async fn a_role_change_or_revocation_stops_a_stale_rotation(store: &Arc<dyn Sess
     store.set_roles(&record.user_id, &record.sid, &["support".into()]).await.expect("set roles");
     let changed = store.get(&record.user_id, &record.sid).await.expect("get").expect("present");
     assert_eq!((changed.roles.clone(), changed.roles_version), (vec!["support".to_owned()], 1));
-    let stale = store.rotate(&record, &first, &token(), &record.roles, 200, EXPIRES).await.expect("rotate");
+    let stale = store
+        .rotate(Rotate {
+            session: &record,
+            old: &first,
+            new: &token(),
+            roles: &record.roles,
+            now: 200,
+            expires_at: EXPIRES,
+        })
+        .await
+        .expect("rotate");
     assert_eq!(stale, Rotation::SessionChanged, "a rotation read before the role change writes nothing");
     assert!(
         !store.refresh_token(&first).await.expect("token").expect("present").spent,
@@ -136,7 +188,17 @@ async fn a_role_change_or_revocation_stops_a_stale_rotation(store: &Arc<dyn Sess
         (Some(300), 250),
         "the first revocation stays; no touch after it"
     );
-    let late = store.rotate(&ended, &first, &token(), &[], 600, EXPIRES).await.expect("rotate");
+    let late = store
+        .rotate(Rotate {
+            session: &ended,
+            old: &first,
+            new: &token(),
+            roles: &[],
+            now: 600,
+            expires_at: EXPIRES,
+        })
+        .await
+        .expect("rotate");
     assert_eq!(late, Rotation::SessionChanged, "a revoked session does not rotate");
     store.revoke("nobody", "nothing", 1).await.expect("revoking nothing is not an error");
     store.set_roles("nobody", "nothing", &[]).await.expect("nor is setting its roles");
@@ -149,12 +211,24 @@ async fn reauthentication_moves_the_live_token_only_from_the_head(stores: &[Arc<
     let headless = SessionRecord { head: None, ..record.clone() };
     let amr = vec!["pwd".to_owned(), "otp".to_owned()];
     assert_eq!(
-        store.reauthenticate(&headless, &token(), &amr, 150, EXPIRES).await.expect("reauth"),
+        store
+            .reauthenticate(Reauth {
+                session: &headless,
+                new: &token(),
+                amr: &amr,
+                now: 150,
+                expires_at: EXPIRES
+            })
+            .await
+            .expect("reauth"),
         Rotation::SessionChanged
     );
     let next = token();
     assert_eq!(
-        store.reauthenticate(&record, &next, &amr, 150, EXPIRES).await.expect("reauth"),
+        store
+            .reauthenticate(Reauth { session: &record, new: &next, amr: &amr, now: 150, expires_at: EXPIRES })
+            .await
+            .expect("reauth"),
         Rotation::Rotated
     );
     assert!(store.refresh_token(&first).await.expect("token").expect("present").spent);
@@ -163,13 +237,25 @@ async fn reauthentication_moves_the_live_token_only_from_the_head(stores: &[Arc<
         (now.auth_time, now.last_used_at, now.amr.clone(), now.head),
         (150, 150, amr.clone(), Some(next))
     );
-    let stale = store.reauthenticate(&record, &token(), &amr, 160, EXPIRES).await.expect("reauth");
+    let stale = store
+        .reauthenticate(Reauth { session: &record, new: &token(), amr: &amr, now: 160, expires_at: EXPIRES })
+        .await
+        .expect("reauth");
     assert_eq!(stale, Rotation::SessionChanged, "the head moved on");
     let shared = now.clone();
     let won = race(stores, move |s| {
         let (now, amr) = (shared.clone(), amr.clone());
         async move {
-            s.reauthenticate(&now, &token(), &amr, 170, EXPIRES).await.expect("reauth") == Rotation::Rotated
+            s.reauthenticate(Reauth {
+                session: &now,
+                new: &token(),
+                amr: &amr,
+                now: 170,
+                expires_at: EXPIRES,
+            })
+            .await
+            .expect("reauth")
+                == Rotation::Rotated
         }
     })
     .await;
@@ -182,7 +268,10 @@ async fn sessions_are_listed_per_user_in_creation_order(store: &Arc<dyn SessionS
     for created_at in [300, 100, 200] {
         let (record, first) = session(&user);
         let record = SessionRecord { created_at, last_used_at: created_at, ..record };
-        store.create(&record, &first, EXPIRES).await.expect("create");
+        store
+            .create(NewSession { session: &record, first: &first, expires_at: EXPIRES })
+            .await
+            .expect("create");
         sids.push((created_at, record.sid));
     }
     store.revoke(&user, &sids[0].1, 400).await.expect("revoke");

@@ -3,13 +3,13 @@
 //! index entry are written in one transaction.
 
 use super::{
-    conditional, created, get_list, get_n, get_s, list, n, read_item, s, unavailable, DynamoClient, Item,
+    conditional, created, get_list, get_n, get_s, list, n, put_step, read_as, s, unavailable, update_at,
+    DynamoClient, Item, NEW_ITEM,
 };
 use crate::apikeys::{ApiKeyRecord, ApiKeyStore};
 use crate::sessions::TokenHash;
 use crate::store::StoreError;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use std::collections::HashMap;
 
 /// API keys in the DynamoDB table.
@@ -47,55 +47,38 @@ impl ApiKeyStore for DynamoApiKeyStore {
         item.insert("expires_at".into(), expires_at.clone());
         let mut index = index_of(&k.created_by, &k.key_id);
         index.insert("expires_at".into(), expires_at);
-        let put = |item, condition: Option<&str>| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .set_condition_expression(condition.map(str::to_owned))
-                .build()
-                .map(|put| TransactWriteItem::builder().put(put).build())
-                .map_err(unavailable)
-        };
         let result = self
             .client
             .get()
             .await
             .transact_write_items()
-            .transact_items(put(item, Some("attribute_not_exists(pk)"))?)
-            .transact_items(put(index, None)?)
+            .transact_items(put_step(&self.table, item, NEW_ITEM)?)
+            .transact_items(put_step(&self.table, index, None)?)
             .send()
             .await;
         created(result)
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = read_item(&self.client, &self.table, key_of(key_id)).await?;
-        let Some(item) = out.as_ref() else { return Ok(None) };
-        let corrupt = || StoreError::Corrupt("api key item");
-        let hash: [u8; 32] = hex::decode(get_s(item, "hash").ok_or_else(corrupt)?)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(corrupt)?;
-        Ok(Some(ApiKeyRecord {
-            key_id: key_id.to_owned(),
-            name: get_s(item, "name").unwrap_or_default(),
-            hash: TokenHash(hash),
-            permissions: get_list(item, "permissions"),
-            created_by: get_s(item, "created_by").unwrap_or_default(),
-            created_at: get_n(item, "created_at").ok_or_else(corrupt)?,
-            valid_until: get_n(item, "valid_until").ok_or_else(corrupt)?,
-            revoked_at: get_n(item, "revoked_at"),
-        }))
+        read_as((&self.client, &self.table), key_of(key_id), "api key item", |item| {
+            let hash: [u8; 32] = hex::decode(get_s(item, "hash")?).ok()?.try_into().ok()?;
+            Some(ApiKeyRecord {
+                key_id: key_id.to_owned(),
+                name: get_s(item, "name").unwrap_or_default(),
+                hash: TokenHash(hash),
+                permissions: get_list(item, "permissions"),
+                created_by: get_s(item, "created_by").unwrap_or_default(),
+                created_at: get_n(item, "created_at")?,
+                valid_until: get_n(item, "valid_until")?,
+                revoked_at: get_n(item, "revoked_at"),
+            })
+        })
+        .await
     }
 
     async fn revoke(&self, key_id: &str, now: i64) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .get()
+        let result = update_at(&self.client, &self.table, key_of(key_id))
             .await
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_of(key_id)))
             .update_expression("SET revoked_at = if_not_exists(revoked_at, :now)")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", n(now))

@@ -2,7 +2,7 @@
 //! parent module): every count and the final use are conditional on the
 //! challenge being live, so a burned or used one stays so.
 
-use super::{conditional, created, get_n, get_s, n, read_item, s, DynamoClient, Item};
+use super::{conditional, created, get_n, get_s, n, read_as, s, update_at, DynamoClient, Item};
 use crate::mfa::{Challenge, ChallengeStore, MAX_ATTEMPTS};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -55,27 +55,22 @@ impl ChallengeStore for DynamoChallengeStore {
     }
 
     async fn get(&self, hash: &[u8; 32], now: i64) -> Result<Option<Challenge>, StoreError> {
-        let out = read_item(&self.client, &self.table, key(hash)).await?;
-        let Some(item) = out.as_ref() else { return Ok(None) };
-        let corrupt = || StoreError::Corrupt("challenge");
-        let challenge = Challenge {
-            user_id: get_s(item, "user_id").ok_or_else(corrupt)?,
-            attempts: get_n(item, "attempts").ok_or_else(corrupt)?,
-            expires_at: get_n(item, "expires_at").ok_or_else(corrupt)?,
-            throttle_key: get_s(item, "throttle_key"),
-            device_token: get_s(item, "device_token"),
-        };
-        Ok((challenge.expires_at > now && challenge.attempts < MAX_ATTEMPTS).then_some(challenge))
+        let found = read_as((&self.client, &self.table), key(hash), "challenge", |item| {
+            Some(Challenge {
+                user_id: get_s(item, "user_id")?,
+                attempts: get_n(item, "attempts")?,
+                expires_at: get_n(item, "expires_at")?,
+                throttle_key: get_s(item, "throttle_key"),
+                device_token: get_s(item, "device_token"),
+            })
+        })
+        .await?;
+        Ok(found.filter(|c| c.expires_at > now && c.attempts < MAX_ATTEMPTS))
     }
 
     async fn fail(&self, hash: &[u8; 32], now: i64) -> Result<i64, StoreError> {
-        let result = self
-            .client
-            .get()
+        let result = update_at(&self.client, &self.table, key(hash))
             .await
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(hash)))
             .update_expression("SET attempts = attempts + :one")
             .condition_expression(LIVE)
             .expression_attribute_values(":one", n(1))

@@ -4,7 +4,7 @@
 //! their own count: count within an open window, lock once over the limit (the
 //! first to get there wins), else start a new window.
 
-use super::{conditional, get_n, n, read_item, s, unavailable, DynamoClient, Item};
+use super::{conditional, get_n, n, read_item, s, unavailable, update_at, DynamoClient, Item};
 use crate::store::StoreError;
 use crate::throttle::{CounterStore, Limit, Verdict};
 use async_trait::async_trait;
@@ -34,13 +34,8 @@ impl DynamoCounterStore {
     /// Counts one attempt within an active, unlocked window: the counter as it
     /// is now, or `None` when there is no such window (locked, missing, ended).
     async fn count(&self, key: &str, cutoff: i64, now: i64) -> Result<Option<Item>, StoreError> {
-        let counted = self
-            .client
-            .get()
+        let counted = update_at(&self.client, &self.table, Self::key(key))
             .await
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
             .update_expression("SET failures = failures + :one")
             .condition_expression("attribute_exists(pk) AND window_start > :cutoff AND locked_until <= :now")
             .expression_attribute_values(":one", n(1))
@@ -62,13 +57,8 @@ impl DynamoCounterStore {
         until: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let locked = self
-            .client
-            .get()
+        let locked = update_at(&self.client, &self.table, Self::key(key))
             .await
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
             .update_expression(
                 "SET locked_until = :until, #level = :level, failures = :zero, window_start = :until, expires_at = :exp",
             )
@@ -177,13 +167,8 @@ impl CounterStore for DynamoCounterStore {
                 .map_err(unavailable)?;
             return Ok(());
         }
-        let returned = self
-            .client
-            .get()
+        let returned = update_at(&self.client, &self.table, Self::key(key))
             .await
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(key)))
             .update_expression("SET failures = failures - :one")
             .condition_expression("failures > :zero")
             .expression_attribute_values(":one", n(1))

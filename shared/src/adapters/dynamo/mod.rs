@@ -39,10 +39,11 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
@@ -115,6 +116,40 @@ where
         Ok(_) => Ok(()),
         Err(_) => Err(StoreError::Duplicate),
     }
+}
+
+/// The item at `key` decoded by `decode`, read consistently (see
+/// [`read_item`]); `None` when there is none. An item `decode` cannot read
+/// (it answers `None`) is `Corrupt(what)`.
+async fn read_as<T>(
+    (client, table): (&DynamoClient, &str),
+    key: Item,
+    what: &'static str,
+    decode: impl FnOnce(&Item) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    match read_item(client, table, key).await? {
+        None => Ok(None),
+        Some(item) => decode(&item).map(Some).ok_or(StoreError::Corrupt(what)),
+    }
+}
+
+/// An UpdateItem on the item at `key`.
+async fn update_at(client: &DynamoClient, table: &str, key: Item) -> UpdateItemFluentBuilder {
+    client.get().await.update_item().table_name(table).set_key(Some(key))
+}
+
+/// The condition of a write that creates an item: none stands at its key.
+const NEW_ITEM: Option<&str> = Some("attribute_not_exists(pk)");
+
+/// A transaction step writing `item` where `condition` holds (`None`: always).
+fn put_step(table: &str, item: Item, condition: Option<&str>) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .set_condition_expression(condition.map(str::to_owned))
+        .build()
+        .map_err(unavailable)?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 /// One item by its key, read consistently (a check-then-write reads what was

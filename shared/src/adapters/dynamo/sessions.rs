@@ -4,14 +4,17 @@
 //! its successor and touches the session in one transaction.
 
 use super::{
-    conditional, created, get_list, get_n, get_s, list, n, read_item, s, unavailable, DynamoClient, Item,
+    conditional, created, get_list, get_n, get_s, list, n, put_step, read_as, read_item, s, unavailable,
+    update_at, DynamoClient, Item, NEW_ITEM,
 };
-use crate::sessions::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
+use crate::sessions::{
+    NewSession, Reauth, RefreshRecord, Rotate, Rotation, SessionRecord, SessionStore, TokenHash,
+};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use std::collections::HashMap;
 
 fn session_key(user_id: &str, sid: &str) -> Item {
@@ -68,7 +71,7 @@ impl DynamoSessionStore {
 
     /// An UpdateItem on one session record.
     async fn update_session(&self, user_id: &str, sid: &str) -> UpdateItemFluentBuilder {
-        self.client.get().await.update_item().table_name(&self.table).set_key(Some(session_key(user_id, sid)))
+        update_at(&self.client, &self.table, session_key(user_id, sid)).await
     }
 
     /// The transaction item that spends refresh token `old` (only while it is active).
@@ -98,24 +101,14 @@ impl DynamoSessionStore {
         item.insert("sid".into(), s(&session.sid));
         item.insert("state".into(), s("active"));
         item.insert("expires_at".into(), n(expires_at));
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(unavailable)?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        put_step(&self.table, item, NEW_ITEM)
     }
 }
 
 #[async_trait]
 impl SessionStore for DynamoSessionStore {
-    async fn create(
-        &self,
-        session: &SessionRecord,
-        first: &TokenHash,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn create(&self, new: NewSession<'_>) -> Result<(), StoreError> {
+        let NewSession { session, first, expires_at } = new;
         let mut item = session_key(&session.user_id, &session.sid);
         item.insert("created_at".into(), n(session.created_at));
         item.insert("last_used_at".into(), n(session.last_used_at));
@@ -131,18 +124,12 @@ impl SessionStore for DynamoSessionStore {
         if let Some(ip) = &session.ip {
             item.insert("ip".into(), s(ip));
         }
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(unavailable)?;
         let result = self
             .client
             .get()
             .await
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(put_step(&self.table, item, NEW_ITEM)?)
             .transact_items(self.token_put(first, session, expires_at)?)
             .send()
             .await;
@@ -150,14 +137,14 @@ impl SessionStore for DynamoSessionStore {
     }
 
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
-        let out = read_item(&self.client, &self.table, token_key(hash)).await?;
-        let Some(item) = out.as_ref() else { return Ok(None) };
-        let corrupt = || StoreError::Corrupt("refresh token item");
-        Ok(Some(RefreshRecord {
-            user_id: get_s(item, "user_id").ok_or_else(corrupt)?,
-            sid: get_s(item, "sid").ok_or_else(corrupt)?,
-            spent: get_s(item, "state").ok_or_else(corrupt)? != "active",
-        }))
+        read_as((&self.client, &self.table), token_key(hash), "refresh token item", |item| {
+            Some(RefreshRecord {
+                user_id: get_s(item, "user_id")?,
+                sid: get_s(item, "sid")?,
+                spent: get_s(item, "state")? != "active",
+            })
+        })
+        .await
     }
 
     async fn get(&self, user_id: &str, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -165,15 +152,8 @@ impl SessionStore for DynamoSessionStore {
         out.as_ref().map(session_from).transpose()
     }
 
-    async fn rotate(
-        &self,
-        session: &SessionRecord,
-        old: &TokenHash,
-        new: &TokenHash,
-        roles: &[String],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
+    async fn rotate(&self, step: Rotate<'_>) -> Result<Rotation, StoreError> {
+        let Rotate { session, old, new, roles, now, expires_at } = step;
         let spend = self.spend(old, now)?;
         let touch = Update::builder()
             .table_name(&self.table)
@@ -234,14 +214,8 @@ impl SessionStore for DynamoSessionStore {
         Ok(())
     }
 
-    async fn reauthenticate(
-        &self,
-        session: &SessionRecord,
-        new: &TokenHash,
-        amr: &[String],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
+    async fn reauthenticate(&self, step: Reauth<'_>) -> Result<Rotation, StoreError> {
+        let Reauth { session, new, amr, now, expires_at } = step;
         let touch = Update::builder()
             .table_name(&self.table)
             .set_key(Some(session_key(&session.user_id, &session.sid)))

@@ -1,7 +1,9 @@
 //! In-process session store for the local server and unit tests, with the same
 //! atomicity as the DynamoDB store (one mutex around each operation).
 
-use crate::sessions::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
+use crate::sessions::{
+    NewSession, Reauth, RefreshRecord, Rotate, Rotation, SessionRecord, SessionStore, TokenHash,
+};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -28,12 +30,8 @@ impl MemorySessionStore {
 
 #[async_trait]
 impl SessionStore for MemorySessionStore {
-    async fn create(
-        &self,
-        session: &SessionRecord,
-        first: &TokenHash,
-        _expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn create(&self, new: NewSession<'_>) -> Result<(), StoreError> {
+        let NewSession { session, first, expires_at: _ } = new;
         let mut inner = self.lock()?;
         let key = (session.user_id.clone(), session.sid.clone());
         if inner.sessions.contains_key(&key) || inner.tokens.contains_key(first) {
@@ -55,15 +53,8 @@ impl SessionStore for MemorySessionStore {
         Ok(self.lock()?.sessions.get(&(user_id.to_owned(), sid.to_owned())).cloned())
     }
 
-    async fn rotate(
-        &self,
-        session: &SessionRecord,
-        old: &TokenHash,
-        new: &TokenHash,
-        roles: &[String],
-        now: i64,
-        _expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
+    async fn rotate(&self, step: Rotate<'_>) -> Result<Rotation, StoreError> {
+        let Rotate { session, old, new, roles, now, expires_at: _ } = step;
         let mut inner = self.lock()?;
         match inner.tokens.get(old) {
             Some(t) if !t.spent => {}
@@ -106,14 +97,8 @@ impl SessionStore for MemorySessionStore {
         Ok(())
     }
 
-    async fn reauthenticate(
-        &self,
-        session: &SessionRecord,
-        new: &TokenHash,
-        amr: &[String],
-        now: i64,
-        _expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
+    async fn reauthenticate(&self, step: Reauth<'_>) -> Result<Rotation, StoreError> {
+        let Reauth { session, new, amr, now, expires_at: _ } = step;
         if session.head.is_none() {
             return Ok(Rotation::SessionChanged);
         }

@@ -4,8 +4,8 @@
 use crate::audit::{AuditEvent, AuditStore};
 use crate::domain::{Role, UserId};
 use crate::store::{
-    BlindIndex, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, StoreError,
-    UserRecord, UserStore, UserSummary,
+    BlindIndex, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, RoleRemoval,
+    StoreError, UserRecord, UserStore, UserSummary,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
@@ -95,13 +95,8 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
-    async fn revoke_role_checked(
-        &self,
-        id: UserId,
-        role: &Role,
-        watched: &[Role],
-        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
-    ) -> Result<bool, StoreError> {
+    async fn revoke_role_checked(&self, removal: RoleRemoval<'_>) -> Result<bool, StoreError> {
+        let RoleRemoval { id, role, watched, may_revoke } = removal;
         let mut inner = self.lock()?;
         let assignments: Vec<(UserId, Role)> = inner
             .roles

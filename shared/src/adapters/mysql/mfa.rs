@@ -2,12 +2,10 @@
 
 use super::{classify, MySqlStore};
 use crate::domain::UserId;
-use crate::store::{MfaState, MfaStore, StoreError};
+use crate::store::{MfaRow, MfaState, MfaStore, StoreError};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
-
-type MfaRow = (bool, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
 
 #[async_trait]
 impl MfaStore for MySqlStore {
@@ -21,13 +19,7 @@ impl MfaStore for MySqlStore {
             )
             .await
             .map_err(classify)?;
-        Ok(row.map(|(mfa_enabled, email_ciphertext, secret, pending, last_step)| MfaState {
-            mfa_enabled,
-            email_ciphertext,
-            secret,
-            pending,
-            last_step,
-        }))
+        Ok(row.map(MfaState::from))
     }
 
     async fn set_pending(&self, id: UserId, ciphertext: &[u8], now: i64) -> Result<(), StoreError> {

@@ -2,7 +2,7 @@
 
 use super::{classify, role, user_id, MySqlStore};
 use crate::domain::{Role, UserId};
-use crate::store::{BlindIndex, NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use crate::store::{BlindIndex, NewUser, RoleRemoval, StoreError, UserRecord, UserStore, UserSummary};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
@@ -110,13 +110,8 @@ impl UserStore for MySqlStore {
         .map_err(classify)
     }
 
-    async fn revoke_role_checked(
-        &self,
-        id: UserId,
-        role: &Role,
-        watched: &[Role],
-        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
-    ) -> Result<bool, StoreError> {
+    async fn revoke_role_checked(&self, removal: RoleRemoval<'_>) -> Result<bool, StoreError> {
+        let RoleRemoval { id, role, watched, may_revoke } = removal;
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(classify)?;
         // Locking reads (latest committed rows, locked until commit), one role

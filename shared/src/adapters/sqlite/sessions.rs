@@ -3,7 +3,9 @@
 //! of two uses of one token, the second sees it spent.
 
 use super::{classify, fixed, names_from_text, names_to_text, SqliteStore};
-use crate::sessions::{RefreshRecord, Rotation, SessionRecord, SessionStore, TokenHash};
+use crate::sessions::{
+    NewSession, Reauth, RefreshRecord, Rotate, Rotation, SessionRecord, SessionStore, TokenHash,
+};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
@@ -62,12 +64,8 @@ fn spend(tx: &Transaction<'_>, hash: &TokenHash, now: i64) -> Result<bool, Store
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create(
-        &self,
-        session: &SessionRecord,
-        first: &TokenHash,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    async fn create(&self, new: NewSession<'_>) -> Result<(), StoreError> {
+        let NewSession { session, first, expires_at } = new;
         let (s, first) = (session.clone(), *first);
         self.write(move |tx| {
             tx.execute(
@@ -128,15 +126,8 @@ impl SessionStore for SqliteStore {
         raw.map(session_from).transpose()
     }
 
-    async fn rotate(
-        &self,
-        session: &SessionRecord,
-        old: &TokenHash,
-        new: &TokenHash,
-        roles: &[String],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
+    async fn rotate(&self, step: Rotate<'_>) -> Result<Rotation, StoreError> {
+        let Rotate { session, old, new, roles, now, expires_at } = step;
         let (s, old, new, roles) = (session.clone(), *old, *new, names_to_text(roles));
         self.write(move |tx| {
             let active: bool = tx
@@ -191,14 +182,8 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn reauthenticate(
-        &self,
-        session: &SessionRecord,
-        new: &TokenHash,
-        amr: &[String],
-        now: i64,
-        expires_at: i64,
-    ) -> Result<Rotation, StoreError> {
+    async fn reauthenticate(&self, step: Reauth<'_>) -> Result<Rotation, StoreError> {
+        let Reauth { session, new, amr, now, expires_at } = step;
         // No recorded live token: nothing to spend, and a second live chain
         // would hide reuse (as in the DynamoDB store).
         let Some(old) = session.head else { return Ok(Rotation::SessionChanged) };

@@ -3,7 +3,10 @@
 
 use super::{classify, fixed, SqliteStore};
 use crate::domain::{Role, UserId};
-use crate::store::{BlindIndex, MfaState, MfaStore, NewUser, StoreError, UserRecord, UserStore, UserSummary};
+use crate::store::{
+    BlindIndex, MfaRow, MfaState, MfaStore, NewUser, RoleRemoval, StoreError, UserRecord, UserStore,
+    UserSummary,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -127,13 +130,8 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn revoke_role_checked(
-        &self,
-        id: UserId,
-        role: &Role,
-        watched: &[Role],
-        may_revoke: &(dyn for<'a> Fn(&'a [(UserId, Role)]) -> bool + Send + Sync),
-    ) -> Result<bool, StoreError> {
+    async fn revoke_role_checked(&self, removal: RoleRemoval<'_>) -> Result<bool, StoreError> {
+        let RoleRemoval { id, role, watched, may_revoke } = removal;
         // The check is the caller's borrowed closure, which cannot go to a
         // blocking thread: the transaction is held across it instead (the
         // connection is not released in between, and BEGIN IMMEDIATE holds the
@@ -228,8 +226,6 @@ fn begin_and_read_assignments(
     Ok(out)
 }
 
-type MfaRow = (bool, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
-
 #[async_trait]
 impl MfaStore for SqliteStore {
     async fn mfa_state(&self, id: UserId) -> Result<Option<MfaState>, StoreError> {
@@ -248,13 +244,7 @@ impl MfaStore for SqliteStore {
                 .map_err(classify)
             })
             .await?;
-        Ok(row.map(|(mfa_enabled, email_ciphertext, secret, pending, last_step)| MfaState {
-            mfa_enabled,
-            email_ciphertext,
-            secret,
-            pending,
-            last_step,
-        }))
+        Ok(row.map(MfaState::from))
     }
 
     async fn set_pending(&self, id: UserId, ciphertext: &[u8], now: i64) -> Result<(), StoreError> {

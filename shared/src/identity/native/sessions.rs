@@ -5,7 +5,7 @@ use super::NativeProvider;
 use crate::domain::UserId;
 use crate::http::ClientMeta;
 use crate::identity::{Principal, RenewRefusal, Renewal, SignedIn};
-use crate::sessions::{self, Rotation, SessionRecord, SessionState};
+use crate::sessions::{self, Reauth, Rotation, SessionRecord, SessionState};
 use crate::tokens::{Grant, TokenIssuer, TokenResponse};
 use crate::ApiError;
 use secrecy::{ExposeSecret, SecretString};
@@ -74,8 +74,14 @@ impl NativeProvider {
             if self.policy.state(&session, now) != SessionState::Live || session.head.is_none() {
                 return Err(ApiError::Unauthenticated);
             }
-            let expires_at = self.policy.expires_at(session.created_at);
-            match self.sessions.reauthenticate(&session, &hash, &signed_in.amr, now, expires_at).await? {
+            let step = Reauth {
+                session: &session,
+                new: &hash,
+                amr: &signed_in.amr,
+                now,
+                expires_at: self.policy.expires_at(session.created_at),
+            };
+            match self.sessions.reauthenticate(step).await? {
                 Rotation::Rotated => break session,
                 _ if attempt + 1 < REAUTH_ATTEMPTS => attempt += 1,
                 _ => return Err(ApiError::unavailable(std::io::Error::other("session kept changing"))),
