@@ -132,27 +132,27 @@ async fn decide(deps: &portcullis_authorizer::Deps, method: &str, path: &str, to
 
 #[tokio::test]
 async fn the_authorizer_accepts_its_pool_and_refuses_others() {
-    let app = crate::app::spawn_app(crate::app::Backend::Cognito).await;
-    let (a, client) = app.pool.as_ref().expect("the app's pool");
-    let b = pool(client, &format!("pc-b-{}", crate::helpers::hex_token())).await;
-    let support = user_token(client, a, "sam", Some("support")).await;
-    let plain = user_token(client, a, "pat", None).await;
-    let stranger = user_token(client, &b, "eve", Some("admin")).await;
-    let deps = &app.authorizer;
+    let client = Client::new(aws_config().await);
+    let a = pool(&client, &format!("pc-a-{}", crate::helpers::hex_token())).await;
+    let b = pool(&client, &format!("pc-b-{}", crate::helpers::hex_token())).await;
+    let support = user_token(&client, &a, "sam", Some("support")).await;
+    let plain = user_token(&client, &a, "pat", None).await;
+    let stranger = user_token(&client, &b, "eve", Some("admin")).await;
+    let deps = authorizer_for(&a, &a.client_id).await;
 
-    match decide(deps, "GET", "/admin/users", &support).await {
+    match decide(&deps, "GET", "/admin/users", &support).await {
         Decision::Allow(identity) => assert_eq!(identity.roles, ["support"]),
         other => panic!("pool token with the support group refused: {other:?}"),
     }
-    assert_eq!(decide(deps, "GET", "/admin/users", &plain).await, Decision::Forbidden);
-    assert_eq!(decide(deps, "POST", "/admin/api-keys", &support).await, Decision::Forbidden);
+    assert_eq!(decide(&deps, "GET", "/admin/users", &plain).await, Decision::Forbidden);
+    assert_eq!(decide(&deps, "POST", "/admin/api-keys", &support).await, Decision::Forbidden);
     // Another pool (even with an admin group), a tampered token, another client: refused.
-    assert_eq!(decide(deps, "GET", "/admin/users", &stranger).await, Decision::Unauthorized);
+    assert_eq!(decide(&deps, "GET", "/admin/users", &stranger).await, Decision::Unauthorized);
     let mut parts: Vec<String> = support.split('.').map(str::to_owned).collect();
     let last = parts[2].pop().map(|c| if c == 'A' { 'B' } else { 'A' }).expect("signature");
     parts[2].push(last);
-    assert_eq!(decide(deps, "GET", "/admin/users", &parts.join(".")).await, Decision::Unauthorized);
-    let other_client = authorizer_for(a, "some-other-client").await;
+    assert_eq!(decide(&deps, "GET", "/admin/users", &parts.join(".")).await, Decision::Unauthorized);
+    let other_client = authorizer_for(&a, "some-other-client").await;
     assert_eq!(decide(&other_client, "GET", "/admin/users", &support).await, Decision::Unauthorized);
 }
 

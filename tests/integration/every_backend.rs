@@ -24,7 +24,8 @@ async fn caller(app: &TestApp, tokens: &Value) -> (String, String) {
 async fn refresh(app: &TestApp, token: &Value) -> (u16, Value) {
     let body = json!({ "refresh_token": token }).to_string();
     let (status, body, _) = parts(
-        portcullis_refresh::handle(&app.refresh, request("POST", "/auth/refresh", Some(&body), None)).await,
+        portcullis_refresh::handle(&app.refresh, request("POST", "/auth/token/refresh", Some(&body), None))
+            .await,
     );
     (status, json_of(&body))
 }
@@ -42,11 +43,21 @@ async fn account_life(backend: Backend) {
     let tokens = json_of(&body);
     let (sub, sid) = caller(&app, &tokens).await;
 
-    let me = request_as("GET", "/me", None, Some((&sub, &sid)));
+    let bearer = |mut req: lambda_http::Request| {
+        let header = format!("Bearer {}", tokens["access_token"].as_str().unwrap_or_default());
+        req.headers_mut().insert(http::header::AUTHORIZATION, header.parse().expect("header"));
+        req
+    };
+    let me = bearer(request_as("GET", "/me", None, Some((&sub, &sid))));
     let (status, body, _) = parts(portcullis_login::handle(&app.login, me).await);
     assert_eq!(status, 200, "{backend:?} /me: {body}");
     assert_eq!(json_of(&body)["email"], email.as_str());
 
+    if let Some((pool, client)) = &app.pool {
+        // The account lives in the pool (the functions hold no password of it).
+        let user = client.admin_get_user().user_pool_id(&pool.id).username(&email).send().await;
+        assert!(user.is_ok(), "the pool has no {email}: {user:?}");
+    }
     let (status, renewed) = refresh(&app, &tokens["refresh_token"]).await;
     assert_eq!(status, 200, "{backend:?} refresh: {renewed}");
     assert_eq!(caller(&app, &renewed).await, (sub.clone(), sid.clone()), "{backend:?}: the same session");
@@ -62,7 +73,7 @@ async fn account_life(backend: Backend) {
         assert_eq!(status, 401, "{backend:?}: the session ended with the replay: {body}");
         return;
     }
-    let logout = request_as("POST", "/auth/logout", None, Some((&sub, &sid)));
+    let logout = bearer(request_as("POST", "/auth/logout", None, Some((&sub, &sid))));
     let (status, body, _) = parts(portcullis_refresh::handle(&app.refresh, logout).await);
     assert_eq!(status, 204, "{backend:?} logout: {body}");
     let (status, body) = refresh(&app, &renewed["refresh_token"]).await;
