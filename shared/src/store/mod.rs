@@ -115,6 +115,9 @@ impl From<MfaRow> for MfaState {
     }
 }
 
+/// The SHA-256 hash a recovery code is stored as.
+pub type CodeHash = [u8; 32];
+
 /// MFA state and recovery codes.
 #[async_trait]
 pub trait MfaStore: Send + Sync {
@@ -124,13 +127,13 @@ pub trait MfaStore: Send + Sync {
     /// Atomically: the pending secret becomes the secret, MFA is on, `step` is the
     /// last accepted step, and `codes` replace any recovery codes. False when there
     /// was no pending secret.
-    async fn activate(&self, id: UserId, step: i64, codes: &[[u8; 32]], now: i64)
+    async fn activate(&self, id: UserId, step: i64, codes: &[CodeHash], now: i64)
         -> Result<bool, StoreError>;
     /// Accepts `step` only if it is later than every step accepted before (replay
     /// defence); false otherwise. Atomic.
     async fn accept_step(&self, id: UserId, step: i64) -> Result<bool, StoreError>;
     /// Spends a recovery code; false when unknown or already used. Atomic.
-    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], now: i64) -> Result<bool, StoreError>;
+    async fn use_recovery_code(&self, id: UserId, hash: &CodeHash, now: i64) -> Result<bool, StoreError>;
     /// Turns MFA off and forgets the secret and recovery codes.
     async fn disable(&self, id: UserId, now: i64) -> Result<(), StoreError>;
 }

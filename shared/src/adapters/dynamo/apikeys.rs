@@ -3,8 +3,8 @@
 //! index entry are written in one transaction.
 
 use super::{
-    conditional, created, get_list, get_n, get_s, list, n, put_step, read_as, s, unavailable, update_at,
-    DynamoClient, Item, NEW_ITEM,
+    conditional, created, get_list, get_n, get_s, list, n, put_step, query_all, read_as, s, transact,
+    update_at, DynamoClient, Item, NEW_ITEM,
 };
 use crate::apikeys::{ApiKeyRecord, ApiKeyStore};
 use crate::sessions::TokenHash;
@@ -47,16 +47,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
         item.insert("expires_at".into(), expires_at.clone());
         let mut index = index_of(&k.created_by, &k.key_id);
         index.insert("expires_at".into(), expires_at);
-        let result = self
-            .client
-            .get()
-            .await
-            .transact_write_items()
-            .transact_items(put_step(&self.table, item, NEW_ITEM)?)
-            .transact_items(put_step(&self.table, index, None)?)
-            .send()
-            .await;
-        created(result)
+        let steps = vec![put_step(&self.table, item, NEW_ITEM)?, put_step(&self.table, index, None)?];
+        created(transact(&self.client, steps).await)
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -89,28 +81,8 @@ impl ApiKeyStore for DynamoApiKeyStore {
     }
 
     async fn list_by_creator(&self, creator: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .get()
-                .await
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(format!("APIKEY#BY#{creator}")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            ids.extend(page.items().iter().filter_map(|i| i.get("sk")?.as_s().ok().cloned()));
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
+        let index = query_all((&self.client, &self.table), format!("APIKEY#BY#{creator}"), None).await?;
+        let ids = index.iter().filter_map(|i| i.get("sk")?.as_s().ok().cloned());
         let mut keys = Vec::new();
         for id in ids {
             // A key that expiry has already removed needs no revocation.

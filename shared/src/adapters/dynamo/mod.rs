@@ -35,10 +35,11 @@ pub use counters::DynamoCounterStore;
 pub use sessions::DynamoSessionStore;
 
 use crate::store::StoreError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -131,6 +132,48 @@ async fn read_as<T>(
         None => Ok(None),
         Some(item) => decode(&item).map(Some).ok_or(StoreError::Corrupt(what)),
     }
+}
+
+/// Every item of partition `pk` (whose sort key begins with `prefix`, when
+/// given), all pages, read consistently.
+async fn query_all(
+    (client, table): (&DynamoClient, &str),
+    pk: String,
+    prefix: Option<&str>,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let query = client
+            .get()
+            .await
+            .query()
+            .table_name(table)
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take());
+        let query = match prefix {
+            Some(prefix) => query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let page = query.send().await.map_err(unavailable)?;
+        let next = page.last_evaluated_key.filter(|key| !key.is_empty());
+        items.extend(page.items.unwrap_or_default());
+        match next {
+            Some(key) => start = Some(key),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// One transaction of `steps`: all are written, or none.
+async fn transact(
+    client: &DynamoClient,
+    steps: Vec<TransactWriteItem>,
+) -> Result<TransactWriteItemsOutput, SdkError<TransactWriteItemsError, HttpResponse>> {
+    client.get().await.transact_write_items().set_transact_items(Some(steps)).send().await
 }
 
 /// An UpdateItem on the item at `key`.

@@ -4,8 +4,8 @@
 //! its successor and touches the session in one transaction.
 
 use super::{
-    conditional, created, get_list, get_n, get_s, list, n, put_step, read_as, read_item, s, unavailable,
-    update_at, DynamoClient, Item, NEW_ITEM,
+    conditional, created, get_list, get_n, get_s, list, n, put_step, query_all, read_as, read_item, s,
+    transact, unavailable, update_at, DynamoClient, Item, NEW_ITEM,
 };
 use crate::sessions::{
     NewSession, Reauth, RefreshRecord, Rotate, Rotation, SessionRecord, SessionStore, TokenHash,
@@ -124,16 +124,8 @@ impl SessionStore for DynamoSessionStore {
         if let Some(ip) = &session.ip {
             item.insert("ip".into(), s(ip));
         }
-        let result = self
-            .client
-            .get()
-            .await
-            .transact_write_items()
-            .transact_items(put_step(&self.table, item, NEW_ITEM)?)
-            .transact_items(self.token_put(first, session, expires_at)?)
-            .send()
-            .await;
-        created(result)
+        let steps = vec![put_step(&self.table, item, NEW_ITEM)?, self.token_put(first, session, expires_at)?];
+        created(transact(&self.client, steps).await)
     }
 
     async fn refresh_token(&self, hash: &TokenHash) -> Result<Option<RefreshRecord>, StoreError> {
@@ -170,16 +162,9 @@ impl SessionStore for DynamoSessionStore {
             .expression_attribute_values(":version", n(session.roles_version))
             .build()
             .map_err(unavailable)?;
-        let result = self
-            .client
-            .get()
-            .await
-            .transact_write_items()
-            .transact_items(spend)
-            .transact_items(self.token_put(new, session, expires_at)?)
-            .transact_items(TransactWriteItem::builder().update(touch).build())
-            .send()
-            .await;
+        let touch = TransactWriteItem::builder().update(touch).build();
+        let result =
+            transact(&self.client, vec![spend, self.token_put(new, session, expires_at)?, touch]).await;
         match conditional(result)? {
             Ok(_) => Ok(Rotation::Rotated),
             Err(cancelled) => cancelled_rotation(&reasons(&cancelled)),
@@ -235,8 +220,7 @@ impl SessionStore for DynamoSessionStore {
         let mut items = vec![spend];
         items.push(self.token_put(new, session, expires_at)?);
         items.push(TransactWriteItem::builder().update(touch.build().map_err(unavailable)?).build());
-        let result =
-            self.client.get().await.transact_write_items().set_transact_items(Some(items)).send().await;
+        let result = transact(&self.client, items).await;
         match conditional(result)? {
             Ok(_) => Ok(Rotation::Rotated),
             // The live token moved on (a refresh won) or the session ended: read it again.
@@ -258,31 +242,9 @@ impl SessionStore for DynamoSessionStore {
     }
 
     async fn list(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .get()
-                .await
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(format!("USER#{user_id}")))
-                .expression_attribute_values(":prefix", s("SESSION#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items() {
-                out.push(session_from(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
+        let items =
+            query_all((&self.client, &self.table), format!("USER#{user_id}"), Some("SESSION#")).await?;
+        let mut out = items.iter().map(session_from).collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|s| s.created_at);
         Ok(out)
     }

@@ -4,8 +4,8 @@
 use crate::audit::{AuditEvent, AuditStore};
 use crate::domain::{Role, UserId};
 use crate::store::{
-    BlindIndex, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord, RoleRemoval,
-    StoreError, UserRecord, UserStore, UserSummary,
+    BlindIndex, CodeHash, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord,
+    RoleRemoval, StoreError, UserRecord, UserStore, UserSummary,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap};
@@ -203,7 +203,7 @@ impl MfaStore for MemoryStore {
         &self,
         id: UserId,
         step: i64,
-        codes: &[[u8; 32]],
+        codes: &[CodeHash],
         _now: i64,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock()?;

@@ -2,7 +2,7 @@
 
 use super::{classify, MySqlStore};
 use crate::domain::UserId;
-use crate::store::{MfaRow, MfaState, MfaStore, StoreError};
+use crate::store::{CodeHash, MfaRow, MfaState, MfaStore, StoreError};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::TxOpts;
@@ -36,7 +36,7 @@ impl MfaStore for MySqlStore {
         &self,
         id: UserId,
         step: i64,
-        codes: &[[u8; 32]],
+        codes: &[CodeHash],
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
@@ -80,7 +80,7 @@ impl MfaStore for MySqlStore {
         Ok(conn.affected_rows() == 1)
     }
 
-    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], now: i64) -> Result<bool, StoreError> {
+    async fn use_recovery_code(&self, id: UserId, hash: &CodeHash, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn().await?;
         conn.exec_drop(
             "UPDATE recovery_codes SET used_at = FROM_UNIXTIME(?) WHERE user_id = ? AND code_hash = ? AND used_at IS NULL",

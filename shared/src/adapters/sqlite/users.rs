@@ -4,8 +4,8 @@
 use super::{classify, fixed, SqliteStore};
 use crate::domain::{Role, UserId};
 use crate::store::{
-    BlindIndex, MfaRow, MfaState, MfaStore, NewUser, RoleRemoval, StoreError, UserRecord, UserStore,
-    UserSummary,
+    BlindIndex, CodeHash, MfaRow, MfaState, MfaStore, NewUser, RoleRemoval, StoreError, UserRecord,
+    UserStore, UserSummary,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -264,7 +264,7 @@ impl MfaStore for SqliteStore {
         &self,
         id: UserId,
         step: i64,
-        codes: &[[u8; 32]],
+        codes: &[CodeHash],
         now: i64,
     ) -> Result<bool, StoreError> {
         let codes = codes.to_vec();
@@ -306,7 +306,7 @@ impl MfaStore for SqliteStore {
         .await
     }
 
-    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32], now: i64) -> Result<bool, StoreError> {
+    async fn use_recovery_code(&self, id: UserId, hash: &CodeHash, now: i64) -> Result<bool, StoreError> {
         let hash = *hash;
         self.run(move |conn| {
             conn.execute(
