@@ -250,7 +250,7 @@ impl World {
             verified.as_ref().ok().and_then(|c| self.live.get(&(c.sub.clone(), c.sid.clone())));
         let permitted = |roles: &[String]| match requirement {
             None => false,
-            Some(Requirement::Session) => true,
+            Some(Requirement::Public) | Some(Requirement::Session) => true,
             Some(Requirement::Permission(p)) => self.deps.policy.allows(roles, p),
         };
         match &decision {

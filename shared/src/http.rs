@@ -162,10 +162,9 @@ pub struct Caller {
     /// When the person last proved who they are (the token's `auth_time`), and how (`amr`).
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,
+    /// The permission of the policy rule that allowed the request, if any.
+    pub permission: Option<String>,
 }
-
-/// The methods in `amr` that are a second factor.
-pub const SECOND_FACTORS: [&str; 4] = ["otp", "mfa", "hwk", "swk"];
 
 impl Caller {
     /// The authenticated caller, or `Unauthenticated` when no authorizer ran.
@@ -190,6 +189,7 @@ impl Caller {
             api_key_id: text("api_key_id").filter(|s| !s.is_empty()),
             auth_time: text("auth_time").and_then(|t| t.parse().ok()),
             amr: list("amr"),
+            permission: text("permission").filter(|s| !s.is_empty()),
         })
     }
 
@@ -208,8 +208,7 @@ impl Caller {
             Some(at) => at <= now + crate::clock::LEEWAY_SECS && now - at <= max_age_secs as i64,
             None => false,
         };
-        let factors =
-            !second_factor_enrolled || self.amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_str()));
+        let factors = !second_factor_enrolled || crate::rbac::has_second_factor(&self.amr);
         if recent && factors && self.api_key_id.is_none() {
             Ok(())
         } else {
@@ -251,6 +250,7 @@ mod tests {
             api_key_id: None,
             auth_time,
             amr: amr.iter().map(|m| m.to_string()).collect(),
+            permission: None,
         }
     }
 

@@ -30,4 +30,5 @@ mod sessions;
 mod sql_check;
 mod step_up;
 mod store_contract;
+mod team_policy;
 mod throttle;

@@ -145,7 +145,7 @@ fn violations(deps: &Deps, caller: &Caller, body: &NewKeyBody) -> Vec<Violation>
                 field: "permissions",
                 message: format!("`{p}` is not a permission"),
             });
-        } else if !deps.policy.allows(&caller.roles, p) {
+        } else if !deps.policy.grants(&caller.roles, &caller.amr, p) {
             broken.push(Violation {
                 rule: "not_held",
                 field: "permissions",

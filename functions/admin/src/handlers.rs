@@ -45,7 +45,7 @@ impl Deps {
             sessions: backends.sessions.clone(),
             api_keys: backends.api_keys.clone(),
             fields,
-            policy: Policy::bundled().map_err(|e| BootError(e.to_string()))?,
+            policy: Policy::load(config).map_err(|e| BootError(e.to_string()))?,
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
             clock,
             max_body_bytes: config.max_body_bytes,
@@ -79,7 +79,7 @@ pub(crate) fn require(deps: &Deps, req: &Request) -> Result<Caller, ApiError> {
         Err(_) => return Err(ApiError::Forbidden),
     };
     let caller = Caller::from_request(req)?;
-    if caller.api_key_id.is_none() && !deps.policy.allows(&caller.roles, permission) {
+    if caller.api_key_id.is_none() && !deps.policy.grants(&caller.roles, &caller.amr, permission) {
         return Err(ApiError::Forbidden);
     }
     Ok(caller)
@@ -171,7 +171,7 @@ async fn sync_session_roles(deps: &Deps, user: UserId) -> Result<(), ApiError> {
 /// grant no permission, and only while it is live and holds `users:manage`.
 async fn may_assign(deps: &Deps, caller: &Caller, role: &Role) -> Result<(), ApiError> {
     let allowed = match &caller.api_key_id {
-        None => deps.policy.may_assign(role.as_str(), |p| deps.policy.allows(&caller.roles, p)),
+        None => deps.policy.may_assign(role.as_str(), |p| deps.policy.grants(&caller.roles, &caller.amr, p)),
         Some(key_id) => {
             let now = deps.clock.now_secs();
             let record = deps

@@ -2,21 +2,45 @@
 //! and REST API REQUEST authorizers (IAM policy documents). Anything else is
 //! refused, never an invocation error.
 
-use crate::{authorize, context_of, refuse, Ask, Decision, Deps};
+use crate::{authorize_route, context_of, refuse, Ask, Decision, Deps};
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use http::HeaderMap;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The decision on `method path` with the credentials these headers carry.
-async fn decide(deps: &Deps, method: &str, path: &str, headers: &HeaderMap) -> Decision {
+/// `params` are the path parameters API Gateway extracted when `path` is the
+/// route template it matched.
+async fn decide(
+    deps: &Deps,
+    (method, path): (&str, &str),
+    params: Option<&HashMap<String, String>>,
+    headers: &HeaderMap,
+) -> Decision {
     let authorization = header(headers, "authorization");
-    authorize(deps, Ask { method, path, authorization, api_key: header(headers, "x-api-key") }).await
+    let ask = Ask { method, path, authorization, api_key: header(headers, "x-api-key") };
+    authorize_route(deps, ask, params).await
+}
+
+/// What a rule is looked up by: API Gateway's route template (`template`,
+/// with its method) when it matched a route of one method and fixed depth;
+/// else the request's own method and path (an `ANY` route, a greedy
+/// `{proxy+}` one, or none), whose parameters the rule's template then reads.
+fn lookup<'a>(
+    template: Option<(&'a str, &'a str)>,
+    stated: Option<&'a str>,
+    raw: Option<&'a str>,
+) -> Option<((&'a str, &'a str), bool)> {
+    match template {
+        Some((method, path)) if method != "ANY" && !path.contains("+}") => Some(((method, path), true)),
+        _ => Some(((stated?, raw.unwrap_or_default()), false)),
+    }
 }
 
 /// The prefix of the only resources a REST policy may name.
@@ -47,14 +71,12 @@ pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
     let stated = stated_method(&event, "/requestContext/http/method");
     let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
         Ok(request) => {
-            // The route template when API Gateway matched one, else the raw path.
             let route =
                 request.route_key.as_deref().filter(|r| *r != "$default").and_then(|r| r.split_once(' '));
-            match route.map(|(m, _)| m.to_owned()).or(stated) {
-                Some(method) => {
-                    let path =
-                        route.map(|(_, p)| p.to_owned()).or(request.raw_path.clone()).unwrap_or_default();
-                    decide(deps, &method, &path, &request.headers).await
+            match lookup(route, stated.as_deref(), request.raw_path.as_deref()) {
+                Some((ask, templated)) => {
+                    let params = templated.then_some(&request.path_parameters);
+                    decide(deps, ask, params, &request.headers).await
                 }
                 None => refuse(Decision::Unauthorized, "no HTTP method"),
             }
@@ -83,8 +105,14 @@ pub async fn handle_rest(deps: &Deps, event: Value) -> Value {
                 }
                 None => refuse(Decision::Unauthorized, "no HTTP method"),
                 Some(method) => {
-                    let path = request.resource.clone().or(request.path.clone()).unwrap_or_default();
-                    decide(deps, &method, &path, &request.headers).await
+                    let template = request.resource.as_deref().map(|r| (method.as_str(), r));
+                    match lookup(template, Some(&method), request.path.as_deref()) {
+                        Some((ask, templated)) => {
+                            let params = templated.then_some(&request.path_parameters);
+                            decide(deps, ask, params, &request.headers).await
+                        }
+                        None => refuse(Decision::Unauthorized, "no HTTP method"),
+                    }
                 }
             };
             (decision, method_arn)

@@ -22,11 +22,13 @@ use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::error::BootError;
 pub use portcullis_shared::http::bearer_token;
-use portcullis_shared::rbac::{Policy, Requirement};
+use portcullis_shared::rbac::rules::capture;
+use portcullis_shared::rbac::{Facts, Policy, Requirement, Rule};
 use portcullis_shared::runtime::Backends;
 use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
 use portcullis_shared::store::StoreError;
 use portcullis_shared::tokens::{peek_session, TokenError, TokenVerifier};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What the authorizer needs, built once at cold start.
@@ -61,7 +63,7 @@ impl Deps {
         backends: &Backends,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, BootError> {
-        let policy = Policy::bundled().map_err(|e| BootError(e.to_string()))?;
+        let policy = Policy::load(config).map_err(|e| BootError(e.to_string()))?;
         let (store, issuer, audience, verifier_clock) =
             (backends.keys.clone(), config.issuer.clone(), config.audience.clone(), clock.clone());
         // Reread within the key bound even when every token's kid is known, so a
@@ -97,7 +99,7 @@ impl Deps {
 }
 
 /// The caller's identity, passed to the backend as authorizer context.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identity {
     pub sub: String,
     pub sid: String,
@@ -106,6 +108,18 @@ pub struct Identity {
     /// When and how the person last authenticated (step-up decisions; none for API keys).
     pub auth_time: Option<i64>,
     pub amr: Vec<String>,
+    /// The permission of the rule that allowed the request (none for a
+    /// session or public route).
+    pub permission: Option<String>,
+}
+
+/// Who presented a usable credential, before the route's rule is judged.
+struct Authenticated {
+    identity: Identity,
+    /// A live user session backs it.
+    session: bool,
+    /// An API key's grants (a key holds no roles).
+    key_grants: Option<Vec<String>>,
 }
 
 /// The authorizer's verdict.
@@ -141,17 +155,67 @@ fn refuse(decision: Decision, reason: &str) -> Decision {
 
 /// Decides on one request.
 pub async fn authorize(deps: &Deps, ask: Ask<'_>) -> Decision {
-    let Some(requirement) = deps.policy.requirement(ask.method, ask.path) else {
+    authorize_route(deps, ask, None).await
+}
+
+/// Decides on one request whose path parameters API Gateway extracted
+/// (`params`, when `ask.path` is the route template it matched).
+pub async fn authorize_route(
+    deps: &Deps,
+    ask: Ask<'_>,
+    params: Option<&HashMap<String, String>>,
+) -> Decision {
+    let Some(rule) = deps.policy.rule(ask.method, ask.path) else {
         return refuse(Decision::Forbidden, "no policy rule for this route");
     };
-    match (ask.authorization, ask.api_key) {
-        (Some(_), Some(_)) => refuse(Decision::Unauthorized, "both a bearer token and an API key"),
+    if rule.requirement == Requirement::Public {
+        return Decision::Allow(Identity::default());
+    }
+    let caller = match (ask.authorization, ask.api_key) {
+        (Some(_), Some(_)) => Err(refuse(Decision::Unauthorized, "both a bearer token and an API key")),
         (Some(header), None) => match bearer_token(header) {
-            Some(token) => user_decision(deps, token, requirement).await,
-            None => refuse(Decision::Unauthorized, "malformed Authorization header"),
+            Some(token) => user_caller(deps, token).await,
+            None => Err(refuse(Decision::Unauthorized, "malformed Authorization header")),
         },
-        (None, Some(key)) => key_decision(deps, key, requirement).await,
-        (None, None) => Decision::Unauthorized,
+        (None, Some(key)) => key_caller(deps, key).await,
+        (None, None) => Err(Decision::Unauthorized),
+    };
+    match caller {
+        Ok(caller) => judge(deps, rule, &ask, params, caller),
+        Err(decision) => decision,
+    }
+}
+
+/// The rule's verdict on an authenticated caller: its requirement (the
+/// caller's roles under their conditions, or its key's grants) and conditions.
+fn judge(
+    deps: &Deps,
+    rule: &Rule,
+    ask: &Ask<'_>,
+    params: Option<&HashMap<String, String>>,
+    who: Authenticated,
+) -> Decision {
+    let id = &who.identity;
+    let facts = Facts {
+        sub: &id.sub,
+        session: who.session,
+        roles: &id.roles,
+        key_grants: who.key_grants.as_deref(),
+        amr: &id.amr,
+        auth_time: id.auth_time,
+        now: deps.clock.now_secs(),
+    };
+    let held = |p: &str| match &who.key_grants {
+        Some(grants) => Policy::grants_cover(grants, p),
+        None => deps.policy.grants(&id.roles, &id.amr, p),
+    };
+    let param = |name: &str| match params {
+        Some(params) => params.get(name).cloned(),
+        None => capture(&rule.template, ask.path, name).map(str::to_owned),
+    };
+    match rule.judge(&facts, &param, &held) {
+        Ok(permission) => Decision::Allow(Identity { permission, ..who.identity }),
+        Err(reason) => refuse(Decision::Forbidden, reason),
     }
 }
 
@@ -162,46 +226,34 @@ pub async fn authorize(deps: &Deps, ask: Ask<'_>) -> Decision {
 /// lifetime), exactly as for our own tokens, and session routes open to it.
 /// Otherwise (pool tokens from elsewhere) there is no session behind the token,
 /// so session-only routes stay closed to it.
-async fn cognito_decision(
+async fn cognito_caller(
     deps: &Deps,
     verifier: &CognitoVerifier,
     token: &str,
-    requirement: &Requirement,
-) -> Decision {
+) -> Result<Authenticated, Decision> {
     let identity = match verifier.verify(token).await {
         Ok(identity) => identity,
-        Err(err) => return refuse(Decision::Unauthorized, &format!("Cognito token: {err}")),
+        Err(err) => return Err(refuse(Decision::Unauthorized, &format!("Cognito token: {err}"))),
     };
     // The pool's tokens carry no `amr`, and its `auth_time` survives refreshes:
     // how and when the person authenticated is our session record's (a
     // re-authentication starts a new pool session, see `POST /auth/reauth`).
     let (sid, auth_time, amr) = if !deps.identity.is_native() {
         let Some(sid) = identity.origin_jti else {
-            return refuse(Decision::Unauthorized, "Cognito token without origin_jti");
+            return Err(refuse(Decision::Unauthorized, "Cognito token without origin_jti"));
         };
         match live_session(deps, &identity.sub, &sid).await {
             Some(session) => (Some(sid), Some(session.auth_time), session.amr),
-            None => return Decision::Unauthorized,
+            None => return Err(Decision::Unauthorized),
         }
     } else {
         (None, None, Vec::new())
     };
     let roles: Vec<String> = identity.groups.into_iter().filter(|g| deps.policy.is_role(g)).collect();
-    let allowed = match requirement {
-        Requirement::Session => sid.is_some(),
-        Requirement::Permission(p) => deps.policy.allows(&roles, p),
-    };
-    if !allowed {
-        return refuse(Decision::Forbidden, "Cognito groups lack the permission");
-    }
-    Decision::Allow(Identity {
-        sub: identity.sub,
-        sid: sid.unwrap_or_default(),
-        roles,
-        api_key_id: None,
-        auth_time,
-        amr,
-    })
+    let session = sid.is_some();
+    let (sub, sid) = (identity.sub, sid.unwrap_or_default());
+    let identity = Identity { sub, sid, roles, auth_time, amr, ..Identity::default() };
+    Ok(Authenticated { identity, session, key_grants: None })
 }
 
 /// The session, if it exists and is live; otherwise `None` (the refusal is logged).
@@ -225,10 +277,10 @@ fn judge_session(deps: &Deps, read: Result<Option<SessionRecord>, StoreError>) -
     }
 }
 
-async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> Decision {
+async fn user_caller(deps: &Deps, token: &str) -> Result<Authenticated, Decision> {
     if let Some(cognito) = &deps.cognito {
         if peek_issuer(token).as_deref() == Some(cognito.issuer()) {
-            return cognito_decision(deps, cognito, token, requirement).await;
+            return cognito_caller(deps, cognito, token).await;
         }
     }
     // On a cold instance the keys are not loaded yet (or they are due for their
@@ -246,7 +298,7 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
     };
     let verifier = match verifier {
         Ok(verifier) => verifier,
-        Err(_) => return refuse(Decision::Unauthorized, "verification keys unavailable"),
+        Err(_) => return Err(refuse(Decision::Unauthorized, "verification keys unavailable")),
     };
     let verified = match verifier.verify(token) {
         // Signed by a key published after our keys were loaded (a rotation while
@@ -259,64 +311,45 @@ async fn user_decision(deps: &Deps, token: &str, requirement: &Requirement) -> D
     };
     let claims = match verified {
         Ok(claims) => claims,
-        Err(err) => return refuse(Decision::Unauthorized, &err.to_string()),
+        Err(err) => return Err(refuse(Decision::Unauthorized, &err.to_string())),
     };
     let read = match early {
         Some((sub, sid, read)) if sub == claims.sub && sid == claims.sid => read,
         _ => deps.sessions.get(&claims.sub, &claims.sid).await,
     };
     let Some(session) = judge_session(deps, read) else {
-        return Decision::Unauthorized;
+        return Err(Decision::Unauthorized);
     };
-    let allowed = match requirement {
-        Requirement::Session => true,
-        Requirement::Permission(p) => deps.policy.allows(&session.roles, p),
-    };
-    if !allowed {
-        return refuse(Decision::Forbidden, "role lacks the permission");
-    }
-    Decision::Allow(Identity {
-        sub: claims.sub,
-        sid: claims.sid,
-        roles: session.roles,
-        api_key_id: None,
-        auth_time: Some(claims.auth_time),
-        amr: claims.amr,
-    })
+    let (sub, sid, roles, auth_time, amr) =
+        (claims.sub, claims.sid, session.roles, Some(claims.auth_time), claims.amr);
+    let identity = Identity { sub, sid, roles, auth_time, amr, ..Identity::default() };
+    Ok(Authenticated { identity, session: true, key_grants: None })
 }
 
-async fn key_decision(deps: &Deps, presented: &str, requirement: &Requirement) -> Decision {
+async fn key_caller(deps: &Deps, presented: &str) -> Result<Authenticated, Decision> {
     let Some((key_id, hash)) = parse_presented(presented) else {
-        return refuse(Decision::Unauthorized, "malformed API key");
+        return Err(refuse(Decision::Unauthorized, "malformed API key"));
     };
     let record = match deps.api_keys.get(&key_id).await {
         Ok(Some(record)) => record,
-        Ok(None) => return refuse(Decision::Unauthorized, "unknown API key"),
+        Ok(None) => return Err(refuse(Decision::Unauthorized, "unknown API key")),
         Err(err) => {
             tracing::error!(error = %portcullis_shared::error::error_chain(&err), "API key store unavailable");
-            return refuse(Decision::Unauthorized, "API key store unavailable");
+            return Err(refuse(Decision::Unauthorized, "API key store unavailable"));
         }
     };
     match record.check(&hash, deps.clock.now_secs()) {
         KeyVerdict::Valid => {}
-        verdict => return refuse(Decision::Unauthorized, &format!("API key {verdict:?}")),
+        verdict => return Err(refuse(Decision::Unauthorized, &format!("API key {verdict:?}"))),
     }
-    let allowed = match requirement {
-        // User routes (profile, sessions, MFA) need a person, never a key.
-        Requirement::Session => false,
-        Requirement::Permission(p) => Policy::grants_cover(&record.permissions, p),
-    };
-    if !allowed {
-        return refuse(Decision::Forbidden, "API key lacks the permission");
-    }
-    Decision::Allow(Identity {
+    // A key is no person: it reaches only the permission routes that admit
+    // keys and that its grants cover (see `Rule::judge`).
+    let identity = Identity {
         sub: format!("apikey:{}", record.key_id),
-        sid: String::new(),
-        roles: Vec::new(),
         api_key_id: Some(record.key_id),
-        auth_time: None,
-        amr: Vec::new(),
-    })
+        ..Identity::default()
+    };
+    Ok(Authenticated { identity, session: false, key_grants: Some(record.permissions) })
 }
 
 /// The context map API Gateway forwards to the backend. String values only, so
@@ -328,6 +361,9 @@ pub fn context_of(identity: &Identity) -> serde_json::Map<String, serde_json::Va
     map.insert("roles".into(), identity.roles.join(",").into());
     if let Some(id) = &identity.api_key_id {
         map.insert("api_key_id".into(), id.clone().into());
+    }
+    if let Some(permission) = &identity.permission {
+        map.insert("permission".into(), permission.clone().into());
     }
     if let Some(at) = identity.auth_time {
         map.insert("auth_time".into(), at.to_string().into());

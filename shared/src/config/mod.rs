@@ -86,6 +86,9 @@ pub struct Config {
     pub password_min_length: usize,
     /// Base URL of a Have I Been Pwned compatible range API; `None` disables the check.
     pub hibp_url: Option<String>,
+    /// The deployment's access-control policy (`PORTCULLIS_POLICY_FILE`); `None`
+    /// is the bundled `infra/rbac.json`.
+    pub policy_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     /// Per-account and per-source-IP attempt limits.
     pub account_limit: crate::throttle::Limit,
@@ -174,6 +177,7 @@ impl Config {
             reauth_max_age_secs: number(&get, "PORTCULLIS_REAUTH_MAX_AGE_SECS", 300, 30, 86_400)?,
             password_min_length: number(&get, "PORTCULLIS_PASSWORD_MIN_LENGTH", 12, 8, 64)? as usize,
             hibp_url: breach_service(&get)?,
+            policy_file: get("PORTCULLIS_POLICY_FILE").filter(|f| !f.trim().is_empty()).map(PathBuf::from),
             max_body_bytes: number(&get, "PORTCULLIS_MAX_BODY_BYTES", 16 * 1024, 1024, 1 << 20)? as usize,
             account_limit,
             ip_limit,

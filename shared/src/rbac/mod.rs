@@ -1,0 +1,262 @@
+//! Role-based access control: a policy of roles (which grant permissions,
+//! `resource:action` with `resource:*` wildcards) and route rules (what each
+//! route requires, under which conditions). Portcullis' own routes take their
+//! rule from the route table (`crate::routes`, declared once); the deployment's
+//! policy file (`PORTCULLIS_POLICY_FILE`, else the bundled `infra/rbac.json`)
+//! adds the team's permissions, roles and routes, and may not redeclare one of
+//! Portcullis'. Anything no rule covers is denied. The language is in
+//! [`rules`] and `docs/security/policy.md`.
+
+pub mod rules;
+
+use crate::routes;
+use rules::RoleDef;
+pub use rules::{has_second_factor, Conditions, Facts, Owner, Requirement, Rule, PUBLIC, SESSION};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The policy shipped with this build.
+pub const BUNDLED: &str = include_str!("../../../infra/rbac.json");
+
+/// Why a policy was refused at load.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("policy file {file}: {error}")]
+    File { file: String, error: Box<PolicyError> },
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
+    #[error("not a valid policy: {0}")]
+    Syntax(String),
+    #[error("role `{role}` grants unknown permission `{permission}`")]
+    UnknownPermission { role: String, permission: String },
+    #[error("role `{role}`: {what}")]
+    InvalidRoleShape { role: String, what: String },
+    #[error("role name `{0}` is invalid")]
+    InvalidRole(String),
+    #[error("rule {index} ({method} {path}): {what}")]
+    Rule { index: usize, method: String, path: String, what: String },
+    #[error("Portcullis route {method} {path} requires `{permission}`, which the policy does not declare")]
+    UnknownRoutePermission { method: String, path: String, permission: String },
+    #[error(
+        "rule {index} ({method} {path}) is listed twice, or covers a path of Portcullis' own route table"
+    )]
+    DuplicateRoute { index: usize, method: String, path: String },
+    #[error("role `user` (every account's) may not grant Portcullis' own permission `{0}`")]
+    DefaultRoleTooStrong(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default, rename = "_comment")]
+    _comment: Option<serde_json::Value>,
+    permissions: Vec<String>,
+    roles: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    routes: Vec<serde_json::Value>,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    permissions: BTreeSet<String>,
+    roles: BTreeMap<String, RoleDef>,
+    rules: Vec<Rule>,
+}
+
+/// True when `grant` (possibly `resource:*`) covers `permission`.
+fn covers(grant: &str, permission: &str) -> bool {
+    match grant.strip_suffix(":*") {
+        Some(resource) => permission.split_once(':').is_some_and(|(r, _)| r == resource),
+        None => grant == permission,
+    }
+}
+
+impl Policy {
+    /// The bundled policy; an invalid one is a build defect caught by the tests.
+    pub fn bundled() -> Result<Self, PolicyError> {
+        Self::parse(BUNDLED)
+    }
+
+    /// The deployment's policy: the file `PORTCULLIS_POLICY_FILE` names, else
+    /// the bundled one. Every error names the file and what is wrong in it.
+    pub fn load(config: &crate::config::Config) -> Result<Self, PolicyError> {
+        let Some(file) = &config.policy_file else { return Self::bundled() };
+        let in_file = |error| PolicyError::File { file: file.display().to_string(), error: Box::new(error) };
+        let text =
+            std::fs::read_to_string(file).map_err(|e| in_file(PolicyError::Unreadable(e.to_string())))?;
+        Self::parse(&text).map_err(in_file)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let raw: RawPolicy = serde_json::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let permissions: BTreeSet<String> = raw.permissions.into_iter().collect();
+        let roles = rules::roles(raw.roles, &permissions)?;
+        let mut rules = Self::table_rules(&permissions)?;
+        let own = rules.len();
+        for (index, value) in raw.routes.into_iter().enumerate() {
+            let rule = rules::rule(index, value, &permissions)?;
+            // Not one path of Portcullis' own (public ones included), however written.
+            let same = |m: &str| rule.method == "*" || m == "*" || m == rule.method;
+            let ours = routes::ROUTES
+                .iter()
+                .any(|r| same(r.method.as_str()) && routes::overlap(r.template, &rule.template));
+            if ours
+                || rules[own..]
+                    .iter()
+                    .any(|r| same(&r.method) && routes::overlap(&r.template, &rule.template))
+            {
+                return Err(PolicyError::DuplicateRoute { index, method: rule.method, path: rule.template });
+            }
+            rules.push(rule);
+        }
+        let policy = Self { permissions, roles, rules };
+        // Every account holds `user`: it may not reach Portcullis' administration.
+        let table = |p: &str| {
+            routes::ROUTES.iter().any(|r| matches!(r.access, routes::Access::Permission(q) if q == p))
+        };
+        if let Some(p) = policy.permissions_of("user").into_iter().find(|p| table(p)) {
+            return Err(PolicyError::DefaultRoleTooStrong(p.to_owned()));
+        }
+        Ok(policy)
+    }
+
+    /// The rules of the route table's protected routes.
+    fn table_rules(permissions: &BTreeSet<String>) -> Result<Vec<Rule>, PolicyError> {
+        let mut rules = Vec::new();
+        for route in routes::ROUTES.iter() {
+            let requirement = match route.access {
+                routes::Access::Public => continue,
+                routes::Access::Bearer => Requirement::Session,
+                routes::Access::Permission(p) if permissions.contains(p) => {
+                    Requirement::Permission(p.to_owned())
+                }
+                routes::Access::Permission(p) => {
+                    return Err(PolicyError::UnknownRoutePermission {
+                        method: route.method.to_string(),
+                        path: route.template.to_owned(),
+                        permission: p.to_owned(),
+                    })
+                }
+            };
+            // API keys reach the permission routes their grants cover, never a person's.
+            let api_keys = matches!(requirement, Requirement::Permission(_));
+            rules.push(Rule {
+                method: route.method.to_string(),
+                template: route.template.to_owned(),
+                requirement,
+                conditions: Conditions { api_keys, ..Conditions::default() },
+            });
+        }
+        Ok(rules)
+    }
+
+    /// The rule that decides a concrete request: the first that covers it
+    /// (Portcullis' own come first), or `None` (deny).
+    pub fn rule(&self, method: &str, path: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.covers(method, path))
+    }
+
+    /// The requirement of a concrete request, or `None` (deny) when no rule matches.
+    pub fn requirement(&self, method: &str, path: &str) -> Option<&Requirement> {
+        self.rule(method, path).map(|r| &r.requirement)
+    }
+
+    /// True when any of `roles` grants `permission`, whatever the roles'
+    /// conditions. Unknown roles grant nothing.
+    pub fn allows(&self, roles: &[String], permission: &str) -> bool {
+        self.grant_lists(roles, true).any(|grant| covers(grant, permission))
+    }
+
+    /// True when any of `roles` grants `permission` to a caller who proved
+    /// what `amr` says: a role that requires a second factor grants nothing
+    /// without one.
+    pub fn grants(&self, roles: &[String], amr: &[String], permission: &str) -> bool {
+        self.grant_lists(roles, has_second_factor(amr)).any(|grant| covers(grant, permission))
+    }
+
+    fn grant_lists<'a>(
+        &'a self,
+        roles: &'a [String],
+        second_factor: bool,
+    ) -> impl Iterator<Item = &'a String> {
+        let counts = move |def: &&RoleDef| !def.mfa || second_factor;
+        roles.iter().filter_map(|r| self.roles.get(r)).filter(counts).flat_map(|def| def.grants.iter())
+    }
+
+    /// True when a set of explicit grants (an API key's) covers `permission`.
+    pub fn grants_cover(grants: &[String], permission: &str) -> bool {
+        grants.iter().any(|g| covers(g, permission))
+    }
+
+    /// Every permission `role` grants (its `resource:*` grants expanded).
+    pub fn permissions_of(&self, role: &str) -> Vec<&str> {
+        let grants = self.roles.get(role).map(|def| def.grants.as_slice()).unwrap_or_default();
+        self.permissions.iter().filter(|p| grants.iter().any(|g| covers(g, p))).map(String::as_str).collect()
+    }
+
+    /// The escalation check (as Kubernetes RBAC's): a caller may grant or revoke
+    /// `role` only when it holds every permission the role grants itself, as
+    /// decided by `holds`.
+    pub fn may_assign(&self, role: &str, holds: impl Fn(&str) -> bool) -> bool {
+        self.is_role(role) && self.permissions_of(role).into_iter().all(holds)
+    }
+
+    /// The roles that grant some permission `role` grants (`role` among them
+    /// when it grants any): the assignments a removal of `role` must see to
+    /// know whether anyone else still holds each of its permissions.
+    pub fn roles_sharing(&self, role: &str) -> Vec<crate::domain::Role> {
+        let own = self.permissions_of(role);
+        self.roles
+            .keys()
+            .filter(|other| self.permissions_of(other).iter().any(|p| own.contains(p)))
+            .filter_map(|other| crate::domain::Role::parse(other).ok())
+            .collect()
+    }
+
+    /// The permissions of `role` that nobody would hold any more once `user`
+    /// loses it, given every assignment of [`Policy::roles_sharing`]: the
+    /// last-holder guard. A permission nobody holds can never be granted
+    /// again (granting a role needs every permission of it), so such a removal
+    /// would lock the deployment out of part of itself.
+    pub fn last_held<U: PartialEq>(
+        &self,
+        assignments: &[(U, crate::domain::Role)],
+        user: &U,
+        role: &str,
+    ) -> Vec<&str> {
+        let grants = |r: &crate::domain::Role, p: &str| {
+            self.roles.get(r.as_str()).is_some_and(|def| def.grants.iter().any(|g| covers(g, p)))
+        };
+        self.permissions_of(role)
+            .into_iter()
+            .filter(|p| {
+                let held =
+                    |(u, r): &&(U, crate::domain::Role)| grants(r, p) && !(u == user && r.as_str() == role);
+                let before = assignments.iter().any(|(_, r)| grants(r, p));
+                before && !assignments.iter().any(|a| held(&a))
+            })
+            .collect()
+    }
+
+    pub fn is_permission(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn is_role(&self, role: &str) -> bool {
+        self.roles.contains_key(role)
+    }
+
+    /// Every (method, template, requirement) rule, for consistency checks.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, &str, &Requirement)> {
+        self.rules.iter().map(|r| (r.method.as_str(), r.template.as_str(), &r.requirement))
+    }
+
+    /// Whether `role` grants its permissions only with a second factor.
+    pub fn role_needs_mfa(&self, role: &str) -> bool {
+        self.roles.get(role).is_some_and(|def| def.mfa)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! The policy's loading, validation and decisions.
+
+#[test]
+fn a_role_is_assignable_only_by_a_holder_of_all_its_permissions() {
+    let policy = Policy::bundled().expect("bundled");
+    assert_eq!(policy.permissions_of("support"), ["sessions:revoke", "users:read"]);
+    assert_eq!(policy.permissions_of("user"), Vec::<&str>::new());
+    let key = |grants: &'static [&'static str]| {
+        move |p: &str| Policy::grants_cover(&grants.iter().map(|g| g.to_string()).collect::<Vec<_>>(), p)
+    };
+    // users:manage alone is not enough to hand out admin or support.
+    assert!(!policy.may_assign("admin", key(&["users:manage"])));
+    assert!(!policy.may_assign("support", key(&["users:manage"])));
+    assert!(policy.may_assign("user", key(&["users:manage"])));
+    assert!(policy.may_assign("support", key(&["users:manage", "users:read", "sessions:revoke"])));
+    let admin = vec!["admin".to_string()];
+    assert!(policy.may_assign("admin", |p| policy.allows(&admin, p)));
+    assert!(!policy.may_assign("no-such-role", |_| true));
+}
+
+use super::*;
+use crate::domain::Role;
+use crate::routes::{Access, ROUTES};
+
+#[test]
+fn removing_a_role_may_not_leave_a_permission_without_holder() {
+    let p = policy();
+    let role = |r: &str| Role::parse(r).expect("role");
+    let names = |roles: Vec<Role>| roles.iter().map(|r| r.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(p.roles_sharing("support")), ["admin", "support"]);
+    assert_eq!(names(p.roles_sharing("admin")), ["admin", "auditor", "support"]);
+    assert!(p.roles_sharing("user").is_empty());
+    let one_admin = [(1, role("admin")), (2, role("support"))];
+    // Support still holds users:read and sessions:revoke; nobody else the rest.
+    assert_eq!(p.last_held(&one_admin, &1, "admin"), ["apikeys:manage", "audit:read", "users:manage"]);
+    assert!(p.last_held(&one_admin, &2, "support").is_empty(), "the admin still holds them");
+    assert!(p.last_held(&one_admin, &2, "admin").is_empty(), "2 does not hold admin: nothing changes");
+    let two_admins = [(1, role("admin")), (2, role("admin"))];
+    assert!(p.last_held(&two_admins, &1, "admin").is_empty());
+    assert!(p.last_held::<i32>(&[], &1, "admin").is_empty(), "nobody held them before either");
+    assert!(p.last_held(&one_admin, &1, "user").is_empty());
+}
+
+fn policy() -> Policy {
+    Policy::bundled().expect("the bundled policy is valid")
+}
+
+#[test]
+fn the_bundled_policy_matches_the_route_table() {
+    let p = policy();
+    for route in ROUTES.iter() {
+        let required = p.requirement(route.method.as_str(), route.template);
+        match route.access {
+            Access::Public => assert_eq!(required, None, "{} {}", route.method, route.template),
+            Access::Bearer => assert_eq!(required, Some(&Requirement::Session), "{}", route.template),
+            Access::Permission(perm) => {
+                assert_eq!(required, Some(&Requirement::Permission(perm.into())), "{}", route.template)
+            }
+        }
+    }
+    assert_eq!(p.rules().count(), ROUTES.iter().filter(|r| r.access != Access::Public).count());
+}
+
+#[test]
+fn roles_grant_what_the_contract_names() {
+    let p = policy();
+    let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(p.allows(&roles(&["admin"]), "users:manage"));
+    assert!(p.allows(&roles(&["admin"]), "apikeys:manage"));
+    assert!(p.allows(&roles(&["support"]), "users:read"));
+    assert!(!p.allows(&roles(&["support"]), "users:manage"));
+    assert!(!p.allows(&roles(&["user"]), "users:read"));
+    assert!(!p.allows(&roles(&["auditor"]), "users:read"));
+    assert!(!p.allows(&roles(&["root"]), "users:read"), "unknown roles grant nothing");
+    assert_eq!(p.requirement("GET", "/admin/users/x/unknown"), None, "deny by default");
+}
+
+/// The permissions the route table names.
+const PERMISSIONS: &str = r#"["users:read", "users:manage", "sessions:revoke", "apikeys:manage"]"#;
+
+#[test]
+fn a_policy_may_add_routes_but_not_redeclare_portcullis_own() {
+    let with = |routes: &str| {
+        Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{}}, "routes": {routes}}}"#))
+    };
+    let extra =
+        with(r#"[{"method": "GET", "path": "/orders/{id}", "permission": "session"}]"#).expect("valid");
+    assert_eq!(extra.requirement("GET", "/orders/7"), Some(&Requirement::Session));
+    assert_eq!(extra.requirement("GET", "/me"), Some(&Requirement::Session), "the table's own");
+    for ours in [
+        r#"{"method": "GET", "path": "/admin/users", "permission": "session"}"#,
+        r#"{"method": "post", "path": "/admin/users/{id}/roles/", "permission": "session"}"#,
+        r#"{"method": "POST", "path": "//auth/register", "permission": "session"}"#,
+    ] {
+        let redeclared = with(&format!("[{ours}]"));
+        assert!(matches!(redeclared, Err(PolicyError::DuplicateRoute { .. })), "{ours}: {redeclared:?}");
+    }
+    let missing = Policy::parse(r#"{"permissions": ["users:read"], "roles": {}}"#);
+    assert!(matches!(missing, Err(PolicyError::UnknownRoutePermission { .. })), "{missing:?}");
+}
+
+#[test]
+fn invalid_policies_are_refused_with_a_clear_message() {
+    let base = |roles: &str, routes: &str| {
+        format!(r#"{{"permissions": {PERMISSIONS}, "roles": {roles}, "routes": {routes}}}"#)
+    };
+    let unknown = Policy::parse(&base(r#"{"user": ["users:delete"]}"#, "[]")).expect_err("unknown grant");
+    assert!(unknown.to_string().contains("users:delete"), "{unknown}");
+    let missing =
+        Policy::parse(&base("{}", r#"[{"method": "GET", "path": "/x"}]"#)).expect_err("no permission");
+    assert!(matches!(missing, PolicyError::Rule { index: 0, .. }), "{missing}");
+    let route = Policy::parse(&base("{}", r#"[{"method": "GET", "path": "/x", "permission": "x:y"}]"#))
+        .expect_err("unknown route permission");
+    assert!(matches!(route, PolicyError::Rule { index: 0, .. }), "{route}");
+    assert!(route.to_string().contains("unknown permission `x:y`"), "{route}");
+    assert!(Policy::parse("{").is_err());
+    assert!(Policy::parse(&base(r#"{"Bad Role": []}"#, "[]")).is_err());
+}
+
+/// A policy of the team's own: orders owned by customers, read by support
+/// (`orders:read:any`), written with a second factor, refunded after a
+/// step-up; a greedy file route; employees' grants that need a second factor.
+const TEAM: &str = r#"{
+  "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
+                  "orders:read", "orders:read:any", "orders:refund"],
+  "roles": {
+    "user": ["orders:read"],
+    "support": {"grants": ["users:read", "orders:read", "orders:read:any"], "mfa": true},
+    "admin": {"grants": ["users:*", "sessions:*", "apikeys:*", "audit:*", "orders:*"], "mfa": true}
+  },
+  "routes": [
+    {"method": "GET", "path": "/orders/{user_id}/{order_id}", "permission": "orders:read",
+     "owner": {"param": "user_id", "unless": "orders:read:any"}, "api_keys": true},
+    {"method": "POST", "path": "/orders/{order_id}/refund", "permission": "orders:refund",
+     "mfa": true, "max_auth_age_secs": 300},
+    {"method": "*", "path": "/files/{proxy+}", "permission": "session"},
+    {"method": "GET", "path": "/status", "permission": "public"}
+  ]
+}"#;
+
+fn team() -> Policy {
+    Policy::parse(TEAM).expect("the team policy is valid")
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// A person with `roles` who proved `amr` at `auth_time` (now is 1000).
+fn person<'a>(sub: &'a str, roles: &'a [String], amr: &'a [String], auth_time: i64) -> Facts<'a> {
+    Facts { sub, session: true, roles, key_grants: None, amr, auth_time: Some(auth_time), now: 1000 }
+}
+
+/// Judges `method path` for `facts`, reading parameters from the path and
+/// permissions from the roles (under their conditions) or the key's grants.
+fn judge(p: &Policy, method: &str, path: &str, facts: &Facts<'_>) -> Result<Option<String>, &'static str> {
+    let rule = p.rule(method, path).ok_or("no rule")?;
+    let param = |name: &str| rules::capture(&rule.template, path, name).map(str::to_owned);
+    let held = |perm: &str| match facts.key_grants {
+        Some(grants) => Policy::grants_cover(grants, perm),
+        None => p.grants(facts.roles, facts.amr, perm),
+    };
+    rule.judge(facts, &param, &held)
+}
+
+#[test]
+fn owners_read_their_records_and_support_reads_any_with_a_second_factor() {
+    let p = team();
+    let (user, support) = (names(&["user"]), names(&["support"]));
+    let (pwd, otp) = (names(&["pwd"]), names(&["pwd", "otp"]));
+    let ada = person("ada", &user, &pwd, 900);
+    assert_eq!(judge(&p, "GET", "/orders/ada/7", &ada), Ok(Some("orders:read".into())));
+    assert_eq!(judge(&p, "GET", "/orders/bob/7", &ada), Err("the caller does not own the record"));
+    assert_eq!(
+        judge(&p, "get", "/orders/ada/7/", &ada),
+        Ok(Some("orders:read".into())),
+        "method case, slash"
+    );
+    let sam = person("sam", &support, &otp, 900);
+    assert_eq!(judge(&p, "GET", "/orders/bob/7", &sam), Ok(Some("orders:read".into())));
+    // Support's grants need a second factor: without one it holds nothing.
+    let sam_pwd = person("sam", &support, &pwd, 900);
+    assert_eq!(judge(&p, "GET", "/orders/bob/7", &sam_pwd), Err("the caller lacks the permission"));
+    assert!(p.role_needs_mfa("admin") && !p.role_needs_mfa("user"));
+}
+
+#[test]
+fn api_keys_reach_only_rules_that_admit_them_and_never_own_a_record() {
+    let p = team();
+    let (reader, any) = (names(&["orders:read"]), names(&["orders:read", "orders:read:any"]));
+    let key = |grants| Facts {
+        sub: "apikey:k1",
+        session: false,
+        roles: &[],
+        key_grants: Some(grants),
+        amr: &[],
+        auth_time: None,
+        now: 1000,
+    };
+    assert_eq!(
+        judge(&p, "GET", "/orders/apikey:k1/7", &key(&reader)),
+        Err("the caller does not own the record")
+    );
+    assert_eq!(judge(&p, "GET", "/orders/ada/7", &key(&any)), Ok(Some("orders:read".into())));
+    let refund = names(&["orders:refund"]);
+    assert_eq!(judge(&p, "POST", "/orders/7/refund", &key(&refund)), Err("API keys may not call this route"));
+    assert_eq!(judge(&p, "GET", "/files/a/b", &key(&any)), Err("API keys may not call this route"));
+    // Portcullis' own permission routes admit keys whose grants cover them; its user routes never.
+    let users = names(&["users:read"]);
+    assert_eq!(judge(&p, "GET", "/admin/users", &key(&users)), Ok(Some("users:read".into())));
+    assert_eq!(judge(&p, "GET", "/me", &key(&users)), Err("API keys may not call this route"));
+}
+
+#[test]
+fn step_up_second_factor_greedy_paths_public_routes_and_default_deny() {
+    let p = team();
+    let admin = names(&["admin"]);
+    let (pwd, otp) = (names(&["pwd"]), names(&["pwd", "otp"]));
+    let fresh = person("root", &admin, &otp, 800);
+    assert_eq!(judge(&p, "POST", "/orders/7/refund", &fresh), Ok(Some("orders:refund".into())));
+    let stale = person("root", &admin, &otp, 699);
+    assert_eq!(judge(&p, "POST", "/orders/7/refund", &stale), Err("the route needs a recent authentication"));
+    let no_factor = person("root", &admin, &pwd, 900);
+    assert_eq!(judge(&p, "POST", "/orders/7/refund", &no_factor), Err("the caller lacks the permission"));
+    let user = names(&["user"]);
+    let ada = person("ada", &user, &pwd, 900);
+    assert_eq!(judge(&p, "DELETE", "/files/a/b/c", &ada), Ok(None), "any method, greedy");
+    assert_eq!(
+        judge(&p, "GET", "/files", &ada),
+        Err("no rule"),
+        "a greedy parameter takes one segment or more"
+    );
+    assert_eq!(judge(&p, "GET", "/status", &ada), Ok(None));
+    assert_eq!(p.requirement("GET", "/status"), Some(&Requirement::Public));
+    assert_eq!(judge(&p, "POST", "/status", &ada), Err("no rule"));
+    assert_eq!(judge(&p, "GET", "/orders/ada", &ada), Err("no rule"));
+    assert_eq!(judge(&p, "GET", "/orders/ada/7/8", &ada), Err("no rule"));
+    assert_eq!(judge(&p, "GET", "/orders//7", &ada), Err("no rule"), "an empty segment is no parameter");
+}
+
+#[test]
+fn captures_read_parameters_and_greedy_tails() {
+    assert_eq!(rules::capture("/orders/{id}", "/orders/7", "id"), Some("7"));
+    assert_eq!(rules::capture("/orders/{id}", "/orders/7/x", "id"), None);
+    assert_eq!(rules::capture("/f/{proxy+}", "/f/a/b", "proxy"), Some("a/b"));
+    assert_eq!(rules::capture("/f/{proxy+}", "/f", "proxy"), None);
+    assert!(rules::matches("/", "/"));
+    assert!(!rules::matches("/", "/x"));
+    assert!(!rules::matches("/a/{x}", "/a/"));
+}
+
+#[test]
+fn every_mistake_in_a_policy_file_is_a_load_error_naming_the_rule() {
+    let with = |routes: &str| {
+        let text = format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{}}, "routes": [{routes}]}}"#);
+        Policy::parse(&text).map(|_| ()).map_err(|e| e.to_string())
+    };
+    for (rule, what) in [
+        (r#"{"method": "GET", "path": "/x", "permission": "session", "mfaa": true}"#, "unknown field `mfaa`"),
+        (r#"{"method": "FETCH", "path": "/x", "permission": "session"}"#, "not an HTTP method"),
+        (r#"{"method": "GET", "path": "x", "permission": "session"}"#, "must start with `/`"),
+        (r#"{"method": "GET", "path": "/{p+}/x", "permission": "session"}"#, "must be the last segment"),
+        (r#"{"method": "GET", "path": "/{a}/{a}", "permission": "session"}"#, "unnamed or repeated"),
+        (r#"{"method": "GET", "path": "/a{b}", "permission": "session"}"#, "is not a parameter"),
+        (r#"{"method": "GET", "path": "/x", "permission": "public", "mfa": true}"#, "takes no conditions"),
+        (r#"{"method": "GET", "path": "/x", "permission": "session", "api_keys": true}"#, "has no session"),
+        (
+            r#"{"method": "GET", "path": "/x", "permission": "session", "max_auth_age_secs": 0}"#,
+            "must be positive",
+        ),
+        (
+            r#"{"method": "GET", "path": "/x/{id}", "permission": "session", "owner": {"param": "user"}}"#,
+            "not in the path",
+        ),
+        (
+            r#"{"method": "GET", "path": "/x/{id}", "permission": "session", "owner": {"param": "id", "unless": "x:any"}}"#,
+            "unknown permission",
+        ),
+        (
+            r#"{"method": "*", "path": "/admin/users", "permission": "session"}"#,
+            "Portcullis' own route table",
+        ),
+    ] {
+        let err = with(rule).expect_err(rule);
+        assert!(err.contains(what) && err.contains("rule 0"), "{rule}: {err}");
+    }
+    let user =
+        Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{"user": ["users:*"]}}}}"#));
+    assert!(matches!(user, Err(PolicyError::DefaultRoleTooStrong(_))), "{user:?}");
+    let shape =
+        Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{"x": {{"grant": []}}}}}}"#));
+    assert!(matches!(shape, Err(PolicyError::InvalidRoleShape { .. })), "{shape:?}");
+    assert!(
+        Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{}}, "rules": []}}"#)).is_err()
+    );
+}
+
+#[test]
+fn a_policy_file_is_read_at_load_and_its_errors_name_it() {
+    let dir = std::env::temp_dir().join(format!("pc-policy-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("policy.json");
+    let load = |file: &std::path::Path| {
+        let config = crate::config::Config::from_lookup(|k| match k {
+            "PORTCULLIS_STORE" => Some("memory".into()),
+            "PORTCULLIS_POLICY_FILE" => Some(file.display().to_string()),
+            _ => None,
+        })
+        .expect("config");
+        Policy::load(&config)
+    };
+    std::fs::write(&file, TEAM).expect("write");
+    assert_eq!(load(&file).expect("loads").requirement("GET", "/status"), Some(&Requirement::Public));
+    std::fs::write(&file, TEAM.replace("orders:read:any\"}", "orders:read:all\"}")).expect("write");
+    let err = load(&file).expect_err("an unknown exception").to_string();
+    assert!(err.contains(&file.display().to_string()) && err.contains("rule 0"), "{err}");
+    let err = load(&dir.join("missing.json")).expect_err("missing").to_string();
+    assert!(err.contains("missing.json") && err.contains("cannot be read"), "{err}");
+}
