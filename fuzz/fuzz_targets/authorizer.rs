@@ -309,7 +309,7 @@ fn api_key(world: &World, rest: &[u8]) {
     let live = parsed.as_ref().and_then(|(id, _)| world.keys.get(id).map(|p| (id, p)));
     let real = API_KEYS.iter().any(|(text, ..)| *text == key);
     let covered = match world.requirement(method, path) {
-        Some(Requirement::Permission(p)) => live.is_some_and(|(_, grants)| Policy::grants_cover(grants, p)),
+        Some(Requirement::Permission(p)) => live.is_some_and(|(_, grants)| world.deps.policy.grants_cover(grants, p)),
         _ => false,
     };
     match world.decide(method, path, None, Some(&key)) {

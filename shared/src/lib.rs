@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod throttle;
 pub mod tokens;
 

@@ -172,4 +172,9 @@ async fn api_gateway_templates_carry_their_path_parameters_and_greedy_routes_use
     assert_eq!(own["isAuthorized"], true, "{own}");
     let other = portcullis_authorizer::handle_v2(&app.authorizer, proxy(&format!("/orders/{bob}/1"))).await;
     assert_eq!(other["isAuthorized"], false, "{other}");
+    // A path the backend would decode or normalise into another record is no path of any rule.
+    for sneaky in [format!("/orders/{ada}/..%2F..%2F{bob}%2F1"), format!("/files/..%2Forders%2F{bob}%2F1")] {
+        let answer = portcullis_authorizer::handle_v2(&app.authorizer, proxy(&sneaky)).await;
+        assert_eq!(answer["isAuthorized"], false, "{sneaky}: {answer}");
+    }
 }

@@ -180,7 +180,7 @@ async fn may_assign(deps: &Deps, caller: &Caller, role: &Role) -> Result<(), Api
                 .await?
                 .filter(|k| k.revoked_at.is_none() && now < k.valid_until)
                 .ok_or(ApiError::Forbidden)?;
-            Policy::grants_cover(&record.permissions, "users:manage")
+            deps.policy.grants_cover(&record.permissions, "users:manage")
                 && deps.policy.permissions_of(role.as_str()).is_empty()
         }
     };

@@ -66,14 +66,25 @@ pub async fn handle_event(deps: &Deps, event: Value) -> Value {
     }
 }
 
+/// The path a route of the API names: an HTTP API's `rawPath` begins with the
+/// stage's name on a named stage (never on `$default`), where its routes'
+/// paths do not.
+fn without_stage<'a>(raw: &'a str, stage: Option<&str>) -> &'a str {
+    let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") else { return raw };
+    let rest = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage));
+    rest.filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(raw)
+}
+
 /// HTTP API simple response: `{isAuthorized, context}`.
 pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
     let stated = stated_method(&event, "/requestContext/http/method");
+    let stage = event.pointer("/requestContext/stage").and_then(Value::as_str).map(str::to_owned);
     let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
         Ok(request) => {
             let route =
                 request.route_key.as_deref().filter(|r| *r != "$default").and_then(|r| r.split_once(' '));
-            match lookup(route, stated.as_deref(), request.raw_path.as_deref()) {
+            let raw = request.raw_path.as_deref().map(|p| without_stage(p, stage.as_deref()));
+            match lookup(route, stated.as_deref(), raw) {
                 Some((ask, templated)) => {
                     let params = templated.then_some(&request.path_parameters);
                     decide(deps, ask, params, &request.headers).await
@@ -121,6 +132,10 @@ pub async fn handle_rest(deps: &Deps, event: Value) -> Value {
     };
     // Every Deny is the same anonymous answer, on everything when the ARN is unusable.
     let (principal, effect, context, resource) = match &decision {
+        // A public rule names no one; REST needs a principal all the same.
+        Decision::Allow(identity) if identity.sub.is_empty() => {
+            ("anonymous".to_owned(), "Allow", Value::Object(context_of(identity)), method_arn)
+        }
         Decision::Allow(identity) => {
             (identity.sub.clone(), "Allow", Value::Object(context_of(identity)), method_arn)
         }
@@ -207,6 +222,37 @@ mod tests {
             "headers": { "authorization": format!("Bearer {token}") },
             "requestContext": { "http": { "method": method, "path": "/me" } }
         })
+    }
+
+    #[tokio::test]
+    async fn a_named_stage_in_the_raw_path_is_not_part_of_the_route() {
+        let (deps, token) = world().await;
+        let staged = |stage: &str, raw: &str| {
+            let mut event = v2_event("$default", "GET", &token);
+            event["rawPath"] = raw.into();
+            event["requestContext"]["stage"] = stage.into();
+            event
+        };
+        for (stage, raw) in [("prod", "/prod/me"), ("$default", "/me"), ("v1", "/me")] {
+            let response = handle_event(&deps, staged(stage, raw)).await;
+            assert_eq!(response["isAuthorized"], true, "{stage} {raw}: {response}");
+        }
+        let response = handle_event(&deps, staged("prod", "/production/me")).await;
+        assert_eq!(response["isAuthorized"], false, "only the whole stage segment: {response}");
+        let response = handle_event(&deps, staged("$default", "/prod/me")).await;
+        assert_eq!(response["isAuthorized"], false, "{response}");
+    }
+
+    #[tokio::test]
+    async fn a_rest_allow_on_a_public_route_names_an_anonymous_principal() {
+        let (deps, _) = world().await;
+        let mut event = rest_event(Some("GET"), ME_ARN, "");
+        event["resource"] = "/health".into();
+        event["path"] = "/health".into();
+        event["headers"] = json!({});
+        let response = handle_event(&deps, event).await;
+        assert_eq!(response["policyDocument"]["Statement"][0]["Effect"], "Allow", "{response}");
+        assert_eq!(response["principalId"], "anonymous", "{response}");
     }
 
     const ME_ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/me";

@@ -22,7 +22,6 @@ use portcullis_shared::crypto::load_verifying_keys;
 use portcullis_shared::deferred::Deferred;
 use portcullis_shared::error::BootError;
 pub use portcullis_shared::http::bearer_token;
-use portcullis_shared::rbac::rules::capture;
 use portcullis_shared::rbac::{Facts, Policy, Requirement, Rule};
 use portcullis_shared::runtime::Backends;
 use portcullis_shared::sessions::{SessionPolicy, SessionRecord, SessionState, SessionStore};
@@ -206,12 +205,12 @@ fn judge(
         now: deps.clock.now_secs(),
     };
     let held = |p: &str| match &who.key_grants {
-        Some(grants) => Policy::grants_cover(grants, p),
+        Some(grants) => deps.policy.grants_cover(grants, p),
         None => deps.policy.grants(&id.roles, &id.amr, p),
     };
     let param = |name: &str| match params {
         Some(params) => params.get(name).cloned(),
-        None => capture(&rule.template, ask.path, name).map(str::to_owned),
+        None => portcullis_shared::template::capture(&rule.template, ask.path, name).map(str::to_owned),
     };
     match rule.judge(&facts, &param, &held) {
         Ok(permission) => Decision::Allow(Identity { permission, ..who.identity }),

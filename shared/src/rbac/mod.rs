@@ -9,7 +9,7 @@
 
 pub mod rules;
 
-use crate::routes;
+use crate::{routes, template};
 use rules::RoleDef;
 pub use rules::{has_second_factor, Conditions, Facts, Owner, Requirement, Rule, PUBLIC, SESSION};
 use serde::Deserialize;
@@ -37,10 +37,8 @@ pub enum PolicyError {
     Rule { index: usize, method: String, path: String, what: String },
     #[error("Portcullis route {method} {path} requires `{permission}`, which the policy does not declare")]
     UnknownRoutePermission { method: String, path: String, permission: String },
-    #[error(
-        "rule {index} ({method} {path}) is listed twice, or covers a path of Portcullis' own route table"
-    )]
-    DuplicateRoute { index: usize, method: String, path: String },
+    #[error("rule {index} ({method} {path}) would decide requests of {other}")]
+    DuplicateRoute { index: usize, method: String, path: String, other: String },
     #[error("role `user` (every account's) may not grant Portcullis' own permission `{0}`")]
     DefaultRoleTooStrong(String),
 }
@@ -62,9 +60,13 @@ pub struct Policy {
     permissions: BTreeSet<String>,
     roles: BTreeMap<String, RoleDef>,
     rules: Vec<Rule>,
+    /// The owner exceptions (`orders:read:any`): held only when granted by
+    /// name, never through a `resource:*` wildcard, so widening a role's
+    /// grants to `orders:*` cannot hand it everyone's records.
+    exact: BTreeSet<String>,
 }
 
-/// True when `grant` (possibly `resource:*`) covers `permission`.
+/// True when `grant` (possibly `resource:*`) names `permission`.
 fn covers(grant: &str, permission: &str) -> bool {
     match grant.strip_suffix(":*") {
         Some(resource) => permission.split_once(':').is_some_and(|(r, _)| r == resource),
@@ -96,21 +98,19 @@ impl Policy {
         let own = rules.len();
         for (index, value) in raw.routes.into_iter().enumerate() {
             let rule = rules::rule(index, value, &permissions)?;
-            // Not one path of Portcullis' own (public ones included), however written.
-            let same = |m: &str| rule.method == "*" || m == "*" || m == rule.method;
-            let ours = routes::ROUTES
-                .iter()
-                .any(|r| same(r.method.as_str()) && routes::overlap(r.template, &rule.template));
-            if ours
-                || rules[own..]
-                    .iter()
-                    .any(|r| same(&r.method) && routes::overlap(&r.template, &rule.template))
-            {
-                return Err(PolicyError::DuplicateRoute { index, method: rule.method, path: rule.template });
-            }
+            rules::placement(&rule, &rules[own..]).map_err(|other| PolicyError::DuplicateRoute {
+                index,
+                method: rule.method.clone(),
+                path: rule.template.clone(),
+                other,
+            })?;
             rules.push(rule);
         }
-        let policy = Self { permissions, roles, rules };
+        // The most specific rule decides, whatever the file's order (as API
+        // Gateway picks among the routes a request matches).
+        rules[own..].sort_by(|a, b| rules::precedence(b, a));
+        let exact = rules.iter().filter_map(|r| r.conditions.owner.as_ref()?.unless.clone()).collect();
+        let policy = Self { permissions, roles, rules, exact };
         // Every account holds `user`: it may not reach Portcullis' administration.
         let table = |p: &str| {
             routes::ROUTES.iter().any(|r| matches!(r.access, routes::Access::Permission(q) if q == p))
@@ -121,12 +121,12 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The rules of the route table's protected routes.
+    /// The rules of the route table's routes.
     fn table_rules(permissions: &BTreeSet<String>) -> Result<Vec<Rule>, PolicyError> {
         let mut rules = Vec::new();
         for route in routes::ROUTES.iter() {
             let requirement = match route.access {
-                routes::Access::Public => continue,
+                routes::Access::Public => Requirement::Public,
                 routes::Access::Bearer => Requirement::Session,
                 routes::Access::Permission(p) if permissions.contains(p) => {
                     Requirement::Permission(p.to_owned())
@@ -151,10 +151,21 @@ impl Policy {
         Ok(rules)
     }
 
-    /// The rule that decides a concrete request: the first that covers it
-    /// (Portcullis' own come first), or `None` (deny).
+    /// The rule that decides a request (a concrete path, or the route template
+    /// API Gateway matched): Portcullis' own first, then the team's from the
+    /// most specific; `None` (deny) when none covers it, or when the path is one
+    /// a backend could read differently ([`template::is_plain`]).
     pub fn rule(&self, method: &str, path: &str) -> Option<&Rule> {
+        if !template::is_plain(path) {
+            return None;
+        }
         self.rules.iter().find(|r| r.covers(method, path))
+    }
+
+    /// True when `grant` covers `permission` in this policy: by name, or as
+    /// `resource:*` unless `permission` is an owner exception.
+    fn grant_covers(&self, grant: &str, permission: &str) -> bool {
+        grant == permission || (!self.exact.contains(permission) && covers(grant, permission))
     }
 
     /// The requirement of a concrete request, or `None` (deny) when no rule matches.
@@ -165,14 +176,14 @@ impl Policy {
     /// True when any of `roles` grants `permission`, whatever the roles'
     /// conditions. Unknown roles grant nothing.
     pub fn allows(&self, roles: &[String], permission: &str) -> bool {
-        self.grant_lists(roles, true).any(|grant| covers(grant, permission))
+        self.grant_lists(roles, true).any(|grant| self.grant_covers(grant, permission))
     }
 
     /// True when any of `roles` grants `permission` to a caller who proved
     /// what `amr` says: a role that requires a second factor grants nothing
     /// without one.
     pub fn grants(&self, roles: &[String], amr: &[String], permission: &str) -> bool {
-        self.grant_lists(roles, has_second_factor(amr)).any(|grant| covers(grant, permission))
+        self.grant_lists(roles, has_second_factor(amr)).any(|grant| self.grant_covers(grant, permission))
     }
 
     fn grant_lists<'a>(
@@ -185,14 +196,15 @@ impl Policy {
     }
 
     /// True when a set of explicit grants (an API key's) covers `permission`.
-    pub fn grants_cover(grants: &[String], permission: &str) -> bool {
-        grants.iter().any(|g| covers(g, permission))
+    pub fn grants_cover(&self, grants: &[String], permission: &str) -> bool {
+        grants.iter().any(|g| self.grant_covers(g, permission))
     }
 
     /// Every permission `role` grants (its `resource:*` grants expanded).
     pub fn permissions_of(&self, role: &str) -> Vec<&str> {
         let grants = self.roles.get(role).map(|def| def.grants.as_slice()).unwrap_or_default();
-        self.permissions.iter().filter(|p| grants.iter().any(|g| covers(g, p))).map(String::as_str).collect()
+        let granted = |p: &&String| grants.iter().any(|g| self.grant_covers(g, p));
+        self.permissions.iter().filter(granted).map(String::as_str).collect()
     }
 
     /// The escalation check (as Kubernetes RBAC's): a caller may grant or revoke
@@ -226,7 +238,7 @@ impl Policy {
         role: &str,
     ) -> Vec<&str> {
         let grants = |r: &crate::domain::Role, p: &str| {
-            self.roles.get(r.as_str()).is_some_and(|def| def.grants.iter().any(|g| covers(g, p)))
+            self.roles.get(r.as_str()).is_some_and(|def| def.grants.iter().any(|g| self.grant_covers(g, p)))
         };
         self.permissions_of(role)
             .into_iter()

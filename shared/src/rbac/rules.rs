@@ -5,7 +5,9 @@
 //! JSON form is documented in `docs/security/policy.md`.
 
 use super::{covers, PolicyError};
+use crate::template::{matches, overlap, parameter, specificity};
 use serde::Deserialize;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The pseudo-permission of routes any logged-in user may call.
@@ -73,58 +75,6 @@ pub const SECOND_FACTORS: [&str; 4] = ["otp", "mfa", "hwk", "swk"];
 /// True when `amr` names a second factor.
 pub fn has_second_factor(amr: &[String]) -> bool {
     amr.iter().any(|m| SECOND_FACTORS.contains(&m.as_str()))
-}
-
-/// `{name}` or `{name+}`: the parameter's name and whether it is greedy.
-fn parameter(segment: &str) -> Option<(&str, bool)> {
-    let inner = segment.strip_prefix('{')?.strip_suffix('}')?;
-    match inner.strip_suffix('+') {
-        Some(name) => Some((name, true)),
-        None => Some((inner, false)),
-    }
-}
-
-/// Walks `path` along `template`, handing each parameter to `on_param`;
-/// false when it does not match. `{x}` takes one non-empty segment, a final
-/// `{x+}` (API Gateway's greedy parameter) one or more. Allocates nothing.
-fn walk<'p>(template: &str, path: &'p str, mut on_param: impl FnMut(&str, &'p str)) -> bool {
-    let mut rest = path.trim_matches('/');
-    let mut segments = template.trim_matches('/').split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        let (this, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        match parameter(segment) {
-            Some((name, true)) if last && !rest.is_empty() => {
-                on_param(name, rest);
-                return true;
-            }
-            Some((_, true)) => return false,
-            Some((name, false)) if !this.is_empty() => on_param(name, this),
-            None if segment == this => {}
-            _ => return false,
-        }
-        if tail.is_empty() && !last {
-            return false;
-        }
-        rest = tail;
-    }
-    rest.is_empty()
-}
-
-/// True when `path` matches `template` (see [`walk`]).
-pub fn matches(template: &str, path: &str) -> bool {
-    walk(template, path, |_, _| {})
-}
-
-/// The value of parameter `name` in `path` under `template`.
-pub fn capture<'p>(template: &str, path: &'p str, name: &str) -> Option<&'p str> {
-    let mut found = None;
-    let matched = walk(template, path, |n, value| {
-        if n == name {
-            found = Some(value);
-        }
-    });
-    found.filter(|_| matched)
 }
 
 impl Rule {
@@ -340,4 +290,36 @@ fn check_conditions(
         }
     }
     Ok(())
+}
+
+/// Which of two rules decides a request both cover: the more specific
+/// template ([`specificity`]), then a named method before `*`. `Greater` wins.
+pub fn precedence(a: &Rule, b: &Rule) -> Ordering {
+    specificity(&a.template, &b.template).then((a.method != "*").cmp(&(b.method != "*")))
+}
+
+/// Where a team rule may stand, beside Portcullis' route table and the
+/// team's `earlier` rules; `Err` names what it would take over. Portcullis'
+/// routes decide first, so a team rule may only be a fallback that is less
+/// specific than every one of them it overlaps, and a public one may cover
+/// no path of theirs under any method (`OPTIONS /{proxy+}` would open every
+/// method they do not name). Two team rules may overlap when one is the
+/// more specific; of one shape and method, which decides would be a guess.
+pub fn placement(rule: &Rule, earlier: &[Rule]) -> Result<(), String> {
+    let same_method = |m: &str| rule.method == "*" || m == "*" || m == rule.method;
+    for route in crate::routes::ROUTES.iter() {
+        if !overlap(route.template, &rule.template) {
+            continue;
+        }
+        let claims = same_method(route.method.as_str())
+            && specificity(&rule.template, route.template) != Ordering::Less;
+        if claims || rule.requirement == Requirement::Public {
+            return Err(format!("Portcullis' own route {} {}", route.method, route.template));
+        }
+    }
+    let twin = |e: &&Rule| e.method == rule.method && overlap(&e.template, &rule.template);
+    match earlier.iter().find(|e| twin(e) && precedence(e, rule) == Ordering::Equal) {
+        Some(e) => Err(format!("another rule ({} {}) of the same shape", e.method, e.template)),
+        None => Ok(()),
+    }
 }
