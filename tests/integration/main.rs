@@ -24,6 +24,7 @@ mod local_server;
 mod login_mysql;
 mod mfa;
 mod password_breach;
+mod policy_cli;
 mod providers;
 mod roles_race;
 mod sessions;

@@ -204,15 +204,7 @@ fn judge(
         auth_time: id.auth_time,
         now: deps.clock.now_secs(),
     };
-    let held = |p: &str| match &who.key_grants {
-        Some(grants) => deps.policy.grants_cover(grants, p),
-        None => deps.policy.grants(&id.roles, &id.amr, p),
-    };
-    let param = |name: &str| match params {
-        Some(params) => params.get(name).cloned(),
-        None => portcullis_shared::template::capture(&rule.template, ask.path, name).map(str::to_owned),
-    };
-    match rule.judge(&facts, &param, &held) {
+    match deps.policy.judge(rule, ask.path, &facts, params) {
         Ok(permission) => Decision::Allow(Identity { permission, ..who.identity }),
         Err(reason) => refuse(Decision::Forbidden, reason),
     }

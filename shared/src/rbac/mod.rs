@@ -64,6 +64,8 @@ pub struct Policy {
     /// name, never through a `resource:*` wildcard, so widening a role's
     /// grants to `orders:*` cannot hand it everyone's records.
     exact: BTreeSet<String>,
+    /// How many of `rules` are Portcullis' own (they come first).
+    own: usize,
 }
 
 /// True when `grant` (possibly `resource:*`) names `permission`.
@@ -110,7 +112,7 @@ impl Policy {
         // Gateway picks among the routes a request matches).
         rules[own..].sort_by(|a, b| rules::precedence(b, a));
         let exact = rules.iter().filter_map(|r| r.conditions.owner.as_ref()?.unless.clone()).collect();
-        let policy = Self { permissions, roles, rules, exact };
+        let policy = Self { permissions, roles, rules, exact, own };
         // Every account holds `user`: it may not reach Portcullis' administration.
         let table = |p: &str| {
             routes::ROUTES.iter().any(|r| matches!(r.access, routes::Access::Permission(q) if q == p))
@@ -160,6 +162,30 @@ impl Policy {
             return None;
         }
         self.rules.iter().find(|r| r.covers(method, path))
+    }
+
+    /// Judges `rule` (the one [`Policy::rule`] found for `path`) for a caller:
+    /// `Ok` with the permission that matched, or the reason for a refusal.
+    /// Path parameters come from `params` (API Gateway's, when `path` is the
+    /// route template it matched), else from `path` along the rule's template;
+    /// the caller holds a permission through its roles (under their
+    /// conditions) or its API key's grants.
+    pub fn judge(
+        &self,
+        rule: &Rule,
+        path: &str,
+        facts: &Facts<'_>,
+        params: Option<&std::collections::HashMap<String, String>>,
+    ) -> Result<Option<String>, &'static str> {
+        let held = |p: &str| match facts.key_grants {
+            Some(grants) => self.grants_cover(grants, p),
+            None => self.grants(facts.roles, facts.amr, p),
+        };
+        let param = |name: &str| match params {
+            Some(params) => params.get(name).cloned(),
+            None => template::capture(&rule.template, path, name).map(str::to_owned),
+        };
+        rule.judge(facts, &param, &held)
     }
 
     /// True when `grant` covers `permission` in this policy: by name, or as
@@ -262,6 +288,11 @@ impl Policy {
     /// Every (method, template, requirement) rule, for consistency checks.
     pub fn rules(&self) -> impl Iterator<Item = (&str, &str, &Requirement)> {
         self.rules.iter().map(|r| (r.method.as_str(), r.template.as_str(), &r.requirement))
+    }
+
+    /// The team's rules, most specific first (the order they decide in).
+    pub fn team_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules[self.own..].iter()
     }
 
     /// Whether `role` grants its permissions only with a second factor.

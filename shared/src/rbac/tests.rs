@@ -156,12 +156,7 @@ fn person<'a>(sub: &'a str, roles: &'a [String], amr: &'a [String], auth_time: i
 /// permissions from the roles (under their conditions) or the key's grants.
 fn judge(p: &Policy, method: &str, path: &str, facts: &Facts<'_>) -> Result<Option<String>, &'static str> {
     let rule = p.rule(method, path).ok_or("no rule")?;
-    let param = |name: &str| crate::template::capture(&rule.template, path, name).map(str::to_owned);
-    let held = |perm: &str| match facts.key_grants {
-        Some(grants) => p.grants_cover(grants, perm),
-        None => p.grants(facts.roles, facts.amr, perm),
-    };
-    rule.judge(facts, &param, &held)
+    p.judge(rule, path, facts, None)
 }
 
 #[test]
