@@ -44,7 +44,7 @@ enum Command {
     /// The access-control policy (PORTCULLIS_POLICY_FILE, else the bundled one).
     Policy {
         #[command(subcommand)]
-        command: PolicyCommand,
+        command: policy::PolicyCommand,
     },
     /// Session table commands.
     Sessions {
@@ -91,42 +91,6 @@ enum BackupCommand {
 }
 
 #[derive(Subcommand)]
-enum PolicyCommand {
-    /// Load the policy as the authorizer does; with a template, also check that
-    /// every route it protects with the authorizer has a rule and every rule of
-    /// the team's a route. Exit status 1 when anything is wrong.
-    Check {
-        /// The SAM or CloudFormation template of the API (YAML or JSON).
-        #[arg(long)]
-        template: Option<std::path::PathBuf>,
-    },
-    /// Print the rule that decides METHOD PATH and the decision for a caller.
-    /// Exit status 0 when allowed, 2 when refused.
-    Explain {
-        method: String,
-        path: String,
-        /// A role the caller holds (repeat for several); `user` is every account's.
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// How the caller authenticated (RFC 8176 `amr`), comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "pwd")]
-        amr: Vec<String>,
-        /// Seconds since the caller authenticated (for step-up rules).
-        #[arg(long)]
-        auth_age: Option<i64>,
-        /// The caller's user id (for ownership rules).
-        #[arg(long, default_value = "")]
-        sub: String,
-        /// Explain for an API key with these grants instead of a person.
-        #[arg(long = "api-key-grant", conflicts_with_all = ["roles", "token"])]
-        key_grants: Vec<String>,
-        /// Take sub, roles, amr and auth_time from an access token (read, not verified).
-        #[arg(long, conflicts_with_all = ["roles", "sub"])]
-        token: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
 enum SessionsCommand {
     /// Create the DynamoDB session table (for emulators and development; AWS uses the template).
     CreateTable {
@@ -154,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
             gateway::serve(config, addr).await
         }
         Command::Keys { command } => keys(command).await,
-        Command::Policy { command } => policy_command(command),
+        Command::Policy { command } => policy::run(command),
         Command::Backup { command } => backup(command).await,
         Command::Sessions { command: SessionsCommand::CreateTable { table } } => {
             let client = aws_sdk_dynamodb::Client::new(portcullis_shared::aws::aws_config().await);
@@ -168,69 +132,6 @@ async fn main() -> anyhow::Result<()> {
             let mut conn = mysql_async::Conn::new(opts).await?;
             let applied = apply_migrations(&mut conn).await?;
             println!("applied migrations: {applied:?}");
-            Ok(())
-        }
-    }
-}
-
-/// `portcullis policy …`: offline, on the policy the configuration names.
-fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
-    let config = Config::from_env()?;
-    let policy = portcullis_shared::rbac::Policy::load(&config)?;
-    let source =
-        config.policy_file.as_ref().map_or("the bundled policy".to_owned(), |f| f.display().to_string());
-    match command {
-        PolicyCommand::Check { template } => {
-            println!("{source}: valid, {} rules of the team's", policy.team_rules().count());
-            let Some(template) = template else { return Ok(()) };
-            let routes = policy::template_routes(&std::fs::read_to_string(&template)?)?;
-            let problems = policy::check(&policy, &routes);
-            let guarded = routes.iter().filter(|r| r.authorized).count();
-            println!("{}: {} routes, {guarded} behind the authorizer", template.display(), routes.len());
-            for problem in &problems {
-                println!("problem: {problem}");
-            }
-            if !problems.is_empty() {
-                anyhow::bail!("{} problems between the policy and the template", problems.len());
-            }
-            println!("every protected route has a rule and every rule a route");
-            Ok(())
-        }
-        PolicyCommand::Explain { method, path, roles, amr, auth_age, sub, key_grants, token } => {
-            let caller = match token {
-                Some(token) => {
-                    let claims: portcullis_shared::tokens::AccessClaims =
-                        portcullis_shared::tokens::unverified_payload(&token)
-                            .ok_or_else(|| anyhow::anyhow!("--token is not one of our access tokens"))?;
-                    let now =
-                        portcullis_shared::clock::Clock::now_secs(&portcullis_shared::clock::SystemClock);
-                    println!("caller: the token's claims (not verified; the authorizer takes roles from the session)");
-                    let auth_age = Some(now - claims.auth_time);
-                    policy::Caller {
-                        sub: claims.sub,
-                        roles: claims.roles,
-                        amr: claims.amr,
-                        auth_age,
-                        key_grants: None,
-                    }
-                }
-                None if !key_grants.is_empty() => policy::Caller {
-                    sub: "apikey:explain".into(),
-                    key_grants: Some(key_grants),
-                    ..Default::default()
-                },
-                None => {
-                    let roles = std::iter::once("user".to_owned()).chain(roles).collect();
-                    policy::Caller { sub, roles, amr, auth_age, key_grants: None }
-                }
-            };
-            match policy::explain(&policy, &method, &path, &caller) {
-                Ok(text) => println!("{text}"),
-                Err(text) => {
-                    println!("{text}");
-                    std::process::exit(2);
-                }
-            }
             Ok(())
         }
     }

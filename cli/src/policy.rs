@@ -6,6 +6,79 @@ use portcullis_shared::rbac::{Facts, Policy, Requirement, Rule};
 use portcullis_shared::template::{overlap, parameter};
 use yaml_rust2::{Yaml, YamlLoader};
 
+#[derive(clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Load the policy as the authorizer does; with a template, also check that
+    /// every route it protects with the authorizer has a rule and every rule of
+    /// the team's a route. Exit status 1 when anything is wrong.
+    Check {
+        /// The SAM or CloudFormation template of the API (YAML or JSON).
+        #[arg(long)]
+        template: Option<std::path::PathBuf>,
+    },
+    /// Print the rule that decides METHOD PATH and the decision for a caller.
+    /// Exit status 0 when allowed, 2 when refused.
+    Explain {
+        method: String,
+        path: String,
+        /// A role the caller holds (repeat for several); `user` is every account's.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// How the caller authenticated (RFC 8176 `amr`), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "pwd")]
+        amr: Vec<String>,
+        /// Seconds since the caller authenticated (for step-up rules).
+        #[arg(long)]
+        auth_age: Option<i64>,
+        /// The caller's user id (for ownership rules).
+        #[arg(long, default_value = "")]
+        sub: String,
+        /// Explain for an API key with these grants instead of a person.
+        #[arg(long = "api-key-grant", conflicts_with_all = ["roles", "token"])]
+        key_grants: Vec<String>,
+        /// Take sub, roles, amr and auth_time from an access token (read, not verified).
+        #[arg(long, conflicts_with_all = ["roles", "sub"])]
+        token: Option<String>,
+    },
+}
+
+/// `portcullis policy …`: offline, on the policy the configuration names.
+pub fn run(command: PolicyCommand) -> anyhow::Result<()> {
+    let config = portcullis_shared::config::Config::from_env()?;
+    let policy = Policy::load(&config)?;
+    let source =
+        config.policy_file.as_ref().map_or("the bundled policy".to_owned(), |f| f.display().to_string());
+    match command {
+        PolicyCommand::Check { template } => {
+            println!("{source}: valid, {} rules of the team's", policy.team_rules().count());
+            let Some(template) = template else { return Ok(()) };
+            let routes = template_routes(&std::fs::read_to_string(&template)?)?;
+            let problems = check(&policy, &routes);
+            let guarded = routes.iter().filter(|r| r.authorized).count();
+            println!("{}: {} routes, {guarded} behind the authorizer", template.display(), routes.len());
+            for problem in &problems {
+                println!("problem: {problem}");
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{} problems between the policy and the template", problems.len());
+            }
+            println!("every protected route has a rule and every rule a route");
+            Ok(())
+        }
+        PolicyCommand::Explain { method, path, roles, amr, auth_age, sub, key_grants, token } => {
+            let caller = Caller::from_args(roles, amr, auth_age, sub, key_grants, token)?;
+            match explain(&policy, &method, &path, &caller) {
+                Ok(text) => println!("{text}"),
+                Err(text) => {
+                    println!("{text}");
+                    std::process::exit(2);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// A route of the API template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiRoute {
@@ -145,6 +218,40 @@ pub struct Caller {
     pub auth_age: Option<i64>,
     /// An API key's grants (then the caller holds no roles).
     pub key_grants: Option<Vec<String>>,
+}
+
+impl Caller {
+    /// The caller `explain`'s arguments describe: a token's claims, an API
+    /// key's grants, or a person (who holds `user`, as every account does).
+    fn from_args(
+        roles: Vec<String>,
+        amr: Vec<String>,
+        auth_age: Option<i64>,
+        sub: String,
+        key_grants: Vec<String>,
+        token: Option<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(match token {
+            Some(token) => {
+                let claims: portcullis_shared::tokens::AccessClaims =
+                    portcullis_shared::tokens::unverified_payload(&token)
+                        .ok_or_else(|| anyhow::anyhow!("--token is not one of our access tokens"))?;
+                let now = portcullis_shared::clock::Clock::now_secs(&portcullis_shared::clock::SystemClock);
+                println!(
+                    "caller: the token's claims (not verified; the authorizer takes roles from the session)"
+                );
+                let auth_age = Some(now - claims.auth_time);
+                Caller { sub: claims.sub, roles: claims.roles, amr: claims.amr, auth_age, key_grants: None }
+            }
+            None if !key_grants.is_empty() => {
+                Caller { sub: "apikey:explain".into(), key_grants: Some(key_grants), ..Default::default() }
+            }
+            None => {
+                let roles = std::iter::once("user".to_owned()).chain(roles).collect();
+                Caller { sub, roles, amr, auth_age, key_grants: None }
+            }
+        })
+    }
 }
 
 /// The decision on `method path` for `caller`, in words: the rule that decides
