@@ -6,7 +6,7 @@
 use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext};
 use axum::body::Body as AxumBody;
 use axum::extract::{ConnectInfo, State};
-use http::{HeaderMap, Request as HttpRequest, StatusCode};
+use http::{HeaderMap, Request as HttpRequest};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt};
 use portcullis_authorizer::Decision;
@@ -29,6 +29,8 @@ pub struct Gateway {
     mfa: portcullis_mfa::Deps,
     authorizer: portcullis_authorizer::Deps,
     max_body_bytes: usize,
+    /// The team's backend, behind forward-auth (`serve --upstream`).
+    upstream: Option<crate::forward::Upstream>,
 }
 
 impl Gateway {
@@ -50,7 +52,15 @@ impl Gateway {
         let mfa = portcullis_mfa::Deps::build(&Boot::new(config, &backends, provider.clone(), clock.clone()))
             .await?;
         let authorizer = portcullis_authorizer::Deps::build(config, &backends, clock).await?;
-        Ok(Self { login, refresh, admin, mfa, authorizer, max_body_bytes: config.max_body_bytes })
+        Ok(Self {
+            login,
+            refresh,
+            admin,
+            mfa,
+            authorizer,
+            max_body_bytes: config.max_body_bytes,
+            upstream: None,
+        })
     }
 
     /// Creates the configured bootstrap admin (`config.bootstrap_admin`), if it is absent.
@@ -113,14 +123,7 @@ impl Gateway {
                     authorizer.fields = fields;
                     context.authorizer = Some(authorizer);
                 }
-                Err(status) => {
-                    let err = if status == StatusCode::FORBIDDEN {
-                        ApiError::Forbidden
-                    } else {
-                        ApiError::Unauthenticated
-                    };
-                    return finish(Err(err));
-                }
+                Err(err) => return finish(Err(err)),
             }
         }
         let body = if bytes.is_empty() {
@@ -146,13 +149,30 @@ impl Gateway {
         .await
     }
 
+    /// A request for no Portcullis route, with an upstream: the authorizer
+    /// decides on its method and path as sent (API Gateway's `rawPath`), and an
+    /// allowed one streams to the upstream with the context.
+    async fn forward(
+        &self,
+        upstream: &crate::forward::Upstream,
+        req: HttpRequest<AxumBody>,
+        peer: SocketAddr,
+    ) -> http::Response<AxumBody> {
+        let path = req.uri().path().to_owned();
+        let answer = match self.authorize(req.method(), &path, req.headers()).await {
+            Ok(context) => upstream.forward(req, &context, peer).await,
+            Err(err) => Err(err),
+        };
+        answer.unwrap_or_else(|err| to_axum(finish(Err(err))))
+    }
+
     /// Runs the authorizer; the context fields on success, else 401/403.
     async fn authorize(
         &self,
         method: &http::Method,
         path: &str,
         headers: &HeaderMap,
-    ) -> Result<std::collections::HashMap<String, serde_json::Value>, StatusCode> {
+    ) -> Result<std::collections::HashMap<String, serde_json::Value>, ApiError> {
         let authorization = header(headers, http::header::AUTHORIZATION);
         let api_key = header(headers, http::header::HeaderName::from_static("x-api-key"));
         let ask = portcullis_authorizer::Ask {
@@ -165,8 +185,8 @@ impl Gateway {
             Decision::Allow(identity) => {
                 Ok(portcullis_authorizer::context_of(&identity).into_iter().collect())
             }
-            Decision::Forbidden => Err(StatusCode::FORBIDDEN),
-            Decision::Unauthorized => Err(StatusCode::UNAUTHORIZED),
+            Decision::Forbidden => Err(ApiError::Forbidden),
+            Decision::Unauthorized => Err(ApiError::Unauthenticated),
         }
     }
 }
@@ -180,7 +200,15 @@ async fn handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: HttpRequest<AxumBody>,
 ) -> http::Response<AxumBody> {
-    let resp = gateway.dispatch(req, peer).await;
+    if let Some(upstream) = &gateway.upstream {
+        if routes::find(req.method(), req.uri().path()).is_err() {
+            return gateway.forward(upstream, req, peer).await;
+        }
+    }
+    to_axum(gateway.dispatch(req, peer).await)
+}
+
+fn to_axum(resp: http::Response<Body>) -> http::Response<AxumBody> {
     let (parts, body) = resp.into_parts();
     let body = match body {
         Body::Empty => AxumBody::empty(),
@@ -191,9 +219,19 @@ async fn handler(
     http::Response::from_parts(parts, body)
 }
 
-/// Binds `addr` and serves until Ctrl-C.
-pub async fn serve(config: Config, addr: SocketAddr) -> anyhow::Result<()> {
-    let gateway = Arc::new(Gateway::build(&config).await?);
+/// Binds `addr` and serves until Ctrl-C; with an `upstream`, forward-auth for
+/// every request that is not a Portcullis route.
+pub async fn serve(
+    config: Config,
+    addr: SocketAddr,
+    upstream: Option<crate::forward::Upstream>,
+) -> anyhow::Result<()> {
+    let mut gateway = Gateway::build(&config).await?;
+    if upstream.is_some() {
+        eprintln!("portcullis: requests for no Portcullis route go to the upstream after the authorizer");
+    }
+    gateway.upstream = upstream;
+    let gateway = Arc::new(gateway);
     gateway.bootstrap_admin(&config).await?;
     let app = axum::Router::new().fallback(handler).with_state(gateway);
     let listener = tokio::net::TcpListener::bind(addr).await?;

@@ -1,6 +1,7 @@
 //! `portcullis`: the local server, database migrations, and (as their issues
 //! land) administration, keys and backups.
 
+mod forward;
 mod gateway;
 mod policy;
 
@@ -23,6 +24,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "PORTCULLIS_ADDR", default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
+        /// Forward-auth: every request for no Portcullis route is decided by the
+        /// authorizer against the policy, and an allowed one is passed to this
+        /// backend (http://host:port) with the caller in X-Portcullis-* headers.
+        #[arg(long, env = "PORTCULLIS_UPSTREAM")]
+        upstream: Option<String>,
     },
     /// Database schema commands.
     Db {
@@ -113,9 +119,10 @@ enum DbCommand {
 async fn main() -> anyhow::Result<()> {
     portcullis_shared::telemetry::init();
     match Cli::parse().command {
-        Command::Serve { addr } => {
+        Command::Serve { addr, upstream } => {
             let config = Config::from_env()?;
-            gateway::serve(config, addr).await
+            let upstream = upstream.as_deref().map(forward::Upstream::new).transpose()?;
+            gateway::serve(config, addr, upstream).await
         }
         Command::Keys { command } => keys(command).await,
         Command::Policy { command } => policy::run(command),

@@ -65,6 +65,9 @@ pub enum ApiError {
     MethodNotAllowed { allow: String },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
+    /// The local server's upstream (`portcullis serve --upstream`) did not answer.
+    #[error("the upstream service did not answer")]
+    BadGateway,
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -99,6 +102,7 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unsupported => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,6 +130,7 @@ impl ApiError {
             Self::NotFound => "not-found",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::TooManyRequests { .. } => "too-many-requests",
+            Self::BadGateway => "bad-gateway",
             Self::Unavailable(_) => "service-unavailable",
             Self::Internal(_) => "internal-error",
         }

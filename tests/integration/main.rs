@@ -14,6 +14,7 @@ mod database_tls;
 mod device_cookie;
 mod embedded_restart;
 mod every_backend;
+mod forward_auth;
 mod helpers;
 mod iac;
 mod key_revocation;

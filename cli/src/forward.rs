@@ -1,0 +1,116 @@
+//! Forward-auth for the local server (`portcullis serve --upstream URL`): a
+//! request for no Portcullis route is decided by the authorizer against the
+//! same policy, as API Gateway would on the team's routes, and an allowed one
+//! is passed to the team's backend with the authorizer context in
+//! `X-Portcullis-*` headers. Bodies stream both ways.
+
+use axum::body::Body;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, Uri};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use portcullis_shared::ApiError;
+use std::collections::HashMap;
+
+/// The prefix of the context headers; a client's own copies never pass.
+pub const CONTEXT_PREFIX: &str = "x-portcullis-";
+
+/// Headers of one hop only (RFC 9110, 7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The team's backend.
+pub struct Upstream {
+    scheme_authority: String,
+    base_path: String,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Upstream {
+    /// `url`: `http://host:port[/base]`.
+    pub fn new(url: &str) -> anyhow::Result<Self> {
+        let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("--upstream {url}: {e}"))?;
+        let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            anyhow::bail!("--upstream must be an http:// URL with a host (the team's local backend)");
+        };
+        Ok(Self {
+            scheme_authority: format!("http://{authority}"),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Passes an allowed request on with its `context`; the upstream's answer
+    /// streams back. An upstream that does not answer is a 502 problem.
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+        context: &HashMap<String, serde_json::Value>,
+        peer: std::net::SocketAddr,
+    ) -> Result<Response<Body>, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let target = format!("{}{}{}", self.scheme_authority, self.base_path, path_and_query);
+        parts.uri = target.parse().map_err(|_| ApiError::BadGateway)?;
+        let host = parts.headers.get(http::header::HOST).cloned();
+        strip(&mut parts.headers);
+        for (key, value) in context {
+            let name = HeaderName::try_from(format!("{CONTEXT_PREFIX}{}", key.replace('_', "-")));
+            let value = HeaderValue::try_from(value.as_str().unwrap_or_default());
+            if let (Ok(name), Ok(value)) = (name, value) {
+                parts.headers.insert(name, value);
+            }
+        }
+        if let Some(host) = host {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        }
+        if let Ok(ip) = HeaderValue::try_from(peer.ip().to_string()) {
+            parts.headers.insert(HeaderName::from_static("x-forwarded-for"), ip);
+        }
+        parts.headers.insert(HeaderName::from_static("x-forwarded-proto"), HeaderValue::from_static("http"));
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                Ok(Response::from_parts(parts, Body::new(body)))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "upstream did not answer");
+                Err(ApiError::BadGateway)
+            }
+        }
+    }
+}
+
+/// Removes what a client may not send on: hop-by-hop headers (and those its
+/// `Connection` names), `Host` (the upstream's own is set), and any header
+/// named like the authorizer's context.
+fn strip(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(http::header::HOST);
+    let forged: Vec<HeaderName> =
+        headers.keys().filter(|name| name.as_str().starts_with(CONTEXT_PREFIX)).cloned().collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter().copied().chain(named.iter().map(String::as_str)) {
+        headers.remove(name);
+    }
+}
