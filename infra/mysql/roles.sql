@@ -58,6 +58,8 @@ GRANT SELECT (id, email_ciphertext, mfa_enabled, created_at) ON portcullis.users
 GRANT SELECT ON portcullis.roles TO portcullis_admin;
 GRANT SELECT, INSERT, DELETE ON portcullis.user_roles TO portcullis_admin;
 GRANT INSERT ON portcullis.audit_log TO portcullis_admin;
+-- GET /admin/audit: the trail is searched for employees holding audit:read (still no UPDATE or DELETE).
+GRANT SELECT ON portcullis.audit_log TO portcullis_admin;
 GRANT SELECT ON portcullis.key_material TO portcullis_admin;
 
 -- Read-only, for consistent snapshots (START TRANSACTION WITH CONSISTENT SNAPSHOT).

@@ -40,9 +40,44 @@ pub enum EventType {
     ReauthenticationFailure,
     LoginThrottled,
     ThrottleUnavailable,
+    /// An employee searched the audit trail (`GET /admin/audit`).
+    AuditRead,
 }
 
 impl EventType {
+    /// Every event type, for validating a query's `type`.
+    pub const ALL: [EventType; 29] = [
+        Self::Register,
+        Self::LoginSuccess,
+        Self::LoginFailure,
+        Self::PasswordChange,
+        Self::PasswordChangeFailure,
+        Self::TokenRefresh,
+        Self::RefreshFailure,
+        Self::RefreshTokenReuse,
+        Self::Logout,
+        Self::LogoutAll,
+        Self::SessionsRevoked,
+        Self::RoleGranted,
+        Self::RoleRevoked,
+        Self::ApiKeyCreated,
+        Self::ApiKeyRevoked,
+        Self::AdminRefused,
+        Self::MfaChallenge,
+        Self::MfaEnrol,
+        Self::MfaConfirm,
+        Self::MfaVerifySuccess,
+        Self::MfaVerifyFailure,
+        Self::MfaRecoveryUsed,
+        Self::MfaDisabled,
+        Self::MfaReplay,
+        Self::Reauthentication,
+        Self::ReauthenticationFailure,
+        Self::LoginThrottled,
+        Self::ThrottleUnavailable,
+        Self::AuditRead,
+    ];
+
     /// The stable name used in logs, the audit table and metric filters.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -74,6 +109,7 @@ impl EventType {
             Self::ReauthenticationFailure => "reauth_failure",
             Self::LoginThrottled => "login_throttled",
             Self::ThrottleUnavailable => "throttle_unavailable",
+            Self::AuditRead => "audit_read",
         }
     }
 
@@ -111,10 +147,82 @@ pub struct AuditEvent {
     pub reason: Option<&'static str>,
 }
 
+/// The largest page `GET /admin/audit` returns, and its default.
+pub const MAX_PAGE: u32 = 200;
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// A search of the audit trail: every filter set must hold. Newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub subject: Option<String>,
+    pub event_type: Option<String>,
+    pub outcome: Option<String>,
+    /// Occurred at or after (seconds since the epoch).
+    pub since: Option<i64>,
+    /// Occurred at or before.
+    pub until: Option<i64>,
+    /// Only events older than the one with this id (the previous page's cursor).
+    pub before_id: Option<i64>,
+    /// At most this many (1..=[`MAX_PAGE`]).
+    pub limit: u32,
+}
+
+/// One event as the trail holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub occurred_at: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub outcome: String,
+    pub subject: Option<String>,
+    pub actor: Option<String>,
+    pub detail: Option<String>,
+    pub reason: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl AuditQuery {
+    /// Whether `r` passes every filter (for stores that filter in memory).
+    pub fn admits(&self, r: &AuditRecord) -> bool {
+        let eq = |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
+        eq(&self.subject, r.subject.as_deref())
+            && eq(&self.event_type, Some(&r.event_type))
+            && eq(&self.outcome, Some(&r.outcome))
+            && self.since.is_none_or(|s| r.occurred_at >= s)
+            && self.until.is_none_or(|u| r.occurred_at <= u)
+            && self.before_id.is_none_or(|b| r.id < b)
+    }
+}
+
+impl AuditEvent {
+    /// The event as a store would read it back, under `id`.
+    pub fn record(&self, id: i64) -> AuditRecord {
+        AuditRecord {
+            id,
+            occurred_at: self.occurred_at,
+            event_type: self.event_type.as_str().to_owned(),
+            outcome: self.event_type.outcome().to_owned(),
+            subject: self.subject.clone(),
+            actor: self.actor.clone(),
+            detail: self.detail.clone(),
+            reason: self.reason.map(str::to_owned),
+            source_ip: self.source_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
+}
+
 /// The append-only security audit trail.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The events `query` selects, newest first, at most `query.limit`.
+    async fn search(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// Writes audit events to the log and the audit store.

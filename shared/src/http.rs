@@ -121,6 +121,16 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T,
     serde_json::from_slice(bytes).map_err(ApiError::MalformedBody)
 }
 
+/// The request's query parameters, decoded, in their order, repeats kept.
+/// Read from the URI, which lambda_http builds from the event's raw query
+/// string and the local server receives as sent, so both read them alike.
+pub fn query_params(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
 /// Request metadata for audit events and throttling. The source IP is the one API
 /// Gateway saw on the connection, never a client-supplied `X-Forwarded-For`.
 #[derive(Debug, Clone, Default)]

@@ -58,6 +58,7 @@ pub enum AdminRoute {
     RevokeSessions,
     CreateApiKey,
     RevokeApiKey,
+    SearchAudit,
 }
 
 /// A route as the function that serves it names it.
@@ -128,7 +129,7 @@ macro_rules! paste_route {
 }
 
 /// Every route of the HTTP contract (DESIGN.md).
-pub static ROUTES: [Route; 22] = [
+pub static ROUTES: [Route; 23] = [
     route!(GET "/health" => Login::Health, Access::Public),
     route!(POST "/auth/register" => Login::Register, Access::Public),
     route!(POST "/auth/login" => Login::Login, Access::Public),
@@ -151,6 +152,7 @@ pub static ROUTES: [Route; 22] = [
     route!(POST "/admin/users/{user_id}/sessions/revoke" => Admin::RevokeSessions, Access::Permission("sessions:revoke")),
     route!(POST "/admin/api-keys" => Admin::CreateApiKey, Access::Permission("apikeys:manage")),
     route!(DELETE "/admin/api-keys/{key_id}" => Admin::RevokeApiKey, Access::Permission("apikeys:manage")),
+    route!(GET "/admin/audit" => Admin::SearchAudit, Access::Permission("audit:read")),
 ];
 
 /// The route enum of one function.

@@ -82,9 +82,9 @@ async fn authorizer_user_reads_public_keys_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn admin_user_manages_roles_but_not_passwords() {
+async fn admin_user_manages_roles_and_searches_the_audit_trail_but_not_passwords() {
     let db = TestDb::create().await;
-    let allowed = [SELECT_USER_IDS, SELECT_EMAILS, DELETE_ROLE_GRANTS, GRANT_ROLES, APPEND_AUDIT];
+    let allowed = [SELECT_USER_IDS, SELECT_EMAILS, DELETE_ROLE_GRANTS, GRANT_ROLES, APPEND_AUDIT, READ_AUDIT];
     let denied = [SELECT_PASSWORD_HASHES, UPDATE_PASSWORD, UPDATE_MFA, DELETE_USERS];
     check(&db, "admin", &allowed, &[&denied[..], &ALWAYS_DENIED[..]].concat()).await;
 }

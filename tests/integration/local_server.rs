@@ -507,3 +507,25 @@ async fn mfa_enrolment_and_login_work_through_the_local_server() {
     assert_eq!(status, 200);
     assert!(body.contains("\"mfa_enabled\":true"), "{body}");
 }
+
+/// The local server hands the functions the query string as API Gateway does:
+/// `GET /admin/users?limit=1` is one user, not all of them.
+#[tokio::test]
+async fn query_parameters_reach_the_functions_through_the_local_server() {
+    let server = serve(&[]).await;
+    for email in ["q1@example.com", "q2@example.com"] {
+        let body = serde_json::json!({"email": email, "password": PASSWORD});
+        let (status, _, text) =
+            call(reqwest::Method::POST, format!("{}/auth/register", server.base), None, Some(body)).await;
+        assert_eq!(status, 201, "{text}");
+    }
+    let token = login(&server, "root@example.com", ADMIN_PASSWORD).await;
+    let (status, _, body) =
+        call(reqwest::Method::GET, format!("{}/admin/users?limit=1", server.base), Some(&token), None).await;
+    assert_eq!(status, 200, "{body}");
+    let users: Vec<serde_json::Value> = serde_json::from_str(&body).expect("json");
+    assert_eq!(users.len(), 1, "{body}");
+    let (status, _, body) =
+        call(reqwest::Method::GET, format!("{}/admin/users?limit=0", server.base), Some(&token), None).await;
+    assert_eq!(status, 400, "{body}");
+}

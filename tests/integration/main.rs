@@ -5,6 +5,7 @@ mod admin_mysql;
 mod api_key_bounds;
 mod app;
 mod attacks;
+mod audit_search;
 mod backup;
 mod cognito;
 mod cognito_direct;

@@ -1,7 +1,7 @@
 //! The admin function's handlers and their dependencies.
 
 use http::StatusCode;
-use lambda_http::{Request, RequestExt};
+use lambda_http::Request;
 use portcullis_shared::apikeys::ApiKeyStore;
 use portcullis_shared::audit::{Auditor, EventType};
 use portcullis_shared::clock::Clock;
@@ -10,7 +10,9 @@ use portcullis_shared::deferred::Deferred;
 use portcullis_shared::domain::{Role, UserId};
 use portcullis_shared::error::BootError;
 use portcullis_shared::error::Violation;
-use portcullis_shared::http::{json, no_content, parse_json, Caller, ClientMeta, HandlerResult};
+use portcullis_shared::http::{
+    json, no_content, parse_json, query_params, Caller, ClientMeta, HandlerResult,
+};
 use portcullis_shared::rbac::Policy;
 use portcullis_shared::routes::{AdminRoute, Resolved};
 use portcullis_shared::runtime::Boot;
@@ -29,6 +31,8 @@ pub struct Deps {
     pub fields: Deferred<FieldCipher>,
     pub policy: Policy,
     pub auditor: Auditor,
+    /// The trail `GET /admin/audit` searches.
+    pub audit: Arc<dyn portcullis_shared::audit::AuditStore>,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
     /// Where accounts live: with a Cognito pool, user ids are the pool's subs,
@@ -47,6 +51,7 @@ impl Deps {
             fields,
             policy: Policy::load(config).map_err(|e| BootError(e.to_string()))?,
             auditor: Auditor::new(backends.audit.clone(), clock.clone()),
+            audit: backends.audit.clone(),
             clock,
             max_body_bytes: config.max_body_bytes,
             identity: config.identity.clone(),
@@ -64,6 +69,7 @@ pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, AdminRoute>, req: 
         AdminRoute::RevokeSessions => revoke_sessions(deps, req, param("user_id")?).await,
         AdminRoute::CreateApiKey => crate::api_keys::create_api_key(deps, req).await,
         AdminRoute::RevokeApiKey => crate::api_keys::revoke_api_key(deps, req, param("key_id")?).await,
+        AdminRoute::SearchAudit => crate::audit::search(deps, req).await,
     }
 }
 
@@ -89,7 +95,7 @@ pub(crate) fn actor(caller: &Caller) -> String {
     caller.api_key_id.as_ref().map(|k| format!("apikey:{k}")).unwrap_or_else(|| caller.sub.clone())
 }
 
-fn invalid(field: &'static str, rule: &'static str, message: &str) -> ApiError {
+pub(crate) fn invalid(field: &'static str, rule: &'static str, message: &str) -> ApiError {
     ApiError::Validation(vec![Violation { rule, field, message: message.to_owned() }])
 }
 
@@ -114,14 +120,15 @@ struct UserView {
 /// `GET /admin/users?after=<user_id>&limit=<1..100>`: emails decrypted for the caller.
 pub async fn list_users(deps: &Deps, req: &Request) -> HandlerResult {
     require(deps, req)?;
-    let query = req.query_string_parameters();
-    let after = match query.first("after") {
+    let query = query_params(req);
+    let first = |name: &str| query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let after = match first("after") {
         Some(raw) => {
             Some(UserId::parse(raw).ok_or_else(|| invalid("after", "invalid_cursor", "not a user id"))?)
         }
         None => None,
     };
-    let limit = match query.first("limit") {
+    let limit = match first("limit") {
         Some(raw) => raw
             .parse::<u32>()
             .ok()

@@ -4,6 +4,7 @@
 //! revocations apply on the target's next request.
 
 mod api_keys;
+mod audit;
 mod handlers;
 #[cfg(test)]
 mod tests;

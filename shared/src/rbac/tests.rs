@@ -77,7 +77,8 @@ fn roles_grant_what_the_contract_names() {
 }
 
 /// The permissions the route table names.
-const PERMISSIONS: &str = r#"["users:read", "users:manage", "sessions:revoke", "apikeys:manage"]"#;
+const PERMISSIONS: &str =
+    r#"["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read"]"#;
 
 #[test]
 fn a_policy_may_add_routes_but_not_redeclare_portcullis_own() {
@@ -306,7 +307,7 @@ fn a_policy_file_is_read_at_load_and_its_errors_name_it() {
 /// A policy of [`PERMISSIONS`] plus `orders:*`, with `roles` and `routes`.
 fn orders_policy(roles: &str, routes: &str) -> Result<Policy, PolicyError> {
     Policy::parse(&format!(
-        r#"{{"permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage",
+        r#"{{"permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
                              "orders:read", "orders:read:any"],
             "roles": {roles}, "routes": [{routes}]}}"#
     ))

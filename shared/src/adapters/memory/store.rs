@@ -1,7 +1,7 @@
 //! In-process store for the local server and unit tests. Same semantics as the
 //! MySQL store (unique emails, idempotent role grants, first key writer wins).
 
-use crate::audit::{AuditEvent, AuditStore};
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditStore};
 use crate::domain::{Role, UserId};
 use crate::store::{
     BlindIndex, CodeHash, KeyMaterialStore, KeyRecord, MfaState, MfaStore, NewUser, PublicKeyRecord,
@@ -142,6 +142,15 @@ impl AuditStore for MemoryStore {
     async fn append(&self, event: &AuditEvent) -> Result<(), StoreError> {
         self.lock()?.audit.push(event.clone());
         Ok(())
+    }
+
+    async fn search(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let inner = self.lock()?;
+        let records = inner.audit.iter().enumerate().map(|(i, e)| e.record(i as i64 + 1));
+        let mut found: Vec<AuditRecord> = records.filter(|r| query.admits(r)).collect();
+        found.reverse();
+        found.truncate(query.limit as usize);
+        Ok(found)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The audit trail and the wrapped key material on MySQL.
 
 use super::{classify, MySqlStore};
-use crate::audit::{AuditEvent, AuditStore};
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditStore};
 use crate::store::{KeyMaterialStore, KeyRecord, PublicKeyRecord, StoreError};
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
@@ -29,6 +29,59 @@ impl AuditStore for MySqlStore {
         .await
         .map_err(classify)
     }
+
+    async fn search(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        // One statement for every combination of filters: an unset filter is NULL.
+        let v = |x: Option<String>| mysql_async::Value::from(x);
+        let params = vec![
+            v(q.subject.clone()),
+            v(q.event_type.clone()),
+            v(q.outcome.clone()),
+            mysql_async::Value::from(q.since),
+            mysql_async::Value::from(q.until),
+            mysql_async::Value::from(q.before_id),
+            mysql_async::Value::from(q.limit),
+        ];
+        let rows: Vec<mysql_async::Row> = conn
+            .exec(
+                "SELECT id, CAST(UNIX_TIMESTAMP(occurred_at) AS SIGNED), event_type, outcome, subject, actor, detail, \
+                 reason, source_ip, user_agent, request_id FROM audit_log, \
+                 (SELECT ? AS s, ? AS t, ? AS o, ? AS since, ? AS until, ? AS before_id) AS f \
+                 WHERE (f.s IS NULL OR subject = f.s) AND (f.t IS NULL OR event_type = f.t) \
+                 AND (f.o IS NULL OR outcome = f.o) AND (f.since IS NULL OR occurred_at >= FROM_UNIXTIME(f.since)) \
+                 AND (f.until IS NULL OR occurred_at < FROM_UNIXTIME(f.until + 1)) \
+                 AND (f.before_id IS NULL OR id < f.before_id) ORDER BY id DESC LIMIT ?",
+                mysql_async::Params::Positional(params),
+            )
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(audit_record).collect()
+    }
+}
+
+/// One `audit_log` row of [`AuditStore::search`]'s columns.
+fn audit_record(mut row: mysql_async::Row) -> Result<AuditRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt("audit_log row");
+    let mut take = |i: usize| row.take_opt::<Option<String>, _>(i).and_then(Result::ok).ok_or_else(corrupt);
+    let (subject, actor, detail, reason) = (take(4)?, take(5)?, take(6)?, take(7)?);
+    let (source_ip, user_agent, request_id) = (take(8)?, take(9)?, take(10)?);
+    let (event_type, outcome) = (take(2)?.ok_or_else(corrupt)?, take(3)?.ok_or_else(corrupt)?);
+    let id = row.take_opt::<i64, _>(0).and_then(Result::ok).ok_or_else(corrupt)?;
+    let occurred_at = row.take_opt::<i64, _>(1).and_then(Result::ok).ok_or_else(corrupt)?;
+    Ok(AuditRecord {
+        id,
+        occurred_at,
+        event_type,
+        outcome,
+        subject,
+        actor,
+        detail,
+        reason,
+        source_ip,
+        user_agent,
+        request_id,
+    })
 }
 
 type KeyRow = (String, u32, String, Vec<u8>, Vec<u8>, Vec<u8>, i64, Option<i64>);

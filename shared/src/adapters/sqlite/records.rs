@@ -2,7 +2,7 @@
 //! changes) and wrapped key material (`KeyMaterialStore`).
 
 use super::{classify, SqliteStore};
-use crate::audit::{AuditEvent, AuditStore};
+use crate::audit::{AuditEvent, AuditQuery, AuditRecord, AuditStore};
 use crate::store::{KeyMaterialStore, KeyRecord, PublicKeyRecord, StoreError};
 use async_trait::async_trait;
 use rusqlite::params;
@@ -32,6 +32,39 @@ impl AuditStore for SqliteStore {
             })
             .map(drop)
             .map_err(classify)
+        })
+        .await
+    }
+
+    async fn search(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = q.clone();
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, occurred_at, event_type, outcome, subject, actor, detail, reason, source_ip, \
+                     user_agent, request_id FROM audit_log WHERE (?1 IS NULL OR subject = ?1) \
+                     AND (?2 IS NULL OR event_type = ?2) AND (?3 IS NULL OR outcome = ?3) \
+                     AND (?4 IS NULL OR occurred_at >= ?4) AND (?5 IS NULL OR occurred_at <= ?5) \
+                     AND (?6 IS NULL OR id < ?6) ORDER BY id DESC LIMIT ?7",
+                )
+                .map_err(classify)?;
+            let params = params![q.subject, q.event_type, q.outcome, q.since, q.until, q.before_id, q.limit];
+            let rows = stmt.query_map(params, |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    occurred_at: r.get(1)?,
+                    event_type: r.get(2)?,
+                    outcome: r.get(3)?,
+                    subject: r.get(4)?,
+                    actor: r.get(5)?,
+                    detail: r.get(6)?,
+                    reason: r.get(7)?,
+                    source_ip: r.get(8)?,
+                    user_agent: r.get(9)?,
+                    request_id: r.get(10)?,
+                })
+            });
+            rows.and_then(|rows| rows.collect::<Result<Vec<_>, _>>()).map_err(classify)
         })
         .await
     }

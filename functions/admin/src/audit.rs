@@ -1,0 +1,98 @@
+//! `GET /admin/audit`: employees holding `audit:read` search the audit trail,
+//! newest first, a bounded page at a time. Each search is itself audited.
+
+use crate::handlers::{actor, invalid, require, Deps};
+use http::StatusCode;
+use lambda_http::Request;
+use portcullis_shared::audit::{AuditQuery, EventType, DEFAULT_PAGE, MAX_PAGE};
+use portcullis_shared::http::{json, query_params, ClientMeta, HandlerResult};
+use portcullis_shared::ApiError;
+
+/// The query parameters the route takes; any other is refused (a misspelt
+/// filter must not silently widen a search).
+const PARAMETERS: [&str; 7] = ["subject", "type", "outcome", "since", "until", "cursor", "limit"];
+
+/// `?subject=&type=&outcome=&since=&until=&cursor=&limit=`: `{events, next_cursor}`.
+pub async fn search(deps: &Deps, req: &Request) -> HandlerResult {
+    let caller = require(deps, req)?;
+    let query = parse(req)?;
+    let limit = query.limit as usize;
+    // One more than asked: whether a next page exists, without a count.
+    let mut events = deps.audit.search(&AuditQuery { limit: query.limit + 1, ..query.clone() }).await?;
+    let next_cursor = (events.len() > limit).then(|| {
+        events.truncate(limit);
+        events.last().map(|e| e.id.to_string())
+    });
+    let detail = summary(&query);
+    let meta = ClientMeta::from_request(req);
+    deps.auditor.record_admin(EventType::AuditRead, &actor(&caller), None, Some(detail), &meta).await;
+    json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor.flatten() }))
+}
+
+/// The filters of a search in one line, for its own audit event.
+fn summary(q: &AuditQuery) -> String {
+    let fields = [
+        ("subject", q.subject.clone()),
+        ("type", q.event_type.clone()),
+        ("outcome", q.outcome.clone()),
+        ("since", q.since.map(|s| s.to_string())),
+        ("until", q.until.map(|s| s.to_string())),
+        ("cursor", q.before_id.map(|s| s.to_string())),
+    ];
+    let set: Vec<String> = fields.into_iter().filter_map(|(k, v)| Some(format!("{k}={}", v?))).collect();
+    let text = set.join(" ");
+    text.chars().take(255).collect()
+}
+
+fn number(raw: &str, field: &'static str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| invalid(field, "invalid", "a non-negative integer"))
+}
+
+/// The search a request asks for, every parameter checked.
+fn parse(req: &Request) -> Result<AuditQuery, ApiError> {
+    let params = query_params(req);
+    let mut query = AuditQuery { limit: DEFAULT_PAGE, ..AuditQuery::default() };
+    for (name, _) in &params {
+        if !PARAMETERS.contains(&name.as_str()) {
+            return Err(invalid("query", "unknown_parameter", &format!("unknown parameter `{name}`")));
+        }
+    }
+    for name in PARAMETERS {
+        let values: Vec<&str> = params.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect();
+        let Some(&raw) = values.first() else { continue };
+        if values.len() > 1 {
+            return Err(invalid(name, "repeated", "given more than once"));
+        }
+        match name {
+            "subject" if !raw.is_empty() && raw.len() <= 128 => query.subject = Some(raw.to_owned()),
+            "subject" => return Err(invalid("subject", "invalid", "1 to 128 characters")),
+            "type" if EventType::ALL.iter().any(|t| t.as_str() == raw) => {
+                query.event_type = Some(raw.to_owned())
+            }
+            "type" => return Err(invalid("type", "unknown_type", "not an audit event type")),
+            "outcome" if raw == "success" || raw == "failure" => query.outcome = Some(raw.to_owned()),
+            "outcome" => return Err(invalid("outcome", "invalid", "`success` or `failure`")),
+            "since" => query.since = Some(number(raw, "since")?),
+            "until" => query.until = Some(number(raw, "until")?),
+            "cursor" => {
+                let id = number(raw, "cursor").ok().filter(|id| *id > 0);
+                query.before_id =
+                    Some(id.ok_or_else(|| invalid("cursor", "invalid_cursor", "not a cursor"))?);
+            }
+            _ => {
+                let limit = raw.parse::<u32>().ok().filter(|l| (1..=MAX_PAGE).contains(l));
+                query.limit =
+                    limit.ok_or_else(|| invalid("limit", "out_of_range", "limit must be 1 to 200"))?;
+            }
+        }
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until) {
+        if since > until {
+            return Err(invalid("since", "out_of_range", "since is after until"));
+        }
+    }
+    Ok(query)
+}
