@@ -182,6 +182,17 @@ pub fn check(policy: &Policy, routes: &[ApiRoute]) -> Vec<String> {
             problems.push(format!("{here}: no rule decides it, so every request is refused"));
             continue;
         };
+        let finer = |t: &&Rule| {
+            same_method(&t.method, &route.method)
+                && overlap(&t.template, &route.path)
+                && portcullis_shared::rbac::rules::precedence(t, rule).is_gt()
+        };
+        if let Some(t) = policy.team_rules().find(finer) {
+            problems.push(format!(
+                "{here}: the rule {} {} is more specific than the route's ({} {}), so the authorizer refuses the requests it covers; give it a route of its own",
+                t.method, t.template, rule.method, rule.template
+            ));
+        }
         let names: Vec<&str> = route.path.split('/').filter_map(|s| parameter(s).map(|(n, _)| n)).collect();
         if let Some(owner) = rule.conditions.owner.as_ref().filter(|o| !names.contains(&o.param.as_str())) {
             problems.push(format!(

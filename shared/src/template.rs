@@ -3,6 +3,7 @@
 //! route table, the policy's rules and the local server all match, capture and
 //! compare templates here, so they agree on what a path means.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// `{name}` or `{name+}`: the parameter's name and whether it is greedy.
@@ -20,7 +21,7 @@ fn segments(template: &str) -> impl Iterator<Item = &str> {
 
 /// Walks `path` along `template`, handing each parameter to `on_param`;
 /// false when it does not match. Allocates nothing.
-fn walk<'p>(template: &str, path: &'p str, mut on_param: impl FnMut(&str, &'p str)) -> bool {
+fn walk<'p>(template: &str, path: &'p str, fold: bool, mut on_param: impl FnMut(&str, &'p str)) -> bool {
     let mut rest = path.trim_matches('/');
     let mut segments = segments(template).peekable();
     while let Some(segment) = segments.next() {
@@ -33,7 +34,7 @@ fn walk<'p>(template: &str, path: &'p str, mut on_param: impl FnMut(&str, &'p st
             }
             Some((_, true)) => return false,
             Some((name, false)) if !this.is_empty() => on_param(name, this),
-            None if segment == this => {}
+            None if segment == this || (fold && segment.eq_ignore_ascii_case(this)) => {}
             _ => return false,
         }
         if tail.is_empty() && !last {
@@ -46,13 +47,19 @@ fn walk<'p>(template: &str, path: &'p str, mut on_param: impl FnMut(&str, &'p st
 
 /// True when `path` matches `template`.
 pub fn matches(template: &str, path: &str) -> bool {
-    walk(template, path, |_, _| {})
+    walk(template, path, false, |_, _| {})
+}
+
+/// True when `path` matches `template` with literal segments compared
+/// ignoring ASCII case (as a case-insensitive backend would route it).
+pub fn matches_ignoring_case(template: &str, path: &str) -> bool {
+    walk(template, path, true, |_, _| {})
 }
 
 /// The value of parameter `name` in `path` under `template`.
 pub fn capture<'p>(template: &str, path: &'p str, name: &str) -> Option<&'p str> {
     let mut found = None;
-    let matched = walk(template, path, |n, value| {
+    let matched = walk(template, path, false, |n, value| {
         if n == name {
             found = Some(value);
         }
@@ -105,17 +112,40 @@ pub fn specificity(a: &str, b: &str) -> Ordering {
     segments(a).map(|s| rank(kind(s))).cmp(segments(b).map(|s| rank(kind(s))))
 }
 
-/// True when a concrete request path is free of what a backend could read
-/// differently from the authorizer: a `.` or `..` segment, a backslash, or a
-/// percent-encoded `/`, `\`, `.` or `%` (the authorizer matches the path as
-/// sent; the backend may decode and normalise it). Such a path matches no
-/// rule, so it is refused.
-pub fn is_plain(path: &str) -> bool {
-    const AMBIGUOUS: [&str; 4] = ["%2f", "%5c", "%2e", "%25"];
-    let lower = path.to_ascii_lowercase();
-    !path.contains('\\')
-        && !AMBIGUOUS.iter().any(|e| lower.contains(e))
-        && !segments(path).any(|s| s == "." || s == "..")
+/// A segment's value no backend can read as more than one segment, or as a
+/// step up or sideways: no separator (`/`, `\\`), no `;` (matrix parameters,
+/// which servlet containers strip), no `%` left after decoding, no control
+/// character, not `.` or `..`.
+pub fn plain_segment(value: &str) -> bool {
+    value != "."
+        && value != ".."
+        && !value.chars().any(|c| matches!(c, '/' | '\\' | ';' | '%') || c.is_control())
+}
+
+/// A request path as a backend would read it, decoded once: each segment
+/// percent-decoded (valid UTF-8) and [`plain_segment`]; no empty segment but
+/// a single trailing `/`. `None` for anything else, which no rule then
+/// decides: the authorizer must judge the path the backend serves, and a
+/// path one backend decodes, normalises or truncates otherwise than another
+/// has no one meaning.
+pub fn canonical(path: &str) -> Option<Cow<'_, str>> {
+    let inner = path.strip_prefix('/')?;
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    if inner.is_empty() {
+        return (path.len() == 1).then_some(Cow::Borrowed(path));
+    }
+    fn decoded(segment: &str) -> Option<Cow<'_, str>> {
+        percent_encoding::percent_decode_str(segment).decode_utf8().ok()
+    }
+    let plain = |segment: &str| !segment.is_empty() && decoded(segment).is_some_and(|d| plain_segment(&d));
+    if !inner.split('/').all(plain) {
+        return None;
+    }
+    if !path.contains('%') {
+        return Some(Cow::Borrowed(path));
+    }
+    let segments: Vec<Cow<'_, str>> = inner.split('/').filter_map(decoded).collect();
+    Some(Cow::Owned(format!("/{}", segments.join("/"))))
 }
 
 #[cfg(test)]
@@ -161,9 +191,28 @@ mod tests {
     }
 
     #[test]
-    fn paths_a_backend_could_read_otherwise_are_not_plain() {
-        assert!(is_plain("/orders/ada/7"));
-        assert!(is_plain("/files/my%20file.txt"));
+    fn paths_a_backend_could_read_otherwise_have_no_canonical_form() {
+        assert_eq!(canonical("/orders/ada/7").as_deref(), Some("/orders/ada/7"));
+        assert_eq!(canonical("/orders/ada/7/").as_deref(), Some("/orders/ada/7/"));
+        assert_eq!(canonical("/").as_deref(), Some("/"));
+        assert_eq!(canonical("/files/my%20file.txt").as_deref(), Some("/files/my file.txt"));
+        assert_eq!(canonical("/%6Frders/bob/7").as_deref(), Some("/orders/bob/7"), "decoded once");
+        assert_eq!(canonical("/caf%C3%A9/%F0%9F%A6%80").as_deref(), Some("/café/🦀"));
+        for path in [
+            "/orders;x/bob/7",
+            "/orders//bob/7",
+            "//ada/bob/x",
+            "/a/b//",
+            "orders/x",
+            "",
+            "/%c0%ae%c0%ae/x",
+            "/%u002e/x",
+            "/a/%00/b",
+            "/a/%0a",
+            "/x/..;/bob",
+        ] {
+            assert_eq!(canonical(path), None, "{path}");
+        }
         for path in [
             "/orders/ada/..%2Fbob",
             "/orders/ada/%2e%2e/bob",
@@ -173,7 +222,7 @@ mod tests {
             "/a%5Cb",
             "/a/%252F",
         ] {
-            assert!(!is_plain(path), "{path}");
+            assert_eq!(canonical(path), None, "{path}");
         }
     }
 }

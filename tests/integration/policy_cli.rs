@@ -18,7 +18,8 @@ const POLICY: &str = r#"{
     {"method": "POST", "path": "/orders/{order_id}/refund", "permission": "orders:refund",
      "max_auth_age_secs": 300},
     {"method": "GET", "path": "/reports", "permission": "reports:read"},
-    {"method": "DELETE", "path": "/orders/{order_id}", "permission": "orders:refund"}
+    {"method": "DELETE", "path": "/orders/{order_id}", "permission": "orders:refund"},
+    {"method": "POST", "path": "/orders/{order_id}/{action}", "permission": "session"}
   ]
 }"#;
 
@@ -42,6 +43,7 @@ Resources:
         Read: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: GET, Path: "/orders/{user_id}/{order_id}" } }
         ReadByCustomer: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: get, Path: "/orders/{customer}/{id}/" } }
         Refund: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: POST, Path: "/orders/{order_id}/refund" } }
+        Action: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: POST, Path: "/orders/{id}/{verb}" } }
         Export: { Type: HttpApi, Properties: { ApiId: !Ref Api, Method: GET, Path: /export } }
         Reports:
           Type: HttpApi
@@ -84,7 +86,7 @@ fn the_shipped_template_and_policy_agree_route_for_route() {
 fn check_names_every_disagreement_between_policy_and_template() {
     let (status, out) = run(Some(POLICY), &["check"]);
     assert_eq!(status, 0, "the policy alone is valid: {out}");
-    assert!(out.contains("valid, 4 rules of the team's"), "{out}");
+    assert!(out.contains("valid, 5 rules of the team's"), "{out}");
     let (status, out) = run(Some(POLICY), &["check", "--template", "template.yaml"]);
     assert_eq!(status, 1, "{out}");
     let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("problem: ")).collect();
@@ -94,10 +96,11 @@ fn check_names_every_disagreement_between_policy_and_template() {
         "ANY /files/{proxy+} (Fallback): no rule covers any request of it",
         "team rule GET /reports: never applied: its route GET /reports (Orders.Events.Reports) does not call the authorizer",
         "team rule DELETE /orders/{order_id}: never applied: no route of the template matches it",
+        "POST /orders/{id}/{verb} (Orders.Events.Action): the rule POST /orders/{order_id}/refund is more specific than the route's (POST /orders/{order_id}/{action})",
     ] {
         assert!(problems.iter().any(|p| p.contains(expected)), "missing {expected:?} in {out}");
     }
-    assert_eq!(problems.len(), 5, "{out}");
+    assert_eq!(problems.len(), 6, "{out}");
     let (status, out) = run(Some("{\"permissions\": []"), &["check"]);
     assert_eq!(status, 1, "{out}");
     assert!(out.contains("policy.json") && out.contains("not a valid policy"), "{out}");

@@ -29,7 +29,8 @@ const POLICY: &str = r#"{
      "max_auth_age_secs": 300},
     {"method": "GET", "path": "/exports/{user_id}", "permission": "orders:export",
      "owner": {"param": "user_id"}, "mfa": true},
-    {"method": "ANY", "path": "/files/{proxy+}", "permission": "session"}
+    {"method": "ANY", "path": "/files/{proxy+}", "permission": "session"},
+    {"method": "POST", "path": "/orders/{order_id}/{action}", "permission": "session"}
   ]
 }"#;
 
@@ -172,6 +173,23 @@ async fn api_gateway_templates_carry_their_path_parameters_and_greedy_routes_use
     assert_eq!(own["isAuthorized"], true, "{own}");
     let other = portcullis_authorizer::handle_v2(&app.authorizer, proxy(&format!("/orders/{bob}/1"))).await;
     assert_eq!(other["isAuthorized"], false, "{other}");
+    // A route of the API looser than a rule of the policy: the rule is not passed over.
+    let action = |path: &str, action: &str| {
+        let params = json!({"order_id": "7", "action": action});
+        event("POST /orders/{order_id}/{action}", "POST", path, params, &token)
+    };
+    let cancel =
+        portcullis_authorizer::handle_v2(&app.authorizer, action("/orders/7/cancel", "cancel")).await;
+    assert_eq!(cancel["isAuthorized"], true, "{cancel}");
+    let refund =
+        portcullis_authorizer::handle_v2(&app.authorizer, action("/orders/7/refund", "refund")).await;
+    assert_eq!(refund["isAuthorized"], false, "the refund rule decides, not the route's: {refund}");
+    // API Gateway's decoded parameters and the raw path must be plain too.
+    let sneaky = format!("/orders/{ada}/..%2F..%2F{bob}%2F7");
+    let params = json!({"user_id": ada, "order_id": format!("../../{bob}/7")});
+    let answer =
+        portcullis_authorizer::handle_v2(&app.authorizer, event(route, "GET", &sneaky, params, &token)).await;
+    assert_eq!(answer["isAuthorized"], false, "{answer}");
     // A path the backend would decode or normalise into another record is no path of any rule.
     for sneaky in [format!("/orders/{ada}/..%2F..%2F{bob}%2F1"), format!("/files/..%2Forders%2F{bob}%2F1")] {
         let answer = portcullis_authorizer::handle_v2(&app.authorizer, proxy(&sneaky)).await;

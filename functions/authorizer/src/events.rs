@@ -2,30 +2,28 @@
 //! and REST API REQUEST authorizers (IAM policy documents). Anything else is
 //! refused, never an invocation error.
 
-use crate::{authorize_route, context_of, refuse, Ask, Decision, Deps};
+use crate::{authorize_route, context_of, refuse, Ask, Decision, Deps, Matched};
 use aws_lambda_events::apigw::{
     ApiGatewayCustomAuthorizerRequestTypeRequest, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use http::HeaderMap;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The decision on `method path` with the credentials these headers carry.
-/// `params` are the path parameters API Gateway extracted when `path` is the
-/// route template it matched.
+/// The decision on `method path` with the credentials these headers carry,
+/// and what API Gateway matched when `path` is the route template.
 async fn decide(
     deps: &Deps,
     (method, path): (&str, &str),
-    params: Option<&HashMap<String, String>>,
+    matched: Option<Matched<'_>>,
     headers: &HeaderMap,
 ) -> Decision {
     let authorization = header(headers, "authorization");
     let ask = Ask { method, path, authorization, api_key: header(headers, "x-api-key") };
-    authorize_route(deps, ask, params).await
+    authorize_route(deps, ask, matched).await
 }
 
 /// What a rule is looked up by: API Gateway's route template (`template`,
@@ -66,11 +64,14 @@ pub async fn handle_event(deps: &Deps, event: Value) -> Value {
     }
 }
 
-/// The path a route of the API names: an HTTP API's `rawPath` begins with the
-/// stage's name on a named stage (never on `$default`), where its routes'
-/// paths do not.
-fn without_stage<'a>(raw: &'a str, stage: Option<&str>) -> &'a str {
-    let Some(stage) = stage.filter(|s| !s.is_empty() && *s != "$default") else { return raw };
+/// The path a route of the API names: on the API's own endpoint
+/// (`*.execute-api.<region>.amazonaws.com`), an HTTP API's `rawPath` begins
+/// with the stage's name on a named stage (never on `$default`), where its
+/// routes' paths do not. A custom domain's path holds no stage (its API
+/// mapping key, if any, stays: see docs/security/policy.md).
+fn without_stage<'a>(raw: &'a str, stage: Option<&str>, domain: Option<&str>) -> &'a str {
+    let endpoint = domain.is_some_and(|d| d.contains(".execute-api.") && d.ends_with(".amazonaws.com"));
+    let Some(stage) = stage.filter(|s| endpoint && !s.is_empty() && *s != "$default") else { return raw };
     let rest = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage));
     rest.filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(raw)
 }
@@ -78,16 +79,19 @@ fn without_stage<'a>(raw: &'a str, stage: Option<&str>) -> &'a str {
 /// HTTP API simple response: `{isAuthorized, context}`.
 pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
     let stated = stated_method(&event, "/requestContext/http/method");
-    let stage = event.pointer("/requestContext/stage").and_then(Value::as_str).map(str::to_owned);
+    let at = |pointer| event.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+    let (stage, domain) = (at("/requestContext/stage"), at("/requestContext/domainName"));
     let decision = match serde_json::from_value::<ApiGatewayV2CustomAuthorizerV2Request>(event) {
         Ok(request) => {
             let route =
                 request.route_key.as_deref().filter(|r| *r != "$default").and_then(|r| r.split_once(' '));
-            let raw = request.raw_path.as_deref().map(|p| without_stage(p, stage.as_deref()));
+            let raw =
+                request.raw_path.as_deref().map(|p| without_stage(p, stage.as_deref(), domain.as_deref()));
             match lookup(route, stated.as_deref(), raw) {
                 Some((ask, templated)) => {
-                    let params = templated.then_some(&request.path_parameters);
-                    decide(deps, ask, params, &request.headers).await
+                    let params = &request.path_parameters;
+                    let matched = templated.then_some(Matched { params, raw_path: raw });
+                    decide(deps, ask, matched, &request.headers).await
                 }
                 None => refuse(Decision::Unauthorized, "no HTTP method"),
             }
@@ -119,8 +123,9 @@ pub async fn handle_rest(deps: &Deps, event: Value) -> Value {
                     let template = request.resource.as_deref().map(|r| (method.as_str(), r));
                     match lookup(template, Some(&method), request.path.as_deref()) {
                         Some((ask, templated)) => {
-                            let params = templated.then_some(&request.path_parameters);
-                            decide(deps, ask, params, &request.headers).await
+                            let (params, raw_path) = (&request.path_parameters, request.path.as_deref());
+                            let matched = templated.then_some(Matched { params, raw_path });
+                            decide(deps, ask, matched, &request.headers).await
                         }
                         None => refuse(Decision::Unauthorized, "no HTTP method"),
                     }
@@ -231,6 +236,7 @@ mod tests {
             let mut event = v2_event("$default", "GET", &token);
             event["rawPath"] = raw.into();
             event["requestContext"]["stage"] = stage.into();
+            event["requestContext"]["domainName"] = "abc123.execute-api.us-east-1.amazonaws.com".into();
             event
         };
         for (stage, raw) in [("prod", "/prod/me"), ("$default", "/me"), ("v1", "/me")] {
@@ -241,6 +247,13 @@ mod tests {
         assert_eq!(response["isAuthorized"], false, "only the whole stage segment: {response}");
         let response = handle_event(&deps, staged("$default", "/prod/me")).await;
         assert_eq!(response["isAuthorized"], false, "{response}");
+        // A custom domain's path holds no stage: a first segment named like it stays.
+        let mut custom = staged("me", "/me");
+        custom["requestContext"]["domainName"] = "api.example.com".into();
+        assert_eq!(handle_event(&deps, custom).await["isAuthorized"], true);
+        let mut custom = staged("prod", "/prod/me");
+        custom["requestContext"]["domainName"] = "api.example.com".into();
+        assert_eq!(handle_event(&deps, custom).await["isAuthorized"], false, "/prod/me is no route");
     }
 
     #[tokio::test]

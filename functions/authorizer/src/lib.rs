@@ -157,16 +157,39 @@ pub async fn authorize(deps: &Deps, ask: Ask<'_>) -> Decision {
     authorize_route(deps, ask, None).await
 }
 
-/// Decides on one request whose path parameters API Gateway extracted
-/// (`params`, when `ask.path` is the route template it matched).
-pub async fn authorize_route(
-    deps: &Deps,
-    ask: Ask<'_>,
-    params: Option<&HashMap<String, String>>,
-) -> Decision {
+/// What API Gateway matched when `ask.path` is a route template: the path
+/// parameters it extracted and the request's own path (`rawPath`, the stage
+/// removed), which must lead to no more specific rule than the template.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'a> {
+    pub params: &'a HashMap<String, String>,
+    pub raw_path: Option<&'a str>,
+}
+
+/// Decides on one request, with what API Gateway matched when `ask.path` is
+/// the route template.
+pub async fn authorize_route(deps: &Deps, ask: Ask<'_>, matched: Option<Matched<'_>>) -> Decision {
     let Some(rule) = deps.policy.rule(ask.method, ask.path) else {
         return refuse(Decision::Forbidden, "no policy rule for this route");
     };
+    if let Some(raw) = matched.and_then(|m| m.raw_path) {
+        // The path as sent decides too: it must have one meaning, and a rule
+        // more specific than the API's route (a literal where the route has a
+        // parameter) must not be passed over for the route's looser one.
+        let concrete = portcullis_shared::template::canonical(raw).map(|_| deps.policy.rule(ask.method, raw));
+        let passed_over = |r: &Rule| portcullis_shared::rbac::rules::precedence(r, rule).is_gt();
+        match concrete {
+            None => return refuse(Decision::Forbidden, "the request path has no canonical form"),
+            Some(Some(other)) if passed_over(other) => {
+                return refuse(
+                    Decision::Forbidden,
+                    "a more specific rule than the API's route covers the path",
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    let params = matched.map(|m| m.params);
     if rule.requirement == Requirement::Public {
         return Decision::Allow(Identity::default());
     }

@@ -153,15 +153,22 @@ impl Policy {
         Ok(rules)
     }
 
-    /// The rule that decides a request (a concrete path, or the route template
-    /// API Gateway matched): Portcullis' own first, then the team's from the
-    /// most specific; `None` (deny) when none covers it, or when the path is one
-    /// a backend could read differently ([`template::is_plain`]).
+    /// The rule that decides a request (a concrete path as sent, or the route
+    /// template API Gateway matched): Portcullis' own first, then the team's
+    /// from the most specific, on the path's [`template::canonical`] form.
+    /// `None` (deny) when none covers it, when the path has no canonical form,
+    /// or when a more specific rule would cover it but for the case of a
+    /// literal or the method (a case-insensitive backend would serve that
+    /// rule's route, while a looser rule decided).
     pub fn rule(&self, method: &str, path: &str) -> Option<&Rule> {
-        if !template::is_plain(path) {
-            return None;
-        }
-        self.rules.iter().find(|r| r.covers(method, path))
+        let path = template::canonical(path)?;
+        let at = self.rules.iter().position(|r| r.covers(method, &path))?;
+        let folded = |r: &Rule| {
+            (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+                && template::matches_ignoring_case(&r.template, &path)
+        };
+        let shadowed = self.rules[..at].iter().any(folded);
+        (!shadowed).then(|| &self.rules[at])
     }
 
     /// Judges `rule` (the one [`Policy::rule`] found for `path`) for a caller:
@@ -181,9 +188,15 @@ impl Policy {
             Some(grants) => self.grants_cover(grants, p),
             None => self.grants(facts.roles, facts.amr, p),
         };
+        // API Gateway's values are decoded: one holding a separator or a dot
+        // segment would reach the backend as a path of its own.
+        if params.is_some_and(|p| p.values().any(|v| !template::plain_segment(v))) {
+            return Err("a path parameter is not a plain segment");
+        }
+        let canonical = template::canonical(path).ok_or("the path has no canonical form")?;
         let param = |name: &str| match params {
             Some(params) => params.get(name).cloned(),
-            None => template::capture(&rule.template, path, name).map(str::to_owned),
+            None => template::capture(&rule.template, &canonical, name).map(str::to_owned),
         };
         rule.judge(facts, &param, &held)
     }

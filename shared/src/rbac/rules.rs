@@ -80,7 +80,7 @@ pub fn has_second_factor(amr: &[String]) -> bool {
 impl Rule {
     /// True when this rule covers `method path`.
     pub fn covers(&self, method: &str, path: &str) -> bool {
-        (self.method == "*" || self.method.eq_ignore_ascii_case(method)) && matches(&self.template, path)
+        (self.method == "*" || self.method == method) && matches(&self.template, path)
     }
 
     /// The permission a caller's `held` grants must cover to pass ownership.
@@ -287,6 +287,16 @@ fn check_conditions(
         }
         if let Some(p) = owner.unless.as_deref().filter(|p| !known(p)) {
             return Err(format!("owner exception `{p}` is an unknown permission"));
+        }
+        let ours = |p: &str| {
+            crate::routes::ROUTES
+                .iter()
+                .any(|r| matches!(r.access, crate::routes::Access::Permission(q) if q == p))
+        };
+        if let Some(p) = owner.unless.as_deref().filter(|p| ours(p)) {
+            return Err(format!(
+                "owner exception `{p}` is Portcullis' own permission: name one of the team's"
+            ));
         }
     }
     Ok(())

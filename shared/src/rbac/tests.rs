@@ -168,10 +168,11 @@ fn owners_read_their_records_and_support_reads_any_with_a_second_factor() {
     let ada = person("ada", &user, &pwd, 900);
     assert_eq!(judge(&p, "GET", "/orders/ada/7", &ada), Ok(Some("orders:read".into())));
     assert_eq!(judge(&p, "GET", "/orders/bob/7", &ada), Err("the caller does not own the record"));
+    assert_eq!(judge(&p, "GET", "/orders/ada/7/", &ada), Ok(Some("orders:read".into())), "a trailing slash");
     assert_eq!(
-        judge(&p, "get", "/orders/ada/7/", &ada),
-        Ok(Some("orders:read".into())),
-        "method case, slash"
+        judge(&p, "get", "/orders/ada/7", &ada),
+        Err("no rule"),
+        "methods are case-sensitive, as in HTTP"
     );
     let sam = person("sam", &support, &otp, 900);
     assert_eq!(judge(&p, "GET", "/orders/bob/7", &sam), Ok(Some("orders:read".into())));
@@ -401,4 +402,63 @@ fn a_rule_cannot_claim_or_open_a_path_of_portcullis_own() {
     assert_eq!(p.requirement("GET", "/admin/users"), Some(&Requirement::Permission("users:read".into())));
     assert_eq!(p.requirement("POST", "/auth/login"), Some(&Requirement::Public));
     assert_eq!(p.requirement("GET", "/shop/basket"), Some(&Requirement::Session));
+}
+
+#[test]
+fn a_literal_spelt_otherwise_never_falls_through_to_a_looser_rule() {
+    let refund = r#"{"method": "POST", "path": "/orders/{order_id}/refund", "permission": "orders:read",
+                     "mfa": true, "max_auth_age_secs": 300}"#;
+    let profile = r#"{"method": "GET", "path": "/users/{user_id}/profile", "permission": "session",
+                      "owner": {"param": "user_id"}}"#;
+    let fallback = r#"{"method": "*", "path": "/{proxy+}", "permission": "session"}"#;
+    let p =
+        orders_policy(r#"{"user": ["orders:read"]}"#, &format!("{OWNED}, {refund}, {profile}, {fallback}"))
+            .expect("valid");
+    let (user, pwd) = (names(&["user"]), names(&["pwd"]));
+    let ada = person("ada", &user, &pwd, 900);
+    assert_eq!(judge(&p, "GET", "/orders/bob/7", &ada), Err("the caller does not own the record"));
+    assert_eq!(
+        judge(&p, "GET", "/%6Frders/bob/7", &ada),
+        Err("the caller does not own the record"),
+        "decoded"
+    );
+    assert_eq!(judge(&p, "POST", "/orders/7/%72efund", &ada), Err("the route needs a second factor"));
+    for (method, path) in [
+        ("GET", "/ORDERS/bob/7"),
+        ("GET", "/orders;x/bob/7"),
+        ("GET", "/orders//bob/7"),
+        ("GET", "//orders/bob/7"),
+        ("get", "/orders/bob/7"),
+        ("POST", "/orders/7/Refund"),
+        ("POST", "/orders/7/refund;"),
+        ("POST", "/orders/7//refund"),
+        ("GET", "/users/bob/Profile"),
+        ("GET", "/orders/ada/..;/bob"),
+        ("GET", "/orders/%c0%ae%c0%ae/bob"),
+        ("GET", "/orders/%u002e/bob"),
+        ("GET", "/ADMIN/users"),
+    ] {
+        assert_eq!(judge(&p, method, path, &ada), Err("no rule"), "{method} {path}");
+    }
+    assert_eq!(judge(&p, "GET", "/shop/basket", &ada), Ok(None), "the fallback still serves its own paths");
+    // API Gateway's decoded parameters must be plain segments too.
+    let rule = p.rule("GET", "/orders/{user_id}/{order_id}").expect("the owner rule");
+    let params = |order: &str| {
+        std::collections::HashMap::from([
+            ("user_id".to_owned(), "ada".to_owned()),
+            ("order_id".to_owned(), order.to_owned()),
+        ])
+    };
+    assert_eq!(
+        p.judge(rule, "/orders/{user_id}/{order_id}", &ada, Some(&params("7"))),
+        Ok(Some("orders:read".into()))
+    );
+    for bad in ["../../bob/7", "..", "7;x", "a\\b"] {
+        let verdict = p.judge(rule, "/orders/{user_id}/{order_id}", &ada, Some(&params(bad)));
+        assert_eq!(verdict, Err("a path parameter is not a plain segment"), "{bad}");
+    }
+    // An owner exception may not be one of Portcullis' permissions (it would leave every `users:*` role).
+    let ours = OWNED.replace("orders:read:any", "users:manage");
+    let err = orders_policy("{}", &ours).expect_err("a Portcullis permission as exception").to_string();
+    assert!(err.contains("Portcullis' own permission"), "{err}");
 }
