@@ -92,12 +92,13 @@ impl Upstream {
 
 /// Removes what a client may not send on: hop-by-hop headers (and those its
 /// `Connection` names), `Host` (the upstream's own is set), and any header
-/// named like the authorizer's context.
+/// named like the authorizer's context, with `_` for `-` too (CGI, WSGI and
+/// Rack read `X_Portcullis_Sub` and `X-Portcullis-Sub` as one variable).
 fn strip(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     headers.remove(http::header::HOST);
-    let forged: Vec<HeaderName> =
-        headers.keys().filter(|name| name.as_str().starts_with(CONTEXT_PREFIX)).cloned().collect();
+    let context = |name: &HeaderName| name.as_str().replace('_', "-").starts_with(CONTEXT_PREFIX);
+    let forged: Vec<HeaderName> = headers.keys().filter(|name| context(name)).cloned().collect();
     for name in forged {
         headers.remove(name);
     }

@@ -45,7 +45,7 @@ async fn backend() -> (String, Arc<AtomicUsize>) {
             let context: serde_json::Map<String, Value> = parts
                 .headers
                 .iter()
-                .filter(|(k, _)| k.as_str().starts_with("x-portcullis-"))
+                .filter(|(k, _)| k.as_str().replace('_', "-").starts_with("x-portcullis-"))
                 .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or("?"))))
                 .collect();
             let report = json!({"method": parts.method.as_str(), "path": parts.uri.path(), "query": query,

@@ -46,6 +46,25 @@ async fn main() {
     }
     let raw = start.elapsed();
 
+    // The same decisions under a team's policy of 200 routes, each with an
+    // owner condition; every request names the last of them, so the lookup
+    // passes all 200 (and Portcullis' own) before it decides. Every decision
+    // is checked, never timed blind.
+    let deps = portcullis_authorizer::Deps { policy: team_policy(200), ..deps };
+    let paths: Vec<String> = (0..TOKENS).map(|i| format!("/r199/items/user-{i}/7")).collect();
+    let start = Instant::now();
+    for (header, path) in headers.iter().zip(&paths) {
+        let ask = Ask { method: "GET", path, authorization: Some(header), api_key: None };
+        match authorize(&deps, ask).await {
+            Decision::Allow(identity) => assert_eq!(identity.permission.as_deref(), Some("items:read")),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    let team = start.elapsed();
+    let other =
+        Ask { method: "GET", path: "/r199/items/user-1/7", authorization: Some(&headers[0]), api_key: None };
+    assert_eq!(authorize(&deps, other).await, Decision::Forbidden, "another user's item is refused");
+
     let per_sec = |d: std::time::Duration| TOKENS as f64 / d.as_secs_f64();
     let us = |d: std::time::Duration| d.as_secs_f64() * 1e6 / TOKENS as f64;
     println!("authorizer benchmark: {TOKENS} distinct ES256 tokens, one core");
@@ -53,6 +72,17 @@ async fn main() {
     println!("  raw ES256 verify (aws-lc)  {:>9.0} /s   {:>6.1} us each", per_sec(raw), us(raw));
     println!("  decision, repeated token   {:>9.0} /s   {:>6.1} us each", per_sec(repeated), us(repeated));
     println!("  decision / raw verify      {:>9.2}x", decisions.as_secs_f64() / raw.as_secs_f64());
+    println!("  decision, 200-route policy {:>9.0} /s   {:>6.1} us each", per_sec(team), us(team));
+    println!(
+        "  200-route / today's policy {:>9.2}x (goal: at most 1.2x)",
+        team.as_secs_f64() / decisions.as_secs_f64()
+    );
+    println!(
+        "ROW\tauthorizer decision, a team policy of 200 owner routes (the last one)\t{:.1} us\ttoday's policy {:.1} us\t{:.2}x",
+        us(team),
+        us(decisions),
+        team.as_secs_f64() / decisions.as_secs_f64()
+    );
     // Summary rows for scripts/bench.sh's table: figure, Portcullis, comparison, ratio.
     println!(
         "ROW\tauthorizer decision, distinct tokens (1 core)\t{:.1} us\traw ES256 verify {:.1} us\t{:.2}x",
@@ -113,4 +143,22 @@ async fn main() {
         }
         Err(_) => println!("  aws-jwt-verify: skipped (set PORTCULLIS_NODE_MODULES; scripts/bench.sh does)"),
     }
+}
+
+/// A team policy of `n` routes `GET /r{i}/items/{user_id}/{item_id}`, each
+/// owned by `user_id` unless the caller holds `items:read:any`.
+fn team_policy(n: usize) -> portcullis_shared::rbac::Policy {
+    let routes: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"method": "GET", "path": format!("/r{i}/items/{{user_id}}/{{item_id}}"),
+                "permission": "items:read", "owner": {"param": "user_id", "unless": "items:read:any"}})
+        })
+        .collect();
+    let policy = serde_json::json!({
+        "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
+                        "items:read", "items:read:any"],
+        "roles": {"user": ["items:read"], "admin": ["users:*", "sessions:*", "apikeys:*", "audit:*"]},
+        "routes": routes
+    });
+    portcullis_shared::rbac::Policy::parse(&policy.to_string()).expect("the team policy is valid")
 }
