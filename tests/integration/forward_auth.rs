@@ -104,6 +104,7 @@ async fn the_local_server_authorizes_every_request_for_the_team_backend_and_forw
         ("X-Portcullis-Sub", bob.as_str()),
         ("x-portcullis-roles", "admin"),
         ("X-Portcullis-Api-Key-Id", "k1"),
+        ("X_Portcullis_Permission", "orders:read:any"),
     ];
     let (status, body) = send(Method::GET, format!("{base}/orders/{ada}/1?x=1"), Some(&token), &forged).await;
     assert_eq!(status, 200, "{body}");
@@ -115,6 +116,7 @@ async fn the_local_server_authorizes_every_request_for_the_team_backend_and_forw
     assert_eq!(seen["context"]["x-portcullis-permission"], "orders:read");
     assert_eq!(seen["context"]["x-portcullis-amr"], "pwd");
     assert_eq!(seen["context"].get("x-portcullis-api-key-id"), None, "{seen}");
+    assert_eq!(seen["context"].get("x_portcullis_permission"), None, "WSGI reads it as the real one: {seen}");
     assert!(seen["context"]["x-portcullis-sid"].as_str().is_some_and(|s| !s.is_empty()), "{seen}");
     assert_eq!(seen["host"], upstream.trim_start_matches("http://"));
     let before = calls.load(Ordering::SeqCst);
