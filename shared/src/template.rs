@@ -45,6 +45,11 @@ fn walk<'p>(template: &str, path: &'p str, fold: bool, mut on_param: impl FnMut(
     rest.is_empty()
 }
 
+/// The first segment of `template` when it is a literal.
+pub fn first_literal(template: &str) -> Option<&str> {
+    segments(template).next().filter(|s| parameter(s).is_none())
+}
+
 /// True when `path` matches `template`.
 pub fn matches(template: &str, path: &str) -> bool {
     walk(template, path, false, |_, _| {})

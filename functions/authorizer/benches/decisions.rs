@@ -19,7 +19,7 @@ const TOKENS: usize = 20_000;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = std::env::temp_dir().join(format!("portcullis-bench-authz-{}", std::process::id()));
-    let fixture::World { config, deps, tokens, headers, signed, public, keys } =
+    let fixture::World { config, deps, tokens, headers, signed, public, keys, .. } =
         fixture::world(&dir, TOKENS).await;
 
     // Decisions: verify, session lookup, RBAC, context.
@@ -50,8 +50,8 @@ async fn main() {
     // owner condition; every request names the last of them, so the lookup
     // passes all 200 (and Portcullis' own) before it decides. Every decision
     // is checked, never timed blind.
-    let deps = portcullis_authorizer::Deps { policy: team_policy(200), ..deps };
-    let paths: Vec<String> = (0..TOKENS).map(|i| format!("/r199/items/user-{i}/7")).collect();
+    let deps = portcullis_authorizer::Deps { policy: fixture::team_policy(200), ..deps };
+    let paths = fixture::team_paths(TOKENS);
     let start = Instant::now();
     for (header, path) in headers.iter().zip(&paths) {
         let ask = Ask { method: "GET", path, authorization: Some(header), api_key: None };
@@ -143,22 +143,4 @@ async fn main() {
         }
         Err(_) => println!("  aws-jwt-verify: skipped (set PORTCULLIS_NODE_MODULES; scripts/bench.sh does)"),
     }
-}
-
-/// A team policy of `n` routes `GET /r{i}/items/{user_id}/{item_id}`, each
-/// owned by `user_id` unless the caller holds `items:read:any`.
-fn team_policy(n: usize) -> portcullis_shared::rbac::Policy {
-    let routes: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({"method": "GET", "path": format!("/r{i}/items/{{user_id}}/{{item_id}}"),
-                "permission": "items:read", "owner": {"param": "user_id", "unless": "items:read:any"}})
-        })
-        .collect();
-    let policy = serde_json::json!({
-        "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
-                        "items:read", "items:read:any"],
-        "roles": {"user": ["items:read"], "admin": ["users:*", "sessions:*", "apikeys:*", "audit:*"]},
-        "routes": routes
-    });
-    portcullis_shared::rbac::Policy::parse(&policy.to_string()).expect("the team policy is valid")
 }

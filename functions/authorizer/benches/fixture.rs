@@ -26,6 +26,8 @@ pub struct World {
     pub signed: Vec<(String, Vec<u8>)>,
     pub public: ParsedPublicKey,
     pub keys: Vec<VerifyingKey>,
+    /// The stores the sessions live in (for a second authorizer on them).
+    pub backends: Backends,
 }
 
 pub async fn world(dir: &std::path::Path, n: usize) -> World {
@@ -74,5 +76,29 @@ pub async fn world(dir: &std::path::Path, n: usize) -> World {
         keys,
         config,
         deps,
+        backends,
     }
+}
+
+/// A team policy of `n` routes `GET /r{i}/items/{user_id}/{item_id}`, each
+/// owned by `user_id` unless the caller holds `items:read:any`.
+pub fn team_policy(n: usize) -> portcullis_shared::rbac::Policy {
+    let routes: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"method": "GET", "path": format!("/r{i}/items/{{user_id}}/{{item_id}}"),
+                "permission": "items:read", "owner": {"param": "user_id", "unless": "items:read:any"}})
+        })
+        .collect();
+    let policy = serde_json::json!({
+        "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
+                        "items:read", "items:read:any"],
+        "roles": {"user": ["items:read"], "admin": ["users:*", "sessions:*", "apikeys:*", "audit:*"]},
+        "routes": routes
+    });
+    portcullis_shared::rbac::Policy::parse(&policy.to_string()).expect("the team policy is valid")
+}
+
+/// For token `i` of a world, its own item under the last of [`team_policy`]`(200)`'s routes.
+pub fn team_paths(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("/r199/items/user-{i}/7")).collect()
 }

@@ -66,6 +66,11 @@ pub struct Policy {
     exact: BTreeSet<String>,
     /// How many of `rules` are Portcullis' own (they come first).
     own: usize,
+    /// The rules whose first segment is a literal, by that literal in lower
+    /// case, and those whose first segment is a parameter: a lookup reads only
+    /// the rules that could cover a path, in their order.
+    by_first: std::collections::HashMap<String, Vec<usize>>,
+    open: Vec<usize>,
 }
 
 /// True when `grant` (possibly `resource:*`) names `permission`.
@@ -112,7 +117,14 @@ impl Policy {
         // Gateway picks among the routes a request matches).
         rules[own..].sort_by(|a, b| rules::precedence(b, a));
         let exact = rules.iter().filter_map(|r| r.conditions.owner.as_ref()?.unless.clone()).collect();
-        let policy = Self { permissions, roles, rules, exact, own };
+        let (mut by_first, mut open) = (std::collections::HashMap::<String, Vec<usize>>::new(), Vec::new());
+        for (i, rule) in rules.iter().enumerate() {
+            match template::first_literal(&rule.template) {
+                Some(first) => by_first.entry(first.to_ascii_lowercase()).or_default().push(i),
+                None => open.push(i),
+            }
+        }
+        let policy = Self { permissions, roles, rules, exact, own, by_first, open };
         // Every account holds `user`: it may not reach Portcullis' administration.
         let table = |p: &str| {
             routes::ROUTES.iter().any(|r| matches!(r.access, routes::Access::Permission(q) if q == p))
@@ -162,13 +174,29 @@ impl Policy {
     /// rule's route, while a looser rule decided).
     pub fn rule(&self, method: &str, path: &str) -> Option<&Rule> {
         let path = template::canonical(path)?;
-        let at = self.rules.iter().position(|r| r.covers(method, &path))?;
-        let folded = |r: &Rule| {
-            (r.method == "*" || r.method.eq_ignore_ascii_case(method))
-                && template::matches_ignoring_case(&r.template, &path)
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let keyed = match first.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => self.by_first.get(&first.to_ascii_lowercase()),
+            false => self.by_first.get(first),
         };
-        let shadowed = self.rules[..at].iter().any(folded);
-        (!shadowed).then(|| &self.rules[at])
+        let (mut keyed, mut open) =
+            (keyed.map(Vec::as_slice).unwrap_or_default().iter().peekable(), self.open.iter().peekable());
+        let mut shadowed = false;
+        // The candidates in the rules' order: both lists are ascending.
+        while let Some(&i) = match (keyed.peek(), open.peek()) {
+            (Some(k), Some(o)) if k < o => keyed.next(),
+            (Some(_), Some(_)) | (None, Some(_)) => open.next(),
+            (Some(_), None) => keyed.next(),
+            (None, None) => None,
+        } {
+            let rule = &self.rules[i];
+            if rule.covers(method, &path) {
+                return (!shadowed).then_some(rule);
+            }
+            shadowed |= (rule.method == "*" || rule.method.eq_ignore_ascii_case(method))
+                && template::matches_ignoring_case(&rule.template, &path);
+        }
+        None
     }
 
     /// Judges `rule` (the one [`Policy::rule`] found for `path`) for a caller:
