@@ -27,6 +27,19 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// What a client may claim about where a request came from or went, never passed on.
+const FORWARDING: [&str; 9] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
 /// The team's backend.
 pub struct Upstream {
     scheme_authority: String,
@@ -97,6 +110,10 @@ impl Upstream {
 fn strip(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     headers.remove(http::header::HOST);
+    // Where the request came from is ours to say; a rewritten URL is a route of its own.
+    for name in FORWARDING {
+        headers.remove(name);
+    }
     let context = |name: &HeaderName| name.as_str().replace('_', "-").starts_with(CONTEXT_PREFIX);
     let forged: Vec<HeaderName> = headers.keys().filter(|name| context(name)).cloned().collect();
     for name in forged {

@@ -105,6 +105,8 @@ async fn searches_the_trail(backend: Backend) {
         "cursor=0",
         "since=10&until=9",
         "since=-1",
+        "until=99999999999",
+        "until=9223372036854775807",
         "event_type=login_failure",
         "type=login_failure&type=logout",
         "subject=",

@@ -50,7 +50,9 @@ async fn backend() -> (String, Arc<AtomicUsize>) {
                 .collect();
             let report = json!({"method": parts.method.as_str(), "path": parts.uri.path(), "query": query,
                 "context": context, "bytes": bytes.len(), "intact": intact,
-                "host": parts.headers.get("host").and_then(|h| h.to_str().ok())});
+                "host": parts.headers.get("host").and_then(|h| h.to_str().ok()),
+                "original_url": parts.headers.get("x-original-url").and_then(|h| h.to_str().ok()),
+                "forwarded_for": parts.headers.get("x-forwarded-for").and_then(|h| h.to_str().ok())});
             axum::body::Body::from(report.to_string())
         }
     });
@@ -105,6 +107,8 @@ async fn the_local_server_authorizes_every_request_for_the_team_backend_and_forw
         ("x-portcullis-roles", "admin"),
         ("X-Portcullis-Api-Key-Id", "k1"),
         ("X_Portcullis_Permission", "orders:read:any"),
+        ("X-Original-URL", "/admin/users"),
+        ("X-Forwarded-For", "10.0.0.1"),
     ];
     let (status, body) = send(Method::GET, format!("{base}/orders/{ada}/1?x=1"), Some(&token), &forged).await;
     assert_eq!(status, 200, "{body}");
@@ -119,6 +123,8 @@ async fn the_local_server_authorizes_every_request_for_the_team_backend_and_forw
     assert_eq!(seen["context"].get("x_portcullis_permission"), None, "WSGI reads it as the real one: {seen}");
     assert!(seen["context"]["x-portcullis-sid"].as_str().is_some_and(|s| !s.is_empty()), "{seen}");
     assert_eq!(seen["host"], upstream.trim_start_matches("http://"));
+    assert_eq!(seen["original_url"], Value::Null, "a rewritten URL is no route of this request: {seen}");
+    assert_eq!(seen["forwarded_for"], "127.0.0.1", "where it came from is the server's to say: {seen}");
     let before = calls.load(Ordering::SeqCst);
     // Refusals are the authorizer's problems, and the backend never hears of them.
     for (url, token, status) in [

@@ -184,6 +184,14 @@ async fn api_gateway_templates_carry_their_path_parameters_and_greedy_routes_use
     let refund =
         portcullis_authorizer::handle_v2(&app.authorizer, action("/orders/7/refund", "refund")).await;
     assert_eq!(refund["isAuthorized"], false, "the refund rule decides, not the route's: {refund}");
+    // Nor is it passed over by a spelling a case-insensitive backend routes to it.
+    let refund =
+        portcullis_authorizer::handle_v2(&app.authorizer, action("/orders/7/Refund", "Refund")).await;
+    assert_eq!(refund["isAuthorized"], false, "{refund}");
+    // A method-override header would let the backend run another method than the one judged.
+    let mut overridden = action("/orders/7/cancel", "cancel");
+    overridden["headers"]["x-http-method-override"] = "DELETE".into();
+    assert_eq!(portcullis_authorizer::handle_v2(&app.authorizer, overridden).await["isAuthorized"], false);
     // API Gateway's decoded parameters and the raw path must be plain too.
     let sneaky = format!("/orders/{ada}/..%2F..%2F{bob}%2F7");
     let params = json!({"user_id": ada, "order_id": format!("../../{bob}/7")});

@@ -44,11 +44,15 @@ fn summary(q: &AuditQuery) -> String {
     text.chars().take(255).collect()
 }
 
+/// The last second both stores read alike (MySQL's `FROM_UNIXTIME` ends in 3001).
+const LAST_SECOND: i64 = 32_503_680_000;
+
 fn number(raw: &str, field: &'static str) -> Result<i64, ApiError> {
+    let valid = |n: &i64| (0..=LAST_SECOND).contains(n);
     raw.parse::<i64>()
         .ok()
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| invalid(field, "invalid", "a non-negative integer"))
+        .filter(valid)
+        .ok_or_else(|| invalid(field, "invalid", "an integer from 0 to 32503680000"))
 }
 
 /// The search a request asks for, every parameter checked.

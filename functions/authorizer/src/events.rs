@@ -21,6 +21,11 @@ async fn decide(
     matched: Option<Matched<'_>>,
     headers: &HeaderMap,
 ) -> Decision {
+    // A backend may run another method than the one judged (Express's
+    // method-override, Spring's HiddenHttpMethodFilter): no request names one.
+    if METHOD_OVERRIDES.iter().any(|h| headers.contains_key(*h)) {
+        return refuse(Decision::Forbidden, "a method-override header");
+    }
     let authorization = header(headers, "authorization");
     let ask = Ask { method, path, authorization, api_key: header(headers, "x-api-key") };
     authorize_route(deps, ask, matched).await
@@ -40,6 +45,9 @@ fn lookup<'a>(
         _ => Some(((stated?, raw.unwrap_or_default()), false)),
     }
 }
+
+/// Headers with which a client asks a backend to run another method.
+pub const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
 /// The prefix of the only resources a REST policy may name.
 const EXECUTE_API_ARN: &str = "arn:aws:execute-api:";
@@ -70,7 +78,8 @@ pub async fn handle_event(deps: &Deps, event: Value) -> Value {
 /// routes' paths do not. A custom domain's path holds no stage (its API
 /// mapping key, if any, stays: see docs/security/policy.md).
 fn without_stage<'a>(raw: &'a str, stage: Option<&str>, domain: Option<&str>) -> &'a str {
-    let endpoint = domain.is_some_and(|d| d.contains(".execute-api.") && d.ends_with(".amazonaws.com"));
+    let aws = |d: &str| d.ends_with(".amazonaws.com") || d.ends_with(".amazonaws.com.cn");
+    let endpoint = domain.is_some_and(|d| d.contains(".execute-api.") && aws(d));
     let Some(stage) = stage.filter(|s| endpoint && !s.is_empty() && *s != "$default") else { return raw };
     let rest = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage));
     rest.filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(raw)

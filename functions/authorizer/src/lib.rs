@@ -12,7 +12,7 @@
 
 mod events;
 
-pub use events::{handle_event, handle_rest, handle_v2};
+pub use events::{handle_event, handle_rest, handle_v2, METHOD_OVERRIDES};
 
 use portcullis_shared::apikeys::{parse_presented, ApiKeyStore, KeyVerdict};
 use portcullis_shared::clock::Clock;
@@ -186,7 +186,10 @@ pub async fn authorize_route(deps: &Deps, ask: Ask<'_>, matched: Option<Matched<
                     "a more specific rule than the API's route covers the path",
                 )
             }
-            Some(_) => {}
+            // No rule for the path as sent (a spelling a stricter rule shadows,
+            // a prefix the route does not know) is a refusal, never the route's.
+            Some(None) => return refuse(Decision::Forbidden, "no policy rule for the request path"),
+            Some(Some(_)) => {}
         }
     }
     let params = matched.map(|m| m.params);

@@ -193,8 +193,10 @@ impl Policy {
             if rule.covers(method, &path) {
                 return (!shadowed).then_some(rule);
             }
-            shadowed |= (rule.method == "*" || rule.method.eq_ignore_ascii_case(method))
-                && template::matches_ignoring_case(&rule.template, &path);
+            // HEAD is served as GET by most backends: a GET rule shadows it too.
+            let same = rule.method == "*" || rule.method.eq_ignore_ascii_case(method);
+            let head = method.eq_ignore_ascii_case("HEAD") && rule.method == "GET";
+            shadowed |= (same || head) && template::matches_ignoring_case(&rule.template, &path);
         }
         None
     }

@@ -441,6 +441,9 @@ fn a_literal_spelt_otherwise_never_falls_through_to_a_looser_rule() {
         assert_eq!(judge(&p, method, path, &ada), Err("no rule"), "{method} {path}");
     }
     assert_eq!(judge(&p, "GET", "/shop/basket", &ada), Ok(None), "the fallback still serves its own paths");
+    // HEAD is served as GET by most backends: a GET rule's owner check is not left to the fallback.
+    assert_eq!(judge(&p, "HEAD", "/orders/bob/7", &ada), Err("no rule"));
+    assert_eq!(judge(&p, "HEAD", "/shop/basket", &ada), Ok(None));
     // API Gateway's decoded parameters must be plain segments too.
     let rule = p.rule("GET", "/orders/{user_id}/{order_id}").expect("the owner rule");
     let params = |order: &str| {
