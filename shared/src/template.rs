@@ -34,7 +34,7 @@ fn walk<'p>(template: &str, path: &'p str, fold: bool, mut on_param: impl FnMut(
             }
             Some((_, true)) => return false,
             Some((name, false)) if !this.is_empty() => on_param(name, this),
-            None if segment == this || (fold && segment.eq_ignore_ascii_case(this)) => {}
+            None if segment == this || (fold && loosely(segment, this)) => {}
             _ => return false,
         }
         if tail.is_empty() && !last {
@@ -55,10 +55,19 @@ pub fn matches(template: &str, path: &str) -> bool {
     walk(template, path, false, |_, _| {})
 }
 
-/// True when `path` matches `template` with literal segments compared
-/// ignoring ASCII case (as a case-insensitive backend would route it).
-pub fn matches_ignoring_case(template: &str, path: &str) -> bool {
+/// True when `path` matches `template` as a lenient backend could route it:
+/// literal segments compared ignoring ASCII case (Express's default), and
+/// also with surrounding whitespace trimmed (older Spring) or a `.format`
+/// suffix removed (Rails' `(.:format)`, Spring's suffix patterns).
+pub fn matches_loosely(template: &str, path: &str) -> bool {
     walk(template, path, true, |_, _| {})
+}
+
+/// A path segment a lenient backend could take for `literal`.
+fn loosely(literal: &str, segment: &str) -> bool {
+    let trimmed = segment.trim();
+    let stem = trimmed.rsplit_once('.').map_or(trimmed, |(stem, _)| stem);
+    literal.eq_ignore_ascii_case(trimmed) || literal.eq_ignore_ascii_case(stem)
 }
 
 /// The value of parameter `name` in `path` under `template`.

@@ -170,8 +170,9 @@ impl Policy {
     /// from the most specific, on the path's [`template::canonical`] form.
     /// `None` (deny) when none covers it, when the path has no canonical form,
     /// or when a more specific rule would cover it but for the case of a
-    /// literal or the method (a case-insensitive backend would serve that
-    /// rule's route, while a looser rule decided).
+    /// literal or the method, a `.format` suffix or surrounding whitespace (a
+    /// lenient backend would serve that rule's route, while a looser rule
+    /// decided).
     pub fn rule(&self, method: &str, path: &str) -> Option<&Rule> {
         let path = template::canonical(path)?;
         let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
@@ -196,7 +197,7 @@ impl Policy {
             // HEAD is served as GET by most backends: a GET rule shadows it too.
             let same = rule.method == "*" || rule.method.eq_ignore_ascii_case(method);
             let head = method.eq_ignore_ascii_case("HEAD") && rule.method == "GET";
-            shadowed |= (same || head) && template::matches_ignoring_case(&rule.template, &path);
+            shadowed |= (same || head) && template::matches_loosely(&rule.template, &path);
         }
         None
     }

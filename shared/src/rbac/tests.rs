@@ -437,6 +437,9 @@ fn a_literal_spelt_otherwise_never_falls_through_to_a_looser_rule() {
         ("GET", "/orders/%c0%ae%c0%ae/bob"),
         ("GET", "/orders/%u002e/bob"),
         ("GET", "/ADMIN/users"),
+        ("POST", "/orders/7/refund.json"),
+        ("POST", "/orders/7/refund%20"),
+        ("POST", "/orders/7/%20Refund.xml"),
     ] {
         assert_eq!(judge(&p, method, path, &ada), Err("no rule"), "{method} {path}");
     }
