@@ -2,6 +2,7 @@
 //! policy as the authorizer loads it, held against the API template's routes,
 //! and one decision with its reason.
 
+use portcullis_shared::rbac::rules::methods_overlap;
 use portcullis_shared::rbac::{Facts, Policy, Requirement, Rule};
 use portcullis_shared::template::{overlap, parameter};
 use yaml_rust2::{Yaml, YamlLoader};
@@ -151,11 +152,6 @@ pub fn template_routes(text: &str) -> anyhow::Result<Vec<ApiRoute>> {
     Ok(routes)
 }
 
-fn same_method(a: &str, b: &str) -> bool {
-    let any = |m: &str| m == "*" || m == "ANY";
-    any(a) || any(b) || a.eq_ignore_ascii_case(b)
-}
-
 /// Whether API Gateway hands the authorizer the route template (a fixed method
 /// and depth) rather than the request's own path.
 fn templated(route: &ApiRoute) -> bool {
@@ -172,7 +168,7 @@ pub fn check(policy: &Policy, routes: &[ApiRoute]) -> Vec<String> {
         let here = format!("{} {} ({})", route.method, route.path, route.at);
         if !templated(route) {
             let covered =
-                policy.rules().any(|(m, t, _)| same_method(m, &route.method) && overlap(t, &route.path));
+                policy.rules().any(|(m, t, _)| methods_overlap(m, &route.method) && overlap(t, &route.path));
             if !covered {
                 problems.push(format!("{here}: no rule covers any request of it, so all are refused"));
             }
@@ -183,7 +179,7 @@ pub fn check(policy: &Policy, routes: &[ApiRoute]) -> Vec<String> {
             continue;
         };
         let finer = |t: &&Rule| {
-            same_method(&t.method, &route.method)
+            methods_overlap(&t.method, &route.method)
                 && overlap(&t.template, &route.path)
                 && portcullis_shared::rbac::rules::precedence(t, rule).is_gt()
         };
@@ -203,7 +199,7 @@ pub fn check(policy: &Policy, routes: &[ApiRoute]) -> Vec<String> {
     }
     for rule in policy.team_rules() {
         let reaches =
-            |r: &&ApiRoute| same_method(&rule.method, &r.method) && overlap(&rule.template, &r.path);
+            |r: &&ApiRoute| methods_overlap(&rule.method, &r.method) && overlap(&rule.template, &r.path);
         let public = rule.requirement == Requirement::Public;
         if !routes.iter().filter(|r| r.authorized || public).any(|r| reaches(&r)) {
             let unguarded = routes.iter().find(reaches);

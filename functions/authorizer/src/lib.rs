@@ -176,20 +176,19 @@ pub async fn authorize_route(deps: &Deps, ask: Ask<'_>, matched: Option<Matched<
         // The path as sent decides too: it must have one meaning, and a rule
         // more specific than the API's route (a literal where the route has a
         // parameter) must not be passed over for the route's looser one.
-        let concrete = portcullis_shared::template::canonical(raw).map(|_| deps.policy.rule(ask.method, raw));
+        // No rule for the path as sent (no canonical form, a spelling a
+        // stricter rule shadows, a prefix the route does not know) is a
+        // refusal, never the route's.
         let passed_over = |r: &Rule| portcullis_shared::rbac::rules::precedence(r, rule).is_gt();
-        match concrete {
-            None => return refuse(Decision::Forbidden, "the request path has no canonical form"),
-            Some(Some(other)) if passed_over(other) => {
+        match deps.policy.rule(ask.method, raw) {
+            None => return refuse(Decision::Forbidden, "no policy rule for the request path as sent"),
+            Some(other) if passed_over(other) => {
                 return refuse(
                     Decision::Forbidden,
                     "a more specific rule than the API's route covers the path",
                 )
             }
-            // No rule for the path as sent (a spelling a stricter rule shadows,
-            // a prefix the route does not know) is a refusal, never the route's.
-            Some(None) => return refuse(Decision::Forbidden, "no policy rule for the request path"),
-            Some(Some(_)) => {}
+            Some(_) => {}
         }
     }
     let params = matched.map(|m| m.params);

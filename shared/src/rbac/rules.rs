@@ -302,6 +302,12 @@ fn check_conditions(
     Ok(())
 }
 
+/// True when two methods (a verb, or `*`/`ANY` for any) can name one request.
+pub fn methods_overlap(a: &str, b: &str) -> bool {
+    let any = |m: &str| m == "*" || m == "ANY";
+    any(a) || any(b) || a == b
+}
+
 /// Which of two rules decides a request both cover: the more specific
 /// template ([`specificity`]), then a named method before `*`. `Greater` wins.
 pub fn precedence(a: &Rule, b: &Rule) -> Ordering {
@@ -316,12 +322,11 @@ pub fn precedence(a: &Rule, b: &Rule) -> Ordering {
 /// method they do not name). Two team rules may overlap when one is the
 /// more specific; of one shape and method, which decides would be a guess.
 pub fn placement(rule: &Rule, earlier: &[Rule]) -> Result<(), String> {
-    let same_method = |m: &str| rule.method == "*" || m == "*" || m == rule.method;
     for route in crate::routes::ROUTES.iter() {
         if !overlap(route.template, &rule.template) {
             continue;
         }
-        let claims = same_method(route.method.as_str())
+        let claims = methods_overlap(route.method.as_str(), &rule.method)
             && specificity(&rule.template, route.template) != Ordering::Less;
         if claims || rule.requirement == Requirement::Public {
             return Err(format!("Portcullis' own route {} {}", route.method, route.template));
