@@ -150,6 +150,28 @@ impl World {
         }
     }
 
+    /// Enrols TOTP for the person `token` signs in (through the mfa function)
+    /// and steps up with the password and the next code (login's
+    /// `POST /auth/reauth`): the session's new access token, whose `amr` holds
+    /// `otp`, as the grants of an employee role (`"mfa": true`) need.
+    pub async fn with_second_factor(&self, login: &portcullis_login::Deps, token: &str) -> String {
+        let boot = Boot::new(&self.config, &self.backends, self.provider.clone(), self.clock());
+        let mfa = portcullis_mfa::Deps::build(&boot).await.expect("mfa deps");
+        let enrol = self.bearer(request("POST", "/auth/mfa/totp/enroll", None), token).await;
+        let secret = reply(portcullis_mfa::handle(&mfa, enrol).await).text("secret");
+        let code = serde_json::json!({ "code": totp(&secret, self.clock.now_secs()) });
+        let confirm = self.bearer(post("/auth/mfa/totp/confirm", &code), token).await;
+        let confirmed = reply(portcullis_mfa::handle(&mfa, confirm).await);
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+        self.clock.advance(30);
+        let body =
+            serde_json::json!({ "password": GOOD_PASSWORD, "code": totp(&secret, self.clock.now_secs()) });
+        let reauth = self.bearer(post("/auth/reauth", &body), token).await;
+        let stepped = reply(portcullis_login::handle(login, reauth).await);
+        assert_eq!(stepped.status, 200, "{}", stepped.body);
+        stepped.text("access_token")
+    }
+
     /// `req` as API Gateway hands it on once the authorizer allowed this API key.
     pub async fn with_api_key(&self, req: Request, api_key: &str) -> Request {
         let (method, path) = (req.method().as_str().to_owned(), req.uri().path().to_owned());

@@ -6,7 +6,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
-const ADMIN_PASSWORD: &str = "granite-heron-solstice-ember-58";
 
 fn parse(body: &str) -> Value {
     serde_json::from_str(body).expect("json")
@@ -35,7 +34,7 @@ async fn accounts_sessions_second_factors_and_api_keys_survive_a_killed_server()
     let (status, _, body) =
         call(Method::POST, format!("{base}/auth/mfa/totp/confirm"), Some(&otp), Some(confirm)).await;
     assert_eq!(status, 200, "{body}");
-    let admin = login(&first, "root@example.com", ADMIN_PASSWORD).await;
+    let admin = crate::local_server::admin_login(&first).await;
     let request = json!({"name": "reporting", "permissions": ["users:read"], "expires_in_days": 30});
     let (status, _, body) =
         call(Method::POST, format!("{base}/admin/api-keys"), Some(&admin), Some(request)).await;

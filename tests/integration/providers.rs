@@ -579,7 +579,8 @@ async fn cognito_admin_revocation_reaches_the_authorizer() {
     let server = server(&provider, &[]).await;
     let admin = format!("ad-{}@example.com", crate::helpers::hex_token());
     let user = format!("us-{}@example.com", crate::helpers::hex_token());
-    register(&server, &provider, &admin).await;
+    // The shipped `admin` role's grants count only with a second factor.
+    let admin_secret = with_totp(&server, &provider, &admin).await;
     register(&server, &provider, &user).await;
     client.create_group().user_pool_id(pool_id).group_name("admin").send().await.expect("CreateGroup");
     client
@@ -590,7 +591,16 @@ async fn cognito_admin_revocation_reaches_the_authorizer() {
         .send()
         .await
         .expect("AdminAddUserToGroup");
-    let (_, _, admin_tokens) = login(&server, &admin, PASSWORD).await;
+    let (_, _, challenge) = login(&server, &admin, PASSWORD).await;
+    // The confirmation used the current step (its replay is refused): take the next one.
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_secs(30 - now % 30 + 1)).await;
+    let verify = json!({"mfa_token": challenge["mfa_token"], "code": oathtool(&admin_secret)});
+    let (status, _, body) =
+        call(Method::POST, format!("{}/auth/mfa/verify", server.base), None, Some(verify)).await;
+    assert_eq!(status, 200, "{body}");
+    let admin_tokens: Value = serde_json::from_str(&body).expect("json");
     let (_, _, user_tokens) = login(&server, &user, PASSWORD).await;
     let user_access = user_tokens["access_token"].as_str().expect("token");
     let (status, _, body) = call(Method::GET, format!("{}/me", server.base), Some(user_access), None).await;

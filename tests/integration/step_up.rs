@@ -44,6 +44,25 @@ impl World {
         assert_eq!(status, 201, "{text}");
     }
 
+    /// Enrols TOTP for the person `token` signs in and steps up with the
+    /// password and the next code: the session's new access token, whose `amr`
+    /// holds `otp`, as the grants of an employee role (`"mfa": true`) need.
+    pub(crate) async fn with_second_factor(&self, token: &str) -> String {
+        let (status, enrolment) =
+            self.call("POST", "/auth/mfa/totp/enroll", serde_json::json!({}), token).await;
+        assert_eq!(status, 200, "{enrolment}");
+        let secret = enrolment["secret"].as_str().expect("secret").to_owned();
+        let code = serde_json::json!({"code": oathtool(&secret, self.clock.now_secs())});
+        let (status, body) = self.call("POST", "/auth/mfa/totp/confirm", code, token).await;
+        assert_eq!(status, 200, "{body}");
+        self.clock.advance(30);
+        let body =
+            serde_json::json!({"password": GOOD_PASSWORD, "code": oathtool(&secret, self.clock.now_secs())});
+        let (status, stepped) = self.call("POST", "/auth/reauth", body, token).await;
+        assert_eq!(status, 200, "{stepped}");
+        stepped["access_token"].as_str().expect("access token").to_owned()
+    }
+
     pub(crate) async fn login(&self, email: &str) -> serde_json::Value {
         let body = serde_json::json!({"email": email, "password": GOOD_PASSWORD}).to_string();
         let (status, text, _) = parts(

@@ -36,7 +36,8 @@ impl App {
     }
 
     /// `email` registered with these roles besides `user` (granted in the store
-    /// before the first login), and signed in.
+    /// before the first login), and signed in; an employee (any further role)
+    /// with a second factor, as the shipped policy's `admin` and `auditor` need.
     async fn person(&self, email: &str, roles: &[&str]) -> Person {
         let id = register(&self.login, email).await;
         let user = UserId::parse(&id).expect("a user id");
@@ -44,7 +45,11 @@ impl App {
             let role = Role::parse(role).expect("a role");
             self.world.backends.users.grant_role(user, &role, 0).await.expect("grant");
         }
-        Person { id, token: sign_in(&self.login, email).await.text("access_token") }
+        let mut token = sign_in(&self.login, email).await.text("access_token");
+        if !roles.is_empty() {
+            token = self.world.with_second_factor(&self.login, &token).await;
+        }
+        Person { id, token }
     }
 
     /// A request the authorizer let through for `person`.
@@ -104,6 +109,29 @@ async fn a_caller_without_the_routes_permission_is_refused_403() {
     let (method, path, body) = &routes[1];
     assert_eq!(app.with_roles("support", method, path, body.as_deref()).await.status, 403);
     assert!(app.world.audit().iter().all(|e| e.event_type != EventType::RoleGranted));
+}
+
+/// The shipped policy holds `admin` and `auditor` to a second factor: with a
+/// password-only login their grants count for nothing, at the authorizer and
+/// in the handler's own re-check; the same person with TOTP in `amr` passes.
+#[tokio::test]
+async fn the_shipped_employee_roles_count_only_with_a_second_factor() {
+    let app = app().await;
+    for role in ["admin", "auditor"] {
+        let id = register(&app.login, &format!("{role}@example.com")).await;
+        let user = UserId::parse(&id).expect("a user id");
+        app.world.backends.users.grant_role(user, &Role::parse(role).expect("role"), 0).await.expect("grant");
+        let password_only = sign_in(&app.login, &format!("{role}@example.com")).await.text("access_token");
+        assert_eq!(
+            app.world.decide("GET", "/admin/audit", &password_only).await,
+            Decision::Forbidden,
+            "{role}"
+        );
+        assert_eq!(app.with_roles(role, "GET", "/admin/audit", None).await.status, 403, "{role}");
+        let both = app.world.with_second_factor(&app.login, &password_only).await;
+        let answer = app.call(app.world.bearer(request("GET", "/admin/audit", None), &both).await).await;
+        assert_eq!(answer.status, 200, "{role}: {}", answer.body);
+    }
 }
 
 #[tokio::test]
