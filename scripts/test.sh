@@ -105,14 +105,16 @@ fi
 "$TOOLS/venv/bin/python" -c 'import jwt; print("PyJWT", jwt.__version__)'
 export PORTCULLIS_TEST_PYTHON="$TOOLS/venv/bin/python"
 
-say "Infrastructure as code: cfn-lint and checkov on infra/template.yaml"
+say "Infrastructure as code: cfn-lint and checkov on infra/template.yaml and examples/notes/template.yaml"
 if [ ! -x "$TOOLS/venv/bin/cfn-lint" ] || [ ! -x "$TOOLS/venv/bin/checkov" ]; then
   "$TOOLS/venv/bin/pip" install -q cfn-lint checkov
 fi
-"$TOOLS/venv/bin/cfn-lint" infra/template.yaml
-echo "cfn-lint: no findings"
-# Offline (--skip-download): zero failed checks; every skip is written in the template with its reason.
-"$TOOLS/venv/bin/checkov" -f infra/template.yaml --framework cloudformation --quiet --compact --skip-download
+for template in infra/template.yaml examples/notes/template.yaml; do
+  "$TOOLS/venv/bin/cfn-lint" "$template"
+  echo "cfn-lint $template: no findings"
+  # Offline (--skip-download): zero failed checks; every skip is written in the template with its reason.
+  "$TOOLS/venv/bin/checkov" -f "$template" --framework cloudformation --quiet --compact --skip-download
+done
 
 export PORTCULLIS_TEST_MYSQL_URL="${PORTCULLIS_TEST_MYSQL_URL:-mysql://portcullis_test:portcullis_test@127.0.0.1:3306}"
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:$MOTO_PORT}"

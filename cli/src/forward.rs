@@ -9,11 +9,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use portcullis_shared::ApiError;
+use portcullis_shared::{forwarded, ApiError};
 use std::collections::HashMap;
-
-/// The prefix of the context headers; a client's own copies never pass.
-pub const CONTEXT_PREFIX: &str = "x-portcullis-";
 
 /// Headers of one hop only (RFC 9110, 7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -75,13 +72,7 @@ impl Upstream {
         parts.uri = target.parse().map_err(|_| ApiError::BadGateway)?;
         let host = parts.headers.get(http::header::HOST).cloned();
         strip(&mut parts.headers);
-        for (key, value) in context {
-            let name = HeaderName::try_from(format!("{CONTEXT_PREFIX}{}", key.replace('_', "-")));
-            let value = HeaderValue::try_from(value.as_str().unwrap_or_default());
-            if let (Ok(name), Ok(value)) = (name, value) {
-                parts.headers.insert(name, value);
-            }
-        }
+        forwarded::write_context(&mut parts.headers, context);
         if let Some(host) = host {
             parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
@@ -114,11 +105,7 @@ fn strip(headers: &mut HeaderMap) {
     for name in FORWARDING {
         headers.remove(name);
     }
-    let context = |name: &HeaderName| name.as_str().replace('_', "-").starts_with(CONTEXT_PREFIX);
-    let forged: Vec<HeaderName> = headers.keys().filter(|name| context(name)).cloned().collect();
-    for name in forged {
-        headers.remove(name);
-    }
+    forwarded::strip_context(headers);
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

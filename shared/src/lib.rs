@@ -19,6 +19,7 @@ pub mod deferred;
 pub mod device;
 pub mod domain;
 pub mod error;
+pub mod forwarded;
 pub mod http;
 pub mod identity;
 pub mod lambda;

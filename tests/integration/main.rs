@@ -15,6 +15,7 @@ mod database_tls;
 mod device_cookie;
 mod embedded_restart;
 mod every_backend;
+mod example_notes;
 mod forward_auth;
 mod helpers;
 mod iac;

@@ -82,6 +82,19 @@ fn the_shipped_template_and_policy_agree_route_for_route() {
     assert!(out.contains("every protected route has a rule and every rule a route"), "{out}");
 }
 
+/// The example's template adds its routes to the Portcullis API behind the
+/// authorizer (`AWS::ApiGatewayV2::Route`s): its own policy decides each one.
+#[test]
+fn the_notes_example_template_and_policy_agree_route_for_route() {
+    let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/notes/template.yaml");
+    let policy = std::fs::read_to_string(crate::example_notes::POLICY).expect("the example's policy");
+    let (status, out) = run(Some(&policy), &["check", "--template", &template.display().to_string()]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("valid, 4 rules of the team's"), "{out}");
+    assert!(out.contains("4 routes, 4 behind the authorizer"), "{out}");
+    assert!(out.contains("every protected route has a rule and every rule a route"), "{out}");
+}
+
 #[test]
 fn check_names_every_disagreement_between_policy_and_template() {
     let (status, out) = run(Some(POLICY), &["check"]);

@@ -42,7 +42,7 @@ async fn app() -> TestApp {
 }
 
 /// Registers `email` with `roles` besides `user`, logs in: `(sub, access token)`.
-async fn person(app: &TestApp, email: &str, roles: &[&str]) -> (String, String) {
+pub(crate) async fn person(app: &TestApp, email: &str, roles: &[&str]) -> (String, String) {
     let creds = json!({"email": email, "password": GOOD_PASSWORD}).to_string();
     let (status, body, _) = parts(
         portcullis_login::handle(&app.login, request("POST", "/auth/register", Some(&creds), None)).await,

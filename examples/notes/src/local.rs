@@ -1,0 +1,55 @@
+//! The function as a local HTTP server behind `portcullis serve --upstream`:
+//! each request becomes the Lambda request API Gateway would deliver, with the
+//! authorizer context the proxy sent as headers
+//! ([`portcullis_shared::forwarded`]). Loopback only: those headers are
+//! trusted because nothing but the proxy on this machine can reach it.
+
+use crate::{handle, Deps};
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The largest request body read (the function's own limit is smaller).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Serves until the process ends; prints `notes: listening on http://ADDR`.
+pub async fn serve(deps: Arc<Deps>, addr: SocketAddr) -> std::io::Result<()> {
+    portcullis_shared::forwarded::require_loopback(&addr).map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    eprintln!("notes: listening on http://{}", listener.local_addr()?);
+    let app = axum::Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req| {
+        let deps = deps.clone();
+        async move { answer(&deps, req, peer).await }
+    });
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+}
+
+async fn answer(deps: &Deps, req: axum::extract::Request, peer: SocketAddr) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) if bytes.is_empty() => lambda_http::Body::Empty,
+        Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => lambda_http::Body::Text(text),
+            Err(raw) => lambda_http::Body::Binary(raw.into_bytes()),
+        },
+        Err(_) => {
+            let limit = MAX_BODY_BYTES;
+            return into_axum(portcullis_shared::http::finish(Err(
+                portcullis_shared::ApiError::PayloadTooLarge { limit },
+            )));
+        }
+    };
+    let request = portcullis_shared::forwarded::into_lambda_request(parts, body, peer);
+    into_axum(handle(deps, request).await)
+}
+
+fn into_axum(resp: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        lambda_http::Body::Empty => axum::body::Body::empty(),
+        lambda_http::Body::Text(text) => axum::body::Body::from(text),
+        lambda_http::Body::Binary(bytes) => axum::body::Body::from(bytes),
+        _ => axum::body::Body::empty(),
+    };
+    axum::response::Response::from_parts(parts, body)
+}

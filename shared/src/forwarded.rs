@@ -1,0 +1,169 @@
+//! The authorizer context on the one hop that is not API Gateway: the local
+//! forward-auth proxy (`portcullis serve --upstream`) writes it as
+//! `X-Portcullis-*` headers, and a team's function, run as a local HTTP server
+//! behind that proxy, reads them back into the request context that
+//! [`crate::http::Caller::from_request`] reads under Lambda. Writer and reader
+//! are this one module, so the two cannot drift.
+//!
+//! The headers are only as trustworthy as the hop: the proxy removes every copy
+//! a client sent, and a server that reads them must be reachable only through
+//! it (bound to loopback, see [`require_loopback`]).
+
+use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext};
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use lambda_http::request::RequestContext;
+use lambda_http::RequestExt;
+use std::collections::HashMap;
+
+/// The prefix of the context headers.
+pub const CONTEXT_PREFIX: &str = "x-portcullis-";
+
+/// The keys of the authorizer context (docs/security/policy.md, "What the backend learns").
+pub const CONTEXT_KEYS: [&str; 7] = ["sub", "sid", "roles", "permission", "api_key_id", "auth_time", "amr"];
+
+/// True for a header that could be read as context: `X-Portcullis-*`, with `_`
+/// read as `-` (some servers and CGI-style gateways treat them alike).
+pub fn is_context_header(name: &HeaderName) -> bool {
+    name.as_str().replace('_', "-").starts_with(CONTEXT_PREFIX)
+}
+
+/// Removes every context header (a client's copies, before the proxy adds its own).
+pub fn strip_context(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers.keys().filter(|name| is_context_header(name)).cloned().collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
+/// Writes `context` as headers (`api_key_id` as `x-portcullis-api-key-id`),
+/// after removing any the request already carried. Values that are not
+/// strings, or not valid header values, are left out.
+pub fn write_context(headers: &mut HeaderMap, context: &HashMap<String, serde_json::Value>) {
+    strip_context(headers);
+    for (key, value) in context {
+        let name = HeaderName::try_from(format!("{CONTEXT_PREFIX}{}", key.replace('_', "-")));
+        let value = value.as_str().map(HeaderValue::try_from);
+        if let (Ok(name), Some(Ok(value))) = (name, value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The context the headers carry: the known keys only, each from exactly one
+/// header (a repeated header is dropped, never joined). `None` without a `sub`.
+pub fn read_context(headers: &HeaderMap) -> Option<HashMap<String, serde_json::Value>> {
+    let mut context = HashMap::new();
+    for key in CONTEXT_KEYS {
+        let name = format!("{CONTEXT_PREFIX}{}", key.replace('_', "-"));
+        let mut values = headers.get_all(name.as_str()).iter();
+        if let (Some(value), None) = (values.next(), values.next()) {
+            if let Ok(text) = value.to_str() {
+                context.insert(key.to_owned(), serde_json::Value::from(text));
+            }
+        }
+    }
+    context.get("sub").and_then(|s| s.as_str()).filter(|s| !s.is_empty())?;
+    Some(context)
+}
+
+/// A request received from the forward-auth proxy as the Lambda function would
+/// receive it from API Gateway: the context headers become the authorizer
+/// context (none when they name no caller) and are removed from the headers,
+/// so the handler reads the caller only through `Caller::from_request`.
+pub fn into_lambda_request(
+    mut parts: http::request::Parts,
+    body: lambda_http::Body,
+    peer: std::net::SocketAddr,
+) -> lambda_http::Request {
+    let fields = read_context(&parts.headers);
+    strip_context(&mut parts.headers);
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.request_id = Some(uuid::Uuid::new_v4().to_string());
+    context.stage = Some("$default".into());
+    context.http.method = parts.method.clone();
+    context.http.path = Some(parts.uri.path().to_owned());
+    context.http.source_ip = Some(peer.ip().to_string());
+    if let Some(fields) = fields {
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.fields = fields;
+        context.authorizer = Some(authorizer);
+    }
+    http::Request::from_parts(parts, body).with_request_context(RequestContext::ApiGatewayV2(context))
+}
+
+/// Refuses an address other hosts could reach: a server that trusts the
+/// context headers must be reachable only through the proxy on this machine.
+pub fn require_loopback(addr: &std::net::SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{addr} is not a loopback address: a server that reads the forward-auth context must be reachable \
+             only through `portcullis serve --upstream` on this machine"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Caller;
+
+    fn context() -> HashMap<String, serde_json::Value> {
+        [
+            ("sub", "0193-ada"),
+            ("sid", "s1"),
+            ("roles", "user,support"),
+            ("permission", "notes:read"),
+            ("auth_time", "1764662400"),
+            ("amr", "pwd,otp"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+        .collect()
+    }
+
+    fn received(headers: HeaderMap) -> lambda_http::Request {
+        let mut req = http::Request::builder().uri("/notes/ada").body(()).expect("request");
+        *req.headers_mut() = headers;
+        let (parts, ()) = req.into_parts();
+        into_lambda_request(parts, lambda_http::Body::Empty, "127.0.0.1:9".parse().expect("addr"))
+    }
+
+    #[test]
+    fn what_the_proxy_writes_the_function_reads_as_the_caller_lambda_would_see() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-portcullis-roles", HeaderValue::from_static("admin"));
+        headers.insert("x_portcullis_permission", HeaderValue::from_static("notes:read:any"));
+        write_context(&mut headers, &context());
+        let req = received(headers);
+        let caller = Caller::from_request(&req).expect("caller");
+        assert_eq!(caller.sub, "0193-ada");
+        assert_eq!(caller.roles, ["user", "support"]);
+        assert_eq!(caller.permission.as_deref(), Some("notes:read"));
+        assert_eq!((caller.auth_time, caller.amr.len(), caller.api_key_id), (Some(1764662400), 2, None));
+        assert!(req.headers().keys().all(|k| !is_context_header(k)), "{:?}", req.headers());
+    }
+
+    #[test]
+    fn no_sub_or_a_repeated_header_is_no_context() {
+        assert!(Caller::from_request(&received(HeaderMap::new())).is_err());
+        let mut headers = HeaderMap::new();
+        headers.append("x-portcullis-sub", HeaderValue::from_static("ada"));
+        headers.append("x-portcullis-sub", HeaderValue::from_static("bob"));
+        assert!(Caller::from_request(&received(headers)).is_err());
+        let mut headers = HeaderMap::new();
+        write_context(&mut headers, &context());
+        headers.append("x-portcullis-roles", HeaderValue::from_static("admin"));
+        assert_eq!(Caller::from_request(&received(headers)).expect("caller").roles, Vec::<String>::new());
+    }
+
+    #[test]
+    fn only_a_loopback_address_may_serve_the_context() {
+        assert!(require_loopback(&"127.0.0.1:3000".parse().expect("addr")).is_ok());
+        assert!(require_loopback(&"[::1]:3000".parse().expect("addr")).is_ok());
+        assert!(require_loopback(&"0.0.0.0:3000".parse().expect("addr")).is_err());
+        assert!(require_loopback(&"192.168.1.2:3000".parse().expect("addr")).is_err());
+    }
+}
