@@ -91,11 +91,43 @@ where
     D: FnOnce(crate::routes::Resolved<'r, R>) -> F,
     F: std::future::Future<Output = HandlerResult>,
 {
-    let result = match crate::routes::resolve::<R>(req.method(), req.uri().path()) {
+    let result = match crate::routes::resolve::<R>(req.method(), served_path(req)) {
         Ok(found) => dispatch(found).await,
         Err(err) => Err(err),
     };
     finish(result)
+}
+
+/// The path the authorizer judged and the function serves: API Gateway's own
+/// (`rawPath` of an HTTP API, without the stage on the API's own endpoint; a
+/// REST API's `path`), never the URI that lambda_http rebuilds from the
+/// client's `Host` and `X-Forwarded-Proto` headers (a forged
+/// `X-Forwarded-Proto: https://x/other/path?` would move its path). Outside
+/// API Gateway (the local server, tests), the request's own path.
+pub fn served_path(req: &Request) -> &str {
+    let raw = req.raw_http_path();
+    if raw.is_empty() {
+        return req.uri().path();
+    }
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            without_stage(raw, ctx.stage.as_deref(), ctx.domain_name.as_deref())
+        }
+        _ => raw,
+    }
+}
+
+/// The path a route of the API names: on the API's own endpoint
+/// (`*.execute-api.<region>.amazonaws.com`), an HTTP API's `rawPath` begins
+/// with the stage's name on a named stage (never on `$default`), where its
+/// routes' paths do not. A custom domain's path holds no stage (its API
+/// mapping key, if any, stays: see docs/security/policy.md).
+pub fn without_stage<'a>(raw: &'a str, stage: Option<&str>, domain: Option<&str>) -> &'a str {
+    let aws = |d: &str| d.ends_with(".amazonaws.com") || d.ends_with(".amazonaws.com.cn");
+    let endpoint = domain.is_some_and(|d| d.contains(".execute-api.") && aws(d));
+    let Some(stage) = stage.filter(|s| endpoint && !s.is_empty() && *s != "$default") else { return raw };
+    let rest = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage));
+    rest.filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(raw)
 }
 
 /// Parses a JSON body strictly: `application/json` only (415), at most `limit`

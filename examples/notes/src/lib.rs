@@ -51,9 +51,11 @@ pub async fn handle(deps: &Deps, req: Request) -> Response<Body> {
 
 async fn route(deps: &Deps, req: &Request) -> HandlerResult {
     let caller = Caller::from_request(req)?;
-    // The path as the authorizer judged it: each segment decoded once; a path
-    // with no such form reached no rule, and reaches nothing here either.
-    let path = portcullis_shared::template::canonical(req.uri().path()).ok_or(ApiError::NotFound)?;
+    // The path as the authorizer judged it (API Gateway's, not the URI lambda_http
+    // rebuilds from client headers), each segment decoded once; a path with no
+    // such form reached no rule, and reaches nothing here either.
+    let served = portcullis_shared::http::served_path(req);
+    let path = portcullis_shared::template::canonical(served).ok_or(ApiError::NotFound)?;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     match (segments.as_slice(), req.method()) {
         (["notes", user], &Method::GET) => json(StatusCode::OK, &list(deps, user).await?),

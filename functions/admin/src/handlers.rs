@@ -77,13 +77,14 @@ pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, AdminRoute>, req: 
 /// request's route (defence in depth: the authorizer checked it already). A
 /// request the table gives no permission to is refused.
 pub(crate) fn require(deps: &Deps, req: &Request) -> Result<Caller, ApiError> {
-    let permission = match portcullis_shared::routes::find(req.method(), req.uri().path()) {
-        Ok(route) => match route.access {
-            portcullis_shared::routes::Access::Permission(permission) => permission,
-            _ => return Err(ApiError::Forbidden),
-        },
-        Err(_) => return Err(ApiError::Forbidden),
-    };
+    let permission =
+        match portcullis_shared::routes::find(req.method(), portcullis_shared::http::served_path(req)) {
+            Ok(route) => match route.access {
+                portcullis_shared::routes::Access::Permission(permission) => permission,
+                _ => return Err(ApiError::Forbidden),
+            },
+            Err(_) => return Err(ApiError::Forbidden),
+        };
     let caller = Caller::from_request(req)?;
     if caller.api_key_id.is_none() && !deps.policy.grants(&caller.roles, &caller.amr, permission) {
         return Err(ApiError::Forbidden);

@@ -72,19 +72,6 @@ pub async fn handle_event(deps: &Deps, event: Value) -> Value {
     }
 }
 
-/// The path a route of the API names: on the API's own endpoint
-/// (`*.execute-api.<region>.amazonaws.com`), an HTTP API's `rawPath` begins
-/// with the stage's name on a named stage (never on `$default`), where its
-/// routes' paths do not. A custom domain's path holds no stage (its API
-/// mapping key, if any, stays: see docs/security/policy.md).
-fn without_stage<'a>(raw: &'a str, stage: Option<&str>, domain: Option<&str>) -> &'a str {
-    let aws = |d: &str| d.ends_with(".amazonaws.com") || d.ends_with(".amazonaws.com.cn");
-    let endpoint = domain.is_some_and(|d| d.contains(".execute-api.") && aws(d));
-    let Some(stage) = stage.filter(|s| endpoint && !s.is_empty() && *s != "$default") else { return raw };
-    let rest = raw.strip_prefix('/').and_then(|r| r.strip_prefix(stage));
-    rest.filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(raw)
-}
-
 /// HTTP API simple response: `{isAuthorized, context}`.
 pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
     let stated = stated_method(&event, "/requestContext/http/method");
@@ -94,8 +81,10 @@ pub async fn handle_v2(deps: &Deps, event: Value) -> Value {
         Ok(request) => {
             let route =
                 request.route_key.as_deref().filter(|r| *r != "$default").and_then(|r| r.split_once(' '));
-            let raw =
-                request.raw_path.as_deref().map(|p| without_stage(p, stage.as_deref(), domain.as_deref()));
+            let raw = request
+                .raw_path
+                .as_deref()
+                .map(|p| portcullis_shared::http::without_stage(p, stage.as_deref(), domain.as_deref()));
             match lookup(route, stated.as_deref(), raw) {
                 Some((ask, templated)) => {
                     let params = &request.path_parameters;
