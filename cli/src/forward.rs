@@ -42,19 +42,34 @@ pub struct Upstream {
     scheme_authority: String,
     base_path: String,
     client: Client<HttpConnector, Body>,
+    /// Proves to the upstream that a request came through here ([`forwarded::PROXY_HEADER`]).
+    secret: zeroize::Zeroizing<String>,
 }
 
 impl Upstream {
-    /// `url`: `http://host:port[/base]`.
-    pub fn new(url: &str) -> anyhow::Result<Self> {
+    /// `url`: `http://host:port[/base]` on this machine (`localhost`, `127.0.0.0/8`
+    /// or `[::1]`: the context and the proxy secret travel in clear text). The
+    /// secret is read from `secret_file`, or created there.
+    pub fn new(url: &str, secret_file: &std::path::Path) -> anyhow::Result<Self> {
         let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("--upstream {url}: {e}"))?;
         let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             anyhow::bail!("--upstream must be an http:// URL with a host (the team's local backend)");
         };
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !local {
+            anyhow::bail!(
+                "--upstream {url}: the backend must be on this machine (localhost, 127.0.0.1 or [::1])"
+            );
+        }
+        let secret = forwarded::proxy_secret(secret_file, true)
+            .map_err(|e| anyhow::anyhow!("the proxy secret {}: {e}", secret_file.display()))?;
+        eprintln!("portcullis: the upstream checks the proxy secret in {}", secret_file.display());
         Ok(Self {
             scheme_authority: format!("http://{authority}"),
             base_path: uri.path().trim_end_matches('/').to_owned(),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            secret: zeroize::Zeroizing::new(secret),
         })
     }
 
@@ -72,7 +87,10 @@ impl Upstream {
         parts.uri = target.parse().map_err(|_| ApiError::BadGateway)?;
         let host = parts.headers.get(http::header::HOST).cloned();
         strip(&mut parts.headers);
-        forwarded::write_context(&mut parts.headers, context);
+        if let Err(why) = forwarded::write_context(&mut parts.headers, context, &self.secret) {
+            tracing::error!(why, "the authorizer context cannot be forwarded");
+            return Err(ApiError::internal(why));
+        }
         if let Some(host) = host {
             parts.headers.insert(HeaderName::from_static("x-forwarded-host"), host);
         }
@@ -117,5 +135,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in HOP_BY_HOP.iter().copied().chain(named.iter().map(String::as_str)) {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_must_be_on_this_machine() {
+        let file = std::env::temp_dir().join(format!("pc-upstream-{}/secret", uuid::Uuid::new_v4()));
+        for url in ["http://127.0.0.1:3000", "http://localhost:3000/base", "http://[::1]:3000"] {
+            assert!(Upstream::new(url, &file).is_ok(), "{url}");
+        }
+        for url in [
+            "http://10.0.0.7:3000",
+            "http://backend.example.com",
+            "https://127.0.0.1:3000",
+            "http://0.0.0.0:3000",
+        ] {
+            assert!(Upstream::new(url, &file).is_err(), "{url}");
+        }
     }
 }

@@ -121,7 +121,14 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve { addr, upstream } => {
             let config = Config::from_env()?;
-            let upstream = upstream.as_deref().map(forward::Upstream::new).transpose()?;
+            // Beside the local server's data (`.portcullis/`), where the upstream finds it.
+            let dir = config.sqlite_file.parent().filter(|p| !p.as_os_str().is_empty());
+            let secret_file = dir.map_or_else(
+                || std::path::PathBuf::from(portcullis_shared::forwarded::DEFAULT_SECRET_FILE),
+                |d| d.join("upstream-secret"),
+            );
+            let upstream =
+                upstream.as_deref().map(|url| forward::Upstream::new(url, &secret_file)).transpose()?;
             gateway::serve(config, addr, upstream).await
         }
         Command::Keys { command } => keys(command).await,

@@ -6,8 +6,10 @@
 //! are this one module, so the two cannot drift.
 //!
 //! The headers are only as trustworthy as the hop: the proxy removes every copy
-//! a client sent, and a server that reads them must be reachable only through
-//! it (bound to loopback, see [`require_loopback`]).
+//! a client sent and adds [`PROXY_HEADER`], a secret of this machine (a 0600
+//! file, [`proxy_secret`]) that another local process or a web page
+//! (DNS rebinding) cannot know. A server that reads the context accepts it only
+//! with that secret, and listens on loopback only ([`require_loopback`]).
 
 use aws_lambda_events::apigw::{ApiGatewayRequestAuthorizer, ApiGatewayV2httpRequestContext};
 use http::header::{HeaderName, HeaderValue};
@@ -18,6 +20,38 @@ use std::collections::HashMap;
 
 /// The prefix of the context headers.
 pub const CONTEXT_PREFIX: &str = "x-portcullis-";
+
+/// The header proving that a request came through the proxy.
+pub const PROXY_HEADER: &str = "x-portcullis-proxy";
+
+/// The default file of the proxy's secret, beside the local server's data.
+pub const DEFAULT_SECRET_FILE: &str = ".portcullis/upstream-secret";
+
+/// The proxy's secret: read from `file`, or created there (256 random bits,
+/// hex, the file 0600 in a 0700 folder) when `create` and it is absent.
+pub fn proxy_secret(file: &std::path::Path, create: bool) -> std::io::Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) if text.trim().len() == 64 => Ok(text.trim().to_owned()),
+        Ok(_) => Err(std::io::Error::other(format!("{} holds no proxy secret", file.display()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
+            let secret = hex::encode(crate::crypto::random_bytes::<32>());
+            let mut dir = std::fs::DirBuilder::new();
+            dir.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+            if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                dir.create(parent)?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            std::io::Write::write_all(&mut options.open(file)?, secret.as_bytes())?;
+            Ok(secret)
+        }
+        Err(err) => Err(err),
+    }
+}
 
 /// The keys of the authorizer context (docs/security/policy.md, "What the backend learns").
 pub const CONTEXT_KEYS: [&str; 7] = ["sub", "sid", "roles", "permission", "api_key_id", "auth_time", "amr"];
@@ -36,17 +70,41 @@ pub fn strip_context(headers: &mut HeaderMap) {
     }
 }
 
-/// Writes `context` as headers (`api_key_id` as `x-portcullis-api-key-id`),
-/// after removing any the request already carried. Values that are not
-/// strings, or not valid header values, are left out.
-pub fn write_context(headers: &mut HeaderMap, context: &HashMap<String, serde_json::Value>) {
+/// Writes `context` as headers (`api_key_id` as `x-portcullis-api-key-id`)
+/// and the proxy's `secret`, after removing any the request already carried.
+/// A value that cannot be written (not a string, not a header value) fails the
+/// whole context: a key's id left out would make the key read as a person.
+pub fn write_context(
+    headers: &mut HeaderMap,
+    context: &HashMap<String, serde_json::Value>,
+    secret: &str,
+) -> Result<(), String> {
     strip_context(headers);
     for (key, value) in context {
         let name = HeaderName::try_from(format!("{CONTEXT_PREFIX}{}", key.replace('_', "-")));
         let value = value.as_str().map(HeaderValue::try_from);
-        if let (Ok(name), Some(Ok(value))) = (name, value) {
-            headers.insert(name, value);
+        match (name, value) {
+            (Ok(name), Some(Ok(value))) => {
+                headers.insert(name, value);
+            }
+            _ => return Err(format!("the context value of `{key}` is no header value")),
         }
+    }
+    let secret =
+        HeaderValue::try_from(secret).map_err(|_| "the proxy secret is no header value".to_owned())?;
+    headers.insert(PROXY_HEADER, secret);
+    Ok(())
+}
+
+/// True when the request carries exactly one proxy header equal to `secret`
+/// (compared in constant time).
+fn from_proxy(headers: &HeaderMap, secret: &str) -> bool {
+    let mut values = headers.get_all(PROXY_HEADER).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => {
+            aws_lc_rs::constant_time::verify_slices_are_equal(value.as_bytes(), secret.as_bytes()).is_ok()
+        }
+        _ => false,
     }
 }
 
@@ -69,14 +127,17 @@ pub fn read_context(headers: &HeaderMap) -> Option<HashMap<String, serde_json::V
 
 /// A request received from the forward-auth proxy as the Lambda function would
 /// receive it from API Gateway: the context headers become the authorizer
-/// context (none when they name no caller) and are removed from the headers,
-/// so the handler reads the caller only through `Caller::from_request`.
+/// context and are removed from the headers, so the handler reads the caller
+/// only through `Caller::from_request`. Without the proxy's `secret` (or with
+/// no secret to compare, `None`), or naming no caller, there is no context.
 pub fn into_lambda_request(
     mut parts: http::request::Parts,
     body: lambda_http::Body,
     peer: std::net::SocketAddr,
+    secret: Option<&str>,
 ) -> lambda_http::Request {
-    let fields = read_context(&parts.headers);
+    let proven = secret.is_some_and(|secret| from_proxy(&parts.headers, secret));
+    let fields = read_context(&parts.headers).filter(|_| proven);
     strip_context(&mut parts.headers);
     let mut context = ApiGatewayV2httpRequestContext::default();
     context.request_id = Some(uuid::Uuid::new_v4().to_string());
@@ -124,11 +185,18 @@ mod tests {
         .collect()
     }
 
+    const SECRET: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
+
     fn received(headers: HeaderMap) -> lambda_http::Request {
         let mut req = http::Request::builder().uri("/notes/ada").body(()).expect("request");
         *req.headers_mut() = headers;
         let (parts, ()) = req.into_parts();
-        into_lambda_request(parts, lambda_http::Body::Empty, "127.0.0.1:9".parse().expect("addr"))
+        into_lambda_request(
+            parts,
+            lambda_http::Body::Empty,
+            "127.0.0.1:9".parse().expect("addr"),
+            Some(SECRET),
+        )
     }
 
     #[test]
@@ -136,7 +204,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-portcullis-roles", HeaderValue::from_static("admin"));
         headers.insert("x_portcullis_permission", HeaderValue::from_static("notes:read:any"));
-        write_context(&mut headers, &context());
+        write_context(&mut headers, &context(), SECRET).expect("written");
         let req = received(headers);
         let caller = Caller::from_request(&req).expect("caller");
         assert_eq!(caller.sub, "0193-ada");
@@ -154,9 +222,55 @@ mod tests {
         headers.append("x-portcullis-sub", HeaderValue::from_static("bob"));
         assert!(Caller::from_request(&received(headers)).is_err());
         let mut headers = HeaderMap::new();
-        write_context(&mut headers, &context());
+        write_context(&mut headers, &context(), SECRET).expect("written");
         headers.append("x-portcullis-roles", HeaderValue::from_static("admin"));
         assert_eq!(Caller::from_request(&received(headers)).expect("caller").roles, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_context_without_the_proxys_secret_is_no_context() {
+        let mut headers = HeaderMap::new();
+        write_context(&mut headers, &context(), SECRET).expect("written");
+        headers.insert(PROXY_HEADER, HeaderValue::from_static("guess"));
+        assert!(Caller::from_request(&received(headers)).is_err(), "a wrong secret");
+        let mut headers = HeaderMap::new();
+        write_context(&mut headers, &context(), SECRET).expect("written");
+        headers.remove(PROXY_HEADER);
+        assert!(Caller::from_request(&received(headers)).is_err(), "no secret");
+        let mut headers = HeaderMap::new();
+        write_context(&mut headers, &context(), SECRET).expect("written");
+        headers.append(PROXY_HEADER, HeaderValue::from_static(SECRET));
+        assert!(Caller::from_request(&received(headers)).is_err(), "two secrets");
+        let mut headers = HeaderMap::new();
+        write_context(&mut headers, &context(), SECRET).expect("written");
+        let (parts, ()) = {
+            let mut req = http::Request::builder().uri("/").body(()).expect("request");
+            *req.headers_mut() = headers;
+            req.into_parts()
+        };
+        let req =
+            into_lambda_request(parts, lambda_http::Body::Empty, "127.0.0.1:9".parse().expect("addr"), None);
+        assert!(Caller::from_request(&req).is_err(), "nothing to compare with");
+        let mut bad = context();
+        bad.insert("api_key_id".into(), serde_json::Value::from("k1\n"));
+        bad.insert("sid".into(), serde_json::Value::from(7));
+        assert!(write_context(&mut HeaderMap::new(), &bad, SECRET).is_err());
+    }
+
+    #[test]
+    fn the_secret_file_is_created_once_private_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("pc-proxy-{}", uuid::Uuid::new_v4()));
+        let file = dir.join("nested/upstream-secret");
+        assert!(proxy_secret(&file, false).is_err(), "absent and not to be created");
+        let made = proxy_secret(&file, true).expect("created");
+        assert_eq!((made.len(), proxy_secret(&file, false).expect("read")), (64, made.clone()));
+        assert_eq!(proxy_secret(&file, true).expect("kept"), made);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! a route the backend serves but the policy does not name is refused.
 
 use crate::helpers::{binary, hex_token};
-use crate::local_server::{admin_login, call, login, login_with_second_factor, serve, Server};
+use crate::local_server::{admin_login, call, login, login_with_second_factor, serve_in, Server};
 use portcullis_authorizer::handle_v2;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -36,10 +36,12 @@ pub(crate) async fn notes_table() -> String {
     table
 }
 
-/// The example binary as a local server on a free loopback port: (process, URL).
-async fn notes_server(table: &str) -> (tokio::process::Child, String) {
+/// The example binary as a local server on a free loopback port, trusting the
+/// proxy secret in `secret_file`: (process, URL).
+async fn notes_server(table: &str, secret_file: &std::path::Path) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(binary("portcullis-example-notes"))
         .env("NOTES_TABLE", table)
+        .env("NOTES_PROXY_SECRET_FILE", secret_file)
         .env("NOTES_LISTEN", "127.0.0.1:0")
         .env_remove("AWS_LAMBDA_RUNTIME_API")
         .stderr(std::process::Stdio::piped())
@@ -120,9 +122,12 @@ async fn api_key(server: &Server, root: &str, permissions: &[&str]) -> String {
 #[tokio::test]
 async fn the_notes_example_behind_the_local_forward_auth() {
     portcullis_shared::crypto::install_tls_provider();
-    let (_notes, upstream) = notes_server(&notes_table().await).await;
-    let server =
-        serve(&[("PORTCULLIS_POLICY_FILE", POLICY.to_owned()), ("PORTCULLIS_UPSTREAM", upstream)]).await;
+    // The proxy writes its secret beside its data; the example reads it there.
+    let dir = std::env::temp_dir().join(format!("pc-serve-{}", hex_token()));
+    let (_notes, upstream) =
+        notes_server(&notes_table().await, &dir.join(".portcullis/upstream-secret")).await;
+    let env = [("PORTCULLIS_POLICY_FILE", POLICY.to_owned()), ("PORTCULLIS_UPSTREAM", upstream.clone())];
+    let server = serve_in(&dir, &env).await;
     let ada = register(&server, "ada@example.com").await;
     let bob = register(&server, "bob@example.com").await;
     let sam = register(&server, "sam@example.com").await;
@@ -165,6 +170,17 @@ async fn the_notes_example_behind_the_local_forward_auth() {
         let (status, _) = send(&server, method.clone(), path, Auth::Forged(&bob_token, &ada), body).await;
         assert_eq!(status, 403, "{method} {path} with a forged context header");
     }
+    // Straight to the example, past the proxy: a forged context without the
+    // proxy's secret names no caller, whatever it claims.
+    let forged = reqwest::Client::new()
+        .get(format!("{upstream}{ada_note}"))
+        .header("x-portcullis-sub", ada.as_str())
+        .header("x-portcullis-roles", "user")
+        .header("x-portcullis-proxy", "0".repeat(64))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(forged.status().as_u16(), 401, "a caller forged past the proxy");
     // A route the backend serves but the policy does not name: refused before it.
     let (status, body) =
         send(&server, Method::GET, &format!("{ada_note}/raw"), Auth::Bearer(&ada_token), None).await;

@@ -117,6 +117,9 @@ async fn the_local_server_authorizes_every_request_for_the_team_backend_and_forw
     assert_eq!(seen["query"], "x=1");
     assert_eq!(seen["context"]["x-portcullis-sub"], ada.as_str(), "{seen}");
     assert_eq!(seen["context"]["x-portcullis-roles"], "user", "{seen}");
+    let secret =
+        std::fs::read_to_string(server.dir.join(".portcullis/upstream-secret")).expect("the proxy secret");
+    assert_eq!(seen["context"]["x-portcullis-proxy"], secret.trim(), "the proxy proves the hop: {seen}");
     assert_eq!(seen["context"]["x-portcullis-permission"], "orders:read");
     assert_eq!(seen["context"]["x-portcullis-amr"], "pwd");
     assert_eq!(seen["context"].get("x-portcullis-api-key-id"), None, "{seen}");

@@ -11,7 +11,8 @@ const ADMIN_PASSWORD: &str = "granite-heron-solstice-ember-58";
 pub(crate) struct Server {
     _child: tokio::process::Child,
     pub(crate) base: String,
-    _dir: std::path::PathBuf,
+    /// Its working directory (the home of its `.portcullis/`).
+    pub(crate) dir: std::path::PathBuf,
 }
 
 pub(crate) async fn serve(env: &[(&str, String)]) -> Server {
@@ -57,7 +58,7 @@ pub(crate) async fn serve_in(dir: &std::path::Path, env: &[(&str, String)]) -> S
     .await
     .expect("server starts within 60 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { _child: child, base, _dir: dir }
+    Server { _child: child, base, dir }
 }
 
 pub(crate) async fn call(

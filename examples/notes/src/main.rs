@@ -1,6 +1,7 @@
 //! Wiring: under Lambda (`AWS_LAMBDA_RUNTIME_API` set) the function answers API
 //! Gateway's events; otherwise it serves HTTP on `NOTES_LISTEN` (loopback only,
-//! default `127.0.0.1:3000`) behind `portcullis serve --upstream`.
+//! default `127.0.0.1:3000`) behind `portcullis serve --upstream`, whose secret
+//! it reads from `NOTES_PROXY_SECRET_FILE` (default `.portcullis/upstream-secret`).
 
 use lambda_http::{service_fn, Request};
 use portcullis_example_notes::{handle, Deps, Notes};
@@ -29,6 +30,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     }
     let addr = std::env::var("NOTES_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let addr = addr.parse().map_err(|e| format!("NOTES_LISTEN={addr}: {e}"))?;
-    portcullis_example_notes::local::serve(deps, addr).await?;
+    let secret_file = std::env::var("NOTES_PROXY_SECRET_FILE")
+        .unwrap_or_else(|_| portcullis_shared::forwarded::DEFAULT_SECRET_FILE.into());
+    portcullis_example_notes::local::serve(deps, addr, secret_file.into()).await?;
     Ok(())
 }
