@@ -112,9 +112,21 @@ async fn user_token(client: &Client, pool: &Pool, username: &str, group: Option<
     auth.authentication_result().and_then(|r| r.access_token()).expect("access token").to_owned()
 }
 
+/// A deployment's policy where the pool's `support` group reads tickets (a
+/// team permission: a pool's password-only token can hold it).
+const POLICY: &str = r#"{
+  "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read", "tickets:read"],
+  "roles": {"user": [], "support": ["tickets:read"],
+            "admin": {"grants": ["users:*", "sessions:*", "apikeys:*", "audit:*"], "mfa": true}},
+  "routes": [{"method": "GET", "path": "/tickets", "permission": "tickets:read"}]
+}"#;
+
 async fn authorizer_for(pool: &Pool, client_id: &str) -> portcullis_authorizer::Deps {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run scripts/test.sh");
+    let policy = std::env::temp_dir().join(format!("pc-cognito-policy-{}.json", crate::helpers::hex_token()));
+    std::fs::write(&policy, POLICY).expect("policy");
     let cfg = config(&[
+        ("PORTCULLIS_POLICY_FILE", policy.display().to_string()),
         ("PORTCULLIS_LOCAL_KEY_FILE", key_file()),
         ("PORTCULLIS_COGNITO_USER_POOL_ID", pool.id.clone()),
         ("PORTCULLIS_COGNITO_REGION", "us-east-1".into()),
@@ -140,11 +152,11 @@ async fn the_authorizer_accepts_its_pool_and_refuses_others() {
     let stranger = user_token(&client, &b, "eve", Some("admin")).await;
     let deps = authorizer_for(&a, &a.client_id).await;
 
-    match decide(&deps, "GET", "/admin/users", &support).await {
+    match decide(&deps, "GET", "/tickets", &support).await {
         Decision::Allow(identity) => assert_eq!(identity.roles, ["support"]),
         other => panic!("pool token with the support group refused: {other:?}"),
     }
-    assert_eq!(decide(&deps, "GET", "/admin/users", &plain).await, Decision::Forbidden);
+    assert_eq!(decide(&deps, "GET", "/tickets", &plain).await, Decision::Forbidden);
     assert_eq!(decide(&deps, "POST", "/admin/api-keys", &support).await, Decision::Forbidden);
     // Another pool (even with an admin group), a tampered token, another client: refused.
     assert_eq!(decide(&deps, "GET", "/admin/users", &stranger).await, Decision::Unauthorized);

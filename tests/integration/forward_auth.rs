@@ -11,7 +11,7 @@ use std::sync::Arc;
 const POLICY: &str = r#"{
   "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
                   "orders:read", "orders:read:any"],
-  "roles": {"user": ["orders:read"], "admin": ["users:*", "sessions:*", "apikeys:*", "audit:*"]},
+  "roles": {"user": ["orders:read"], "admin": {"grants": ["users:*", "sessions:*", "apikeys:*", "audit:*"], "mfa": true}},
   "routes": [
     {"method": "GET", "path": "/orders/{user_id}/{order_id}", "permission": "orders:read",
      "owner": {"param": "user_id", "unless": "orders:read:any"}},

@@ -159,7 +159,8 @@ async fn rbac_role_changes_revocations_and_api_keys_apply_on_the_next_request() 
         .as_str()
         .expect("id")
         .to_owned();
-    let user = login(&server, "jack@example.com", PASSWORD).await;
+    // Jack signs in with a second factor, as the shipped `support` role's grants need.
+    let user = login_with_second_factor(&server, "jack@example.com", PASSWORD).await;
     let admin = admin_login(&server).await;
     let users_url = format!("{}/admin/users", server.base);
 

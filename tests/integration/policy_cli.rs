@@ -11,7 +11,7 @@ const POLICY: &str = r#"{
   "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
                   "orders:read", "orders:read:any", "orders:refund", "reports:read"],
   "roles": {"user": ["orders:read"], "support": {"grants": ["orders:read", "orders:read:any"], "mfa": true},
-            "admin": ["users:*", "sessions:*", "apikeys:*", "audit:*"], "finance": ["orders:*", "reports:read"]},
+            "admin": {"grants": ["users:*", "sessions:*", "apikeys:*", "audit:*"], "mfa": true}, "finance": ["orders:*", "reports:read"]},
   "routes": [
     {"method": "GET", "path": "/orders/{user_id}/{order_id}", "permission": "orders:read",
      "owner": {"param": "user_id", "unless": "orders:read:any"}, "api_keys": true},

@@ -19,7 +19,7 @@ const POLICY: &str = r#"{
                   "orders:read", "orders:read:any", "orders:refund", "orders:export"],
   "roles": {
     "user": ["orders:read", "orders:export"],
-    "support": ["users:read", "orders:read:any", "orders:refund"],
+    "support": ["orders:read:any", "orders:refund"],
     "admin": {"grants": ["users:*", "sessions:*", "apikeys:*", "audit:*", "orders:*"], "mfa": true}
   },
   "routes": [

@@ -57,15 +57,28 @@ impl App {
         self.call(self.world.bearer(request(method, path, body), &person.token).await).await
     }
 
-    /// A request whose authorizer context names these roles, as if the
-    /// authorizer had let it through (defence in depth: the handler re-checks).
+    /// A request whose authorizer context names these roles, with a second
+    /// factor in `amr`, as if the authorizer had let it through (defence in
+    /// depth: the handler re-checks).
     async fn with_roles(&self, roles: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
+        self.with_roles_amr(roles, "pwd,otp", method, path, body).await
+    }
+
+    /// [`App::with_roles`] with this `amr`.
+    async fn with_roles_amr(
+        &self,
+        roles: &str,
+        amr: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Reply {
         let context = serde_json::json!({
             "sub": "01900000-0000-7000-8000-00000000abcd",
             "sid": "00000000-0000-4000-8000-000000000000",
             "roles": roles,
             "auth_time": portcullis_shared::clock::Clock::now_secs(&self.world.clock).to_string(),
-            "amr": "pwd",
+            "amr": amr,
         });
         let context = context.as_object().expect("an object").clone();
         self.call(with_context(request(method, path, body), &context)).await
@@ -111,25 +124,22 @@ async fn a_caller_without_the_routes_permission_is_refused_403() {
     assert!(app.world.audit().iter().all(|e| e.event_type != EventType::RoleGranted));
 }
 
-/// The shipped policy holds `admin` and `auditor` to a second factor: with a
+/// The shipped policy holds `admin`, `auditor` and `support` to a second factor: with a
 /// password-only login their grants count for nothing, at the authorizer and
 /// in the handler's own re-check; the same person with TOTP in `amr` passes.
 #[tokio::test]
 async fn the_shipped_employee_roles_count_only_with_a_second_factor() {
     let app = app().await;
-    for role in ["admin", "auditor"] {
+    for role in ["admin", "auditor", "support"] {
+        let path = if role == "support" { "/admin/users" } else { "/admin/audit" };
         let id = register(&app.login, &format!("{role}@example.com")).await;
         let user = UserId::parse(&id).expect("a user id");
         app.world.backends.users.grant_role(user, &Role::parse(role).expect("role"), 0).await.expect("grant");
         let password_only = sign_in(&app.login, &format!("{role}@example.com")).await.text("access_token");
-        assert_eq!(
-            app.world.decide("GET", "/admin/audit", &password_only).await,
-            Decision::Forbidden,
-            "{role}"
-        );
-        assert_eq!(app.with_roles(role, "GET", "/admin/audit", None).await.status, 403, "{role}");
+        assert_eq!(app.world.decide("GET", path, &password_only).await, Decision::Forbidden, "{role}");
+        assert_eq!(app.with_roles_amr(role, "pwd", "GET", path, None).await.status, 403, "{role}");
         let both = app.world.with_second_factor(&app.login, &password_only).await;
-        let answer = app.call(app.world.bearer(request("GET", "/admin/audit", None), &both).await).await;
+        let answer = app.call(app.world.bearer(request("GET", path, None), &both).await).await;
         assert_eq!(answer.status, 200, "{role}: {}", answer.body);
     }
 }
@@ -162,7 +172,9 @@ async fn an_admin_lists_users_with_their_emails_decrypted_in_pages() {
 async fn an_admin_grants_and_revokes_a_role_and_the_targets_session_follows() {
     let app = app().await;
     let admin = app.person("root@example.com", &["admin"]).await;
-    let target = app.person("yan@example.com", &[]).await;
+    let mut target = app.person("yan@example.com", &[]).await;
+    // With a second factor already, as the shipped `support` role's grants need.
+    target.token = app.world.with_second_factor(&app.login, &target.token).await;
     let roles = format!("/admin/users/{}/roles", target.id);
     assert_eq!(app.decide(&target, "GET", "/admin/users").await, Decision::Forbidden);
     let granted = app.as_person(&admin, "POST", &roles, Some(&role("support"))).await;

@@ -92,7 +92,7 @@ pub fn team_policy(n: usize) -> portcullis_shared::rbac::Policy {
     let policy = serde_json::json!({
         "permissions": ["users:read", "users:manage", "sessions:revoke", "apikeys:manage", "audit:read",
                         "items:read", "items:read:any"],
-        "roles": {"user": ["items:read"], "admin": ["users:*", "sessions:*", "apikeys:*", "audit:*"]},
+        "roles": {"user": ["items:read"], "admin": {"grants": ["users:*", "sessions:*", "apikeys:*", "audit:*"], "mfa": true}},
         "routes": routes
     });
     portcullis_shared::rbac::Policy::parse(&policy.to_string()).expect("the team policy is valid")

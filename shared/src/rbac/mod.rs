@@ -41,6 +41,11 @@ pub enum PolicyError {
     DuplicateRoute { index: usize, method: String, path: String, other: String },
     #[error("role `user` (every account's) may not grant Portcullis' own permission `{0}`")]
     DefaultRoleTooStrong(String),
+    #[error(
+        "role `{role}` grants Portcullis' own permission `{permission}` without a second factor: write it \
+         {{\"grants\": [...], \"mfa\": true}} (a stolen password alone must not administer accounts)"
+    )]
+    EmployeeRoleWithoutSecondFactor { role: String, permission: String },
 }
 
 #[derive(Deserialize)]
@@ -131,6 +136,16 @@ impl Policy {
         };
         if let Some(p) = policy.permissions_of("user").into_iter().find(|p| table(p)) {
             return Err(PolicyError::DefaultRoleTooStrong(p.to_owned()));
+        }
+        // Every other role that reaches Portcullis' administration (accounts,
+        // sessions, API keys, the audit trail) counts only with a second factor.
+        for role in
+            policy.roles.iter().filter(|(name, def)| name.as_str() != "user" && !def.mfa).map(|(n, _)| n)
+        {
+            if let Some(p) = policy.permissions_of(role).into_iter().find(|p| table(p)) {
+                let (role, permission) = (role.clone(), p.to_owned());
+                return Err(PolicyError::EmployeeRoleWithoutSecondFactor { role, permission });
+            }
         }
         Ok(policy)
     }

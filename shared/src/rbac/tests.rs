@@ -274,6 +274,22 @@ fn every_mistake_in_a_policy_file_is_a_load_error_naming_the_rule() {
     let user =
         Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{"user": ["users:*"]}}}}"#));
     assert!(matches!(user, Err(PolicyError::DefaultRoleTooStrong(_))), "{user:?}");
+    // A role that administers accounts, sessions, keys or the audit trail needs a
+    // second factor; one that grants only the team's permissions does not.
+    for grants in
+        [r#"["users:*"]"#, r#"["sessions:revoke"]"#, r#"["audit:read"]"#, r#"{"grants": ["apikeys:manage"]}"#]
+    {
+        let weak =
+            Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{"ops": {grants}}}}}"#));
+        assert!(
+            matches!(weak, Err(PolicyError::EmployeeRoleWithoutSecondFactor { .. })),
+            "{grants}: {weak:?}"
+        );
+    }
+    let held = r#"{"grants": ["users:*", "audit:*"], "mfa": true}"#;
+    assert!(
+        Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{"ops": {held}}}}}"#)).is_ok()
+    );
     let shape =
         Policy::parse(&format!(r#"{{"permissions": {PERMISSIONS}, "roles": {{"x": {{"grant": []}}}}}}"#));
     assert!(matches!(shape, Err(PolicyError::InvalidRoleShape { .. })), "{shape:?}");
