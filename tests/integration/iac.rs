@@ -582,3 +582,16 @@ fn the_authorizer_is_called_for_api_keys_too() {
     }
     assert_eq!(identity.get("ReauthorizeEvery").and_then(Value::as_str), Some("0"), "caching must be off");
 }
+
+/// A layer's code runs inside the functions that use it (Lambda starts any
+/// extension it holds): the policy layer can only be one of this account's.
+#[test]
+fn the_policy_layer_is_always_one_of_this_accounts() {
+    let text = template();
+    let layers: Vec<&str> = text.lines().filter(|l| l.contains(":layer:")).collect();
+    assert_eq!(layers.len(), 2, "the authorizer's and the admin function's: {layers:?}");
+    for line in layers {
+        assert!(line.contains(":${AWS::AccountId}:layer:${PolicyLayerName}:"), "{line}");
+    }
+    assert!(!text.contains("PolicyLayerArn"), "a layer ARN parameter would admit another account's");
+}
