@@ -23,6 +23,7 @@ pub mod forwarded;
 pub mod http;
 pub mod identity;
 pub mod lambda;
+pub mod mail;
 pub mod mfa;
 pub mod policy;
 pub mod rbac;

@@ -25,6 +25,7 @@ mod lambda_runtime;
 mod least_privilege;
 mod local_server;
 mod login_mysql;
+mod mail;
 mod mfa;
 mod password_breach;
 mod policy_cli;
