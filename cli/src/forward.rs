@@ -47,19 +47,19 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// `url`: `http://host:port[/base]` on this machine (`localhost`, `127.0.0.0/8`
-    /// or `[::1]`: the context and the proxy secret travel in clear text). The
-    /// secret is read from `secret_file`, or created there.
+    /// `url`: `http://host:port[/base]` on this machine, by address (`127.0.0.0/8`
+    /// or `[::1]`: the context and the proxy secret travel in clear text, and a
+    /// name such as `localhost` may resolve to an address another local user
+    /// listens on). The secret is read from `secret_file`, or created there.
     pub fn new(url: &str, secret_file: &std::path::Path) -> anyhow::Result<Self> {
         let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("--upstream {url}: {e}"))?;
         let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             anyhow::bail!("--upstream must be an http:// URL with a host (the team's local backend)");
         };
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-        let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if !local {
+        if !host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
             anyhow::bail!(
-                "--upstream {url}: the backend must be on this machine (localhost, 127.0.0.1 or [::1])"
+                "--upstream {url}: name the backend on this machine by address (127.0.0.1 or [::1])"
             );
         }
         let secret = forwarded::proxy_secret(secret_file, true)
@@ -102,6 +102,8 @@ impl Upstream {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
+                // Nothing of the context (nor a backend's echo of the proof) goes back out.
+                forwarded::strip_context(&mut parts.headers);
                 Ok(Response::from_parts(parts, Body::new(body)))
             }
             Err(err) => {
@@ -145,12 +147,13 @@ mod tests {
     #[test]
     fn the_upstream_must_be_on_this_machine() {
         let file = std::env::temp_dir().join(format!("pc-upstream-{}/secret", uuid::Uuid::new_v4()));
-        for url in ["http://127.0.0.1:3000", "http://localhost:3000/base", "http://[::1]:3000"] {
+        for url in ["http://127.0.0.1:3000", "http://127.0.0.1:3000/base", "http://[::1]:3000"] {
             assert!(Upstream::new(url, &file).is_ok(), "{url}");
         }
         for url in [
             "http://10.0.0.7:3000",
             "http://backend.example.com",
+            "http://localhost:3000",
             "https://127.0.0.1:3000",
             "http://0.0.0.0:3000",
         ] {

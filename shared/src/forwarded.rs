@@ -28,11 +28,13 @@ pub const PROXY_HEADER: &str = "x-portcullis-proxy";
 pub const DEFAULT_SECRET_FILE: &str = ".portcullis/upstream-secret";
 
 /// The proxy's secret: read from `file`, or created there (256 random bits,
-/// hex, the file 0600 in a 0700 folder) when `create` and it is absent.
+/// hex, the file 0600 in a 0700 folder) when `create` and it is absent. A file
+/// another user could have written or read (a symlink, not a regular file, not
+/// ours, readable or writable by others, in a folder others may write to) is
+/// refused: whoever planted it would know the secret.
 pub fn proxy_secret(file: &std::path::Path, create: bool) -> std::io::Result<String> {
-    match std::fs::read_to_string(file) {
-        Ok(text) if text.trim().len() == 64 => Ok(text.trim().to_owned()),
-        Ok(_) => Err(std::io::Error::other(format!("{} holds no proxy secret", file.display()))),
+    match read_private(file) {
+        Ok(secret) => Ok(secret),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
             let secret = hex::encode(crate::crypto::random_bytes::<32>());
             let mut dir = std::fs::DirBuilder::new();
@@ -47,10 +49,43 @@ pub fn proxy_secret(file: &std::path::Path, create: bool) -> std::io::Result<Str
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             std::io::Write::write_all(&mut options.open(file)?, secret.as_bytes())?;
-            Ok(secret)
+            // Read back through the same checks (another process may have won the race).
+            read_private(file)
         }
         Err(err) => Err(err),
     }
+}
+
+/// The secret in `file`, if only this user could have put it there.
+fn read_private(file: &std::path::Path) -> std::io::Result<String> {
+    let refuse = |why: &str| std::io::Error::other(format!("{}: {why}", file.display()));
+    let meta = std::fs::symlink_metadata(file)?;
+    if !meta.file_type().is_file() || meta.len() > 128 {
+        return Err(refuse("not a regular file of a proxy secret"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if meta.mode() & 0o077 != 0 {
+            return Err(refuse("readable or writable by others (it must be 0600)"));
+        }
+        // The process's own user, as Linux reports it.
+        if let Ok(me) = std::fs::metadata("/proc/self") {
+            if meta.uid() != me.uid() {
+                return Err(refuse("owned by another user"));
+            }
+        }
+        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if std::fs::metadata(parent)?.mode() & 0o022 != 0 {
+            return Err(refuse("in a folder others may write to"));
+        }
+    }
+    let text = std::fs::read_to_string(file)?;
+    let secret = text.trim();
+    if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(refuse("holds no proxy secret"));
+    }
+    Ok(secret.to_owned())
 }
 
 /// The keys of the authorizer context (docs/security/policy.md, "What the backend learns").
@@ -90,9 +125,13 @@ pub fn write_context(
             _ => return Err(format!("the context value of `{key}` is no header value")),
         }
     }
-    let secret =
-        HeaderValue::try_from(secret).map_err(|_| "the proxy secret is no header value".to_owned())?;
-    headers.insert(PROXY_HEADER, secret);
+    // Only a request that names a caller needs the proof (a public route's has none).
+    if context.get("sub").and_then(|s| s.as_str()).is_some_and(|s| !s.is_empty()) {
+        let mut secret =
+            HeaderValue::try_from(secret).map_err(|_| "the proxy secret is no header value".to_owned())?;
+        secret.set_sensitive(true);
+        headers.insert(PROXY_HEADER, secret);
+    }
     Ok(())
 }
 
@@ -109,16 +148,19 @@ fn from_proxy(headers: &HeaderMap, secret: &str) -> bool {
 }
 
 /// The context the headers carry: the known keys only, each from exactly one
-/// header (a repeated header is dropped, never joined). `None` without a `sub`.
+/// header. `None` without a `sub`, or when any of them is repeated or not
+/// text: a dropped `api_key_id` would make a key read as a person.
 pub fn read_context(headers: &HeaderMap) -> Option<HashMap<String, serde_json::Value>> {
     let mut context = HashMap::new();
     for key in CONTEXT_KEYS {
         let name = format!("{CONTEXT_PREFIX}{}", key.replace('_', "-"));
         let mut values = headers.get_all(name.as_str()).iter();
-        if let (Some(value), None) = (values.next(), values.next()) {
-            if let Ok(text) = value.to_str() {
-                context.insert(key.to_owned(), serde_json::Value::from(text));
+        match (values.next(), values.next()) {
+            (None, _) => {}
+            (Some(value), None) => {
+                context.insert(key.to_owned(), serde_json::Value::from(value.to_str().ok()?));
             }
+            (Some(_), Some(_)) => return None,
         }
     }
     context.get("sub").and_then(|s| s.as_str()).filter(|s| !s.is_empty())?;
@@ -224,7 +266,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         write_context(&mut headers, &context(), SECRET).expect("written");
         headers.append("x-portcullis-roles", HeaderValue::from_static("admin"));
-        assert_eq!(Caller::from_request(&received(headers)).expect("caller").roles, Vec::<String>::new());
+        assert!(Caller::from_request(&received(headers)).is_err(), "a repeated context header");
     }
 
     #[test]
@@ -263,6 +305,22 @@ mod tests {
         let file = dir.join("nested/upstream-secret");
         assert!(proxy_secret(&file, false).is_err(), "absent and not to be created");
         let made = proxy_secret(&file, true).expect("created");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Planted or loosened: refused, never trusted.
+            let planted = dir.join("planted");
+            std::fs::write(&planted, "a".repeat(64)).expect("write");
+            std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(proxy_secret(&planted, false).is_err(), "a 0644 file");
+            let link = dir.join("nested/link");
+            std::os::unix::fs::symlink(&file, &link).expect("symlink");
+            assert!(proxy_secret(&link, false).is_err(), "a symlink");
+            let open = dir.join("open");
+            std::fs::create_dir_all(&open).expect("dir");
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+            assert!(proxy_secret(&open.join("secret"), true).is_err(), "in a world-writable folder");
+        }
         assert_eq!((made.len(), proxy_secret(&file, false).expect("read")), (64, made.clone()));
         assert_eq!(proxy_secret(&file, true).expect("kept"), made);
         #[cfg(unix)]

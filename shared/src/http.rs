@@ -106,14 +106,16 @@ where
 /// API Gateway (the local server, tests), the request's own path.
 pub fn served_path(req: &Request) -> &str {
     let raw = req.raw_http_path();
-    if raw.is_empty() {
-        return req.uri().path();
-    }
     match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => {
+        Some(RequestContext::ApiGatewayV2(ctx)) if !raw.is_empty() => {
             without_stage(raw, ctx.stage.as_deref(), ctx.domain_name.as_deref())
         }
-        _ => raw,
+        // No rawPath: the path API Gateway states in its context, never the rebuilt URI's.
+        Some(RequestContext::ApiGatewayV2(ctx)) if ctx.http.path.is_some() => {
+            ctx.http.path.as_deref().unwrap_or_default()
+        }
+        _ if !raw.is_empty() => raw,
+        _ => req.uri().path(),
     }
 }
 
