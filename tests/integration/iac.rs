@@ -30,7 +30,7 @@ fn every_workspace_function_is_in_the_template() {
         assert!(template.contains(&binary), "function {name} is not built by the template ({binary})");
         count += 1;
     }
-    assert_eq!(count, 6);
+    assert_eq!(count, 7);
     for needle in
         ["Type: AWS::DynamoDB::Table", "Type: AWS::S3::Bucket", "Type: Schedule", "EnableKeyRotation: true"]
     {
@@ -594,4 +594,31 @@ fn the_policy_layer_is_always_one_of_this_accounts() {
         assert!(line.contains(":${AWS::AccountId}:layer:${PolicyLayerName}:"), "{line}");
     }
     assert!(!text.contains("PolicyLayerArn"), "a layer ARN parameter would admit another account's");
+}
+
+/// Security mail leaves through an encrypted queue with a dead-letter queue and
+/// its alarm; notify reports which messages to retry and sends from one address.
+#[test]
+fn the_mail_queue_is_encrypted_redriven_alarmed_and_read_by_notify_alone() {
+    let template = parsed();
+    for queue in ["NotifyQueue", "NotifyDeadLetterQueue"] {
+        let key = properties(&template, queue).get("KmsMasterKeyId").map(Value::to_string);
+        assert_eq!(key.as_deref(), Some("!Ref MailKey"), "{queue}");
+    }
+    let redrive = properties(&template, "NotifyQueue").get("RedrivePolicy").expect("a redrive policy");
+    assert_eq!(
+        redrive.get("deadLetterTargetArn").map(Value::to_string).as_deref(),
+        Some("!GetAtt NotifyDeadLetterQueue.Arn")
+    );
+    let alarm = properties(&template, "NotifyDeadLetterAlarm");
+    assert!(alarm.to_string().contains("NotifyDeadLetterQueue.QueueName"), "{alarm}");
+    let events =
+        properties(&template, "NotifyFunction").get("Events").map(Value::to_string).unwrap_or_default();
+    assert!(events.contains("ReportBatchItemFailures") && events.contains("NotifyQueue.Arn"), "{events}");
+    let readers: Vec<&Value> =
+        key_policy(&template, "MailKey").into_iter().filter(|s| allows(s, "kms:Decrypt")).collect();
+    assert_eq!(readers.len(), 1, "{readers:?}");
+    assert!(readers[0].to_string().contains("/notify/*"), "{}", readers[0]);
+    let sends = properties(&template, "NotifyFunction").to_string();
+    assert!(sends.contains("ses:FromAddress") && sends.contains("!Ref MailFromAddress"), "{sends}");
 }

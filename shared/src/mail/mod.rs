@@ -98,11 +98,11 @@ pub trait MailQueue: Send + Sync {
 /// Product name, sender and link base of every message (configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailConfig {
-    /// `PORTCULLIS_MAIL_PRODUCT_NAME`: how messages name the service.
+    /// How messages name the service.
     pub product: String,
-    /// `PORTCULLIS_MAIL_FROM`: the sender address (an SES verified identity).
+    /// The sender address (an identity verified in SES).
     pub from: String,
-    /// `PORTCULLIS_MAIL_LINK_BASE`: where links point, e.g. `https://app.example.com/account`;
+    /// Where links point, e.g. `https://app.example.com/account`;
     /// a link is `<base>/<action>#token=<token>` (a fragment never reaches a server log).
     pub link_base: String,
 }

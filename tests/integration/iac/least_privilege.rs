@@ -17,6 +17,10 @@ const USE_ACTIONS: [&str; 5] =
     ["kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"];
 /// The only function that creates the envelope keys (on a deployment's first start).
 const CREATES_ENVELOPE_KEYS: &str = "login";
+/// The functions that open no database (and so have no password to read).
+const WITHOUT_DATABASE: [&str; 1] = ["notify"];
+/// The only function that reads the mail queue, and the only key it uses besides AppKey.
+const READS_MAIL: &str = "notify";
 
 /// The partition-key kinds (`<KIND>#…`) each function reads and writes, from the
 /// stores it opens: sessions `USER#`, refresh tokens `RT#`, attempt counters
@@ -63,7 +67,7 @@ fn functions(template: &Value) -> Vec<(String, String)> {
             (name.clone(), short)
         })
         .collect();
-    assert_eq!(found.len(), 6, "{found:?}");
+    assert_eq!(found.len(), 7, "{found:?}");
     found
 }
 
@@ -225,6 +229,13 @@ fn each_role_uses_app_key_only_for_its_purposes_its_environment_and_its_secret()
             if actions.is_empty() {
                 continue;
             }
+            if resources == ["!GetAtt MailKey.Arn"] {
+                assert_eq!(short, READS_MAIL, "{short} reads the mail queue: {statement}");
+                assert_eq!(actions, ["kms:Decrypt"], "{short}: {statement}");
+                let via = condition(statement, "StringEquals", "kms:ViaService");
+                assert_eq!(via, one("!Sub sqs.${AWS::Region}.amazonaws.com"), "{short}: {statement}");
+                continue;
+            }
             assert_eq!(resources, ["!GetAtt AppKey.Arn"], "{short}: KMS on another key or on *: {statement}");
             match condition(statement, "StringEquals", "kms:ViaService") {
                 Some(via) if via == one(VIA_LAMBDA).expect("one") => {
@@ -250,7 +261,8 @@ fn each_role_uses_app_key_only_for_its_purposes_its_environment_and_its_secret()
                 }
             }
         }
-        assert!(environment && secret, "{short} cannot read its environment or its database password");
+        assert!(environment, "{short} cannot read its environment");
+        assert_eq!(secret, !WITHOUT_DATABASE.contains(&short.as_str()), "{short}: its database password");
     }
 }
 
@@ -394,6 +406,17 @@ fn no_environment_holds_a_password_and_each_role_reads_only_its_own_secret() {
     for (function, short) in &functions {
         let env = properties(&template, function).get("Environment").and_then(|e| e.get("Variables"));
         let named = env.and_then(|v| v.get("PORTCULLIS_DATABASE_PASSWORD_SECRET")).map(Value::to_string);
+        if WITHOUT_DATABASE.contains(&short.as_str()) {
+            assert_eq!(named, None, "{short} opens no database");
+            let reads = role_statements(&template, function).iter().any(|s| {
+                let actions = s.get("Action").map(Value::items).unwrap_or_default();
+                actions.iter().any(|a| {
+                    a.as_str().is_some_and(|a| a.to_ascii_lowercase().starts_with("secretsmanager:"))
+                })
+            });
+            assert!(!reads, "{short} reads a secret");
+            continue;
+        }
         assert_eq!(named, Some(secret_of(function)), "{short} names no secret");
         let secret = function.strip_suffix("Function").map(|f| format!("{f}DatabaseSecret")).expect("name");
         let resource = template.get("Resources").and_then(|r| r.get(&secret)).expect("the function's secret");
