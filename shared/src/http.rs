@@ -155,10 +155,18 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T,
     serde_json::from_slice(bytes).map_err(ApiError::MalformedBody)
 }
 
-/// The request's query parameters, decoded, in their order, repeats kept.
-/// Read from the URI, which lambda_http builds from the event's raw query
-/// string and the local server receives as sent, so both read them alike.
+/// The request's query parameters, decoded, repeats kept. From an API Gateway
+/// event, the query it delivered (`rawQueryString`, parsed by lambda_http),
+/// never the query of the URI lambda_http rebuilds from the client's `Host`
+/// and `X-Forwarded-Proto` (a forged `https://x/p?limit=999#` would replace
+/// it); in the local server, the query as sent, in its order.
 pub fn query_params(req: &Request) -> Vec<(String, String)> {
+    if !req.raw_http_path().is_empty() {
+        let parsed = req.query_string_parameters_ref();
+        return parsed
+            .map(|q| q.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+            .unwrap_or_default();
+    }
     req.uri()
         .query()
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
@@ -285,6 +293,37 @@ pub fn request_id(req: &Request) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP API event for `GET /admin/audit?<query>` with these headers.
+    fn event(query: &str, headers: serde_json::Value) -> Request {
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /admin/audit", "rawPath": "/admin/audit", "rawQueryString": query,
+            "headers": headers,
+            "requestContext": {"http": {"method": "GET", "path": "/admin/audit", "protocol": "HTTP/1.1",
+                                        "sourceIp": "203.0.113.9", "userAgent": "t"},
+                               "domainName": "abc.execute-api.us-east-1.amazonaws.com", "stage": "$default",
+                               "requestId": "r", "routeKey": "GET /admin/audit", "accountId": "1", "apiId": "abc",
+                               "domainPrefix": "abc", "time": "t", "timeEpoch": 0},
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("an HTTP API event")
+    }
+
+    #[test]
+    fn the_path_and_query_are_api_gateways_whatever_the_client_headers_say() {
+        let forged = serde_json::json!({"host": "abc.execute-api.us-east-1.amazonaws.com",
+                                        "x-forwarded-proto": "https://x/admin/users?limit=999&type=x#"});
+        let req = event("limit=1&type=login_failure&type=login_success", forged);
+        assert_eq!(served_path(&req), "/admin/audit");
+        let mut params = query_params(&req);
+        params.sort();
+        assert_eq!(
+            params,
+            [("limit", "1"), ("type", "login_failure"), ("type", "login_success")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        );
+        assert!(query_params(&event("", serde_json::json!({}))).is_empty());
+    }
 
     fn person(auth_time: Option<i64>, amr: &[&str]) -> Caller {
         Caller {

@@ -171,6 +171,7 @@ async fn main() {
         ("portcullis-mfa", event("events/mfa/verify-unknown-field.json")),
         ("portcullis-admin", event("events/refresh/sessions-without-authorizer.json")),
         ("portcullis-backup", event("events/backup/not-scheduled.json")),
+        ("portcullis-notify", event("events/notify/not-mail.json")),
     ];
     // The first login start creates the keys the others load: warm that up first.
     cold_start("portcullis-login", &env, &functions[1].1).await;

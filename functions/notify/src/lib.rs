@@ -91,4 +91,14 @@ mod tests {
         assert_eq!(*sender.0.lock().expect("lock"), ["ada@example.com", "bob@example.com"]);
         assert_eq!(handle(&sender, &json!({})).await, json!({"batchItemFailures": []}));
     }
+
+    #[tokio::test]
+    async fn the_sample_event_of_no_mail_is_retried_toward_the_dead_letter_queue() {
+        let event: Value =
+            serde_json::from_str(include_str!("../../../events/notify/not-mail.json")).expect("event");
+        let answer = handle(&Script::default(), &event).await;
+        let failed =
+            json!({"batchItemFailures": [{"itemIdentifier": "059f36b4-87a3-44ab-83d2-661975830a7d"}]});
+        assert_eq!(answer, failed);
+    }
 }
