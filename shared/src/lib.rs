@@ -25,6 +25,7 @@ pub mod identity;
 pub mod lambda;
 pub mod mail;
 pub mod mfa;
+pub mod pending;
 pub mod policy;
 pub mod rbac;
 pub mod routes;

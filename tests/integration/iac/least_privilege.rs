@@ -32,6 +32,10 @@ const ITEM_KINDS: [(&str, &[&str]); 5] = [
     ("admin", &["USER", "APIKEY"]),
     ("authorizer", &["USER", "APIKEY"]),
 ];
+/// Item kinds an adapter writes that no function opens yet, so no role may
+/// touch them: pending one-time tokens, until the account-lifecycle flows
+/// (verify, reset, change an address) use them.
+const OPENED_BY_NO_FUNCTION: [&str; 1] = ["PENDING"];
 /// DynamoDB actions that name the items they touch (so `dynamodb:LeadingKeys`
 /// is in their request). Scan and the table-level actions are not among them:
 /// `ForAllValues` over an absent key is true.
@@ -323,8 +327,11 @@ fn the_table_layout_documents_exactly_the_item_kinds_the_adapters_write() {
 #[test]
 fn each_function_touches_only_its_own_item_kinds_of_the_session_table() {
     let template = parsed();
-    let declared: BTreeSet<String> =
-        ITEM_KINDS.iter().flat_map(|(_, kinds)| kinds.iter().map(|k| k.to_string())).collect();
+    let declared: BTreeSet<String> = ITEM_KINDS
+        .iter()
+        .flat_map(|(_, kinds)| kinds.iter().map(|k| k.to_string()))
+        .chain(OPENED_BY_NO_FUNCTION.iter().map(|k| k.to_string()))
+        .collect();
     assert_eq!(
         item_kinds_in_code(),
         declared,

@@ -1,12 +1,13 @@
 //! One store contract, run against every backend that serves each port:
 //! memory, the embedded SQLite file, MariaDB (users, MFA, audit, key material)
-//! and DynamoDB on moto (sessions, API keys, challenges, counters). Each case is
+//! and DynamoDB on moto (sessions, API keys, challenges, counters, pending tokens). Each case is
 //! written once against the port (`&[Arc<dyn Port>]`: several handles on the
 //! same data, so concurrent cases contend as separate processes would; for
 //! SQLite each handle is its own connection to the file).
 
 mod ephemeral;
 mod identity;
+mod pending;
 mod sessions;
 
 use crate::helpers::{new_table, TestDb};
@@ -70,6 +71,8 @@ async fn memory_stores_keep_the_contract() {
         &ports!(vec![counters; HANDLES], portcullis_shared::throttle::CounterStore),
     )
     .await;
+    let tokens = Arc::new(portcullis_shared::adapters::memory::MemoryPendingStore::default());
+    pending::run(&ports!(vec![tokens; HANDLES], portcullis_shared::pending::PendingStore)).await;
 }
 
 #[tokio::test]
@@ -89,6 +92,7 @@ async fn the_embedded_sqlite_store_keeps_the_contract_for_every_port() {
         &ports!(h, portcullis_shared::throttle::CounterStore),
     )
     .await;
+    pending::run(&ports!(h, portcullis_shared::pending::PendingStore)).await;
 }
 
 #[tokio::test]
@@ -115,6 +119,10 @@ async fn dynamodb_keeps_the_contract_for_sessions_api_keys_challenges_and_counte
     let keys: Arc<dyn apikeys::ApiKeyStore> = Arc::new(DynamoApiKeyStore::new(client.clone(), table.clone()));
     let challenges: Arc<dyn mfa::ChallengeStore> =
         Arc::new(DynamoChallengeStore::new(client.clone(), table.clone()));
-    let counters: Arc<dyn throttle::CounterStore> = Arc::new(DynamoCounterStore::new(client, table));
+    let counters: Arc<dyn throttle::CounterStore> =
+        Arc::new(DynamoCounterStore::new(client.clone(), table.clone()));
     ephemeral::run(&vec![keys; HANDLES], &vec![challenges; HANDLES], &vec![counters; HANDLES]).await;
+    let tokens: Arc<dyn portcullis_shared::pending::PendingStore> =
+        Arc::new(portcullis_shared::adapters::dynamo::DynamoPendingStore::new(client, table));
+    pending::run(&vec![tokens; HANDLES]).await;
 }

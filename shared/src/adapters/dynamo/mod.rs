@@ -18,20 +18,23 @@
 //! | API keys by creator | `APIKEY#BY#<creator>` | `<key id>` | none: written in the key's transaction, so one consistent query finds every key of a creator |
 //! | MFA challenge | `MFA#<sha-256 hex of the mfa_token>` | `MFA` | `user_id`, `attempts`, optional `throttle_key`, `device_token` |
 //! | attempt counter | `THROTTLE#<key>` (`ACCT#<account>` or `IP#<address>`) | `THROTTLE` | `failures`, `window_start`, `locked_until`, `level` |
+//! | pending one-time token | `PENDING#<user id>` | the purpose (`verify_email`, `reset_password`, `change_email`) | `hash` (SHA-256 of the token's secret), optional `detail` |
 //!
 //! Every item carries `expires_at`: a session and its refresh tokens a day
 //! after the session's absolute timeout, an API key and its index entry a day
-//! after `valid_until`, a challenge at its end, a counter once its window and
-//! lock are over.
+//! after `valid_until`, a challenge or a pending token at its end, a counter
+//! once its window and lock are over.
 
 mod apikeys;
 mod challenges;
 mod counters;
+mod pending;
 mod sessions;
 
 pub use apikeys::DynamoApiKeyStore;
 pub use challenges::DynamoChallengeStore;
 pub use counters::DynamoCounterStore;
+pub use pending::DynamoPendingStore;
 pub use sessions::DynamoSessionStore;
 
 use crate::store::StoreError;

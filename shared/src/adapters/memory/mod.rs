@@ -5,11 +5,13 @@
 mod apikeys;
 mod challenges;
 mod counters;
+mod pending;
 mod sessions;
 mod store;
 
 pub use apikeys::MemoryApiKeyStore;
 pub use challenges::MemoryChallengeStore;
 pub use counters::MemoryCounterStore;
+pub use pending::MemoryPendingStore;
 pub use sessions::MemorySessionStore;
 pub use store::MemoryStore;

@@ -12,6 +12,7 @@
 
 mod apikeys;
 mod ephemeral;
+mod pending;
 mod records;
 mod schema;
 mod sessions;

@@ -115,6 +115,15 @@ const MIGRATIONS: &[&str] = &[
         level INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     ) STRICT;",
+    // 2: pending one-time tokens (the links of security mail), one per account and purpose.
+    "CREATE TABLE pending_tokens (
+        user_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        detail TEXT,
+        PRIMARY KEY (user_id, purpose)
+    ) STRICT;",
 ];
 
 /// The schema version this build writes.
@@ -147,6 +156,7 @@ pub(super) fn forget_expired(conn: &Connection, now: i64) -> Result<(), StoreErr
         "DELETE FROM api_keys WHERE expires_at <= ?1",
         "DELETE FROM mfa_challenges WHERE expires_at <= ?1",
         "DELETE FROM attempt_counters WHERE expires_at <= ?1",
+        "DELETE FROM pending_tokens WHERE expires_at <= ?1",
     ] {
         conn.execute(statement, [now]).map_err(classify)?;
     }
