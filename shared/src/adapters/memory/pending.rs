@@ -8,12 +8,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 type Pair = (String, Purpose);
+type Tokens = HashMap<Pair, (Pending, [u8; 32])>;
 
 #[derive(Default)]
-pub struct MemoryPendingStore(Mutex<HashMap<Pair, (Pending, [u8; 32])>>);
+pub struct MemoryPendingStore(Mutex<Tokens>);
 
 impl MemoryPendingStore {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<Pair, (Pending, [u8; 32])>>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Tokens>, StoreError> {
         self.0.lock().map_err(|_| StoreError::Corrupt("pending lock"))
     }
 }
