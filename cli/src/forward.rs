@@ -50,7 +50,7 @@ impl Upstream {
     /// `url`: `http://host:port[/base]` on this machine, by address (`127.0.0.0/8`
     /// or `[::1]`: the context and the proxy secret travel in clear text, and a
     /// name such as `localhost` may resolve to an address another local user
-    /// listens on). The secret is read from `secret_file`, or created there.
+    /// listens on). A fresh secret goes to `secret_file` at each start.
     pub fn new(url: &str, secret_file: &std::path::Path) -> anyhow::Result<Self> {
         let uri: Uri = url.parse().map_err(|e| anyhow::anyhow!("--upstream {url}: {e}"))?;
         let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
@@ -62,7 +62,7 @@ impl Upstream {
                 "--upstream {url}: name the backend on this machine by address (127.0.0.1 or [::1])"
             );
         }
-        let secret = forwarded::proxy_secret(secret_file, true)
+        let secret = forwarded::renew_proxy_secret(secret_file)
             .map_err(|e| anyhow::anyhow!("the proxy secret {}: {e}", secret_file.display()))?;
         eprintln!("portcullis: the upstream checks the proxy secret in {}", secret_file.display());
         Ok(Self {

@@ -134,8 +134,8 @@ impl Gateway {
                 Err(raw) => Body::Binary(raw.into_bytes()),
             }
         };
-        let request =
-            HttpRequest::from_parts(parts, body).with_request_context(RequestContext::ApiGatewayV2(context));
+        let request = portcullis_shared::http::as_delivered(HttpRequest::from_parts(parts, body))
+            .with_request_context(RequestContext::ApiGatewayV2(context));
         let span = telemetry::request_span(&request_id(&request));
         async {
             match route.function() {

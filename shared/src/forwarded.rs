@@ -29,9 +29,9 @@ pub const DEFAULT_SECRET_FILE: &str = ".portcullis/upstream-secret";
 
 /// The proxy's secret: read from `file`, or created there (256 random bits,
 /// hex, the file 0600 in a 0700 folder) when `create` and it is absent. A file
-/// another user could have written or read (a symlink, not a regular file, not
-/// ours, readable or writable by others, in a folder others may write to) is
-/// refused: whoever planted it would know the secret.
+/// another user could have written, swapped or read (a link, not a regular
+/// file, not ours, not 0600, in a folder not ours alone) is refused: whoever
+/// planted it would know the secret.
 pub fn proxy_secret(file: &std::path::Path, create: bool) -> std::io::Result<String> {
     match read_private(file) {
         Ok(secret) => Ok(secret),
@@ -56,36 +56,57 @@ pub fn proxy_secret(file: &std::path::Path, create: bool) -> std::io::Result<Str
     }
 }
 
-/// The secret in `file`, if only this user could have put it there.
+/// A fresh secret in `file` (the proxy's, at each start): the last run's, which
+/// a backend that was listening in its place could have seen, ends.
+pub fn renew_proxy_secret(file: &std::path::Path) -> std::io::Result<String> {
+    match std::fs::remove_file(file) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err),
+        _ => {}
+    }
+    proxy_secret(file, true)
+}
+
+/// The secret in `file`, if only this user could have put it there: opened
+/// without following a link and without blocking (a FIFO), then checked on the
+/// open file itself (regular, this user's, 0600, small), in a folder that is
+/// this user's alone (0700), read at most 129 bytes.
+#[cfg(unix)]
 fn read_private(file: &std::path::Path) -> std::io::Result<String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let refuse = |why: &str| std::io::Error::other(format!("{}: {why}", file.display()));
-    let meta = std::fs::symlink_metadata(file)?;
+    let me = rustix::process::geteuid().as_raw();
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let folder = std::fs::metadata(parent)?;
+    if folder.uid() != me || folder.mode() & 0o077 != 0 {
+        return Err(refuse("in a folder that is not this user's alone (it must be 0700)"));
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mut opened =
+        std::fs::File::from(rustix::fs::open(file, flags, Mode::empty()).map_err(std::io::Error::from)?);
+    let meta = opened.metadata()?;
     if !meta.file_type().is_file() || meta.len() > 128 {
         return Err(refuse("not a regular file of a proxy secret"));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if meta.mode() & 0o077 != 0 {
-            return Err(refuse("readable or writable by others (it must be 0600)"));
-        }
-        // The process's own user, as Linux reports it.
-        if let Ok(me) = std::fs::metadata("/proc/self") {
-            if meta.uid() != me.uid() {
-                return Err(refuse("owned by another user"));
-            }
-        }
-        let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if std::fs::metadata(parent)?.mode() & 0o022 != 0 {
-            return Err(refuse("in a folder others may write to"));
-        }
+    if meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(refuse("not this user's alone (it must be 0600)"));
     }
+    let mut text = String::new();
+    (&mut opened).take(129).read_to_string(&mut text)?;
+    hex_secret(&text).ok_or_else(|| refuse("holds no proxy secret"))
+}
+
+#[cfg(not(unix))]
+fn read_private(file: &std::path::Path) -> std::io::Result<String> {
     let text = std::fs::read_to_string(file)?;
+    hex_secret(&text)
+        .ok_or_else(|| std::io::Error::other(format!("{}: holds no proxy secret", file.display())))
+}
+
+fn hex_secret(text: &str) -> Option<String> {
     let secret = text.trim();
-    if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(refuse("holds no proxy secret"));
-    }
-    Ok(secret.to_owned())
+    (secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit())).then(|| secret.to_owned())
 }
 
 /// The keys of the authorizer context (docs/security/policy.md, "What the backend learns").
@@ -192,7 +213,8 @@ pub fn into_lambda_request(
         authorizer.fields = fields;
         context.authorizer = Some(authorizer);
     }
-    http::Request::from_parts(parts, body).with_request_context(RequestContext::ApiGatewayV2(context))
+    crate::http::as_delivered(http::Request::from_parts(parts, body))
+        .with_request_context(RequestContext::ApiGatewayV2(context))
 }
 
 /// Refuses an address other hosts could reach: a server that trusts the
@@ -320,9 +342,24 @@ mod tests {
             std::fs::create_dir_all(&open).expect("dir");
             std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
             assert!(proxy_secret(&open.join("secret"), true).is_err(), "in a world-writable folder");
+            let shared_folder = dir.join("shared");
+            std::fs::create_dir_all(&shared_folder).expect("dir");
+            std::fs::set_permissions(&shared_folder, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            assert!(
+                proxy_secret(&shared_folder.join("secret"), true).is_err(),
+                "in a folder others may list"
+            );
+            // A FIFO would block a plain read for ever: refused at once.
+            let fifo = dir.join("nested/fifo");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+            assert!(made.success());
+            assert!(proxy_secret(&fifo, false).is_err(), "a FIFO");
         }
         assert_eq!((made.len(), proxy_secret(&file, false).expect("read")), (64, made.clone()));
         assert_eq!(proxy_secret(&file, true).expect("kept"), made);
+        let renewed = renew_proxy_secret(&file).expect("renewed");
+        assert_ne!(renewed, made, "each start of the proxy has its own secret");
+        assert_eq!(proxy_secret(&file, false).expect("read"), renewed);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -119,6 +119,26 @@ pub fn served_path(req: &Request) -> &str {
     }
 }
 
+/// True for a request API Gateway delivered (an event, or the local server's
+/// emulation, [`as_delivered`]): its path and query are read from what it
+/// states, never from the URI lambda_http rebuilds.
+fn delivered(req: &Request) -> bool {
+    !req.raw_http_path().is_empty()
+        || matches!(req.request_context_ref(), Some(RequestContext::ApiGatewayV2(ctx)) if ctx.http.path.is_some())
+}
+
+/// `req` as lambda_http hands on an API Gateway event: its path and its query
+/// (parsed, repeats kept) stated beside the URI, as the local server and the
+/// forward-auth reader deliver requests.
+pub fn as_delivered(req: Request) -> Request {
+    let path = req.uri().path().to_owned();
+    let mut query: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).into_owned() {
+        query.entry(k).or_default().push(v);
+    }
+    req.with_raw_http_path(path).with_query_string_parameters(query)
+}
+
 /// The path a route of the API names: on the API's own endpoint
 /// (`*.execute-api.<region>.amazonaws.com`), an HTTP API's `rawPath` begins
 /// with the stage's name on a named stage (never on `$default`), where its
@@ -161,7 +181,7 @@ pub fn parse_json<T: DeserializeOwned>(req: &Request, limit: usize) -> Result<T,
 /// and `X-Forwarded-Proto` (a forged `https://x/p?limit=999#` would replace
 /// it); in the local server, the query as sent, in its order.
 pub fn query_params(req: &Request) -> Vec<(String, String)> {
-    if !req.raw_http_path().is_empty() {
+    if delivered(req) {
         let parsed = req.query_string_parameters_ref();
         return parsed
             .map(|q| q.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
@@ -323,6 +343,21 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
         );
         assert!(query_params(&event("", serde_json::json!({}))).is_empty());
+        // An event without rawPath: API Gateway's stated path, and still its query.
+        let mut raw: serde_json::Value = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /admin/audit", "rawQueryString": "limit=1",
+            "headers": {"host": "abc.execute-api.us-east-1.amazonaws.com", "x-forwarded-proto": "https://x/admin/users?limit=9#"},
+            "requestContext": {"http": {"method": "GET", "path": "/admin/audit", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9", "userAgent": "t"},
+                               "stage": "$default", "requestId": "r", "routeKey": "GET /admin/audit", "accountId": "1",
+                               "apiId": "abc", "domainName": "abc.execute-api.us-east-1.amazonaws.com", "domainPrefix": "abc", "time": "t", "timeEpoch": 0},
+            "isBase64Encoded": false
+        });
+        raw["rawPath"] = serde_json::Value::Null;
+        let req = lambda_http::request::from_str(&raw.to_string()).expect("an event");
+        assert_eq!(
+            (served_path(&req), query_params(&req)),
+            ("/admin/audit", vec![("limit".to_owned(), "1".to_owned())])
+        );
     }
 
     fn person(auth_time: Option<i64>, amr: &[&str]) -> Caller {
