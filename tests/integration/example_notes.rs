@@ -14,7 +14,6 @@ use portcullis_authorizer::handle_v2;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub(crate) const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/notes/policy.json");
 const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
@@ -49,18 +48,7 @@ async fn notes_server(table: &str, secret_file: &std::path::Path) -> (tokio::pro
         .kill_on_drop(true)
         .spawn()
         .expect("spawn the notes example");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("read stderr") {
-            if let Some(url) = line.strip_prefix("notes: listening on ") {
-                return url.trim().to_owned();
-            }
-        }
-        panic!("the notes example exited before listening");
-    })
-    .await
-    .expect("the notes example listens within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = crate::helpers::announced(&mut child, "notes: listening on ").await;
     (child, url)
 }
 

@@ -224,3 +224,23 @@ pub async fn authorize_me(
     };
     portcullis_authorizer::authorize(deps, ask).await
 }
+
+/// The rest of the first line of `child`'s standard error that starts with
+/// `prefix` (a server's "listening on <URL>"), within 60 s; the rest of its
+/// standard error is drained so the child never blocks on it.
+pub async fn announced(child: &mut tokio::process::Child, prefix: &str) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
+            }
+        }
+        panic!("the process exited before printing {prefix:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {prefix:?} within 60 s"));
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    found
+}

@@ -1,8 +1,6 @@
 //! The README's run command: `portcullis serve`, driven over HTTP like curl.
 
 use crate::helpers::{binary, TestDb};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const PASSWORD: &str = "velvet-otter-quantum-harbor-71";
 const ADMIN_PASSWORD: &str = "granite-heron-solstice-ember-58";
@@ -46,18 +44,7 @@ pub(crate) async fn serve_in(dir: &std::path::Path, env: &[(&str, String)]) -> S
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn portcullis serve");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.expect("read stderr") {
-            if let Some(url) = line.strip_prefix("portcullis: listening on ") {
-                return url.trim().to_owned();
-            }
-        }
-        panic!("portcullis serve exited before listening");
-    })
-    .await
-    .expect("server starts within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let base = crate::helpers::announced(&mut child, "portcullis: listening on ").await;
     Server { _child: child, base, dir }
 }
 
