@@ -59,6 +59,8 @@ pub enum AdminRoute {
     CreateApiKey,
     RevokeApiKey,
     SearchAudit,
+    /// The caller's own security events.
+    MyEvents,
 }
 
 /// A route as the function that serves it names it.
@@ -129,7 +131,7 @@ macro_rules! paste_route {
 }
 
 /// Every route of the HTTP contract (DESIGN.md).
-pub static ROUTES: [Route; 23] = [
+pub static ROUTES: [Route; 24] = [
     route!(GET "/health" => Login::Health, Access::Public),
     route!(POST "/auth/register" => Login::Register, Access::Public),
     route!(POST "/auth/login" => Login::Login, Access::Public),
@@ -146,6 +148,7 @@ pub static ROUTES: [Route; 23] = [
     route!(POST "/auth/reauth" => Login::Reauth, Access::Bearer),
     route!(GET "/.well-known/jwks.json" => Login::Jwks, Access::Public),
     route!(GET "/me" => Login::Me, Access::Bearer),
+    route!(GET "/me/events" => Admin::MyEvents, Access::Bearer),
     route!(GET "/admin/users" => Admin::ListUsers, Access::Permission("users:read")),
     route!(POST "/admin/users/{user_id}/roles" => Admin::GrantRole, Access::Permission("users:manage")),
     route!(DELETE "/admin/users/{user_id}/roles/{role}" => Admin::RevokeRole, Access::Permission("users:manage")),

@@ -550,3 +550,35 @@ async fn query_parameters_reach_the_functions_through_the_local_server() {
         call(reqwest::Method::GET, format!("{}/admin/users?limit=0", server.base), Some(&token), None).await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// `GET /me/events` through the local server, on the embedded store: a person
+/// sees the wrong password tried on its account, and nothing of anyone else's.
+#[tokio::test]
+async fn a_person_sees_its_own_security_events_through_the_local_server() {
+    let server = serve(&[]).await;
+    for email in ["eve@example.com", "sam@example.com"] {
+        let creds = serde_json::json!({"email": email, "password": PASSWORD});
+        call(reqwest::Method::POST, format!("{}/auth/register", server.base), None, Some(creds)).await;
+    }
+    let wrong = serde_json::json!({"email": "eve@example.com", "password": "not-her-password-at-all"});
+    let (status, _, _) =
+        call(reqwest::Method::POST, format!("{}/auth/login", server.base), None, Some(wrong)).await;
+    assert_eq!(status, 401);
+    let eve = login(&server, "eve@example.com", PASSWORD).await;
+    let _sam = login(&server, "sam@example.com", PASSWORD).await;
+    let (status, headers, body) =
+        call(reqwest::Method::GET, format!("{}/me/events?limit=200", server.base), Some(&eve), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["cache-control"], "no-store");
+    let events: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let types: Vec<&str> =
+        events["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "login_success").count(),
+        1,
+        "Eve's login only, not Sam's: {types:?}"
+    );
+    assert!(types.contains(&"login_failure"), "{types:?}");
+    let (status, _, _) = call(reqwest::Method::GET, format!("{}/me/events", server.base), None, None).await;
+    assert_eq!(status, 401);
+}

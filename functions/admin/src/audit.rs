@@ -1,11 +1,13 @@
 //! `GET /admin/audit`: employees holding `audit:read` search the audit trail,
 //! newest first, a bounded page at a time. Each search is itself audited.
+//! `GET /me/events`: a person reads the events about its own account, the same
+//! filters but the subject, which is always the caller.
 
 use crate::handlers::{actor, invalid, require, Deps};
 use http::StatusCode;
 use lambda_http::Request;
 use portcullis_shared::audit::{AuditQuery, EventType, DEFAULT_PAGE, MAX_PAGE};
-use portcullis_shared::http::{json, query_params, ClientMeta, HandlerResult};
+use portcullis_shared::http::{json, query_params, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::ApiError;
 
 /// The query parameters the route takes; any other is refused (a misspelt
@@ -26,6 +28,36 @@ pub async fn search(deps: &Deps, req: &Request) -> HandlerResult {
     let detail = summary(&query);
     let meta = ClientMeta::from_request(req);
     deps.auditor.record_admin(EventType::AuditRead, &actor(&caller), None, Some(detail), &meta).await;
+    json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor.flatten() }))
+}
+
+/// `GET /me/events?type=&outcome=&since=&until=&cursor=&limit=`: the caller's
+/// own events, `{events, next_cursor}`. Each event shows what happened, when,
+/// with what outcome and reason, and from where; never who acted (an
+/// employee's id) nor the detail recorded for employees. A person only: an API
+/// key owns no account.
+pub async fn own(deps: &Deps, req: &Request) -> HandlerResult {
+    let caller = Caller::from_request(req)?;
+    if caller.api_key_id.is_some() {
+        return Err(ApiError::Forbidden);
+    }
+    if query_params(req).iter().any(|(name, _)| name == "subject") {
+        return Err(invalid("query", "unknown_parameter", "unknown parameter `subject`"));
+    }
+    let query = AuditQuery { subject: Some(caller.sub.clone()), ..parse(req)? };
+    let limit = query.limit as usize;
+    let mut events = deps.audit.search(&AuditQuery { limit: query.limit + 1, ..query }).await?;
+    let next_cursor = (events.len() > limit).then(|| {
+        events.truncate(limit);
+        events.last().map(|e| e.id.to_string())
+    });
+    let events: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({"occurred_at": e.occurred_at, "type": e.event_type, "outcome": e.outcome,
+                "reason": e.reason, "source_ip": e.source_ip, "user_agent": e.user_agent})
+        })
+        .collect();
     json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor.flatten() }))
 }
 

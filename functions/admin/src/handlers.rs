@@ -70,6 +70,7 @@ pub(crate) async fn dispatch(deps: &Deps, found: Resolved<'_, AdminRoute>, req: 
         AdminRoute::CreateApiKey => crate::api_keys::create_api_key(deps, req).await,
         AdminRoute::RevokeApiKey => crate::api_keys::revoke_api_key(deps, req, param("key_id")?).await,
         AdminRoute::SearchAudit => crate::audit::search(deps, req).await,
+        AdminRoute::MyEvents => crate::audit::own(deps, req).await,
     }
 }
 

@@ -286,3 +286,45 @@ async fn a_revoked_api_key_stops_at_once_and_an_unknown_one_is_not_found() {
         assert_eq!(answer.status, 400, "{body}: {}", answer.body);
     }
 }
+
+/// `GET /me/events`: a person reads the events of its own account, newest
+/// first, a page at a time; that an employee acted, not who; nobody else's;
+/// never with an API key.
+#[tokio::test]
+async fn a_person_reads_the_events_of_its_own_account_only() {
+    let app = app().await;
+    let admin = app.person("root@example.com", &["admin"]).await;
+    let ada = app.person("ada@example.com", &[]).await;
+    let _bob = app.person("bob@example.com", &[]).await;
+    let grant = format!("/admin/users/{}/roles", ada.id);
+    assert_eq!(app.as_person(&admin, "POST", &grant, Some(&role("support"))).await.status, 204);
+
+    let answer = app.as_person(&ada, "GET", "/me/events", None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let events = answer.json()["events"].as_array().expect("events").clone();
+    let own = app.world.audit().into_iter().filter(|e| e.subject.as_deref() == Some(ada.id.as_str())).count();
+    assert!(own >= 3, "registration, login and the grant at least: {own}");
+    assert_eq!(events.len(), own, "exactly the events about Ada: {events:?}");
+    assert!(events.iter().any(|e| e["type"] == "role_granted"), "{events:?}");
+    for e in &events {
+        assert!(e.get("actor").is_none() && e.get("detail").is_none() && e.get("subject").is_none(), "{e}");
+    }
+    let times: Vec<i64> = events.iter().map(|e| e["occurred_at"].as_i64().expect("time")).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+
+    let first = app.as_person(&ada, "GET", "/me/events?limit=1", None).await.json();
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let second =
+        app.as_person(&ada, "GET", &format!("/me/events?limit=1&cursor={cursor}"), None).await.json();
+    assert_eq!(
+        (first["events"][0].clone(), second["events"][0].clone()),
+        (events[0].clone(), events[1].clone())
+    );
+
+    let other = app.as_person(&ada, "GET", "/me/events?subject=root", None).await;
+    assert_eq!(other.problem(400), "urn:portcullis:problem:validation-failed");
+    let key = serde_json::json!({"sub": "apikey:0123456789abcdef", "sid": "", "roles": "", "api_key_id": "0123456789abcdef"});
+    let key =
+        app.call(with_context(request("GET", "/me/events", None), key.as_object().expect("object"))).await;
+    assert_eq!(key.status, 403, "{}", key.body);
+}
