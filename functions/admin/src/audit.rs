@@ -33,14 +33,17 @@ pub async fn search(deps: &Deps, req: &Request) -> HandlerResult {
 
 /// `GET /me/events?type=&outcome=&since=&until=&cursor=&limit=`: the caller's
 /// own events, `{events, next_cursor}`. Each event shows what happened, when,
-/// with what outcome and reason, and from where; never who acted (an
-/// employee's id) nor the detail recorded for employees. A person only: an API
+/// with what outcome and reason, and from where; for what an employee or an
+/// API key did, only that (`by_administrator`): never who, nor from where, nor
+/// the detail recorded for employees. A person only: an API
 /// key owns no account.
 pub async fn own(deps: &Deps, req: &Request) -> HandlerResult {
     let caller = Caller::from_request(req)?;
     if caller.api_key_id.is_some() {
         return Err(ApiError::Forbidden);
     }
+    // A person's own session (defence in depth: the route's rule needs one).
+    caller.sid.as_ref().ok_or(ApiError::Unauthenticated)?;
     if query_params(req).iter().any(|(name, _)| name == "subject") {
         return Err(invalid("query", "unknown_parameter", "unknown parameter `subject`"));
     }
@@ -54,8 +57,12 @@ pub async fn own(deps: &Deps, req: &Request) -> HandlerResult {
     let events: Vec<serde_json::Value> = events
         .into_iter()
         .map(|e| {
+            // Where an employee (or a key) acted from would say who: not shown.
+            let by_another = e.actor.is_some();
+            let (source_ip, user_agent) = if by_another { (None, None) } else { (e.source_ip, e.user_agent) };
             serde_json::json!({"occurred_at": e.occurred_at, "type": e.event_type, "outcome": e.outcome,
-                "reason": e.reason, "source_ip": e.source_ip, "user_agent": e.user_agent})
+                "reason": e.reason, "source_ip": source_ip, "user_agent": user_agent,
+                "by_administrator": by_another})
         })
         .collect();
     json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor.flatten() }))

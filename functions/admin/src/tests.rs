@@ -305,7 +305,16 @@ async fn a_person_reads_the_events_of_its_own_account_only() {
     let own = app.world.audit().into_iter().filter(|e| e.subject.as_deref() == Some(ada.id.as_str())).count();
     assert!(own >= 3, "registration, login and the grant at least: {own}");
     assert_eq!(events.len(), own, "exactly the events about Ada: {events:?}");
-    assert!(events.iter().any(|e| e["type"] == "role_granted"), "{events:?}");
+    let granted = events.iter().find(|e| e["type"] == "role_granted").expect("the grant");
+    assert_eq!(granted["by_administrator"], true, "{granted}");
+    assert!(
+        granted["source_ip"].is_null() && granted["user_agent"].is_null(),
+        "where the admin was: {granted}"
+    );
+    assert!(
+        events.iter().any(|e| e["by_administrator"] == false && e["source_ip"].is_string()),
+        "{events:?}"
+    );
     for e in &events {
         assert!(e.get("actor").is_none() && e.get("detail").is_none() && e.get("subject").is_none(), "{e}");
     }
