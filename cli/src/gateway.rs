@@ -126,14 +126,7 @@ impl Gateway {
                 Err(err) => return finish(Err(err)),
             }
         }
-        let body = if bytes.is_empty() {
-            Body::Empty
-        } else {
-            match String::from_utf8(bytes.to_vec()) {
-                Ok(text) => Body::Text(text),
-                Err(raw) => Body::Binary(raw.into_bytes()),
-            }
-        };
+        let body = portcullis_shared::http::body_of(&bytes);
         let request = portcullis_shared::http::as_delivered(HttpRequest::from_parts(parts, body))
             .with_request_context(RequestContext::ApiGatewayV2(context));
         let span = telemetry::request_span(&request_id(&request));
@@ -215,14 +208,7 @@ async fn handler(
 }
 
 fn to_axum(resp: http::Response<Body>) -> http::Response<AxumBody> {
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        Body::Empty => AxumBody::empty(),
-        Body::Text(text) => AxumBody::from(text),
-        Body::Binary(bytes) => AxumBody::from(bytes),
-        _ => AxumBody::empty(),
-    };
-    http::Response::from_parts(parts, body)
+    resp.map(AxumBody::new)
 }
 
 /// Binds `addr` and serves until Ctrl-C; with an `upstream`, forward-auth for

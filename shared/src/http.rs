@@ -127,6 +127,18 @@ fn delivered(req: &Request) -> bool {
         || matches!(req.request_context_ref(), Some(RequestContext::ApiGatewayV2(ctx)) if ctx.http.path.is_some())
 }
 
+/// A request body as lambda_http hands it on: none, text when it is UTF-8,
+/// else binary (the local server and a function run behind forward-auth).
+pub fn body_of(bytes: &[u8]) -> Body {
+    if bytes.is_empty() {
+        return Body::Empty;
+    }
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => Body::Text(text),
+        Err(raw) => Body::Binary(raw.into_bytes()),
+    }
+}
+
 /// `req` as lambda_http hands on an API Gateway event: its path and its query
 /// (parsed, repeats kept) stated beside the URI, as the local server and the
 /// forward-auth reader deliver requests.

@@ -36,11 +36,7 @@ async fn answer(
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) if bytes.is_empty() => lambda_http::Body::Empty,
-        Ok(bytes) => match String::from_utf8(bytes.to_vec()) {
-            Ok(text) => lambda_http::Body::Text(text),
-            Err(raw) => lambda_http::Body::Binary(raw.into_bytes()),
-        },
+        Ok(bytes) => portcullis_shared::http::body_of(&bytes),
         Err(_) => {
             let limit = MAX_BODY_BYTES;
             return into_axum(portcullis_shared::http::finish(Err(
@@ -55,12 +51,5 @@ async fn answer(
 }
 
 fn into_axum(resp: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
-    let (parts, body) = resp.into_parts();
-    let body = match body {
-        lambda_http::Body::Empty => axum::body::Body::empty(),
-        lambda_http::Body::Text(text) => axum::body::Body::from(text),
-        lambda_http::Body::Binary(bytes) => axum::body::Body::from(bytes),
-        _ => axum::body::Body::empty(),
-    };
-    axum::response::Response::from_parts(parts, body)
+    resp.map(axum::body::Body::new)
 }
