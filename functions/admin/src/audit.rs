@@ -6,7 +6,7 @@
 use crate::handlers::{actor, invalid, require, Deps};
 use http::StatusCode;
 use lambda_http::Request;
-use portcullis_shared::audit::{AuditQuery, EventType, DEFAULT_PAGE, MAX_PAGE};
+use portcullis_shared::audit::{AuditQuery, AuditRecord, EventType, DEFAULT_PAGE, MAX_PAGE};
 use portcullis_shared::http::{json, query_params, Caller, ClientMeta, HandlerResult};
 use portcullis_shared::ApiError;
 
@@ -18,6 +18,15 @@ const PARAMETERS: [&str; 7] = ["subject", "type", "outcome", "since", "until", "
 pub async fn search(deps: &Deps, req: &Request) -> HandlerResult {
     let caller = require(deps, req)?;
     let query = parse(req)?;
+    let (events, next_cursor) = page(deps, &query).await?;
+    let detail = summary(&query);
+    let meta = ClientMeta::from_request(req);
+    deps.auditor.record_admin(EventType::AuditRead, &actor(&caller), None, Some(detail), &meta).await;
+    json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor }))
+}
+
+/// One page of `query`, newest first, and the cursor of the next page if any.
+async fn page(deps: &Deps, query: &AuditQuery) -> Result<(Vec<AuditRecord>, Option<String>), ApiError> {
     let limit = query.limit as usize;
     // One more than asked: whether a next page exists, without a count.
     let mut events = deps.audit.search(&AuditQuery { limit: query.limit + 1, ..query.clone() }).await?;
@@ -25,10 +34,7 @@ pub async fn search(deps: &Deps, req: &Request) -> HandlerResult {
         events.truncate(limit);
         events.last().map(|e| e.id.to_string())
     });
-    let detail = summary(&query);
-    let meta = ClientMeta::from_request(req);
-    deps.auditor.record_admin(EventType::AuditRead, &actor(&caller), None, Some(detail), &meta).await;
-    json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor.flatten() }))
+    Ok((events, next_cursor.flatten()))
 }
 
 /// `GET /me/events?type=&outcome=&since=&until=&cursor=&limit=`: the caller's
@@ -48,12 +54,7 @@ pub async fn own(deps: &Deps, req: &Request) -> HandlerResult {
         return Err(invalid("query", "unknown_parameter", "unknown parameter `subject`"));
     }
     let query = AuditQuery { subject: Some(caller.sub.clone()), ..parse(req)? };
-    let limit = query.limit as usize;
-    let mut events = deps.audit.search(&AuditQuery { limit: query.limit + 1, ..query }).await?;
-    let next_cursor = (events.len() > limit).then(|| {
-        events.truncate(limit);
-        events.last().map(|e| e.id.to_string())
-    });
+    let (events, next_cursor) = page(deps, &query).await?;
     let events: Vec<serde_json::Value> = events
         .into_iter()
         .map(|e| {
@@ -65,7 +66,7 @@ pub async fn own(deps: &Deps, req: &Request) -> HandlerResult {
                 "by_administrator": by_another})
         })
         .collect();
-    json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor.flatten() }))
+    json(StatusCode::OK, &serde_json::json!({ "events": events, "next_cursor": next_cursor }))
 }
 
 /// The filters of a search in one line, for its own audit event.
