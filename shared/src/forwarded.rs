@@ -37,18 +37,10 @@ pub fn proxy_secret(file: &std::path::Path, create: bool) -> std::io::Result<Str
         Ok(secret) => Ok(secret),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && create => {
             let secret = hex::encode(crate::crypto::random_bytes::<32>());
-            let mut dir = std::fs::DirBuilder::new();
-            dir.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-                dir.create(parent)?;
+                crate::files::create_private_dir(parent)?;
             }
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(file)?, secret.as_bytes())?;
+            crate::files::write_new_private(file, secret.as_bytes())?;
             // Read back through the same checks (another process may have won the race).
             read_private(file)
         }

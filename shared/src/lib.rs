@@ -19,6 +19,7 @@ pub mod deferred;
 pub mod device;
 pub mod domain;
 pub mod error;
+pub mod files;
 pub mod forwarded;
 pub mod http;
 pub mod identity;

@@ -84,27 +84,19 @@ impl LocalKeyProvider {
     /// Opens the master key file, creating it (and its folder) on first run.
     /// Refuses a file that other users can read.
     pub fn open_or_create(path: &Path) -> Result<Self, KeyError> {
-        use std::io::Write;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::PermissionsExt;
         let fail = |reason: String| KeyError::LocalFile { path: path.to_owned(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
-                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(|e| fail(e.to_string()))?;
+                crate::files::create_private_dir(dir).map_err(|e| fail(e.to_string()))?;
             }
         }
         let mut created = false;
         if !path.exists() {
             let mut bytes = crate::crypto::random_bytes::<32>();
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| fail(e.to_string()))?;
-            file.write_all(&bytes).map_err(|e| fail(e.to_string()))?;
+            let written = crate::files::write_new_private(path, &bytes);
             bytes.zeroize();
+            written.map_err(|e| fail(e.to_string()))?;
             created = true;
         }
         let meta = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?;
