@@ -233,6 +233,28 @@ pub fn identity_provider(
     })
 }
 
+/// The queue security mail leaves through: the configured SQS queue, or the
+/// local server's outbox folder behind a background task (started here, on the
+/// current runtime). A Lambda function without a queue stops at cold start: a
+/// frozen instance would hold its messages unsent.
+pub async fn mail_queue(config: &Config) -> Result<Arc<dyn crate::mail::MailQueue>, BootError> {
+    use crate::config::MailTransport;
+    match &config.mail.transport {
+        MailTransport::Queue { url } => {
+            let client = aws_sdk_sqs::Client::new(aws_config().await);
+            Ok(Arc::new(crate::mail::queue::Sqs::new(client, url.clone())))
+        }
+        MailTransport::Outbox { .. } if config.in_lambda => Err(BootError(
+            "PORTCULLIS_MAIL_QUEUE_URL is required in a Lambda function (the outbox is for the local server)"
+                .into(),
+        )),
+        MailTransport::Outbox { dir } => {
+            let outbox = Arc::new(crate::mail::outbox::Outbox::new(dir.clone()));
+            Ok(Arc::new(crate::mail::queue::Background::start(outbox, Default::default())))
+        }
+    }
+}
+
 /// The configured key provider: KMS (endpoint from `AWS_ENDPOINT_URL` when set) or the local file.
 pub fn key_provider(config: &Config) -> Result<Arc<dyn KeyProvider>, BootError> {
     match &config.keys {
@@ -395,6 +417,41 @@ impl Boot {
 
 #[cfg(test)]
 mod tests {
+    /// Off the local server, mail needs a queue that outlives the instance.
+    #[tokio::test]
+    async fn a_lambda_function_without_a_mail_queue_stops_naming_it() {
+        let lambda = |name: &str| (name == "AWS_LAMBDA_FUNCTION_NAME").then(|| "portcullis-login".to_owned());
+        let config = crate::config::Config::from_lookup(lambda).expect("valid");
+        match super::mail_queue(&config).await {
+            Ok(_) => panic!("a Lambda function would keep its mail in a task the runtime freezes"),
+            Err(e) => assert!(e.0.contains("PORTCULLIS_MAIL_QUEUE_URL"), "{e}"),
+        }
+    }
+
+    /// The local server's default: each message becomes a file in the outbox.
+    #[tokio::test]
+    async fn the_local_default_queue_writes_the_outbox() {
+        let outbox = std::env::temp_dir().join(format!("pc-queue-{}", uuid::Uuid::new_v4())).join("outbox");
+        let path = outbox.to_string_lossy().into_owned();
+        let get = |name: &str| (name == "PORTCULLIS_MAIL_OUTBOX_DIR").then(|| path.clone());
+        let config = crate::config::Config::from_lookup(get).expect("valid");
+        let queue = super::mail_queue(&config).await.expect("the outbox");
+        let message = crate::mail::templates::Message::VerifyEmail { token: "t0k3n", hours: 24 };
+        let mail = crate::mail::templates::render(&config.mail.message, "ada@example.com", &message);
+        let id = mail.id.clone();
+        queue.enqueue(mail).await.expect("queued");
+        let file = outbox.join(format!("{id}.eml"));
+        for _ in 0..200 {
+            if file.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let eml = std::fs::read_to_string(&file).expect("the message's file");
+        assert!(eml.contains("http://127.0.0.1:8080/account/verify-email#token=t0k3n"), "{eml}");
+        let _ = std::fs::remove_dir_all(outbox.parent().expect("its folder"));
+    }
+
     /// The Lambda functions are built without the embedded store: a default
     /// configuration stops their start instead of choosing another store.
     #[cfg(not(feature = "sqlite"))]

@@ -1,6 +1,9 @@
 //! Each area of the configuration, read and validated by its own function.
 
-use super::{BootstrapAdmin, ConfigError, IdentityBackend, KeyBackend, SessionBackend, StoreBackend};
+use super::{
+    BootstrapAdmin, ConfigError, IdentityBackend, KeyBackend, MailSettings, MailTransport, SessionBackend,
+    StoreBackend,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 /// `PORTCULLIS_STORE`; unset, MySQL when `PORTCULLIS_DATABASE_URL` names a
@@ -102,7 +105,7 @@ pub(super) fn read_ca_file(path: &str) -> Result<std::sync::Arc<[u8]>, ConfigErr
 /// An https URL, or plain http to a loopback host (a test server). The host is
 /// the parsed one: `http://localhost.evil.com` and `http://localhost@evil.com`
 /// name hosts elsewhere.
-pub(super) fn breach_service_url_is_allowed(raw: &str) -> bool {
+pub(super) fn https_or_loopback_url(raw: &str) -> bool {
     let Ok(url) = reqwest::Url::parse(raw) else {
         return false;
     };
@@ -227,7 +230,7 @@ pub(super) fn attempt_limits(
 /// `PORTCULLIS_HIBP_URL`: a breach service over https (plain http only on loopback).
 pub(super) fn breach_service(get: &impl Fn(&str) -> Option<String>) -> Result<Option<String>, ConfigError> {
     let url = get("PORTCULLIS_HIBP_URL");
-    if url.as_deref().is_some_and(|u| !breach_service_url_is_allowed(u)) {
+    if url.as_deref().is_some_and(|u| !https_or_loopback_url(u)) {
         return Err(ConfigError::Invalid {
             var: "PORTCULLIS_HIBP_URL",
             reason: "must be an https URL (plain http only for a loopback test server)".into(),
@@ -241,4 +244,52 @@ pub(super) fn bootstrap_admin(get: &impl Fn(&str) -> Option<String>) -> Option<B
     let email = get("PORTCULLIS_BOOTSTRAP_ADMIN_EMAIL")?;
     let password = SecretString::from(get("PORTCULLIS_BOOTSTRAP_ADMIN_PASSWORD")?);
     Some(BootstrapAdmin { email, password })
+}
+
+/// A value that goes into a mail header (the product name in the subject, the
+/// sender): one line, printable, bounded, so configuration cannot inject a header.
+fn header_value(var: &'static str, value: String, max: usize) -> Result<String, ConfigError> {
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("must be one line of at most {max} printable characters"),
+        });
+    }
+    Ok(value)
+}
+
+/// The product name, sender, link base and transport of security mail.
+pub(super) fn mail_settings(get: &impl Fn(&str) -> Option<String>) -> Result<MailSettings, ConfigError> {
+    let defaults = crate::mail::MailConfig::default();
+    let product = header_value(
+        "PORTCULLIS_MAIL_PRODUCT_NAME",
+        get("PORTCULLIS_MAIL_PRODUCT_NAME").unwrap_or(defaults.product),
+        64,
+    )?;
+    let from =
+        header_value("PORTCULLIS_MAIL_FROM", get("PORTCULLIS_MAIL_FROM").unwrap_or(defaults.from), 254)?;
+    if from.split_once('@').is_none_or(|(local, domain)| local.is_empty() || domain.is_empty()) {
+        return Err(ConfigError::Invalid { var: "PORTCULLIS_MAIL_FROM", reason: "is not an address".into() });
+    }
+    let link_base = get("PORTCULLIS_MAIL_LINK_BASE").unwrap_or(defaults.link_base);
+    // A link's token goes wherever the base points: https, or http on this machine.
+    if !https_or_loopback_url(&link_base) || link_base.contains(['#', '?']) {
+        return Err(ConfigError::Invalid {
+            var: "PORTCULLIS_MAIL_LINK_BASE",
+            reason: "must be an https URL without query or fragment (plain http only on loopback)".into(),
+        });
+    }
+    let transport = match get("PORTCULLIS_MAIL_QUEUE_URL") {
+        Some(url) if https_or_loopback_url(&url) => MailTransport::Queue { url },
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                var: "PORTCULLIS_MAIL_QUEUE_URL",
+                reason: "must be the https URL of an SQS queue".into(),
+            })
+        }
+        None => MailTransport::Outbox {
+            dir: get("PORTCULLIS_MAIL_OUTBOX_DIR").unwrap_or_else(|| ".portcullis/outbox".into()).into(),
+        },
+    };
+    Ok(MailSettings { message: crate::mail::MailConfig { product, from, link_base }, transport })
 }

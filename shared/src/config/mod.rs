@@ -105,6 +105,29 @@ pub struct Config {
     pub backup: BackupConfig,
     /// The administrator the local server creates at its first start, if absent.
     pub bootstrap_admin: Option<BootstrapAdmin>,
+    /// Security mail (`PORTCULLIS_MAIL_*`).
+    pub mail: MailSettings,
+    /// Whether this process is a Lambda function (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub in_lambda: bool,
+}
+
+/// Security mail: what messages say and how they leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSettings {
+    /// Product name, sender and link base of every message.
+    pub message: crate::mail::MailConfig,
+    pub transport: MailTransport,
+}
+
+/// How the mail a request causes leaves it (never on the request path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransport {
+    /// An SQS queue the `notify` function reads (`PORTCULLIS_MAIL_QUEUE_URL`).
+    Queue { url: String },
+    /// The local server's outbox folder (`PORTCULLIS_MAIL_OUTBOX_DIR`), written
+    /// by a background task; refused in a Lambda function, whose instance may
+    /// be frozen with the task's messages unsent.
+    Outbox { dir: PathBuf },
 }
 
 /// Where backups go.
@@ -190,6 +213,8 @@ impl Config {
                 dir: get("PORTCULLIS_BACKUP_DIR").map(PathBuf::from),
             },
             bootstrap_admin: bootstrap_admin(&get),
+            mail: mail_settings(&get)?,
+            in_lambda: get("AWS_LAMBDA_FUNCTION_NAME").is_some(),
         })
     }
 

@@ -150,3 +150,41 @@ fn the_identity_provider_is_native_unless_a_pool_is_named() {
         IdentityBackend::Cognito { pool_id: "eu-west-1_AbC".into(), client_id: "client-1".into() }
     );
 }
+
+#[test]
+fn mail_settings_are_one_line_values_and_links_stay_on_https() {
+    let c = config(&[]).expect("defaults");
+    assert_eq!(c.mail.message, crate::mail::MailConfig::default());
+    assert_eq!(c.mail.transport, MailTransport::Outbox { dir: PathBuf::from(".portcullis/outbox") });
+    assert!(!c.in_lambda);
+    let c = config(&[
+        ("PORTCULLIS_MAIL_PRODUCT_NAME", "Acme Cloud"),
+        ("PORTCULLIS_MAIL_FROM", "security@acme.example"),
+        ("PORTCULLIS_MAIL_LINK_BASE", "https://app.acme.example/account"),
+        ("PORTCULLIS_MAIL_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/portcullis-notify"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "portcullis-login"),
+    ])
+    .expect("valid");
+    assert_eq!(c.mail.message.product, "Acme Cloud");
+    assert_eq!(c.mail.message.from, "security@acme.example");
+    let url = "https://sqs.eu-west-1.amazonaws.com/1/portcullis-notify";
+    assert_eq!(c.mail.transport, MailTransport::Queue { url: url.into() });
+    assert!(c.in_lambda);
+    for (var, bad) in [
+        // A line break in a value that becomes a header would add a header (Bcc: …).
+        ("PORTCULLIS_MAIL_PRODUCT_NAME", "Acme\r\nBcc: everyone@example.com"),
+        ("PORTCULLIS_MAIL_FROM", "a@b\nBcc: c@d"),
+        ("PORTCULLIS_MAIL_FROM", "no-address"),
+        ("PORTCULLIS_MAIL_FROM", "@acme.example"),
+        // The token travels wherever the link points.
+        ("PORTCULLIS_MAIL_LINK_BASE", "http://app.acme.example/account"),
+        ("PORTCULLIS_MAIL_LINK_BASE", "https://app.acme.example/account?next=x"),
+        ("PORTCULLIS_MAIL_LINK_BASE", "javascript:alert(1)"),
+        ("PORTCULLIS_MAIL_QUEUE_URL", "http://sqs.eu-west-1.amazonaws.com/1/q"),
+    ] {
+        let err = config(&[(var, bad)]).expect_err(bad);
+        assert!(err.to_string().contains(var), "{bad}: {err}");
+    }
+    let long = "x".repeat(65);
+    assert!(config(&[("PORTCULLIS_MAIL_PRODUCT_NAME", long.as_str())]).is_err());
+}
