@@ -420,7 +420,7 @@ mod tests {
     /// Off the local server, mail needs a queue that outlives the instance.
     #[tokio::test]
     async fn a_lambda_function_without_a_mail_queue_stops_naming_it() {
-        let lambda = |name: &str| (name == "AWS_LAMBDA_FUNCTION_NAME").then(|| "portcullis-login".to_owned());
+        let lambda = |name: &str| (name == "AWS_LAMBDA_RUNTIME_API").then(|| "127.0.0.1:9001".to_owned());
         let config = crate::config::Config::from_lookup(lambda).expect("valid");
         match super::mail_queue(&config).await {
             Ok(_) => panic!("a Lambda function would keep its mail in a task the runtime freezes"),

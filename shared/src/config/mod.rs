@@ -107,7 +107,8 @@ pub struct Config {
     pub bootstrap_admin: Option<BootstrapAdmin>,
     /// Security mail (`PORTCULLIS_MAIL_*`).
     pub mail: MailSettings,
-    /// Whether this process is a Lambda function (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    /// Whether this process is a Lambda function: `AWS_LAMBDA_RUNTIME_API` is set, the
+    /// signal the runtime client (and the notes example) go by.
     pub in_lambda: bool,
 }
 
@@ -214,7 +215,7 @@ impl Config {
             },
             bootstrap_admin: bootstrap_admin(&get),
             mail: mail_settings(&get)?,
-            in_lambda: get("AWS_LAMBDA_FUNCTION_NAME").is_some(),
+            in_lambda: get("AWS_LAMBDA_RUNTIME_API").is_some(),
         })
     }
 

@@ -162,7 +162,7 @@ fn mail_settings_are_one_line_values_and_links_stay_on_https() {
         ("PORTCULLIS_MAIL_FROM", "security@acme.example"),
         ("PORTCULLIS_MAIL_LINK_BASE", "https://app.acme.example/account"),
         ("PORTCULLIS_MAIL_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/1/portcullis-notify"),
-        ("AWS_LAMBDA_FUNCTION_NAME", "portcullis-login"),
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
     ])
     .expect("valid");
     assert_eq!(c.mail.message.product, "Acme Cloud");
